@@ -1,0 +1,1 @@
+"""bwvisu_common."""

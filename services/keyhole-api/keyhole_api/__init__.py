@@ -1,0 +1,1 @@
+"""keyhole_api."""
