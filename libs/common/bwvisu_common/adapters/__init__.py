@@ -1,0 +1,1 @@
+"""Adapters for the shared ports, named after the technology they use."""

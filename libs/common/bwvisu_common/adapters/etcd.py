@@ -1,0 +1,176 @@
+"""EtcdStateStore: the projected read model, reservations and secrets in etcd (aetcd)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import ParamSpec, TypeVar
+
+import aetcd
+import grpc
+import msgspec
+
+from bwvisu_common.errors import BwvisuError, DependencyUnavailable
+from bwvisu_common.projections import JobView
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# etcd refuses transactions with more operations than --max-txn-ops (128 by default).
+MAX_TXN_OPS = 120
+
+_job_encoder = msgspec.json.Encoder()
+_job_decoder = msgspec.json.Decoder(JobView)
+
+
+def _translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """aetcd and gRPC errors never leave this adapter: they become DependencyUnavailable."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except BwvisuError:
+            raise
+        except (aetcd.ClientError, grpc.RpcError, OSError) as exc:
+            raise DependencyUnavailable(f"etcd: {exc}") from exc
+
+    return wrapper
+
+
+class EtcdStateStore:
+    """Keys live under one prefix: jobs/, projection-seq, reservations/, secrets/."""
+
+    def __init__(self, client: aetcd.Client, prefix: str = "/bwvisu/") -> None:
+        self._etcd = client
+        self._prefix = prefix
+        self._jobs = f"{prefix}jobs/"
+        self._seq = f"{prefix}projection-seq".encode()
+        self._reservations = f"{prefix}reservations/"
+        self._secrets = f"{prefix}secrets/"
+
+    @classmethod
+    async def connect(cls, host: str, port: int, prefix: str = "/bwvisu/") -> EtcdStateStore:
+        client = aetcd.Client(host=host, port=port, timeout=5)
+        try:
+            await client.connect()
+            await client.status()
+        except Exception as exc:
+            await client.close()
+            raise DependencyUnavailable(f"cannot reach etcd at {host}:{port}: {exc}") from exc
+        return cls(client, prefix)
+
+    async def close(self) -> None:
+        await self._etcd.close()
+
+    async def _txn(self, compare: list[object], success: list[object]) -> tuple[bool, list[object]]:
+        ok, responses = await self._etcd.transaction(compare=compare, success=success, failure=[])
+        return bool(ok), responses
+
+    @_translated
+    async def load_jobs(self) -> tuple[dict[str, JobView], int]:
+        # One read at one revision, so jobs and the sequence agree.
+        _, (jobs_kvs, seq_kvs) = await self._txn(
+            compare=[],
+            success=[
+                self._etcd.transactions.get(self._jobs.encode(), _prefix_end(self._jobs)),
+                self._etcd.transactions.get(self._seq),
+            ],
+        )
+        jobs = {}
+        for value, _meta in jobs_kvs:
+            job = _job_decoder.decode(value)
+            jobs[job.job_id] = job
+        seq = int(seq_kvs[0][0]) if seq_kvs else 0
+        return jobs, seq
+
+    @_translated
+    async def get_job(self, job_id: str) -> JobView | None:
+        found = await self._etcd.get(f"{self._jobs}{job_id}".encode())
+        return None if found is None else _job_decoder.decode(found.value)
+
+    @_translated
+    async def projected_seq(self) -> int:
+        found = await self._etcd.get(self._seq)
+        return 0 if found is None else int(found.value)
+
+    @_translated
+    async def save_jobs(self, jobs: Sequence[JobView], seq: int, expected_seq: int) -> bool:
+        """Writes in chunks; each chunk moves the sequence forward, so a crash between chunks
+        leaves a consistent, older-looking projection that the next replay completes."""
+        t = self._etcd.transactions
+        chunks = [jobs[i : i + MAX_TXN_OPS] for i in range(0, len(jobs), MAX_TXN_OPS)] or [[]]
+        current = expected_seq
+        for n, chunk in enumerate(chunks):
+            # Intermediate chunks claim `expected_seq`: their events are not all applied yet.
+            target = seq if n == len(chunks) - 1 else current
+            compare = (
+                [t.version(self._seq) == 0] if current == 0 else [t.value(self._seq) == str(current)]
+            )
+            puts = [t.put(f"{self._jobs}{j.job_id}".encode(), _job_encoder.encode(j)) for j in chunk]
+            puts.append(t.put(self._seq, str(target).encode()))
+            ok, _ = await self._txn(compare=compare, success=puts)
+            if not ok:
+                return False
+            current = target
+        return True
+
+    @_translated
+    async def wipe_projection(self) -> None:
+        await self._txn(
+            compare=[],
+            success=[
+                self._etcd.transactions.delete(self._jobs.encode(), _prefix_end(self._jobs)),
+                self._etcd.transactions.delete(self._seq),
+            ],
+        )
+
+    @_translated
+    async def reserve(self, keys: Sequence[str], owner: str) -> bool:
+        t = self._etcd.transactions
+        full = [f"{self._reservations}{k}".encode() for k in keys]
+        ok, _ = await self._txn(
+            compare=[t.create(k) == 0 for k in full],
+            success=[t.put(k, owner.encode()) for k in full],
+        )
+        return bool(ok)
+
+    @_translated
+    async def release(self, keys: Sequence[str], owner: str) -> None:
+        t = self._etcd.transactions
+        for key in keys:
+            full = f"{self._reservations}{key}".encode()
+            # Only the owner's hold: a stale release must not free someone else's port.
+            await self._txn(
+                compare=[t.value(full) == owner.encode()], success=[t.delete(full)]
+            )
+
+    @_translated
+    async def reservations(self, prefix: str = "") -> dict[str, str]:
+        start = f"{self._reservations}{prefix}"
+        found = await self._etcd.get_prefix(start.encode())
+        cut = len(self._reservations)
+        return {kv.key.decode()[cut:]: kv.value.decode() for kv in found}
+
+    @_translated
+    async def put_secret(self, name: str, value: bytes, ttl: int) -> None:
+        lease = await self._etcd.lease(ttl)
+        await self._etcd.put(f"{self._secrets}{name}".encode(), value, lease=lease)
+
+    @_translated
+    async def get_secret(self, name: str) -> bytes | None:
+        found = await self._etcd.get(f"{self._secrets}{name}".encode())
+        return None if found is None else bytes(found.value)
+
+    @_translated
+    async def delete_secret(self, name: str) -> None:
+        await self._etcd.delete(f"{self._secrets}{name}".encode())
+
+
+def _prefix_end(prefix: str) -> bytes:
+    raw = bytearray(prefix.encode())
+    raw[-1] += 1
+    return bytes(raw)

@@ -1,0 +1,184 @@
+"""JetStreamEventStore: the job event log on NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+
+from bwvisu_common import events as ev
+from bwvisu_common.errors import BwvisuError, ConcurrencyConflict, DependencyUnavailable
+from bwvisu_common.ports import Handler
+
+log = logging.getLogger(__name__)
+
+STREAM = "BWVISU_EVENTS"
+SUBJECT_PREFIX = "bwvisu.jobs."
+ALL_SUBJECTS = SUBJECT_PREFIX + ">"
+# JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence check.
+WRONG_LAST_SEQUENCE = 10071
+
+
+def job_subject(job_id: str) -> str:
+    return SUBJECT_PREFIX + job_id
+
+
+async def connect_nats(servers: Sequence[str], name: str) -> NatsClient:
+    """Connect with endless reconnects; a first connection that fails is DependencyUnavailable."""
+
+    async def on_disconnect() -> None:
+        log.warning("NATS connection lost; reconnecting")
+
+    async def on_reconnect() -> None:
+        log.info("NATS connection back")
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("NATS: %s", exc)
+
+    try:
+        return await nats.connect(
+            servers=list(servers), name=name, connect_timeout=3, max_reconnect_attempts=-1,
+            reconnect_time_wait=1, allow_reconnect=True, disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect, error_cb=on_error,
+        )
+    except (nats.errors.Error, OSError) as exc:
+        raise DependencyUnavailable(f"cannot reach NATS at {', '.join(servers)}: {exc}") from exc
+
+
+class JetStreamEventStore:
+    """The event log: one subject per job, the event id as Nats-Msg-Id for deduplication."""
+
+    def __init__(self, nc: NatsClient, *, replicas: int = 1, timeout: float = 5.0) -> None:
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream(timeout=timeout)
+        self._replicas = replicas
+
+    async def ensure_stream(self) -> None:
+        """Create the stream, or leave an existing one as it is (idempotent)."""
+        config = StreamConfig(
+            name=STREAM, subjects=[ALL_SUBJECTS], storage=StorageType.FILE,
+            num_replicas=self._replicas, duplicate_window=120.0,
+        )
+        try:
+            try:
+                await self._js.stream_info(STREAM)
+            except nats.js.errors.NotFoundError:
+                await self._js.add_stream(config)
+                log.info("created stream %s (replicas %d)", STREAM, self._replicas)
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            raise DependencyUnavailable(f"JetStream did not create stream {STREAM}: {exc}") from exc
+
+    async def append(self, events: Sequence[ev.Event], expected_version: int | None = None) -> int:
+        if not events:
+            raise BwvisuError("append needs at least one event")
+        job_id = events[0].job_id
+        if any(e.job_id != job_id for e in events):
+            raise BwvisuError("append takes the events of one job at a time")
+        seq = expected_version
+        for event in events:
+            headers = {"Nats-Msg-Id": event.event_id}
+            if seq is not None:
+                headers["Nats-Expected-Last-Subject-Sequence"] = str(seq)
+            try:
+                ack = await self._js.publish(job_subject(job_id), ev.encode(event), headers=headers)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    raise ConcurrencyConflict(job_id, seq or 0) from exc
+                raise DependencyUnavailable(f"JetStream refused an event: {exc}") from exc
+            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                raise DependencyUnavailable(f"JetStream did not store an event: {exc!r}") from exc
+            # A duplicate ack carries the sequence of the copy stored first.
+            seq = ack.seq
+        assert seq is not None
+        return seq
+
+    async def read_job(self, job_id: str) -> list[tuple[int, ev.AnyEvent]]:
+        found: list[tuple[int, ev.AnyEvent]] = []
+        seq = 1
+        while True:
+            try:
+                msg = await self._js.get_msg(STREAM, seq=seq, subject=job_subject(job_id), next=True)
+            except nats.js.errors.NotFoundError:
+                return found
+            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                raise DependencyUnavailable(f"cannot read job {job_id} from JetStream: {exc!r}") from exc
+            assert msg.seq is not None and msg.data is not None
+            found.append((msg.seq, ev.decode(msg.data)))
+            seq = msg.seq + 1
+
+    async def last_seq(self) -> int:
+        try:
+            info = await self._js.stream_info(STREAM)
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            raise DependencyUnavailable(f"cannot read stream {STREAM}: {exc!r}") from exc
+        return info.state.last_seq
+
+    async def batches(
+        self, after_seq: int, max_batch: int = 500
+    ) -> AsyncIterator[list[tuple[int, ev.AnyEvent]]]:
+        if after_seq > 0:
+            policy = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": after_seq + 1}
+        else:
+            policy = {"deliver_policy": DeliverPolicy.ALL}
+        config = ConsumerConfig(**policy)  # type: ignore[arg-type]
+        # An ordered consumer: no server-side state to clean up, gaps are re-fetched by nats-py.
+        sub = await self._js.subscribe(ALL_SUBJECTS, ordered_consumer=True, config=config)
+        try:
+            while True:
+                batch: list[tuple[int, ev.AnyEvent]] = []
+                msg = await sub.next_msg(timeout=None)
+                while True:
+                    meta = msg.metadata
+                    decoded = _decode_or_skip(msg.data, meta.sequence.stream)
+                    if decoded is not None:
+                        batch.append((meta.sequence.stream, decoded))
+                    if meta.num_pending == 0 or len(batch) >= max_batch:
+                        break
+                    msg = await sub.next_msg(timeout=10)
+                yield batch
+        finally:
+            await sub.unsubscribe()
+
+    async def consume(self, durable: str, handler: Handler, stop: asyncio.Event) -> None:
+        config = ConsumerConfig(
+            durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_deliver=-1,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        sub = await self._js.pull_subscribe(ALL_SUBJECTS, durable=durable, config=config)
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(64, timeout=1)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                continue
+            except nats.errors.Error as exc:
+                log.warning("consumer %s: fetch failed (%r); retrying", durable, exc)
+                await asyncio.sleep(1)
+                continue
+            for msg in msgs:
+                seq = msg.metadata.sequence.stream
+                event = _decode_or_skip(msg.data, seq)
+                try:
+                    if event is not None:
+                        await handler(seq, event)
+                except Exception:
+                    log.exception("consumer %s: handler failed on event %d; redelivering", durable, seq)
+                    await msg.nak(delay=2)
+                    continue
+                await msg.ack()
+
+
+def _decode_or_skip(data: bytes, seq: int) -> ev.AnyEvent | None:
+    try:
+        return ev.decode(data)
+    except msgspec.DecodeError:
+        # A newer version's event type, or garbage: skipping is safer than stopping the fold.
+        log.error("event %d cannot be decoded; skipped", seq)
+        return None

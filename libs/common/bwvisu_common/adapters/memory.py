@@ -1,0 +1,126 @@
+"""In-memory EventStore and StateStore for fast unit tests; tests/contract holds them to the real ones."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from bwvisu_common import events as ev
+from bwvisu_common.errors import BwvisuError, ConcurrencyConflict
+from bwvisu_common.ports import Handler
+from bwvisu_common.projections import JobView
+
+
+class InMemoryEventStore:
+    """A list of (seq, event) with JetStream's per-job expected-sequence and dedup rules."""
+
+    def __init__(self) -> None:
+        self._log: list[tuple[int, ev.AnyEvent]] = []
+        self._seen_ids: dict[str, int] = {}
+        self._grew = asyncio.Condition()
+
+    async def append(self, events: Sequence[ev.Event], expected_version: int | None = None) -> int:
+        if not events:
+            raise BwvisuError("append needs at least one event")
+        job_id = events[0].job_id
+        if any(e.job_id != job_id for e in events):
+            raise BwvisuError("append takes the events of one job at a time")
+        seq = expected_version
+        for event in events:
+            if event.event_id in self._seen_ids:
+                seq = self._seen_ids[event.event_id]
+                continue
+            if seq is not None and self._last_of(job_id) != seq:
+                raise ConcurrencyConflict(job_id, seq)
+            seq = len(self._log) + 1
+            self._log.append((seq, ev.decode(ev.encode(event))))
+            self._seen_ids[event.event_id] = seq
+        async with self._grew:
+            self._grew.notify_all()
+        assert seq is not None
+        return seq
+
+    def _last_of(self, job_id: str) -> int:
+        return next((s for s, e in reversed(self._log) if e.job_id == job_id), 0)
+
+    async def read_job(self, job_id: str) -> list[tuple[int, ev.AnyEvent]]:
+        return [(s, e) for s, e in self._log if e.job_id == job_id]
+
+    async def last_seq(self) -> int:
+        return len(self._log)
+
+    async def batches(
+        self, after_seq: int, max_batch: int = 500
+    ) -> AsyncIterator[list[tuple[int, ev.AnyEvent]]]:
+        position = after_seq
+        while True:
+            async with self._grew:
+                await self._grew.wait_for(lambda: len(self._log) > position)
+            batch = self._log[position : position + max_batch]
+            position += len(batch)
+            yield batch
+
+    async def consume(self, durable: str, handler: Handler, stop: asyncio.Event) -> None:
+        delivered = 0
+        while not stop.is_set():
+            while delivered < len(self._log):
+                seq, event = self._log[delivered]
+                await handler(seq, event)
+                delivered += 1
+            async with self._grew:
+                try:
+                    await asyncio.wait_for(self._grew.wait(), timeout=0.05)
+                except TimeoutError:
+                    pass
+
+
+class InMemoryStateStore:
+    """Dicts with etcd's guarded-write, reservation and lease rules."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobView] = {}
+        self.seq = 0
+        self.held: dict[str, str] = {}
+        self._secrets: dict[str, tuple[bytes, float]] = {}
+
+    async def load_jobs(self) -> tuple[dict[str, JobView], int]:
+        return dict(self.jobs), self.seq
+
+    async def get_job(self, job_id: str) -> JobView | None:
+        return self.jobs.get(job_id)
+
+    async def save_jobs(self, jobs: Sequence[JobView], seq: int, expected_seq: int) -> bool:
+        if self.seq != expected_seq:
+            return False
+        self.jobs.update({j.job_id: j for j in jobs})
+        self.seq = seq
+        return True
+
+    async def wipe_projection(self) -> None:
+        self.jobs.clear()
+        self.seq = 0
+
+    async def reserve(self, keys: Sequence[str], owner: str) -> bool:
+        if any(k in self.held for k in keys):
+            return False
+        self.held.update({k: owner for k in keys})
+        return True
+
+    async def release(self, keys: Sequence[str], owner: str) -> None:
+        for key in keys:
+            if self.held.get(key) == owner:
+                del self.held[key]
+
+    async def reservations(self, prefix: str = "") -> dict[str, str]:
+        return {k: v for k, v in self.held.items() if k.startswith(prefix)}
+
+    async def put_secret(self, name: str, value: bytes, ttl: int) -> None:
+        self._secrets[name] = (value, time.monotonic() + ttl)
+
+    async def get_secret(self, name: str) -> bytes | None:
+        value, expires = self._secrets.get(name, (None, 0.0))
+        return value if value is not None and time.monotonic() < expires else None
+
+    async def delete_secret(self, name: str) -> None:
+        self._secrets.pop(name, None)

@@ -1,0 +1,164 @@
+"""Every event of a bwvisu job (DESIGN.md section 2), and the one codec for them.
+
+Events are frozen, tagged msgspec structs. Only add fields, with defaults; a breaking
+change is a new struct name, so that every event ever stored stays decodable.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import msgspec
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def new_job_id() -> str:
+    # Our own ids, not Slurm's: a cluster runs other jobs too (DESIGN.md section 3).
+    return uuid.uuid4().hex[:16]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Fields every event carries: its own id (the Nats-Msg-Id), the job and the time."""
+
+    job_id: str
+    event_id: str = msgspec.field(default_factory=new_event_id)
+    time: datetime = msgspec.field(default_factory=utcnow)
+
+
+class Forward(msgspec.Struct, frozen=True, kw_only=True):
+    """One forwarded port: gateway port `external_port` to `internal_port` on the job's nodes."""
+
+    internal_port: int
+    external_port: int
+
+
+# --- lifecycle (runner-api, scheduler-adapter) -------------------------------------------
+
+
+class JobSubmitted(Event, frozen=True, kw_only=True):
+    uid: str
+    template_name: str
+    variables: dict[str, str] = {}
+
+
+class JobQueued(Event, frozen=True, kw_only=True):
+    slurm_id: str
+    command_node: str = ""
+
+
+class JobSubmitFailed(Event, frozen=True, kw_only=True):
+    """sbatch did not take the job. `kind` lets the API pick its status code."""
+
+    reason: str
+    kind: str = "rejected"  # rejected (400) | unknown-user (404) | unavailable (503)
+
+
+class JobAdopted(Event, frozen=True, kw_only=True):
+    """A job tagged as ours that the log never saw queued (a crash between sbatch and JobQueued)."""
+
+    slurm_id: str
+    uid: str = ""
+
+
+class JobStarted(Event, frozen=True, kw_only=True):
+    nodes: list[str]
+
+
+class JobDetailsChanged(Event, frozen=True, kw_only=True):
+    """Slurm's word on a job that did not change state (why it waits, a polling error)."""
+
+    details: str
+
+
+class JobCompleting(Event, frozen=True, kw_only=True):
+    pass
+
+
+class JobEnded(Event, frozen=True, kw_only=True):
+    slurm_state: str
+    exit_code: int | None = None
+
+
+class JobCancelRequested(Event, frozen=True, kw_only=True):
+    pass
+
+
+# --- forwarding (keyhole-api, gateway-agent) ---------------------------------------------
+
+
+class PortsRequested(Event, frozen=True, kw_only=True):
+    count: int
+    nodes: list[str]
+
+
+class PortsRefused(Event, frozen=True, kw_only=True):
+    reason: str
+
+
+class PortsAssigned(Event, frozen=True, kw_only=True):
+    gateway: str
+    nodes: list[str]
+    forwards: list[Forward]
+
+
+class PortsForwarded(Event, frozen=True, kw_only=True):
+    gateway: str
+    forwards: list[Forward]
+
+
+class PortsUnavailable(Event, frozen=True, kw_only=True):
+    gateway: str
+    forwards: list[Forward]
+    reason: str = ""
+
+
+class PortOpen(Event, frozen=True, kw_only=True):
+    external_port: int
+
+
+class PortClosed(Event, frozen=True, kw_only=True):
+    external_port: int
+
+
+class ForwardsRemoved(Event, frozen=True, kw_only=True):
+    gateway: str
+
+
+AnyEvent = (
+    JobSubmitted
+    | JobQueued
+    | JobSubmitFailed
+    | JobAdopted
+    | JobStarted
+    | JobDetailsChanged
+    | JobCompleting
+    | JobEnded
+    | JobCancelRequested
+    | PortsRequested
+    | PortsRefused
+    | PortsAssigned
+    | PortsForwarded
+    | PortsUnavailable
+    | PortOpen
+    | PortClosed
+    | ForwardsRemoved
+)
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode(data: bytes) -> AnyEvent:
+    return _decoder.decode(data)

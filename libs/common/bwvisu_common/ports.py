@@ -1,0 +1,89 @@
+"""The capabilities every service shares: an event log and a state store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol
+
+from bwvisu_common.events import AnyEvent, Event
+from bwvisu_common.projections import JobView
+
+Handler = Callable[[int, AnyEvent], Awaitable[None]]
+
+
+class EventStore(Protocol):
+    """The append-only log of job events; stream sequence numbers order everything."""
+
+    async def append(self, events: Sequence[Event], expected_version: int | None = None) -> int:
+        """Append events of ONE job in order; return the sequence of the last one.
+
+        `expected_version` is the sequence of the job's last event the caller decided on
+        (0: the job has no event yet). If another event came in between, raise
+        ConcurrencyConflict and append nothing more. None: append unconditionally.
+        """
+        ...
+
+    async def read_job(self, job_id: str) -> list[tuple[int, AnyEvent]]:
+        """All events of one job, oldest first, with their stream sequences."""
+        ...
+
+    def batches(self, after_seq: int, max_batch: int = 500) -> AsyncIterator[list[tuple[int, AnyEvent]]]:
+        """Every event after `after_seq`, in order, forever, grouped in batches.
+
+        A batch ends at `max_batch` events or where the stored backlog ends, so a
+        caller knows it has caught up when a batch is shorter than `max_batch`.
+        """
+        ...
+
+    async def last_seq(self) -> int:
+        """The sequence of the newest event in the log (0 when empty)."""
+        ...
+
+    async def consume(self, durable: str, handler: Handler, stop: asyncio.Event) -> None:
+        """Deliver every event to `handler` at least once, remembering progress under `durable`."""
+        ...
+
+
+class StateStore(Protocol):
+    """The projected read model with the stream sequence it reflects, reservations and secrets."""
+
+    async def load_jobs(self) -> tuple[dict[str, JobView], int]:
+        """Every projected job and the stream sequence the projection reflects."""
+        ...
+
+    async def get_job(self, job_id: str) -> JobView | None:
+        """One projected job, or None."""
+        ...
+
+    async def save_jobs(self, jobs: Sequence[JobView], seq: int, expected_seq: int) -> bool:
+        """Write jobs and the new sequence atomically if the stored one is `expected_seq`."""
+        ...
+
+    async def wipe_projection(self) -> None:
+        """Remove every projected job and the sequence (not reservations or secrets)."""
+        ...
+
+    async def reserve(self, keys: Sequence[str], owner: str) -> bool:
+        """Reserve all keys for `owner` at once, or none of them if any is held."""
+        ...
+
+    async def release(self, keys: Sequence[str], owner: str) -> None:
+        """Release the keys that `owner` holds; others' are left alone."""
+        ...
+
+    async def reservations(self, prefix: str = "") -> dict[str, str]:
+        """Held reservations under `prefix`: key -> owner."""
+        ...
+
+    async def put_secret(self, name: str, value: bytes, ttl: int) -> None:
+        """Store a secret that etcd forgets after `ttl` seconds."""
+        ...
+
+    async def get_secret(self, name: str) -> bytes | None:
+        """A stored secret, or None once deleted or expired."""
+        ...
+
+    async def delete_secret(self, name: str) -> None:
+        """Forget a secret now."""
+        ...

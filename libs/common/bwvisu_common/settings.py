@@ -1,0 +1,186 @@
+"""The one configuration file: the original bwVisu config.json fields plus ours (DESIGN.md §5).
+
+A wrong, missing or unknown field is a ConfigError naming the field, raised at start.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import msgspec
+
+from bwvisu_common.errors import ConfigError
+
+ENV_CONFIG = "BWVISU_CONFIG"
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, rename="kebab", forbid_unknown_fields=True):
+    pass
+
+
+class CommandNode(_Section, frozen=True, kw_only=True):
+    ip: str
+    user: str = "bwvisu"
+    port: int = 22
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.ip
+
+
+class GatewayNode(_Section, frozen=True, kw_only=True):
+    internal_ip: str
+    external_ip: str
+    user: str = "bwvisu"
+    port: int = 22
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.internal_ip
+
+
+class PortRange(_Section, frozen=True, kw_only=True):
+    min: int
+    max: int
+
+
+class Debug(_Section, frozen=True, kw_only=True):
+    keyholed_static_forwarding: bool = False
+
+
+class Ssh(_Section, frozen=True, kw_only=True):
+    key_file: str = ""
+    known_hosts: str = ""
+    connect_timeout: float = 5.0
+    command_timeout: float = 30.0
+
+
+class RunnerApi(_Section, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 4242
+    user: str = "bwvisu-web"
+    password_file: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+class KeyholeApi(_Section, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 4243
+    timestamp_window: float = 60.0
+
+
+class Scheduler(_Section, frozen=True, kw_only=True):
+    poll_interval: float = 2.0
+    absent_polls_to_finish: int = 3
+    job_tag: str = "bwvisu"
+
+
+class Settings(_Section, frozen=True, kw_only=True):
+    """The whole configuration, as one immutable value."""
+
+    bwvisu_home_prefix: str
+    command_nodes: list[CommandNode]
+    gateway_nodes: list[GatewayNode] = []
+    keyholed_servers: list[str] = []
+    keyholed_port_range: PortRange = PortRange(min=20000, max=29999)
+    keyholed_max_forwarders_per_job: int = 4
+    etcd_servers: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1:2379"])
+    forwarding_hostname_suffix: str = ""
+    debug: Debug = Debug()
+    # Ours, beyond the original bwVisu fields:
+    nats_servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    stream_replicas: int = 1
+    state_dir: str = ".bwvisu"
+    templates_dir: str = ""
+    ssh: Ssh = Ssh()
+    runner_api: RunnerApi = RunnerApi()
+    keyhole_api: KeyholeApi = KeyholeApi()
+    scheduler: Scheduler = Scheduler()
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+
+def _check(s: Settings) -> None:
+    def fail(field: str, problem: str) -> None:
+        raise msgspec.ValidationError(f"{problem} - at `$.{field}`")
+
+    if not s.command_nodes:
+        fail("command-nodes", "Expected at least one command node")
+    r = s.keyholed_port_range
+    if not (1 <= r.min <= r.max <= 65535):
+        fail("keyholed-port-range", f"Expected 1 <= min <= max <= 65535, got {r.min}..{r.max}")
+    if s.keyholed_max_forwarders_per_job < 1:
+        fail("keyholed-max-forwarders-per-job", "Expected a number >= 1")
+    if not 1 <= s.stream_replicas <= 5:
+        fail("stream-replicas", "Expected 1 to 5")
+    for i, addr in enumerate(s.etcd_servers):
+        host_port(addr, 2379, f"etcd-servers[{i}]")
+    labels = [g.label for g in s.gateway_nodes]
+    if len(set(labels)) != len(labels):
+        fail("gateway-nodes", f"Expected unique gateway names, got {labels}")
+
+
+def host_port(address: str, default_port: int, field: str = "address") -> tuple[str, int]:
+    """Split `host:port`, `host` or `scheme://host:port` into (host, port)."""
+    parsed = urlsplit(address if "//" in address else f"//{address}")
+    try:
+        port = parsed.port or default_port
+    except ValueError as exc:
+        raise ConfigError(f"{field}: bad port in {address!r}") from exc
+    if not parsed.hostname:
+        raise ConfigError(f"{field}: no host in {address!r}")
+    return parsed.hostname, port
+
+
+def parse_settings(data: bytes, source: str = "config") -> Settings:
+    try:
+        return msgspec.json.decode(data, type=Settings)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_kebab_message(str(exc))}") from exc
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid JSON: {exc}") from exc
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the config file (argument, else $BWVISU_CONFIG); relative paths resolve beside it."""
+    path = path or os.environ.get(ENV_CONFIG)
+    if not path:
+        raise ConfigError(f"no configuration file given (use --config or set {ENV_CONFIG})")
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {file}: {exc.strerror}") from exc
+    settings = parse_settings(data, str(file))
+    return _resolve_paths(settings, file.resolve().parent)
+
+
+def _kebab_message(message: str) -> str:
+    # msgspec already names fields by their encoded (kebab) names; keep its wording.
+    return message.replace("Object contains unknown field", "unknown field")
+
+
+def _resolve_paths(s: Settings, base: Path) -> Settings:
+    def resolve(p: str) -> str:
+        return str(base / p) if p and not os.path.isabs(p) else p
+
+    return msgspec.structs.replace(
+        s,
+        state_dir=resolve(s.state_dir),
+        templates_dir=resolve(s.templates_dir),
+        ssh=msgspec.structs.replace(
+            s.ssh, key_file=resolve(s.ssh.key_file), known_hosts=resolve(s.ssh.known_hosts)
+        ),
+        runner_api=msgspec.structs.replace(
+            s.runner_api,
+            password_file=resolve(s.runner_api.password_file),
+            tls_cert=resolve(s.runner_api.tls_cert),
+            tls_key=resolve(s.runner_api.tls_key),
+        ),
+    )
