@@ -1,0 +1,1 @@
+"""Building blocks of the bwvisu minicluster (stdlib only, run as root)."""

@@ -1,0 +1,79 @@
+"""Files `up` writes for others: the bwvisu config and cluster.json for tests."""
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+from .shell import write_file
+from .sshd import KNOWN_HOSTS
+from .accounts import KEY_FILE
+from .topology import (BRIDGE, BWVISU_CONFIG, BWVISU_STATE, CLUSTER_JSON, HOME_PREFIX, HOST_IP,
+                       LOG, MISSING_USER, PARTITION, SECRETS, SERVICE_USER, SLURM_CONF, STATE,
+                       USERS, USERS_JSON, Host)
+
+WEB_PASSWORD = SECRETS / "bwvisu-web.password"
+
+
+def bwvisu_config(hosts: list[Host]) -> dict[str, object]:
+    login = [h for h in hosts if h.role == "login"]
+    gateways = [h for h in hosts if h.role == "gateway"]
+    return {
+        "bwvisu-home-prefix": str(HOME_PREFIX),
+        "command-nodes": [{"name": h.name, "ip": h.ip, "user": SERVICE_USER, "port": 22}
+                          for h in login],
+        # The minicluster has no second network: a gateway's "external" address is its
+        # bridge address, reachable from the host machine.
+        "gateway-nodes": [{"name": h.name, "internal-ip": h.ip, "external-ip": h.ip,
+                           "user": SERVICE_USER, "port": 22} for h in gateways],
+        "keyholed-servers": [f"http://{HOST_IP}:4243"],
+        "keyholed-port-range": {"min": 20000, "max": 20999},
+        "keyholed-max-forwarders-per-job": 4,
+        "etcd-servers": ["127.0.0.1:2379"],
+        "nats-servers": [f"nats://{HOST_IP}:4222"],
+        "forwarding-hostname-suffix": "",
+        "debug": {"keyholed-static-forwarding": False},
+        "state-dir": str(BWVISU_STATE),
+        "ssh": {"key-file": str(KEY_FILE), "known-hosts": str(KNOWN_HOSTS)},
+        "runner-api": {"host": "127.0.0.1", "port": 4242, "password-file": str(WEB_PASSWORD)},
+        "keyhole-api": {"host": HOST_IP, "port": 4243},
+    }
+
+
+def cluster_facts(hosts: list[Host]) -> dict[str, object]:
+    return {
+        "state-dir": str(STATE),
+        "config": str(BWVISU_CONFIG),
+        "bridge": BRIDGE,
+        "host-ip": HOST_IP,
+        "hosts": [{"name": h.name, "ip": h.ip, "role": h.role} for h in hosts],
+        "partition": PARTITION,
+        "users": list(USERS),
+        "missing-user": MISSING_USER,
+        "passwords-file": str(USERS_JSON),
+        "home-prefix": str(HOME_PREFIX),
+        "service-user": SERVICE_USER,
+        "ssh": {"key-file": str(KEY_FILE), "known-hosts": str(KNOWN_HOSTS)},
+        "web-password-file": str(WEB_PASSWORD),
+        "slurm-conf": str(SLURM_CONF),
+        "jobcomp-log": str(LOG / "jobcomp.log"),
+        "log-dir": str(LOG),
+    }
+
+
+def write_all(hosts: list[Host]) -> None:
+    SECRETS.mkdir(parents=True, exist_ok=True)
+    SECRETS.chmod(0o700)
+    BWVISU_STATE.mkdir(parents=True, exist_ok=True)
+    if not WEB_PASSWORD.exists():
+        write_file(WEB_PASSWORD, secrets.token_urlsafe(24) + "\n", 0o600)
+    write_file(BWVISU_CONFIG, json.dumps(bwvisu_config(hosts), indent=2) + "\n", 0o644)
+    write_file(CLUSTER_JSON, json.dumps(cluster_facts(hosts), indent=2) + "\n", 0o644)
+
+
+def recorded_hosts() -> list[Host] | None:
+    try:
+        data = json.loads(Path(CLUSTER_JSON).read_text())
+        return [Host(h["name"], h["ip"], h["role"]) for h in data["hosts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
