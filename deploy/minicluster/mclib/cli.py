@@ -8,7 +8,7 @@ import sys
 import time
 
 from . import accounts, facts, network, packages, slurm, sshd
-from .shell import MiniclusterError, in_ns, pids_matching, require_root, run, say, terminate
+from .shell import MiniclusterError, on_host, pids_matching, require_root, run, say, terminate
 from .status import collect, print_status
 from .topology import (BWVISU_CONFIG, DEFAULT_COMPUTE, MAX_COMPUTE, STATE, SLURM_CONF, Host,
                        hosts as make_hosts)
@@ -102,7 +102,7 @@ def shell(host: str, command: list[str]) -> int:
     if host not in network.netns_names() or not network.is_ours(host):
         print(f"minicluster: no host {host!r} (is the minicluster up?)", file=sys.stderr)
         return 2
-    argv = in_ns(host, command or ["bash"])
+    argv = on_host(host, command or ["bash"])
     os.execvp(argv[0], argv)
     return 0  # not reached
 

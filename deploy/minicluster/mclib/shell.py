@@ -36,6 +36,12 @@ def in_ns(ns: str, argv: Sequence[str]) -> list[str]:
     return ["ip", "netns", "exec", ns, *argv]
 
 
+def on_host(ns: str, argv: Sequence[str]) -> list[str]:
+    """argv inside namespace ns, with its own UTS namespace so `hostname` says ns."""
+    return in_ns(ns, ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', ns,
+                      *argv])
+
+
 def cmdline(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()

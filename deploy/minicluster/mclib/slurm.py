@@ -6,7 +6,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from .shell import (MiniclusterError, alive, in_ns, ok, read_pid, run, say, spawn, terminate,
+from .shell import (MiniclusterError, alive, on_host, ok, read_pid, run, say, spawn, terminate,
                     wait_for, write_file)
 from .topology import (CGROUP_CONF, HOST_IP, LOG, NODE_CPUS, PARTITION, RUN, SLURM_CONF,
                        SLURM_STATE, SYSTEM_SLURM_CONF, Host)
@@ -52,7 +52,7 @@ InactiveLimit=0
 Waittime=0
 MinJobAge=300
 SchedulerType=sched/builtin
-SchedulerParameters=sched_interval=1
+SchedulerParameters=sched_interval=1,batch_sched_delay=0,sched_min_interval=100000
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 # No slurmdbd: sacct has no data. Finished jobs are appended to a text file instead.
@@ -149,7 +149,7 @@ def ensure_daemons(compute: list[Host], restart: bool) -> None:
     for node in compute:
         if not slurmd_running(node):
             say(f"starting slurmd on {node.name}")
-            spawn(in_ns(node.name, ["slurmd", "-D", "-N", node.name, "-f", str(SLURM_CONF)]),
+            spawn(on_host(node.name, ["slurmd", "-D", "-N", node.name, "-f", str(SLURM_CONF)]),
                   LOG / f"slurmd-{node.name}.out", slurmd_pidfile(node))
 
 
@@ -165,7 +165,18 @@ def node_states() -> dict[str, str]:
     return dict(line.split(None, 1) for line in proc.stdout.splitlines() if line.strip())
 
 
+def slurmd_listening(node: Host) -> bool:
+    try:
+        with socket.create_connection((node.ip, 6818), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def wait_idle(compute: list[Host], timeout: float = 40) -> None:
+    for node in compute:
+        wait_for(f"slurmd on {node.name}", lambda n=node: slurmd_listening(n), timeout=timeout)
+
     def ready() -> bool:
         states = node_states()
         for node in compute:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from .shell import MiniclusterError, alive, in_ns, read_pid, run, say, spawn, wait_for, write_file
+from .shell import MiniclusterError, alive, on_host, read_pid, run, say, spawn, wait_for, write_file
 from .topology import LOG, RUN, SERVICE_USER, SSH_DIR, Host
 
 KNOWN_HOSTS = SSH_DIR / "known_hosts"
@@ -79,7 +79,7 @@ def ensure(host: Host) -> None:
         from .shell import terminate
         terminate([read_pid(pidfile(host)) or 0])
     say(f"starting sshd on {host.name}")
-    spawn(in_ns(host.name, ["/usr/sbin/sshd", "-D", "-f", str(config_path(host)),
+    spawn(on_host(host.name, ["/usr/sbin/sshd", "-D", "-f", str(config_path(host)),
                             "-E", str(LOG / f"sshd-{host.name}.log")]),
           LOG / f"sshd-{host.name}.out", pidfile(host))
 
