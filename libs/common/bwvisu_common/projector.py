@@ -85,7 +85,10 @@ class Projector:
         changed: dict[str, JobView] = {}
         for seq, event in fresh:
             job_id = event.job_id
-            changed[job_id] = evolve(changed.get(job_id) or self._jobs.get(job_id), event, seq)
+            job = changed.get(job_id) or self._jobs.get(job_id)
+            if job is not None and seq <= job.seq:
+                continue  # already in this view (a chunked write that a crash cut short)
+            changed[job_id] = evolve(job, event, seq)
         new_seq = fresh[-1][0]
         if not await self._state.save_jobs(list(changed.values()), new_seq, self._seq):
             raise _ProjectionMoved()

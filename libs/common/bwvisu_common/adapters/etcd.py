@@ -99,23 +99,23 @@ class EtcdStateStore:
 
     @_translated
     async def save_jobs(self, jobs: Sequence[JobView], seq: int, expected_seq: int) -> bool:
-        """Writes in chunks; each chunk moves the sequence forward, so a crash between chunks
-        leaves a consistent, older-looking projection that the next replay completes."""
+        """Writes in chunks, each guarded by `expected_seq`; only the last moves the sequence.
+
+        A crash between chunks leaves some jobs ahead of the sequence; the replay from the
+        old sequence that follows folds the same events again and writes the same views.
+        """
         t = self._etcd.transactions
+        guard = (
+            t.version(self._seq) == 0 if expected_seq == 0 else t.value(self._seq) == str(expected_seq)
+        )
         chunks = [jobs[i : i + MAX_TXN_OPS] for i in range(0, len(jobs), MAX_TXN_OPS)] or [[]]
-        current = expected_seq
         for n, chunk in enumerate(chunks):
-            # Intermediate chunks claim `expected_seq`: their events are not all applied yet.
-            target = seq if n == len(chunks) - 1 else current
-            compare = (
-                [t.version(self._seq) == 0] if current == 0 else [t.value(self._seq) == str(current)]
-            )
-            puts = [t.put(f"{self._jobs}{j.job_id}".encode(), _job_encoder.encode(j)) for j in chunk]
-            puts.append(t.put(self._seq, str(target).encode()))
-            ok, _ = await self._txn(compare=compare, success=puts)
+            ops = [t.put(f"{self._jobs}{j.job_id}".encode(), _job_encoder.encode(j)) for j in chunk]
+            if n == len(chunks) - 1:
+                ops.append(t.put(self._seq, str(seq).encode()))
+            ok, _ = await self._txn(compare=[guard], success=ops)
             if not ok:
                 return False
-            current = target
         return True
 
     @_translated

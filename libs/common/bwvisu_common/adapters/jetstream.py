@@ -119,7 +119,8 @@ class JetStreamEventStore:
             info = await self._js.stream_info(STREAM)
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise DependencyUnavailable(f"cannot read stream {STREAM}: {exc!r}") from exc
-        return info.state.last_seq
+        # A purged stream keeps its last sequence but holds nothing to wait for.
+        return info.state.last_seq if info.state.messages else 0
 
     async def batches(
         self, after_seq: int, max_batch: int = 500

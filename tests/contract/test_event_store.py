@@ -1,0 +1,121 @@
+"""One set of expectations for every EventStore: the in-memory fake and JetStream alike."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from bwvisu_common import events as ev
+from bwvisu_common.adapters.memory import InMemoryEventStore
+from bwvisu_common.errors import ConcurrencyConflict
+
+
+def job() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class EventStoreContract:
+    @pytest.fixture
+    def store(self):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def test_reads_a_jobs_events_in_order_with_sequences(self, store):
+        a, b = job(), job()
+        first = await store.append([ev.JobSubmitted(job_id=a, uid="alice", template_name="t")], 0)
+        await store.append([ev.JobSubmitted(job_id=b, uid="bob", template_name="t")], 0)
+        last = await store.append(
+            [ev.JobQueued(job_id=a, slurm_id="7"), ev.JobStarted(job_id=a, nodes=["cn0"])], first
+        )
+        got = await store.read_job(a)
+        assert [type(e).__name__ for _, e in got] == ["JobSubmitted", "JobQueued", "JobStarted"]
+        assert got[0][0] == first and got[-1][0] == last
+        assert [s for s, _ in got] == sorted(s for s, _ in got)
+        assert await store.read_job(job()) == []
+
+    async def test_a_retried_event_is_stored_once(self, store):
+        a = job()
+        event = ev.JobSubmitted(job_id=a, uid="alice", template_name="t")
+        s1 = await store.append([event], 0)
+        s2 = await store.append([event])
+        assert s1 == s2
+        assert [e for _, e in await store.read_job(a)] == [event]
+
+    async def test_a_stale_expected_version_is_a_conflict(self, store):
+        a = job()
+        s1 = await store.append([ev.JobSubmitted(job_id=a, uid="alice", template_name="t")], 0)
+        await store.append([ev.JobQueued(job_id=a, slurm_id="1")], s1)
+        with pytest.raises(ConcurrencyConflict):
+            await store.append([ev.JobQueued(job_id=a, slurm_id="2")], s1)
+        with pytest.raises(ConcurrencyConflict):
+            await store.append([ev.JobSubmitted(job_id=a, uid="x", template_name="t")], 0)
+        assert [e.slurm_id for _, e in await store.read_job(a) if isinstance(e, ev.JobQueued)] == ["1"]
+
+    async def test_two_racing_writers_never_interleave(self, store):
+        """Both decide on the same version; exactly one history wins, the other must re-read."""
+        a = job()
+        base = await store.append([ev.JobSubmitted(job_id=a, uid="alice", template_name="t")], 0)
+
+        async def writer(name: str) -> str:
+            version = base
+            for _ in range(20):
+                events = [ev.JobDetailsChanged(job_id=a, details=f"{name}-{i}") for i in range(3)]
+                try:
+                    await store.append(events, version)
+                    return name
+                except ConcurrencyConflict:
+                    version = (await store.read_job(a))[-1][0]
+                    await asyncio.sleep(0)
+            return "gave up"
+
+        results = await asyncio.gather(writer("x"), writer("y"))
+        details = [e.details for _, e in await store.read_job(a) if isinstance(e, ev.JobDetailsChanged)]
+        # Each writer's three events are contiguous: no x-0, y-0, x-1 interleaving.
+        assert sorted(results) == ["x", "y"]
+        groups = [details[i : i + 3] for i in range(0, len(details), 3)]
+        for group in groups:
+            assert len({d.split("-")[0] for d in group}) == 1, details
+            assert [d.split("-")[1] for d in group] == ["0", "1", "2"], details
+
+    async def test_batches_deliver_everything_after_a_sequence(self, store):
+        a = job()
+        start = await store.last_seq()
+        seq = 0
+        for i in range(7):
+            seq = await store.append([ev.JobDetailsChanged(job_id=a, details=str(i))], None)
+        seen: list[int] = []
+        batches = store.batches(start, max_batch=3)
+        async for batch in batches:
+            seen += [s for s, _ in batch]
+            if seen and seen[-1] == seq:
+                break
+        await batches.aclose()
+        assert len(seen) == 7 and seen == sorted(seen) and seen[-1] == seq
+
+    async def test_consume_delivers_each_event_to_a_handler(self, store):
+        a = job()
+        await store.append([ev.JobSubmitted(job_id=a, uid="alice", template_name="t")], 0)
+        got: list[str] = []
+        stop = asyncio.Event()
+
+        async def handler(seq: int, event: ev.Event) -> None:
+            if event.job_id == a:
+                got.append(type(event).__name__)
+                stop.set()
+
+        await asyncio.wait_for(store.consume(f"test-{a}", handler, stop), timeout=10)
+        assert got == ["JobSubmitted"]
+
+
+class TestInMemoryEventStore(EventStoreContract):
+    @pytest.fixture
+    def store(self):
+        return InMemoryEventStore()
+
+
+@pytest.mark.integration
+class TestJetStreamEventStore(EventStoreContract):
+    @pytest.fixture
+    def store(self, event_store):
+        return event_store

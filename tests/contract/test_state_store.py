@@ -1,0 +1,77 @@
+"""One set of expectations for every StateStore: the in-memory fake and etcd alike."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bwvisu_common.adapters.memory import InMemoryStateStore
+from bwvisu_common.projections import RUNNING, JobView
+
+
+class StateStoreContract:
+    @pytest.fixture
+    def store(self):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def test_saves_jobs_with_the_sequence_only_from_the_expected_one(self, store):
+        assert await store.load_jobs() == ({}, 0)
+        a = JobView(job_id="a", uid="alice", seq=1)
+        assert await store.save_jobs([a], 1, 0)
+        b = JobView(job_id="b", uid="bob", state=RUNNING, seq=2)
+        assert not await store.save_jobs([b], 2, 0), "a stale writer must be refused"
+        assert await store.save_jobs([b], 2, 1)
+        assert await store.load_jobs() == ({"a": a, "b": b}, 2)
+        assert await store.get_job("b") == b
+        assert await store.get_job("zzz") is None
+
+    async def test_many_jobs_at_once(self, store):
+        jobs = [JobView(job_id=f"j{i:04d}", seq=i) for i in range(300)]
+        assert await store.save_jobs(jobs, 300, 0)
+        loaded, seq = await store.load_jobs()
+        assert seq == 300 and len(loaded) == 300 and loaded["j0299"] == jobs[-1]
+
+    async def test_wipe_removes_the_projection_only(self, store):
+        await store.save_jobs([JobView(job_id="a")], 5, 0)
+        assert await store.reserve(["gw0/1"], "a")
+        await store.put_secret("token/a", b"s3cret", ttl=60)
+        await store.wipe_projection()
+        assert await store.load_jobs() == ({}, 0)
+        assert await store.reservations() == {"gw0/1": "a"}
+        assert await store.get_secret("token/a") == b"s3cret"
+
+    async def test_reservations_are_all_or_nothing_and_owned(self, store):
+        assert await store.reserve(["gw0/20000", "gw0/20001"], "job1")
+        assert not await store.reserve(["gw0/20001", "gw0/20002"], "job2")
+        assert await store.reservations("gw0/") == {"gw0/20000": "job1", "gw0/20001": "job1"}
+        await store.release(["gw0/20000"], "job2")  # not job2's: nothing happens
+        assert "gw0/20000" in await store.reservations()
+        await store.release(["gw0/20000", "gw0/20001"], "job1")
+        assert await store.reservations() == {}
+
+    async def test_concurrent_reservations_of_one_key_have_one_winner(self, store):
+        results = await asyncio.gather(*(store.reserve(["gw1/30000"], f"j{i}") for i in range(20)))
+        assert results.count(True) == 1
+
+    async def test_secrets_expire_and_can_be_deleted(self, store):
+        await store.put_secret("token/x", b"abc", ttl=60)
+        assert await store.get_secret("token/x") == b"abc"
+        await store.delete_secret("token/x")
+        assert await store.get_secret("token/x") is None
+        await store.put_secret("token/y", b"abc", ttl=1)
+        await asyncio.sleep(2.2)
+        assert await store.get_secret("token/y") is None
+
+
+class TestInMemoryStateStore(StateStoreContract):
+    @pytest.fixture
+    def store(self):
+        return InMemoryStateStore()
+
+
+@pytest.mark.integration
+class TestEtcdStateStore(StateStoreContract):
+    @pytest.fixture
+    def store(self, state_store):
+        return state_store

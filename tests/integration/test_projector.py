@@ -1,0 +1,89 @@
+"""The etcd read model against the real stream: follow, resume, rebuild to the same state."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from bwvisu_common import events as ev
+from bwvisu_common.projections import FINISHED, fold
+from bwvisu_common.projector import Projector
+
+pytestmark = pytest.mark.integration
+
+FWD = [ev.Forward(internal_port=20005, external_port=21005)]
+
+
+def history(job: str, rng: random.Random) -> list[ev.Event]:
+    steps: list[ev.Event] = [
+        ev.JobSubmitted(job_id=job, uid=rng.choice(["alice", "bob"]), template_name="xpra"),
+        ev.JobQueued(job_id=job, slurm_id=str(rng.randrange(10**6))),
+        ev.JobStarted(job_id=job, nodes=["cn0"]),
+        ev.PortsForwarded(job_id=job, gateway="gw0", forwards=FWD),
+        ev.PortOpen(job_id=job, external_port=21005),
+        ev.JobEnded(job_id=job, slurm_state="COMPLETED", exit_code=0),
+    ]
+    return steps[: rng.randint(1, len(steps))]
+
+
+async def fill(store, jobs: int, seed: int) -> dict[str, list[ev.Event]]:
+    rng = random.Random(seed)
+    histories = {f"job{seed}-{i}": history(f"job{seed}-{i}", rng) for i in range(jobs)}
+    # Interleave jobs as a real cluster would.
+    cursors = {job: 0 for job in histories}
+    while cursors:
+        job = rng.choice(sorted(cursors))
+        await store.append([histories[job][cursors[job]]])
+        cursors[job] += 1
+        if cursors[job] == len(histories[job]):
+            del cursors[job]
+    return histories
+
+
+async def test_projection_equals_the_fold_and_a_rebuild_is_identical(event_store, state_store):
+    histories = await fill(event_store, 40, seed=1)
+    projector = Projector(event_store, state_store, max_batch=25)
+    seq = await projector.catch_up()
+    assert seq == await event_store.last_seq()
+    projected, stored_seq = await state_store.load_jobs()
+    assert stored_seq == seq and set(projected) == set(histories)
+    for job, events in histories.items():
+        expected = fold(await event_store.read_job(job))
+        assert projected[job] == expected
+        assert [type(e) for _, e in await event_store.read_job(job)] == [type(e) for e in events]
+
+    await Projector(event_store, state_store).rebuild()
+    assert await state_store.load_jobs() == (projected, stored_seq)
+
+
+async def test_a_restarted_projector_resumes_where_etcd_is(event_store, state_store):
+    await fill(event_store, 10, seed=2)
+    await Projector(event_store, state_store).catch_up()
+    more = await fill(event_store, 5, seed=3)
+    before, _ = await state_store.load_jobs()
+    await Projector(event_store, state_store).catch_up()
+    after, seq = await state_store.load_jobs()
+    assert seq == await event_store.last_seq()
+    assert set(after) == set(before) | set(more)
+    assert all(after[j] == before[j] for j in before)
+
+
+async def test_the_running_projector_follows_new_events(event_store, state_store):
+    projector = Projector(event_store, state_store)
+    stop, caught_up = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(projector.run(stop, caught_up))
+    try:
+        await asyncio.wait_for(caught_up.wait(), 10)
+        await event_store.append([ev.JobSubmitted(job_id="live", uid="alice", template_name="t")], 0)
+        await event_store.append([ev.JobSubmitFailed(job_id="live", reason="nope")])
+        for _ in range(100):
+            job = await state_store.get_job("live")
+            if job is not None and job.state == FINISHED:
+                break
+            await asyncio.sleep(0.05)
+        assert job is not None and job.state == FINISHED and "nope" in job.details
+    finally:
+        stop.set()
+        task.cancel()

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from bwvisu_common import events as ev
+
+SAMPLES = [
+    ev.JobSubmitted(job_id="j", uid="alice", template_name="xpra", variables={"runtime": "60"}),
+    ev.JobQueued(job_id="j", slurm_id="17", command_node="login0"),
+    ev.JobSubmitFailed(job_id="j", reason="sbatch: error", kind="rejected"),
+    ev.JobAdopted(job_id="j", slurm_id="18"),
+    ev.JobStarted(job_id="j", nodes=["cn0", "cn1"]),
+    ev.JobDetailsChanged(job_id="j", details="Resources"),
+    ev.JobCompleting(job_id="j"),
+    ev.JobEnded(job_id="j", slurm_state="COMPLETED", exit_code=0),
+    ev.JobCancelRequested(job_id="j"),
+    ev.PortsRequested(job_id="j", count=1, nodes=["cn0"]),
+    ev.PortsRefused(job_id="j", reason="second request"),
+    ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"],
+                     forwards=[ev.Forward(internal_port=20001, external_port=20001)]),
+    ev.PortsForwarded(job_id="j", gateway="gw0",
+                      forwards=[ev.Forward(internal_port=20001, external_port=20001)]),
+    ev.PortsUnavailable(job_id="j", gateway="gw0", forwards=[], reason="in use"),
+    ev.PortOpen(job_id="j", external_port=20001),
+    ev.PortClosed(job_id="j", external_port=20001),
+    ev.ForwardsRemoved(job_id="j", gateway="gw0"),
+]
+
+
+def test_every_event_type_round_trips_through_the_codec():
+    assert {type(e) for e in SAMPLES} == set(ev.AnyEvent.__args__)
+    for event in SAMPLES:
+        assert ev.decode(ev.encode(event)) == event
+
+
+def test_every_event_has_an_id_a_job_and_a_time_and_is_tagged():
+    ids = {e.event_id for e in SAMPLES}
+    assert len(ids) == len(SAMPLES)
+    raw = msgspec.json.decode(ev.encode(SAMPLES[0]))
+    assert raw["type"] == "JobSubmitted" and raw["job_id"] == "j" and raw["time"].endswith("Z")
+
+
+def test_events_are_immutable():
+    with pytest.raises(AttributeError):
+        SAMPLES[0].uid = "mallory"  # type: ignore[misc]
+
+
+def test_an_unknown_event_type_is_a_decode_error():
+    with pytest.raises(msgspec.ValidationError):
+        ev.decode(b'{"type":"JobExploded","job_id":"j","event_id":"e","time":"2026-01-01T00:00:00Z"}')

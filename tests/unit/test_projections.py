@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bwvisu_common import events as ev
+from bwvisu_common.projections import (
+    AVAILABLE, COMPLETING, FINISHED, RUNNING, STATES, SUBMITTED, evolve, fold,
+)
+
+FWD = [ev.Forward(internal_port=20001, external_port=21001)]
+
+
+def submitted(job: str = "j") -> ev.JobSubmitted:
+    return ev.JobSubmitted(job_id=job, uid="alice", template_name="xpra", variables={"n": "1"})
+
+
+def test_a_job_walks_the_whole_state_machine():
+    history = [
+        submitted(), ev.JobQueued(job_id="j", slurm_id="42"),
+        ev.JobStarted(job_id="j", nodes=["cn0"]),
+        ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"], forwards=FWD),
+        ev.PortsForwarded(job_id="j", gateway="gw0", forwards=FWD),
+        ev.PortOpen(job_id="j", external_port=21001),
+        ev.JobCompleting(job_id="j"),
+        ev.JobEnded(job_id="j", slurm_state="COMPLETED", exit_code=0),
+    ]
+    states = []
+    job = None
+    for seq, event in enumerate(history, 1):
+        job = evolve(job, event, seq)
+        states.append(job.state)
+    assert states == [SUBMITTED, SUBMITTED, RUNNING, RUNNING, RUNNING, AVAILABLE, COMPLETING, FINISHED]
+    assert job.slurm_id == "42" and job.nodes == ["cn0"] and job.exit_code == 0
+    assert job.services == [] and job.seq == len(history)
+
+
+def test_available_needs_every_port_and_a_closed_port_goes_back_to_running():
+    two = FWD + [ev.Forward(internal_port=20002, external_port=21002)]
+    job = fold(list(enumerate([
+        submitted(), ev.JobStarted(job_id="j", nodes=["cn0"]),
+        ev.PortsForwarded(job_id="j", gateway="gw1", forwards=two),
+        ev.PortOpen(job_id="j", external_port=21001),
+    ], 1)))
+    assert job.state == RUNNING
+    job = evolve(job, ev.PortOpen(job_id="j", external_port=21002), 5)
+    assert job.state == AVAILABLE and all(s.open and s.gateway == "gw1" for s in job.services)
+    job = evolve(job, ev.PortClosed(job_id="j", external_port=21001), 6)
+    assert job.state == RUNNING
+
+
+def test_a_failed_submission_is_finished_with_its_reason():
+    job = fold([(1, submitted()), (2, ev.JobSubmitFailed(job_id="j", reason="no such user"))])
+    assert job.state == FINISHED and "no such user" in job.details
+
+
+def test_a_finished_job_ignores_late_events_but_keeps_slurms_final_word():
+    job = fold([(1, submitted()), (2, ev.JobStarted(job_id="j", nodes=["cn0"])),
+                (3, ev.JobEnded(job_id="j", slurm_state="CANCELLED", exit_code=None))])
+    late = evolve(job, ev.PortOpen(job_id="j", external_port=21001), 4)
+    assert late.state == FINISHED and late.details == job.details and late.seq == 4
+
+
+EVENT = st.sampled_from([
+    ev.JobQueued(job_id="j", slurm_id="1"),
+    ev.JobSubmitFailed(job_id="j", reason="x"),
+    ev.JobStarted(job_id="j", nodes=["cn0"]),
+    ev.JobDetailsChanged(job_id="j", details="waiting"),
+    ev.JobCompleting(job_id="j"),
+    ev.JobEnded(job_id="j", slurm_state="COMPLETED", exit_code=0),
+    ev.JobCancelRequested(job_id="j"),
+    ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"], forwards=FWD),
+    ev.PortsForwarded(job_id="j", gateway="gw0", forwards=FWD),
+    ev.PortsUnavailable(job_id="j", gateway="gw0", forwards=FWD),
+    ev.PortOpen(job_id="j", external_port=21001),
+    ev.PortClosed(job_id="j", external_port=21001),
+    ev.ForwardsRemoved(job_id="j", gateway="gw0"),
+])
+
+
+@settings(max_examples=400)
+@given(st.lists(EVENT, max_size=30))
+def test_no_sequence_of_events_leaves_finished_or_an_unknown_state(history):
+    job = evolve(None, submitted(), 1)
+    finished = False
+    for seq, event in enumerate(history, 2):
+        job = evolve(job, event, seq)
+        assert job.state in STATES
+        finished = finished or job.state == FINISHED
+        if finished:
+            assert job.state == FINISHED
+    assert job.seq == len(history) + 1
+
+
+@given(st.lists(EVENT, max_size=20), st.integers(min_value=0, max_value=20))
+def test_folding_in_two_parts_equals_folding_at_once(history, cut):
+    numbered = list(enumerate([submitted(), *history], 1))
+    assert fold(numbered[cut:], fold(numbered[:cut])) == fold(numbered)

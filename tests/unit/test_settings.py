@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bwvisu_common.errors import ConfigError
+from bwvisu_common.settings import host_port, load_settings, parse_settings
+
+ORIGINAL = {
+    "bwvisu-home-prefix": "/home",
+    "gateway-nodes": [{"internal-ip": "10.0.0.5", "external-ip": "192.0.2.5", "user": "bwvisu", "port": 22}],
+    "command-nodes": [{"ip": "10.0.0.2", "user": "bwvisu", "port": 22}],
+    "keyholed-servers": ["10.0.0.9:4243"],
+    "keyholed-port-range": {"min": 20000, "max": 20100},
+    "keyholed-max-forwarders-per-job": 2,
+    "etcd-servers": ["10.0.0.9:2379"],
+    "forwarding-hostname-suffix": "-ib",
+    "debug": {"keyholed-static-forwarding": True},
+}
+
+
+def parse(data: dict) -> object:
+    return parse_settings(json.dumps(data).encode(), "bwvisu.json")
+
+
+def test_the_original_bwvisu_fields_are_accepted_as_they_are():
+    s = parse(ORIGINAL)
+    assert s.gateway_nodes[0].external_ip == "192.0.2.5"
+    assert s.gateway_nodes[0].label == "10.0.0.5"
+    assert s.keyholed_port_range.max == 20100 and s.debug.keyholed_static_forwarding
+    assert s.forwarding_hostname_suffix == "-ib"
+    assert s.scheduler.poll_interval == 2.0 and s.runner_api.port == 4242
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"bwvisu-home-prefix": None}, "bwvisu-home-prefix"),
+        ({"command-nodes": []}, "command-nodes"),
+        ({"keyholed-port-range": {"min": 30000, "max": 20000}}, "keyholed-port-range"),
+        ({"keyholed-port-range": {"min": 20000}}, "max"),
+        ({"gateway-nodes": [{"internal-ip": "10.0.0.5"}]}, "external-ip"),
+        ({"command-nodes": [{"ip": 7}]}, "command-nodes[0].ip"),
+        ({"keyholed-max-forwarders-per-job": 0}, "keyholed-max-forwarders-per-job"),
+        ({"gateway-nodez": []}, "gateway-nodez"),
+        ({"etcd-servers": ["host:notaport"]}, "etcd-servers[0]"),
+    ],
+)
+def test_a_wrong_missing_or_unknown_field_is_named(change, named):
+    data = {**ORIGINAL, **change}
+    data = {k: v for k, v in data.items() if v is not None}
+    with pytest.raises(ConfigError) as err:
+        parse(data)
+    assert named in str(err.value)
+
+
+def test_a_missing_file_and_bad_json_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read configuration file"):
+        load_settings(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_settings(bad)
+
+
+def test_relative_paths_resolve_beside_the_file(tmp_path):
+    file = tmp_path / "bwvisu.json"
+    file.write_text(json.dumps({**ORIGINAL, "state-dir": "state", "ssh": {"key-file": "id"}}))
+    s = load_settings(file)
+    assert s.state_dir == str(tmp_path / "state") and s.ssh.key_file == str(tmp_path / "id")
+
+
+def test_host_port_accepts_urls_and_bare_hosts():
+    assert host_port("nats://10.1.1.1:4333", 4222) == ("10.1.1.1", 4333)
+    assert host_port("etcd1", 2379) == ("etcd1", 2379)
+    assert host_port("127.0.0.1:2380", 2379) == ("127.0.0.1", 2380)
