@@ -109,6 +109,10 @@ def terminate(pids: Iterable[int], timeout: float = 5.0) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    # give the parent (often pid 1, for daemons) a moment to reap them
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.05)
 
 
 def _running(pid: int) -> bool:

@@ -1,0 +1,177 @@
+"""The minicluster (deploy/minicluster) as a session fixture for end-to-end tests.
+
+`minicluster` builds the cluster once per session and removes it at the end, also when
+tests fail (set BWVISU_KEEP_MINICLUSTER=1 to keep it for the next run). Needs root.
+Passwords and keys are read from the cluster's files on every access: a test may take
+the cluster down and up again, which regenerates them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shlex
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MINICLUSTER = REPO / "deploy" / "minicluster" / "minicluster"
+CLUSTER_JSON = Path("/var/lib/bwvisu-minicluster/cluster.json")
+KEEP_ENV = "BWVISU_KEEP_MINICLUSTER"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+def run_minicluster(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run deploy/minicluster/minicluster with args; never raises on a non-zero exit."""
+    return subprocess.run([str(MINICLUSTER), *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@dataclass(frozen=True)
+class Minicluster:
+    """Facts about the running minicluster, plus helpers to reach its hosts."""
+
+    state_dir: Path
+    config_path: Path
+    hosts: dict[str, str]  # name -> IP, e.g. {"login0": "10.200.0.10", ...}
+    roles: dict[str, str]  # name -> "login" | "compute" | "gateway"
+    host_ip: str  # the machine's own address on the bridge
+    users: tuple[str, ...]  # real cluster users, e.g. ("alice", "bob")
+    missing_user: str  # a user name that does not exist on the cluster
+    home_prefix: Path
+    service_user: str  # the account the middleware logs in as ("bwvisu")
+    key_file: Path
+    known_hosts: Path
+    passwords_file: Path
+    web_password_file: Path
+    partition: str
+    jobcomp_log: Path
+
+    @property
+    def login_nodes(self) -> list[str]:
+        return [n for n, r in self.roles.items() if r == "login"]
+
+    @property
+    def compute_nodes(self) -> list[str]:
+        return [n for n, r in self.roles.items() if r == "compute"]
+
+    @property
+    def gateway_nodes(self) -> list[str]:
+        return [n for n, r in self.roles.items() if r == "gateway"]
+
+    @property
+    def passwords(self) -> dict[str, str]:
+        return dict(json.loads(self.passwords_file.read_text()))
+
+    @property
+    def web_password(self) -> str:
+        return self.web_password_file.read_text().strip()
+
+    def home(self, user: str) -> Path:
+        return self.home_prefix / user
+
+    def ssh_argv(self, host: str, remote: Sequence[str]) -> list[str]:
+        """`ssh` to host as the service account, host key verified against known_hosts.
+
+        remote is an argv; it is quoted here because sshd hands it to a shell.
+        """
+        return ["ssh", "-i", str(self.key_file), "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+                "-o", "ConnectTimeout=5", "-l", self.service_user, self.hosts[host],
+                "--", shlex.join(remote)]
+
+    def ssh(self, host: str, remote: Sequence[str], input: str | None = None,
+            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.ssh_argv(host, remote), input=input, capture_output=True,
+                              text=True, timeout=timeout,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+
+    def in_host(self, host: str, argv: Sequence[str],
+                timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Run argv as root inside host's network namespace."""
+        return subprocess.run(["ip", "netns", "exec", host, *argv], capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def sshd_pid(self, host: str) -> int:
+        return int((self.state_dir / "run" / f"sshd-{host}.pid").read_text())
+
+    def repair(self) -> None:
+        """Run `minicluster up` again: restarts whatever a test stopped."""
+        proc = run_minicluster("up")
+        assert proc.returncode == 0, f"minicluster up failed:\n{proc.stdout}{proc.stderr}"
+
+    def status(self) -> tuple[int, dict[str, object]]:
+        proc = run_minicluster("status", "--json", timeout=60)
+        return proc.returncode, json.loads(proc.stdout)
+
+    def wait_port(self, ip: str, port: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection((ip, port), timeout=0.5):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"nothing listens on {ip}:{port}") from None
+                time.sleep(0.1)
+
+    @classmethod
+    def load(cls, path: Path = CLUSTER_JSON) -> Minicluster:
+        data = json.loads(path.read_text())
+        return cls(
+            state_dir=Path(data["state-dir"]),
+            config_path=Path(data["config"]),
+            hosts={h["name"]: h["ip"] for h in data["hosts"]},
+            roles={h["name"]: h["role"] for h in data["hosts"]},
+            host_ip=data["host-ip"],
+            users=tuple(data["users"]),
+            missing_user=data["missing-user"],
+            home_prefix=Path(data["home-prefix"]),
+            service_user=data["service-user"],
+            key_file=Path(data["ssh"]["key-file"]),
+            known_hosts=Path(data["ssh"]["known-hosts"]),
+            passwords_file=Path(data["passwords-file"]),
+            web_password_file=Path(data["web-password-file"]),
+            partition=data["partition"],
+            jobcomp_log=Path(data["jobcomp-log"]),
+        )
+
+
+_teardown_pending = False
+
+
+def _down_once() -> None:
+    global _teardown_pending
+    if _teardown_pending and os.environ.get(KEEP_ENV) != "1":
+        _teardown_pending = False
+        run_minicluster("down", timeout=120)
+
+
+@pytest.fixture(scope="session")
+def minicluster() -> Iterator[Minicluster]:
+    """The running minicluster for this test session (built on first use, removed at the end)."""
+    global _teardown_pending
+    if os.geteuid() != 0:
+        pytest.skip("the minicluster needs root (network namespaces, users, daemons)")
+    _teardown_pending = True
+    atexit.register(_down_once)  # if the session dies before the finally below runs
+    try:
+        proc = run_minicluster("up")
+        if proc.returncode != 0:
+            pytest.fail(f"minicluster up failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+        yield Minicluster.load()
+    finally:
+        _down_once()
