@@ -168,7 +168,7 @@ def _kebab_message(message: str) -> str:
 
 def _resolve_paths(s: Settings, base: Path) -> Settings:
     def resolve(p: str) -> str:
-        return str(base / p) if p and not os.path.isabs(p) else p
+        return os.path.normpath(base / p) if p and not os.path.isabs(p) else p
 
     return msgspec.structs.replace(
         s,

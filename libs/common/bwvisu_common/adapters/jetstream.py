@@ -34,8 +34,11 @@ def job_subject(job_id: str) -> str:
 async def connect_nats(servers: Sequence[str], name: str) -> NatsClient:
     """Connect with endless reconnects; a first connection that fails is DependencyUnavailable."""
 
+    client: list[NatsClient] = []
+
     async def on_disconnect() -> None:
-        log.warning("NATS connection lost; reconnecting")
+        if client and not (client[0].is_draining or client[0].is_closed):
+            log.warning("NATS connection lost; reconnecting")
 
     async def on_reconnect() -> None:
         log.info("NATS connection back")
@@ -44,13 +47,15 @@ async def connect_nats(servers: Sequence[str], name: str) -> NatsClient:
         log.warning("NATS: %s", exc)
 
     try:
-        return await nats.connect(
+        nc = await nats.connect(
             servers=list(servers), name=name, connect_timeout=3, max_reconnect_attempts=-1,
             reconnect_time_wait=1, allow_reconnect=True, disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect, error_cb=on_error,
         )
     except (nats.errors.Error, OSError) as exc:
         raise DependencyUnavailable(f"cannot reach NATS at {', '.join(servers)}: {exc}") from exc
+    client.append(nc)
+    return nc
 
 
 class JetStreamEventStore:

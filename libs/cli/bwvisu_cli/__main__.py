@@ -1,0 +1,3 @@
+from bwvisu_cli.main import main
+
+main()

@@ -1,0 +1,118 @@
+"""The `bwvisu` command: up, status, rebuild-state, project."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from bwvisu_cli.servers import listening
+from bwvisu_cli.up import is_up, run_up, status_file
+from bwvisu_common.connect import open_stores
+from bwvisu_common.errors import BwvisuError
+from bwvisu_common.logs import setup_logging
+from bwvisu_common.projector import Projector
+from bwvisu_common.settings import ENV_CONFIG, Settings, load_settings
+
+DEFAULT_CONFIG = "deploy/config/local.json"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bwvisu", description="Remote visualization for HPC clusters.")
+    parser.add_argument("--config", help=f"config file (default: ${ENV_CONFIG}, else {DEFAULT_CONFIG})")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start NATS, etcd and every bwvisu service; Ctrl-C stops them")
+    sub.add_parser("status", help="show what `bwvisu up` runs")
+    sub.add_parser("rebuild-state", help="wipe the etcd read model and replay the event stream")
+    sub.add_parser("project", help="keep the etcd read model up to date (started by `up`)")
+    for p in sub.choices.values():
+        p.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+    args = parser.parse_args(argv)
+    config = args.config or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG
+    try:
+        settings = load_settings(config)
+        code = COMMANDS[args.command](settings, str(Path(config).resolve()))
+    except BwvisuError as exc:
+        print(f"bwvisu {args.command}: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def cmd_up(settings: Settings, config: str) -> int:
+    setup_logging("bwvisu-up")
+    run_up(settings, config)
+    return 0
+
+
+def cmd_status(settings: Settings, config: str) -> int:
+    if not is_up(settings):
+        print(f"bwvisu is not up (state dir {settings.state_dir}).")
+        return 3
+    data = json.loads(status_file(settings).read_text())
+    print(f"bwvisu is up: pid {data['pid']}, since {data['started']}, state dir {settings.state_dir}")
+    healthy = True
+    for p in data["processes"]:
+        alive = _alive(p["pid"])
+        answers = p["address"] == "-" or listening(*_split(p["address"]))
+        healthy &= alive and answers
+        word = "running" if alive and answers else ("not listening" if alive else "DEAD")
+        print(f"  {p['name']:<18} pid {p['pid']:<8} {p['address']:<22} {word}")
+    try:
+        events, projected = asyncio.run(asyncio.wait_for(_sequences(settings), 5))
+        print(f"  events in the stream: up to sequence {events}; read model at {projected}")
+    except (BwvisuError, TimeoutError) as exc:
+        healthy = False
+        print(f"  cannot read the stream or etcd: {exc}")
+    return 0 if healthy else 1
+
+
+async def _sequences(settings: Settings) -> tuple[int, int]:
+    async with AsyncExitStack() as stack:
+        events, state = await open_stores(settings, stack, "bwvisu-status")
+        return await events.last_seq(), (await state.load_jobs())[1]
+
+
+def cmd_rebuild(settings: Settings, config: str) -> int:
+    async def rebuild() -> tuple[int, int]:
+        async with AsyncExitStack() as stack:
+            events, state = await open_stores(settings, stack, "bwvisu-rebuild")
+            seq = await Projector(events, state).rebuild()
+            return seq, len((await state.load_jobs())[0])
+
+    seq, jobs = asyncio.run(rebuild())
+    print(f"rebuilt the read model: {jobs} jobs, stream sequence {seq}")
+    return 0
+
+
+def cmd_project(settings: Settings, config: str) -> int:
+    setup_logging("projector")
+
+    async def project() -> None:
+        async with AsyncExitStack() as stack:
+            events, state = await open_stores(settings, stack, "bwvisu-projector")
+            await Projector(events, state).run()
+
+    asyncio.run(project())
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+COMMANDS = {"up": cmd_up, "status": cmd_status, "rebuild-state": cmd_rebuild, "project": cmd_project}

@@ -1,0 +1,130 @@
+"""Runs bwvisu's processes as children: starts them in order, restarts one that dies,
+stops them all in reverse order on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bwvisu_cli.servers import listening
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE = 10.0
+MAX_BACKOFF = 30.0
+
+
+@dataclass
+class Child:
+    """One supervised process, and where it listens (if it does)."""
+
+    name: str
+    argv: list[str]
+    log_file: Path
+    listen: tuple[str, int] | None = None
+    process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+    restarts: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"{self.listen[0]}:{self.listen[1]}" if self.listen else "-"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    async def start(self, ready_timeout: float = 30.0) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as out:
+            out.write(f"\n--- {time.strftime('%F %T')} starting: {' '.join(self.argv)}\n".encode())
+            out.flush()
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv, stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+            )
+        if self.listen:
+            await self._wait_listening(ready_timeout)
+
+    async def _wait_listening(self, timeout: float) -> None:
+        assert self.process and self.listen
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.returncode is not None:
+                raise ChildFailed(self, f"exited with code {self.process.returncode}")
+            if await asyncio.to_thread(listening, *self.listen):
+                return
+            await asyncio.sleep(0.1)
+        raise ChildFailed(self, f"did not listen on {self.address} within {timeout:.0f} s")
+
+    async def stop(self) -> None:
+        proc = self.process
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_GRACE)
+        except TimeoutError:
+            log.warning("%s did not stop within %.0f s; killing it", self.name, STOP_GRACE)
+            proc.kill()
+            await proc.wait()
+
+
+class ChildFailed(Exception):
+    def __init__(self, child: Child, problem: str) -> None:
+        tail = _tail(child.log_file)
+        super().__init__(f"{child.name} {problem}; the end of {child.log_file}:\n{tail}")
+        self.child = child
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+async def supervise(children: list[Child], on_started: Callable[[list[Child]], None]) -> None:
+    """Start every child in order, then watch them until a stop signal; always stop them all."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started: list[Child] = []
+    try:
+        for child in children:
+            await child.start()
+            started.append(child)
+        on_started(started)
+        watchers = [asyncio.create_task(_keep_running(c, stop)) for c in started]
+        await stop.wait()
+        for w in watchers:
+            w.cancel()
+    finally:
+        for child in reversed(started):
+            await child.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _keep_running(child: Child, stop: asyncio.Event) -> None:
+    backoff = 1.0
+    while not stop.is_set():
+        assert child.process is not None
+        code = await child.process.wait()
+        if stop.is_set():
+            return
+        log.error("%s exited with code %s; restarting in %.0f s (log: %s)", child.name, code, backoff,
+                  child.log_file)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF)
+        try:
+            child.restarts += 1
+            await child.start()
+            backoff = 1.0
+        except ChildFailed as exc:
+            log.error("%s", exc)

@@ -1,0 +1,127 @@
+"""`bwvisu up`: NATS, etcd, the projector and every service that exists, under one state dir."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from bwvisu_cli.servers import etcd_command, free_port, listening, nats_command
+from bwvisu_cli.supervisor import Child, supervise
+from bwvisu_common.errors import BwvisuError
+from bwvisu_common.settings import Settings, host_port
+
+# Services in start order: (name, package, settings section that says where it listens).
+SERVICES = [
+    ("scheduler-adapter", "scheduler_adapter", None),
+    ("keyhole-api", "keyhole_api", "keyhole_api"),
+    ("runner-api", "runner_api", "runner_api"),
+    ("web", "web_portal", "web"),
+]
+
+
+class AlreadyUp(BwvisuError):
+    pass
+
+
+def status_file(settings: Settings) -> Path:
+    return Path(settings.state_dir) / "up.json"
+
+
+def _lock(state_dir: Path) -> IO[str]:
+    """Hold an exclusive lock for as long as this `bwvisu up` runs; a second one is refused."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = (state_dir / "up.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "?"
+        handle.close()
+        raise AlreadyUp(
+            f"bwvisu is already up with state dir {state_dir} (pid {pid}); "
+            "`bwvisu status` shows what runs, Ctrl-C in its terminal stops it"
+        ) from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def is_up(settings: Settings) -> bool:
+    """True while some `bwvisu up` holds the state dir's lock."""
+    lock = Path(settings.state_dir) / "up.lock"
+    if not lock.exists():
+        return False
+    with lock.open() as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def plan(settings: Settings, config_path: str) -> list[Child]:
+    state = Path(settings.state_dir)
+    logs = state / "logs"
+    nats_host, nats_port = host_port(settings.nats_servers[0], 4222, "nats-servers[0]")
+    etcd_host, etcd_port = host_port(settings.etcd_servers[0], 2379, "etcd-servers[0]")
+    for what, host, port in (("NATS", nats_host, nats_port), ("etcd", etcd_host, etcd_port)):
+        if listening(host, port):
+            raise BwvisuError(f"something already listens on {host}:{port}, where {what} should start")
+    py = sys.executable
+    children = [
+        Child("nats-server", nats_command(nats_host, nats_port, state / "nats"), logs / "nats.log",
+              (nats_host, nats_port)),
+        Child("etcd", etcd_command(etcd_host, etcd_port, free_port(), state / "etcd"), logs / "etcd.log",
+              (etcd_host, etcd_port)),
+        Child("projector", [py, "-m", "bwvisu_cli", "project", "--config", config_path],
+              logs / "projector.log"),
+    ]
+    for name, package, section in SERVICES:
+        if importlib.util.find_spec(package) is None or importlib.util.find_spec(f"{package}.__main__") is None:
+            continue
+        listen = None
+        if section is not None and hasattr(settings, section):
+            conf = getattr(settings, section)
+            listen = (conf.host, conf.port)
+        children.append(Child(name, [py, "-m", package, "--config", config_path], logs / f"{name}.log", listen))
+    return children
+
+
+def run_up(settings: Settings, config_path: str) -> None:
+    state = Path(settings.state_dir)
+    lock = _lock(state)
+    try:
+        children = plan(settings, config_path)
+
+        def started(running: list[Child]) -> None:
+            _write_status(settings, running)
+            print(f"bwvisu is up (state dir {state}); Ctrl-C stops everything.")
+            for c in running:
+                print(f"  {c.name:<18} pid {c.pid:<8} {c.address:<22} log {c.log_file}")
+            sys.stdout.flush()
+
+        asyncio.run(supervise(children, started))
+        print("bwvisu stopped.")
+    finally:
+        status_file(settings).unlink(missing_ok=True)
+        lock.close()
+
+
+def _write_status(settings: Settings, running: list[Child]) -> None:
+    data = {
+        "pid": os.getpid(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "processes": [
+            {"name": c.name, "pid": c.pid, "address": c.address, "log": str(c.log_file)} for c in running
+        ],
+    }
+    status_file(settings).write_text(json.dumps(data, indent=2))

@@ -1,0 +1,126 @@
+"""`bwvisu up`, `status` and `rebuild-state` as a person runs them, on free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bwvisu_cli.servers import free_port, listening
+from bwvisu_common import events as ev
+from bwvisu_common.adapters.etcd import EtcdStateStore
+from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
+
+pytestmark = pytest.mark.integration
+
+BWVISU = [sys.executable, "-m", "bwvisu_cli"]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    file = tmp_path / "bwvisu.json"
+    file.write_text(json.dumps({
+        "bwvisu-home-prefix": "/home",
+        "command-nodes": [{"ip": "127.0.0.1"}],
+        "etcd-servers": [f"127.0.0.1:{free_port()}"],
+        "nats-servers": [f"nats://127.0.0.1:{free_port()}"],
+        "state-dir": "state",
+        "runner-api": {"port": free_port()},
+        "keyhole-api": {"port": free_port()},
+    }))
+    return file
+
+
+def bwvisu(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BWVISU, "--config", str(config), *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_up_status_second_up_and_a_clean_stop(config: Path):
+    up = subprocess.Popen([*BWVISU, "--config", str(config), "up"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        status_file = config.parent / "state" / "up.json"
+        wait_for(status_file.exists)
+        children = json.loads(status_file.read_text())["processes"]
+        assert [c["name"] for c in children][:3] == ["nats-server", "etcd", "projector"]
+
+        status = bwvisu(config, "status")
+        assert status.returncode == 0, status.stdout
+        assert "nats-server" in status.stdout and "running" in status.stdout
+
+        again = bwvisu(config, "up")
+        assert again.returncode == 1 and "already up" in again.stderr
+        assert all(os.path.exists(f"/proc/{c['pid']}") for c in children), "second up hurt the first"
+
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=30)
+        assert up.returncode == 0, out
+        assert "bwvisu stopped." in out
+        for child in children:
+            wait_for(lambda: not os.path.exists(f"/proc/{child['pid']}") or _zombie(child["pid"]), 5)
+        assert bwvisu(config, "status").returncode == 3
+    finally:
+        if up.poll() is None:
+            up.kill()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_port_in_use_is_a_clear_error(config: Path, nats_server):
+    data = json.loads(config.read_text())
+    data["nats-servers"] = [nats_server.url]
+    config.write_text(json.dumps(data))
+    result = bwvisu(config, "up")
+    assert result.returncode == 1
+    assert f"already listens on 127.0.0.1:{nats_server.port}" in result.stderr
+
+
+def test_a_bad_config_names_the_field(tmp_path: Path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"bwvisu-home-prefix": "/h", "command-nodes": [{"ip": "x", "prot": 22}]}))
+    result = bwvisu(bad, "status")
+    assert result.returncode == 1 and "unknown field `prot`" in result.stderr
+
+
+async def test_rebuild_state_reproduces_the_read_model(config: Path, nats_server, etcd_server):
+    data = json.loads(config.read_text())
+    data["nats-servers"] = [nats_server.url]
+    data["etcd-servers"] = [f"{etcd_server.host}:{etcd_server.port}"]
+    config.write_text(json.dumps(data))
+    nc = await connect_nats([nats_server.url], "test")
+    store = JetStreamEventStore(nc)
+    await store.ensure_stream()
+    job = ev.new_job_id()
+    await store.append([ev.JobSubmitted(job_id=job, uid="alice", template_name="t"),
+                        ev.JobQueued(job_id=job, slurm_id="5")], 0)
+    state = await EtcdStateStore.connect(etcd_server.host, etcd_server.port)
+    try:
+        first = bwvisu(config, "rebuild-state")
+        assert first.returncode == 0, first.stderr
+        before = await state.load_jobs()
+        assert before[0][job].slurm_id == "5"
+        second = bwvisu(config, "rebuild-state")
+        assert second.returncode == 0 and "rebuilt the read model" in second.stdout
+        assert await state.load_jobs() == before
+    finally:
+        await state.close()
+        await nc.drain()
