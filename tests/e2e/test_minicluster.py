@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import pwd
 import socket
 import subprocess
 import time
@@ -12,7 +14,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from .conftest import Minicluster, run_minicluster
+from .conftest import MINICLUSTER, Minicluster, run_minicluster
 
 pytestmark = pytest.mark.e2e
 
@@ -66,12 +68,15 @@ async def test_sbatch_over_ssh_runs_as_user_in_home(minicluster: Minicluster) ->
         result = await conn.run("sudo -n -u alice sbatch --parsable", input=script, check=True)
     assert str(result.stdout).strip().isdigit()
     out = mc.home("alice") / marker
-    wait_until(f"{out}", lambda: out.exists() and out.read_text().strip(), timeout=30)
+    for _ in range(300):
+        if out.exists() and out.read_text().strip():
+            break
+        await asyncio.sleep(0.1)
     user, host, cwd = out.read_text().split()
     assert user == "alice"
     assert host in mc.compute_nodes
     assert cwd == str(mc.home("alice"))
-    assert os.stat(out).st_uid == int(subprocess.check_output(["id", "-u", "alice"]))
+    assert out.stat().st_uid == pwd.getpwnam("alice").pw_uid
 
 
 def test_squeue_sees_running_job_and_scancel_ends_it(minicluster: Minicluster) -> None:
@@ -165,9 +170,9 @@ def test_config_loads_with_bwvisu_settings(minicluster: Minicluster) -> None:
 
 
 def test_not_root_is_one_clear_error() -> None:
-    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                           str(Path(__file__).resolve().parents[2] / "deploy/minicluster/minicluster"),
-                           "status"], capture_output=True, text=True, timeout=30)
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    proc = subprocess.run([*as_nobody, str(MINICLUSTER), "status"], capture_output=True,
+                          text=True, timeout=30)
     assert proc.returncode == 1
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "root" in proc.stderr

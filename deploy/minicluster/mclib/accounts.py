@@ -9,8 +9,17 @@ import shutil
 from pathlib import Path
 
 from .shell import MiniclusterError, pids_of_uid, run, terminate, write_file
-from .topology import (HOME_PREFIX, MISSING_USER, SERVICE_HOME, SERVICE_USER, SSH_DIR, STATE,
-                       SUDOERS, USERS, USERS_JSON)
+from .topology import (
+    HOME_PREFIX,
+    MISSING_USER,
+    SERVICE_HOME,
+    SERVICE_USER,
+    SSH_DIR,
+    STATE,
+    SUDOERS,
+    USERS,
+    USERS_JSON,
+)
 
 SUDO_COMMANDS = "/usr/bin/sbatch, /usr/bin/squeue, /usr/bin/scancel, /usr/bin/id"
 SUDOERS_TEXT = f"""\

@@ -8,10 +8,10 @@ import sys
 import time
 
 from . import accounts, facts, network, packages, slurm, sshd
-from .shell import MiniclusterError, on_host, pids_matching, require_root, run, say, terminate
-from .status import collect, print_status
-from .topology import (BWVISU_CONFIG, DEFAULT_COMPUTE, MAX_COMPUTE, STATE, SLURM_CONF, Host,
-                       hosts as make_hosts)
+from .shell import MiniclusterError, on_host, require_root, run, say, terminate
+from .status import collect, our_daemon_pids, print_status
+from .topology import BWVISU_CONFIG, DEFAULT_COMPUTE, MAX_COMPUTE, STATE, Host
+from .topology import hosts as make_hosts
 
 
 def up(n_compute: int | None) -> int:
@@ -58,20 +58,23 @@ def build(hosts: list[Host]) -> None:
     slurm.wait_idle(compute)
 
 
-def _stop_namespace(ns: str) -> None:
+def _namespace_pids(ns: str) -> list[int]:
     out = run(["ip", "netns", "pids", ns], check=False).stdout
-    terminate([int(p) for p in out.split() if p.isdigit()])
+    return [int(p) for p in out.split() if p.isdigit()]
+
+
+def _stop_namespace(ns: str) -> None:
+    terminate(_namespace_pids(ns))
 
 
 def down() -> int:
     recorded = [h.name for h in (facts.recorded_hosts() or make_hosts())]
     namespaces = network.our_namespaces(recorded)
-    for ns in namespaces:  # slurmd, slurmstepd, job processes, sshd
-        _stop_namespace(ns)
-    terminate(pids_matching(str(SLURM_CONF)) + pids_matching(str(STATE) + "/"))
+    # slurmd, slurmstepd, job processes and sshd in the namespaces; slurmctld, munged outside.
+    # Their state is deleted below, so they get a short grace period only.
+    pids = [pid for ns in namespaces for pid in _namespace_pids(ns)] + our_daemon_pids()
     munged = slurm.munged_ours()
-    if munged is not None:
-        terminate([munged])
+    terminate(pids + ([munged] if munged is not None else []), timeout=2.0)
     for ns in namespaces:
         network.remove_namespace(ns)
     network.remove_bridge()

@@ -5,12 +5,27 @@ import json
 import secrets
 from pathlib import Path
 
+from .accounts import KEY_FILE
 from .shell import write_file
 from .sshd import KNOWN_HOSTS
-from .accounts import KEY_FILE
-from .topology import (BRIDGE, BWVISU_CONFIG, BWVISU_STATE, CLUSTER_JSON, HOME_PREFIX, HOST_IP,
-                       LOG, MISSING_USER, PARTITION, SECRETS, SERVICE_USER, SLURM_CONF, STATE,
-                       USERS, USERS_JSON, Host)
+from .topology import (
+    BRIDGE,
+    BWVISU_CONFIG,
+    BWVISU_STATE,
+    CLUSTER_JSON,
+    HOME_PREFIX,
+    HOST_IP,
+    LOG,
+    MISSING_USER,
+    PARTITION,
+    SECRETS,
+    SERVICE_USER,
+    SLURM_CONF,
+    STATE,
+    USERS,
+    USERS_JSON,
+    Host,
+)
 
 WEB_PASSWORD = SECRETS / "bwvisu-web.password"
 

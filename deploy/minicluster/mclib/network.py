@@ -5,8 +5,18 @@ import os
 from pathlib import Path
 
 from .shell import MiniclusterError, ok, run
-from .topology import (BRIDGE, ETC_HOSTS, FORWARD_COMMENT, HOST_IP, HOSTS_BEGIN, HOSTS_END,
-                       NET_PREFIX, PREFIX_LEN, Host, candidate_names)
+from .topology import (
+    BRIDGE,
+    ETC_HOSTS,
+    FORWARD_COMMENT,
+    HOST_IP,
+    HOSTS_BEGIN,
+    HOSTS_END,
+    NET_PREFIX,
+    PREFIX_LEN,
+    Host,
+    candidate_names,
+)
 
 FORWARD_RULE = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE,
                 "-m", "comment", "--comment", FORWARD_COMMENT, "-j", "ACCEPT"]

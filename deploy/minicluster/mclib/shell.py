@@ -23,8 +23,8 @@ def run(argv: Sequence[str], *, check: bool = True,
     proc = subprocess.run(list(argv), input=input, capture_output=True, text=True,
                           stdin=None if input is not None else subprocess.DEVNULL)
     if check and proc.returncode != 0:
-        raise MiniclusterError(
-            f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+        detail = proc.stderr.strip() or proc.stdout.strip()
+        raise MiniclusterError(f"{' '.join(argv)} failed ({proc.returncode}): {detail}")
     return proc
 
 
@@ -110,7 +110,7 @@ def terminate(pids: Iterable[int], timeout: float = 5.0) -> None:
             except ProcessLookupError:
                 pass
     # give the parent (often pid 1, for daemons) a moment to reap them
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
         time.sleep(0.05)
 

@@ -6,10 +6,31 @@ import socket
 import subprocess
 from pathlib import Path
 
-from .shell import (MiniclusterError, alive, on_host, ok, read_pid, run, say, spawn, terminate,
-                    wait_for, write_file)
-from .topology import (CGROUP_CONF, HOST_IP, LOG, NODE_CPUS, PARTITION, RUN, SLURM_CONF,
-                       SLURM_STATE, SYSTEM_SLURM_CONF, Host)
+from .shell import (
+    MiniclusterError,
+    alive,
+    ok,
+    on_host,
+    read_pid,
+    run,
+    say,
+    spawn,
+    terminate,
+    wait_for,
+    write_file,
+)
+from .topology import (
+    CGROUP_CONF,
+    HOST_IP,
+    LOG,
+    NODE_CPUS,
+    PARTITION,
+    RUN,
+    SLURM_CONF,
+    SLURM_STATE,
+    SYSTEM_SLURM_CONF,
+    Host,
+)
 
 MUNGE_KEY = Path("/etc/munge/munge.key")
 MUNGE_PID = RUN / "munged.pid"
@@ -81,7 +102,9 @@ def link_system_conf() -> None:
     if SYSTEM_SLURM_CONF.is_symlink() and os.readlink(SYSTEM_SLURM_CONF) == str(SLURM_CONF):
         return
     if SYSTEM_SLURM_CONF.exists() or SYSTEM_SLURM_CONF.is_symlink():
-        if SYSTEM_SLURM_CONF.is_symlink() or "deploy/minicluster" not in SYSTEM_SLURM_CONF.read_text():
+        foreign = SYSTEM_SLURM_CONF.is_symlink() or (
+            "deploy/minicluster" not in SYSTEM_SLURM_CONF.read_text())
+        if foreign:
             raise MiniclusterError(f"{SYSTEM_SLURM_CONF} exists and is not the minicluster's; "
                                    "move it away first")
         SYSTEM_SLURM_CONF.unlink()

@@ -6,8 +6,18 @@ from typing import Any
 
 from . import accounts, network, slurm, sshd
 from .shell import pids_matching, run
-from .topology import (BRIDGE, BWVISU_CONFIG, MAX_COMPUTE, SLURM_CONF, STATE, SUDOERS,
-                       SYSTEM_SLURM_CONF, Host, hosts as make_hosts)
+from .topology import (
+    BRIDGE,
+    BWVISU_CONFIG,
+    MAX_COMPUTE,
+    SLURM_CONF,
+    SSH_DIR,
+    STATE,
+    SUDOERS,
+    SYSTEM_SLURM_CONF,
+    Host,
+)
+from .topology import hosts as make_hosts
 
 
 def _host_report(host: Host) -> dict[str, Any]:
@@ -27,6 +37,11 @@ def _host_report(host: Host) -> dict[str, Any]:
             "daemons": daemons}
 
 
+def our_daemon_pids() -> list[int]:
+    """slurmctld/slurmd run with our slurm.conf, sshd with our sshd_config: exact paths."""
+    return sorted(set(pids_matching(f"{SLURM_CONF}") + pids_matching(f"{SSH_DIR}/sshd_config.")))
+
+
 def leftovers() -> list[str]:
     """Everything of ours that exists, whatever the recorded topology says."""
     left = [f"netns {n}" for n in network.our_namespaces([])]
@@ -41,7 +56,7 @@ def leftovers() -> list[str]:
         left.append(str(SUDOERS))
     if SYSTEM_SLURM_CONF.is_symlink():
         left.append(f"{SYSTEM_SLURM_CONF} link")
-    pids = sorted(set(pids_matching(str(SLURM_CONF)) + pids_matching(str(STATE) + "/")))
+    pids = our_daemon_pids()
     if slurm.munged_ours() is not None:
         pids.append(slurm.munged_ours() or 0)
     left += [f"process {p}" for p in pids]
