@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bwvisu_cli.servers import free_port, listening
+from bwvisu_cli.servers import free_port
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.etcd import EtcdStateStore
-from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +69,8 @@ def test_up_status_second_up_and_a_clean_stop(config: Path):
         out, _ = up.communicate(timeout=30)
         assert up.returncode == 0, out
         assert "bwvisu stopped." in out
-        for child in children:
-            wait_for(lambda: not os.path.exists(f"/proc/{child['pid']}") or _zombie(child["pid"]), 5)
+        for pid in (c["pid"] for c in children):
+            wait_for(lambda pid=pid: not os.path.exists(f"/proc/{pid}") or _zombie(pid), 5)
         assert bwvisu(config, "status").returncode == 3
     finally:
         if up.poll() is None:
@@ -101,16 +100,13 @@ def test_a_bad_config_names_the_field(tmp_path: Path):
     assert result.returncode == 1 and "unknown field `prot`" in result.stderr
 
 
-async def test_rebuild_state_reproduces_the_read_model(config: Path, nats_server, etcd_server):
+async def test_rebuild_state_reproduces_the_read_model(config: Path, nats_server, etcd_server, event_store):
     data = json.loads(config.read_text())
     data["nats-servers"] = [nats_server.url]
     data["etcd-servers"] = [f"{etcd_server.host}:{etcd_server.port}"]
     config.write_text(json.dumps(data))
-    nc = await connect_nats([nats_server.url], "test")
-    store = JetStreamEventStore(nc)
-    await store.ensure_stream()
     job = ev.new_job_id()
-    await store.append([ev.JobSubmitted(job_id=job, uid="alice", template_name="t"),
+    await event_store.append([ev.JobSubmitted(job_id=job, uid="alice", template_name="t"),
                         ev.JobQueued(job_id=job, slurm_id="5")], 0)
     state = await EtcdStateStore.connect(etcd_server.host, etcd_server.port)
     try:
@@ -123,4 +119,3 @@ async def test_rebuild_state_reproduces_the_read_model(config: Path, nats_server
         assert await state.load_jobs() == before
     finally:
         await state.close()
-        await nc.drain()

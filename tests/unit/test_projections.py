@@ -5,7 +5,14 @@ from hypothesis import strategies as st
 
 from bwvisu_common import events as ev
 from bwvisu_common.projections import (
-    AVAILABLE, COMPLETING, FINISHED, RUNNING, STATES, SUBMITTED, evolve, fold,
+    AVAILABLE,
+    COMPLETING,
+    FINISHED,
+    RUNNING,
+    STATES,
+    SUBMITTED,
+    evolve,
+    fold,
 )
 
 FWD = [ev.Forward(internal_port=20001, external_port=21001)]

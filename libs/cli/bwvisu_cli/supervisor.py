@@ -50,16 +50,16 @@ class Child:
         if self.listen:
             await self._wait_listening(ready_timeout)
 
-    async def _wait_listening(self, timeout: float) -> None:
+    async def _wait_listening(self, limit: float) -> None:
         assert self.process and self.listen
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             if self.process.returncode is not None:
                 raise ChildFailed(self, f"exited with code {self.process.returncode}")
             if await asyncio.to_thread(listening, *self.listen):
                 return
             await asyncio.sleep(0.1)
-        raise ChildFailed(self, f"did not listen on {self.address} within {timeout:.0f} s")
+        raise ChildFailed(self, f"did not listen on {self.address} within {limit:.0f} s")
 
     async def stop(self) -> None:
         proc = self.process

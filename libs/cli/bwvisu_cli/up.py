@@ -86,14 +86,22 @@ def plan(settings: Settings, config_path: str) -> list[Child]:
               logs / "projector.log"),
     ]
     for name, package, section in SERVICES:
-        if importlib.util.find_spec(package) is None or importlib.util.find_spec(f"{package}.__main__") is None:
+        if not _runnable(package):
             continue
         listen = None
         if section is not None and hasattr(settings, section):
             conf = getattr(settings, section)
             listen = (conf.host, conf.port)
-        children.append(Child(name, [py, "-m", package, "--config", config_path], logs / f"{name}.log", listen))
+        argv = [py, "-m", package, "--config", config_path]
+        children.append(Child(name, argv, logs / f"{name}.log", listen))
     return children
+
+
+def _runnable(package: str) -> bool:
+    """A service exists once its package has a __main__; later ones join `up` by themselves."""
+    return importlib.util.find_spec(package) is not None and (
+        importlib.util.find_spec(f"{package}.__main__") is not None
+    )
 
 
 def run_up(settings: Settings, config_path: str) -> None:

@@ -78,7 +78,7 @@ class JetStreamEventStore:
             except nats.js.errors.NotFoundError:
                 await self._js.add_stream(config)
                 log.info("created stream %s (replicas %d)", STREAM, self._replicas)
-        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, nats.errors.Error) as exc:
             raise DependencyUnavailable(f"JetStream did not create stream {STREAM}: {exc}") from exc
 
     async def append(self, events: Sequence[ev.Event], expected_version: int | None = None) -> int:
@@ -98,7 +98,7 @@ class JetStreamEventStore:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
                     raise ConcurrencyConflict(job_id, seq or 0) from exc
                 raise DependencyUnavailable(f"JetStream refused an event: {exc}") from exc
-            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            except (TimeoutError, nats.errors.Error) as exc:
                 raise DependencyUnavailable(f"JetStream did not store an event: {exc!r}") from exc
             # A duplicate ack carries the sequence of the copy stored first.
             seq = ack.seq
@@ -113,7 +113,7 @@ class JetStreamEventStore:
                 msg = await self._js.get_msg(STREAM, seq=seq, subject=job_subject(job_id), next=True)
             except nats.js.errors.NotFoundError:
                 return found
-            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            except (TimeoutError, nats.errors.Error) as exc:
                 raise DependencyUnavailable(f"cannot read job {job_id} from JetStream: {exc!r}") from exc
             assert msg.seq is not None and msg.data is not None
             found.append((msg.seq, ev.decode(msg.data)))
@@ -122,7 +122,7 @@ class JetStreamEventStore:
     async def last_seq(self) -> int:
         try:
             info = await self._js.stream_info(STREAM)
-        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, nats.errors.Error) as exc:
             raise DependencyUnavailable(f"cannot read stream {STREAM}: {exc!r}") from exc
         # A purged stream keeps its last sequence but holds nothing to wait for.
         return info.state.last_seq if info.state.messages else 0
@@ -162,7 +162,7 @@ class JetStreamEventStore:
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(64, timeout=1)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except nats.errors.Error as exc:
                 log.warning("consumer %s: fetch failed (%r); retrying", durable, exc)

@@ -56,7 +56,7 @@ class InMemoryEventStore:
         position = after_seq
         while True:
             async with self._grew:
-                await self._grew.wait_for(lambda: len(self._log) > position)
+                await self._grew.wait_for(lambda p=position: len(self._log) > p)  # type: ignore[misc]
             batch = self._log[position : position + max_batch]
             position += len(batch)
             yield batch

@@ -1,0 +1,39 @@
+# The README's two commands: `make demo` brings the whole system up on the minicluster,
+# `make test` runs every test (unit, contract, integration, e2e on the minicluster).
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+CLUSTER   := deploy/minicluster/minicluster
+CLUSTER_CONFIG := /var/lib/bwvisu-minicluster/bwvisu.json
+
+.PHONY: demo test install test-fast bench lint down clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(CLUSTER) up
+	$(VENV)/bin/bwvisu --config $(CLUSTER_CONFIG) up
+
+test: install
+	$(PY) -m pytest -ra
+
+test-fast: install
+	$(PY) -m pytest -ra -m "not e2e"
+
+bench: install
+	$(PY) -m bench.events
+
+lint: install
+	$(VENV)/bin/ruff check libs services tests bench
+
+down:
+	$(CLUSTER) down
+
+clean: down
+	rm -rf $(VENV) .bwvisu
