@@ -170,6 +170,9 @@ def ensure_daemons(compute: list[Host], restart: bool) -> None:
         spawn(["slurmctld", "-D", "-f", str(SLURM_CONF)], LOG / "slurmctld.out", CTLD_PID)
         wait_for("slurmctld", lambda: ok(["scontrol", "ping"]) and ctld_running(), timeout=20)
     for node in compute:
+        if slurmd_running(node) and not slurmd_listening(node):
+            # shutting down (or stuck): let it finish, then start a fresh one
+            terminate([read_pid(slurmd_pidfile(node)) or 0], timeout=10)
         if not slurmd_running(node):
             say(f"starting slurmd on {node.name}")
             spawn(on_host(node.name, ["slurmd", "-D", "-N", node.name, "-f", str(SLURM_CONF)]),
