@@ -9,6 +9,7 @@ the cluster down and up again, which regenerates them.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shlex
@@ -150,14 +151,40 @@ class Minicluster:
         )
 
 
+# Test sessions running at the same time on this machine share one cluster: each leaves
+# its pid here, and only the last one to finish takes the cluster down.
+SESSIONS = Path("/run/bwvisu-minicluster.sessions")
+
+
+def other_sessions() -> list[int]:
+    """Pids of other live pytest sessions using the minicluster."""
+    live = []
+    for entry in SESSIONS.glob("*") if SESSIONS.is_dir() else []:
+        pid = int(entry.name) if entry.name.isdigit() else 0
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            live.append(pid)
+        except (ProcessLookupError, ValueError):
+            entry.unlink(missing_ok=True)
+    return live
+
+
 _teardown_pending = False
 
 
 def _down_once() -> None:
     global _teardown_pending
-    if _teardown_pending and os.environ.get(KEEP_ENV) != "1":
-        _teardown_pending = False
-        run_minicluster("down", timeout=120)
+    if not _teardown_pending:
+        return
+    _teardown_pending = False
+    (SESSIONS / str(os.getpid())).unlink(missing_ok=True)
+    if os.environ.get(KEEP_ENV) == "1" or other_sessions():
+        return
+    run_minicluster("down", timeout=120)
+    with contextlib.suppress(OSError):
+        SESSIONS.rmdir()
 
 
 @pytest.fixture(scope="session")
@@ -166,6 +193,8 @@ def minicluster() -> Iterator[Minicluster]:
     global _teardown_pending
     if os.geteuid() != 0:
         pytest.skip("the minicluster needs root (network namespaces, users, daemons)")
+    SESSIONS.mkdir(exist_ok=True)
+    (SESSIONS / str(os.getpid())).touch()
     _teardown_pending = True
     atexit.register(_down_once)  # if the session dies before the finally below runs
     try:

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 
 from . import accounts, facts, network, packages, slurm, sshd
 from .shell import MiniclusterError, on_host, require_root, run, say, terminate
 from .status import collect, our_daemon_pids, print_status
-from .topology import BWVISU_CONFIG, DEFAULT_COMPUTE, MAX_COMPUTE, STATE, Host
+from .topology import BWVISU_CONFIG, DEFAULT_COMPUTE, LOCK_FILE, MAX_COMPUTE, STATE, Host
 from .topology import hosts as make_hosts
 
 
@@ -130,14 +133,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+@contextlib.contextmanager
+def _exclusive() -> Iterator[None]:
+    """One `up` or `down` at a time on this machine."""
+    with open(LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def main(argv: list[str]) -> int:
     args = parse(argv)
     require_root()
     try:
-        if args.cmd == "up":
-            return up(args.compute)
-        if args.cmd == "down":
-            return down()
+        if args.cmd in ("up", "down"):
+            with _exclusive():
+                return up(args.compute) if args.cmd == "up" else down()
         if args.cmd == "status":
             return status(args.json)
         return shell(args.host, args.command)

@@ -22,6 +22,7 @@ CGROUP_CONF = ETC / "cgroup.conf"
 SYSTEM_SLURM_CONF = Path("/etc/slurm/slurm.conf")
 SUDOERS = Path("/etc/sudoers.d/bwvisu-minicluster")
 ETC_HOSTS = Path("/etc/hosts")
+LOCK_FILE = Path("/run/bwvisu-minicluster.lock")
 HOSTS_BEGIN = "# BEGIN bwvisu-minicluster"
 HOSTS_END = "# END bwvisu-minicluster"
 
