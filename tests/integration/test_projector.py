@@ -9,7 +9,7 @@ import pytest
 
 from bwvisu_common import events as ev
 from bwvisu_common.projections import FINISHED, fold
-from bwvisu_common.projector import Projector
+from bwvisu_common.projector import LiveJobs, Projector
 
 pytestmark = pytest.mark.integration
 
@@ -72,8 +72,8 @@ async def test_a_restarted_projector_resumes_where_etcd_is(event_store, state_st
 
 async def test_the_running_projector_follows_new_events(event_store, state_store):
     projector = Projector(event_store, state_store)
-    stop, caught_up = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(projector.run(stop, caught_up))
+    caught_up = asyncio.Event()
+    task = asyncio.create_task(projector.run(caught_up))
     try:
         await asyncio.wait_for(caught_up.wait(), 10)
         await event_store.append([ev.JobSubmitted(job_id="live", uid="alice", template_name="t")], 0)
@@ -85,5 +85,23 @@ async def test_the_running_projector_follows_new_events(event_store, state_store
             await asyncio.sleep(0.05)
         assert job is not None and job.state == FINISHED and "nope" in job.details
     finally:
-        stop.set()
+        task.cancel()
+
+
+async def test_live_jobs_answer_waiters_as_events_arrive(event_store, state_store):
+    await fill(event_store, 3, seed=4)
+    await Projector(event_store, state_store).catch_up()
+    live = LiveJobs(event_store, state_store)
+    caught_up = asyncio.Event()
+    task = asyncio.create_task(live.run(caught_up))
+    try:
+        await asyncio.wait_for(caught_up.wait(), 10)
+        assert {j.job_id for j in live.all()} >= {"job4-0", "job4-1", "job4-2"}
+        waiter = asyncio.create_task(live.wait_for("w", lambda j: j.slurm_id != "", timeout=10))
+        await event_store.append([ev.JobSubmitted(job_id="w", uid="bob", template_name="t")], 0)
+        await event_store.append([ev.JobQueued(job_id="w", slurm_id="99")])
+        job = await waiter
+        assert job is not None and job.slurm_id == "99" and live.get("w") == job
+        assert await live.wait_for("never", lambda j: True, timeout=0.2) is None
+    finally:
         task.cancel()

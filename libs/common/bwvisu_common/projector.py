@@ -1,14 +1,17 @@
-"""Keeps the etcd read model equal to the fold of the event stream.
+"""The job read model, kept up to date from the event stream.
 
-Each batch of events is folded in memory and written with the new stream sequence in
-one guarded transaction, so several projectors (HA) never apply an event twice, and a
-restarted one resumes at the sequence etcd holds.
+`LiveJobs` is what a service reads: etcd's snapshot plus every later event, folded in
+memory, with a way to wait until a job reaches some state. `Projector` is the same fold
+that also writes each batch back to etcd, with the new stream sequence, in one guarded
+transaction: several projectors (HA) never apply an event twice, a restarted one resumes
+at the sequence etcd holds, and a wiped projection is rebuilt by replaying the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.events import AnyEvent
@@ -22,8 +25,8 @@ class _ProjectionMoved(Exception):
     """etcd's sequence is not the one this projector wrote last (another projector, a rebuild)."""
 
 
-class Projector:
-    """Folds the event stream into the state store."""
+class LiveJobs:
+    """Every job's view, from etcd's snapshot plus the stream's later events."""
 
     def __init__(self, events: EventStore, state: StateStore, max_batch: int = 500) -> None:
         self._events = events
@@ -31,25 +34,46 @@ class Projector:
         self._max_batch = max_batch
         self._jobs: dict[str, JobView] = {}
         self._seq = 0
+        self._changed = asyncio.Condition()
 
     @property
     def seq(self) -> int:
         return self._seq
 
-    async def run(self, stop: asyncio.Event | None = None, caught_up: asyncio.Event | None = None) -> None:
-        """Follow the stream until `stop`; set `caught_up` once the backlog is applied."""
-        while stop is None or not stop.is_set():
+    def get(self, job_id: str) -> JobView | None:
+        return self._jobs.get(job_id)
+
+    def all(self) -> list[JobView]:
+        return list(self._jobs.values())
+
+    async def wait_for(
+        self, job_id: str, done: Callable[[JobView], bool], timeout: float
+    ) -> JobView | None:
+        """The job once `done(job)` holds; None if it does not within `timeout` seconds."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: (j := self._jobs.get(job_id)) is not None and done(j)),
+                    timeout,
+                )
+            except TimeoutError:
+                return None
+        return self._jobs.get(job_id)
+
+    async def run(self, caught_up: asyncio.Event | None = None) -> None:
+        """Follow the stream until cancelled; set `caught_up` once the backlog is applied."""
+        while True:
             try:
                 await self._follow(caught_up)
             except _ProjectionMoved:
-                log.info("projector: etcd moved away from sequence %d; reloading", self._seq)
+                log.info("etcd moved away from sequence %d; reloading", self._seq)
             except DependencyUnavailable as exc:
-                log.warning("projector: %s; retrying in 1 s", exc)
+                log.warning("read model: %s; retrying in 1 s", exc)
                 await asyncio.sleep(1)
 
     async def catch_up(self) -> int:
-        """Apply every stored event not yet projected; return the sequence reached."""
-        await self._load()
+        """Load etcd's snapshot and apply every later stored event; return the sequence reached."""
+        self._jobs, self._seq = await self._state.load_jobs()
         target = await self._events.last_seq()
         if self._seq >= target:
             return self._seq
@@ -63,20 +87,12 @@ class Projector:
             await batches.aclose()  # type: ignore[attr-defined]
         return self._seq
 
-    async def rebuild(self) -> int:
-        """Wipe the projection and replay the whole stream."""
-        await self._state.wipe_projection()
-        return await self.catch_up()
-
     async def _follow(self, caught_up: asyncio.Event | None) -> None:
         await self.catch_up()
         if caught_up is not None:
             caught_up.set()
         async for batch in self._events.batches(self._seq, self._max_batch):
             await self._apply(batch)
-
-    async def _load(self) -> None:
-        self._jobs, self._seq = await self._state.load_jobs()
 
     async def _apply(self, batch: list[tuple[int, AnyEvent]]) -> None:
         fresh = [(seq, e) for seq, e in batch if seq > self._seq]
@@ -90,7 +106,24 @@ class Projector:
                 continue  # already in this view (a chunked write that a crash cut short)
             changed[job_id] = evolve(job, event, seq)
         new_seq = fresh[-1][0]
-        if not await self._state.save_jobs(list(changed.values()), new_seq, self._seq):
+        await self._commit(list(changed.values()), new_seq)
+        async with self._changed:
+            self._jobs.update(changed)
+            self._seq = new_seq
+            self._changed.notify_all()
+
+    async def _commit(self, changed: list[JobView], new_seq: int) -> None:
+        """Where a batch goes before it is visible; memory only here."""
+
+
+class Projector(LiveJobs):
+    """LiveJobs that writes every batch to etcd: the read model other processes load."""
+
+    async def rebuild(self) -> int:
+        """Wipe the projection and replay the whole stream."""
+        await self._state.wipe_projection()
+        return await self.catch_up()
+
+    async def _commit(self, changed: list[JobView], new_seq: int) -> None:
+        if not await self._state.save_jobs(changed, new_seq, self._seq):
             raise _ProjectionMoved()
-        self._jobs.update(changed)
-        self._seq = new_seq
