@@ -26,3 +26,12 @@ class ConcurrencyConflict(BwvisuError):
 
 class ReservationTaken(BwvisuError):
     """An atomic reservation (a port on a gateway) is already held by someone else."""
+
+
+class InvalidInput(BwvisuError):
+    """A request field that bwvisu refuses; `field` names it for the API's 400 answer."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
