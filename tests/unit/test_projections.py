@@ -57,8 +57,9 @@ def test_available_needs_every_port_and_a_closed_port_goes_back_to_running():
 
 
 def test_a_failed_submission_is_finished_with_its_reason():
-    job = fold([(1, submitted()), (2, ev.JobSubmitFailed(job_id="j", reason="no such user"))])
-    assert job.state == FINISHED and "no such user" in job.details
+    job = fold([(1, submitted()),
+                (2, ev.JobSubmitFailed(job_id="j", reason="no such user", kind="unknown-user"))])
+    assert job.state == FINISHED and "no such user" in job.details and job.failure == "unknown-user"
 
 
 def test_a_finished_job_ignores_late_events_but_keeps_slurms_final_word():

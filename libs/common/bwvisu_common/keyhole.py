@@ -1,23 +1,46 @@
 """The `#KEYHOLE-REQUEST-PORTS N` line of a template, expanded into bash (DESIGN.md §2 step 4).
 
-Interim: exports the job id, the keyhole servers and the token file for the real client,
-which the keyhole work replaces this body with (same signature).
+The block runs the keyhole client (keyhole_client.py, embedded whole) with python3. The
+script comes in on fd 3 and the token on stdin, both as quoted heredocs: the token is on
+no command line and in no exported variable, so the application never sees it.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 
 DIRECTIVE = re.compile(r"^#KEYHOLE-REQUEST-PORTS[ \t]+(\d+)[ \t]*$", re.MULTILINE)
+
+CLIENT_FILE = Path(__file__).with_name("keyhole_client.py")
+_SCRIPT_END = "BWVISU_KEYHOLE_CLIENT_EOF"
+_TOKEN_END = "BWVISU_KEYHOLE_TOKEN_EOF"
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_.~+/=-]+")
+
+
+def client_source() -> str:
+    return CLIENT_FILE.read_text()
 
 
 def keyhole_block(count: int, *, job_id: str, token: str, servers: list[str], hostname_suffix: str) -> str:
     """Bash that asks for `count` forwarded ports and exports KEYHOLE_PORT<I> etc."""
+    source = client_source()
+    if any(line == _SCRIPT_END for line in source.splitlines()):
+        raise ValueError("the keyhole client must not contain its own heredoc delimiter")
+    if not _TOKEN_CHARS.fullmatch(token):
+        raise ValueError("the job token must be plain printable characters")
+    argv = ["--job-id", job_id, "--count", str(count), "--hostname-suffix", hostname_suffix]
+    for server in servers:
+        argv += ["--server", server]
     return "\n".join([
-        f"export BWVISU_JOB_ID={shlex.quote(job_id)}",
-        f"export BWVISU_KEYHOLE_SERVERS={shlex.quote(' '.join(servers))}",
-        f"BWVISU_KEYHOLE_PORTS={count}",
-        # The token stays a shell variable, never exported into the application's environment.
-        f"BWVISU_KEYHOLE_TOKEN={shlex.quote(token)}",
+        "# bwvisu keyhole: ask for forwarded ports; the job stops here if none are granted",
+        f"__bwvisu_keyhole=$(python3 /dev/fd/3 {shlex.join(argv)} 3<<'{_SCRIPT_END}' <<'{_TOKEN_END}'",
+        source.rstrip("\n"),
+        _SCRIPT_END,
+        token,
+        _TOKEN_END,
+        ") || { echo 'keyhole: no ports forwarded; stopping the job' >&2; exit 1; }",
+        'eval "$__bwvisu_keyhole"',
+        "unset __bwvisu_keyhole",
     ])

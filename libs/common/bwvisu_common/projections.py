@@ -46,6 +46,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     ports_granted: bool = False
     cancel_requested: bool = False
     exit_code: int | None = None
+    failure: str = ""  # JobSubmitFailed's kind: rejected | unknown-user | unavailable
     submitted_at: datetime | None = None
     updated_at: datetime | None = None
     seq: int = 0
@@ -81,8 +82,8 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
         case ev.JobAdopted(slurm_id=slurm_id, uid=uid):
             return {"slurm_id": slurm_id, "uid": job.uid or uid,
                     "details": f"adopted Slurm job {slurm_id}"}
-        case ev.JobSubmitFailed(reason=reason):
-            return {"state": FINISHED, "details": f"submission failed: {reason}"}
+        case ev.JobSubmitFailed(reason=reason, kind=kind):
+            return {"state": FINISHED, "failure": kind, "details": f"submission failed: {reason}"}
         case ev.JobStarted(nodes=nodes):
             state = RUNNING if job.state == SUBMITTED else job.state
             return {"state": state, "nodes": list(nodes), "details": "running"}

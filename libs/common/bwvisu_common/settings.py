@@ -126,6 +126,13 @@ def _check(s: Settings) -> None:
         fail("gateway-nodes", f"Expected unique gateway names, got {labels}")
 
 
+def templates_path(settings: Settings) -> Path:
+    """Where batch-script templates live: `templates-dir`, else the repository's templates/."""
+    if settings.templates_dir:
+        return Path(settings.templates_dir)
+    return Path(__file__).resolve().parents[3] / "templates"
+
+
 def host_port(address: str, default_port: int, field: str = "address") -> tuple[str, int]:
     """Split `host:port`, `host` or `scheme://host:port` into (host, port)."""
     parsed = urlsplit(address if "//" in address else f"//{address}")

@@ -66,6 +66,11 @@ class JetStreamEventStore:
         self._js: JetStreamContext = nc.jetstream(timeout=timeout)
         self._replicas = replicas
 
+    @property
+    def nats(self) -> NatsClient:
+        """The connection underneath, for core NATS requests beside the event log."""
+        return self._nc
+
     async def ensure_stream(self) -> None:
         """Create the stream, or leave an existing one as it is (idempotent)."""
         config = StreamConfig(

@@ -1,0 +1,206 @@
+"""The keyhole client: what a running job calls to get its ports forwarded (DESIGN.md §2 step 4).
+
+Python standard library only, because compute nodes have nothing else: `keyhole_block`
+embeds this very file into the batch script. It is also imported, so that keyhole-api
+verifies with the same canonical signing function the client signs with.
+
+As a script: `python3 keyhole_client.py --job-id ID --count N --server URL...` with the
+job token on stdin. It prints `export KEYHOLE_PORT<I>=...` lines for the script to eval,
+or a message on stderr and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import random
+import re
+import shlex
+import sys
+import time
+import urllib.error
+import urllib.request
+
+SIGNATURE_HEADER = "X-Bwvisu-Signature"
+TIMESTAMP_HEADER = "X-Bwvisu-Timestamp"
+PATH_TEMPLATE = "/v1/jobs/{job_id}/ports"
+# 4xx answers a retry cannot change; everything else (5xx, 408, 429, no answer) is transient.
+PERMANENT = frozenset({400, 401, 403, 404, 405, 409, 413, 422})
+
+
+class KeyholeError(Exception):
+    """The request failed for good; the message says why."""
+
+
+def expand_hostlist(spec: str) -> list[str]:
+    """Slurm's hostlist syntax: `cn[0-3,7],gpu[01-02]` -> cn0 cn1 cn2 cn3 cn7 gpu01 gpu02."""
+    hosts: list[str] = []
+    for item in _split_top_level(spec.strip()):
+        hosts.extend(_expand_item(item))
+    return hosts
+
+
+def _split_top_level(spec: str) -> list[str]:
+    items, depth, current = [], 0, ""
+    for ch in spec:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced ']' in hostlist {spec!r}")
+        if ch == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    if depth != 0:
+        raise ValueError(f"unbalanced '[' in hostlist {spec!r}")
+    items.append(current)
+    return [i.strip() for i in items if i.strip()]
+
+
+def _expand_item(item: str) -> list[str]:
+    match = re.search(r"\[([^\[\]]*)\]", item)
+    if match is None:
+        return [item]
+    head, tail = item[: match.start()], item[match.end() :]
+    out: list[str] = []
+    for value in _expand_range_list(match.group(1), item):
+        out.extend(_expand_item(head + value + tail))  # a name may hold several brackets
+    return out
+
+
+def _expand_range_list(ranges: str, item: str) -> list[str]:
+    values: list[str] = []
+    for part in ranges.split(","):
+        part = part.strip()
+        if not re.fullmatch(r"\d+(-\d+)?", part):
+            raise ValueError(f"bad range {part!r} in hostlist item {item!r}")
+        lo, _, hi = part.partition("-")
+        hi = hi or lo
+        if int(hi) < int(lo):
+            raise ValueError(f"descending range {part!r} in hostlist item {item!r}")
+        width = len(lo)  # zero padding follows the lower bound, as in Slurm
+        values.extend(str(n).zfill(width) for n in range(int(lo), int(hi) + 1))
+    return values
+
+
+def canonical(method: str, path: str, timestamp: str, body: bytes) -> bytes:
+    """The exact bytes signed: method, path, timestamp and body, one per line."""
+    return b"\n".join([method.upper().encode(), path.encode(), timestamp.encode(), body])
+
+
+def sign(token: bytes, method: str, path: str, timestamp: str, body: bytes) -> str:
+    """HMAC-SHA256 of the canonical request with the job token, hex."""
+    return hmac.new(token, canonical(method, path, timestamp, body), hashlib.sha256).hexdigest()
+
+
+def job_nodes(nodelist: str, first: str, suffix: str) -> list[str]:
+    """The job's nodes with the forwarding suffix, the node running the script first."""
+    nodes = expand_hostlist(nodelist)
+    if first in nodes:
+        nodes.remove(first)
+        nodes.insert(0, first)
+    return [n + suffix for n in nodes]
+
+
+def request_body(count: int, nodes: list[str]) -> bytes:
+    nonce = os.urandom(16).hex()  # every attempt signs different bytes: replays are detectable
+    return json.dumps({"count": count, "nodes": nodes, "nonce": nonce}, sort_keys=True).encode()
+
+
+def post_once(server: str, job_id: str, token: bytes, count: int, nodes: list[str],
+              timeout: float) -> dict[str, object]:
+    """One signed POST; returns the answer, raises KeyholeError (permanent) or OSError (transient)."""
+    path = PATH_TEMPLATE.format(job_id=job_id)
+    body = request_body(count, nodes)
+    timestamp = str(int(time.time()))
+    req = urllib.request.Request(server.rstrip("/") + path, data=body, method="POST", headers={
+        "Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(token, "POST", path, timestamp, body),
+    })
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (configured URL)
+            return dict(json.loads(resp.read()))
+    except urllib.error.HTTPError as exc:
+        detail = _detail(exc)
+        if exc.code in PERMANENT:
+            raise KeyholeError(f"{server} refused the request ({exc.code}): {detail}") from None
+        raise OSError(f"{server} answered {exc.code}: {detail}") from None
+
+
+def _detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        data = json.loads(exc.read())
+        return str(data.get("detail", data))
+    except (ValueError, OSError, AttributeError):
+        return exc.reason if isinstance(exc.reason, str) else "no details"
+
+
+def request_ports(servers: list[str], job_id: str, token: bytes, count: int, nodes: list[str],
+                  deadline: float, log=sys.stderr) -> dict[str, object]:
+    """Ask the servers in turn, retrying transient failures with backoff until `deadline`."""
+    delay, attempt, last = 0.5, 0, "no server configured"
+    while servers:
+        server = servers[attempt % len(servers)]
+        attempt += 1
+        try:
+            return post_once(server, job_id, token, count, nodes,
+                             timeout=max(1.0, min(60.0, deadline - time.monotonic())))
+        except OSError as exc:
+            last = f"{server}: {exc}"
+        if time.monotonic() + delay > deadline:
+            break
+        if attempt % len(servers) == 0:  # a full round failed: back off before the next
+            print(f"keyhole: {last}; retrying in {delay:.1f} s", file=log)
+            time.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, 8.0)
+    raise KeyholeError(f"no keyhole server granted the ports in time (last: {last})")
+
+
+def exports(answer: dict[str, object]) -> list[str]:
+    """`export KEYHOLE_PORT<I>=...` lines for the forwards in keyhole-api's answer."""
+    lines = []
+    forwards = answer.get("forwards")
+    if not isinstance(forwards, list):
+        raise KeyholeError(f"keyhole answered without forwards: {answer!r}")
+    for i, fwd in enumerate(forwards):
+        values = {f"KEYHOLE_PORT{i}": int(fwd["internal-port"]),
+                  f"KEYHOLE_GATEWAY{i}": str(fwd["external-ip"]),
+                  f"KEYHOLE_EXTERNAL_PORT{i}": int(fwd["external-port"])}
+        lines.append("export " + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in values.items()))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="keyhole", description=__doc__.splitlines()[0])
+    parser.add_argument("--job-id", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--server", action="append", default=[], dest="servers")
+    parser.add_argument("--hostname-suffix", default="")
+    parser.add_argument("--max-wait", type=float, default=180.0)
+    args = parser.parse_args(argv)
+    token = sys.stdin.readline().strip().encode()
+    try:
+        if not token:
+            raise KeyholeError("no job token on stdin")
+        nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST")
+        if not nodelist:
+            raise KeyholeError("SLURM_JOB_NODELIST is not set: not inside a Slurm job")
+        nodes = job_nodes(nodelist, os.environ.get("SLURMD_NODENAME", ""), args.hostname_suffix)
+        answer = request_ports(args.servers, args.job_id, token, args.count, nodes,
+                               time.monotonic() + args.max_wait)
+        lines = exports(answer)
+    except (KeyholeError, ValueError) as exc:
+        print(f"keyhole: could not get {args.count} forwarded port(s): {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""runner-api's adapters."""

@@ -1,0 +1,120 @@
+"""The HTTP edge: the original bwVisu middleware API, basic auth, one place for status codes."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+from bwvisu_common.errors import DependencyUnavailable, InvalidInput
+from bwvisu_common.validation import check_uid
+from runner_api.domain import job_json, parse_submission
+from runner_api.errors import NotFound, SubmitFailed
+from runner_api.handlers import Jobs
+
+log = logging.getLogger(__name__)
+
+SUBMIT_FAILURE_STATUS = {"rejected": 400, "unknown-user": 404, "unavailable": 503}
+
+
+# auto_error off: a missing header must get our 401 answer, not FastAPI's.
+basic = HTTPBasic(auto_error=False)
+
+
+class Unauthorized(Exception):
+    pass
+
+
+def create_app(
+    jobs: Callable[[], Jobs], external_ips: Mapping[str, str], user: str, password: str,
+    ready: Callable[[], bool] = lambda: True, lifespan: Any = None,
+) -> FastAPI:
+    """`jobs` is called per request, so the app can exist before its connections do."""
+    app = FastAPI(title="bwvisu runner-api", version="1", lifespan=lifespan,
+                  description="The web frontend's job API (compatible with the bwVisu middleware API).")
+    def authorized(credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> None:
+        # Compare both fields, always, in constant time: no early exit tells what was wrong.
+        given = credentials or HTTPBasicCredentials(username="", password="")
+        ok_user = secrets.compare_digest(given.username.encode(), user.encode())
+        ok_password = secrets.compare_digest(given.password.encode(), password.encode())
+        if not (ok_user and ok_password and password):
+            raise Unauthorized()
+
+    auth = [Depends(authorized)]
+
+    @app.post("/jobs", dependencies=auth)
+    async def submit_job(request: Request) -> dict[str, str]:
+        submission = parse_submission(await _json_body(request))
+        return {"job-id": await jobs().submit(submission)}
+
+    @app.get("/jobs", dependencies=auth)
+    async def list_jobs(uid: str | None = None) -> dict[str, list[str]]:
+        return {"jobs": jobs().running(None if uid is None else check_uid(uid))}
+
+    @app.get("/jobs/{job_id}", dependencies=auth)
+    async def get_job(job_id: str) -> dict[str, Any]:
+        return job_json(jobs().get(job_id), external_ips)
+
+    @app.delete("/jobs/{job_id}", dependencies=auth)
+    async def cancel_job(job_id: str, uid: str | None = None) -> dict[str, str]:
+        await jobs().cancel(job_id, None if uid is None else check_uid(uid))
+        return {"response": "job cancelled"}
+
+    @app.get("/cluster/check-user/{user_name}", dependencies=auth)
+    async def check_user(user_name: str) -> dict[str, str]:
+        if not await jobs().user_exists(check_uid(user_name)):
+            raise NotFound(f"no such user: {user_name}")
+        return {"response": "success"}
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        ok = ready()
+        return JSONResponse({"status": "ok" if ok else "starting"}, status_code=200 if ok else 503)
+
+    _add_error_handlers(app)
+    return app
+
+
+async def _json_body(request: Request) -> object:
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise InvalidInput("body", "is not valid JSON") from exc
+
+
+def _answer(status: int, message: str, **extra: str) -> JSONResponse:
+    return JSONResponse({"response": message, **extra}, status_code=status)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
+        response = _answer(401, "authentication required")
+        response.headers["WWW-Authenticate"] = 'Basic realm="bwvisu"'
+        return response
+
+    @app.exception_handler(InvalidInput)
+    async def invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        return _answer(400, str(exc), field=exc.field)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return _answer(404, str(exc))
+
+    @app.exception_handler(SubmitFailed)
+    async def submit_failed(_: Request, exc: SubmitFailed) -> JSONResponse:
+        return _answer(SUBMIT_FAILURE_STATUS.get(exc.kind, 400), str(exc))
+
+    @app.exception_handler(DependencyUnavailable)
+    async def unavailable(_: Request, exc: DependencyUnavailable) -> JSONResponse:
+        return _answer(503, f"the cluster or a bwvisu service is unavailable: {exc}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _answer(500, "internal error; the runner-api log has the details")

@@ -1,0 +1,69 @@
+"""Builds runner-api from settings: the only place its adapters are constructed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from bwvisu_common.connect import open_stores
+from bwvisu_common.errors import ConfigError, DependencyUnavailable
+from bwvisu_common.projector import LiveJobs
+from bwvisu_common.settings import Settings, templates_path
+from runner_api.adapters.nats_users import NatsUserDirectory
+from runner_api.adapters.template_files import TemplateFiles
+from runner_api.app import create_app
+from runner_api.handlers import Jobs
+
+log = logging.getLogger(__name__)
+
+
+def read_password(settings: Settings) -> str:
+    path = settings.runner_api.password_file
+    if not path:
+        raise ConfigError("runner-api.password-file: required (the bwvisu-web account's password)")
+    try:
+        password = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"runner-api.password-file: cannot read {path}: {exc.strerror}") from exc
+    if not password:
+        raise ConfigError(f"runner-api.password-file: {path} is empty")
+    return password
+
+
+def build_app(settings: Settings) -> FastAPI:
+    password = read_password(settings)
+    holder: dict[str, Jobs] = {}
+    caught_up = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            events, state = await _open_stores_retrying(settings, stack)
+            live = LiveJobs(events, state)
+            follower = asyncio.create_task(live.run(caught_up))
+            stack.callback(follower.cancel)
+            holder["jobs"] = Jobs(events, live, NatsUserDirectory(events.nats),
+                                  TemplateFiles(templates_path(settings)))
+            await asyncio.wait_for(caught_up.wait(), 60)
+            log.info("runner-api ready: read model at stream sequence %d", live.seq)
+            yield
+
+    external_ips = {g.label: g.external_ip for g in settings.gateway_nodes}
+    return create_app(lambda: holder["jobs"], external_ips, settings.runner_api.user, password,
+                      ready=caught_up.is_set, lifespan=lifespan)
+
+
+async def _open_stores_retrying(settings: Settings, stack: AsyncExitStack):  # type: ignore[no-untyped-def]
+    """NATS or etcd not there yet: say so and keep trying, as `bwvisu up` may start us first."""
+    while True:
+        try:
+            return await open_stores(settings, stack, "runner-api")
+        except DependencyUnavailable as exc:
+            log.warning("%s; retrying in 2 s", exc)
+            await asyncio.sleep(2)

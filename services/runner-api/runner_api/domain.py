@@ -1,0 +1,54 @@
+"""Pure translation between the original bwVisu API's JSON and our events and views."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from bwvisu_common.errors import InvalidInput
+from bwvisu_common.projections import JobView
+from bwvisu_common.validation import check_template_name, check_uid, check_variables
+
+
+class Submission(msgspec.Struct, frozen=True, kw_only=True):
+    uid: str
+    template_name: str
+    variables: dict[str, str]
+
+
+def parse_submission(body: object) -> Submission:
+    """Validate a POST /jobs body; InvalidInput names the first bad field."""
+    if not isinstance(body, Mapping):
+        raise InvalidInput("body", "must be a JSON object with uid, template-name and variables")
+    unknown = set(body) - {"uid", "template-name", "variables"}
+    if unknown:
+        raise InvalidInput(sorted(unknown)[0], "is not a field of a job submission")
+    for field in ("uid", "template-name"):
+        if field not in body:
+            raise InvalidInput(field, "is required")
+    return Submission(
+        uid=check_uid(body["uid"]),
+        template_name=check_template_name(body["template-name"]),
+        variables=check_variables(body.get("variables", {})),
+    )
+
+
+def job_json(job: JobView, external_ips: Mapping[str, str]) -> dict[str, Any]:
+    """GET /jobs/<id> as the original middleware answered it, hyphenated names and all."""
+    return {
+        "job-id": job.job_id,
+        "batch-script": {"template-name": job.template_name, "variables": dict(job.variables)},
+        "services": [
+            {
+                "internal-port": s.internal_port,
+                "external-port": s.external_port,
+                "external-ip": external_ips.get(s.gateway, s.gateway),
+            }
+            for s in job.services
+        ],
+        "state": job.state,
+        "uid": job.uid,
+        "details": job.details,
+    }

@@ -1,0 +1,17 @@
+"""Errors of runner-api; app.py maps each to its HTTP status in one place."""
+
+from __future__ import annotations
+
+from bwvisu_common.errors import BwvisuError
+
+
+class NotFound(BwvisuError):
+    """No such job (or no such running job, for a cancel), or no such user."""
+
+
+class SubmitFailed(BwvisuError):
+    """Slurm did not take the job; `kind` is JobSubmitFailed's (rejected, unknown-user, unavailable)."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind

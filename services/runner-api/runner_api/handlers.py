@@ -1,0 +1,101 @@
+"""The use cases behind each endpoint: decide, append events, read the live model."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from bwvisu_common import events as ev
+from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable, InvalidInput
+from bwvisu_common.ports import EventStore
+from bwvisu_common.projections import FINISHED, JobView
+from bwvisu_common.projector import LiveJobs
+from runner_api.domain import Submission
+from runner_api.errors import NotFound, SubmitFailed
+from runner_api.ports import TemplateCatalog, UserDirectory
+
+log = logging.getLogger(__name__)
+
+# Users rarely disappear: one `id` per user and interval keeps SSH off the submit path.
+USER_CACHE_SECONDS = 600.0
+
+
+class Jobs:
+    """Submit, cancel and look up jobs; check users."""
+
+    def __init__(self, events: EventStore, live: LiveJobs, users: UserDirectory,
+                 templates: TemplateCatalog, submit_timeout: float = 60.0) -> None:
+        self._events = events
+        self._live = live
+        self._users = users
+        self._templates = templates
+        self._submit_timeout = submit_timeout
+        self._known_users: dict[str, float] = {}
+
+    async def submit(self, sub: Submission) -> str:
+        """Record JobSubmitted and answer once Slurm took the job or refused it."""
+        if not self._templates.exists(sub.template_name):
+            raise InvalidInput("template-name", f"no template named {sub.template_name!r}")
+        if not await self.user_exists(sub.uid):
+            raise NotFound(f"no such user on the cluster: {sub.uid}")
+        job_id = ev.new_job_id()
+        submitted = ev.JobSubmitted(job_id=job_id, uid=sub.uid, template_name=sub.template_name,
+                                    variables=sub.variables)
+        version = await self._events.append([submitted], expected_version=0)
+        job = await self._live.wait_for(job_id, _decided, self._submit_timeout)
+        if job is None:
+            job = await self._give_up(job_id, version)
+        if job.state == FINISHED and not job.slurm_id:
+            raise SubmitFailed(job.failure or "rejected", job.details)
+        return job_id
+
+    async def _give_up(self, job_id: str, version: int) -> JobView:
+        """Nobody submitted in time: record that, unless the scheduler got there first."""
+        reason = f"no scheduler answered within {self._submit_timeout:.0f} s"
+        try:
+            await self._events.append(
+                [ev.JobSubmitFailed(job_id=job_id, reason=reason, kind="unavailable")], version
+            )
+        except ConcurrencyConflict:
+            log.info("job %s: the scheduler answered as we gave up", job_id)
+        job = await self._live.wait_for(job_id, _decided, 10.0)
+        if job is None:
+            raise DependencyUnavailable("the event stream did not show the job's outcome")
+        return job
+
+    def get(self, job_id: str) -> JobView:
+        job = self._live.get(job_id)
+        if job is None:
+            raise NotFound("no such job")
+        return job
+
+    def running(self, uid: str | None = None) -> list[str]:
+        jobs = sorted(self._live.all(), key=lambda j: (j.submitted_at is None, j.submitted_at))
+        return [j.job_id for j in jobs if j.state != FINISHED and (uid is None or j.uid == uid)]
+
+    async def cancel(self, job_id: str, uid: str | None = None) -> None:
+        for _ in range(5):
+            job = self._live.get(job_id)
+            if job is None or job.state == FINISHED or (uid is not None and job.uid != uid):
+                raise NotFound("no such running job")
+            if job.cancel_requested:
+                return
+            try:
+                await self._events.append([ev.JobCancelRequested(job_id=job_id)], job.seq)
+                return
+            except ConcurrencyConflict:
+                # Something happened to the job meanwhile; look again before deciding.
+                await self._live.wait_for(job_id, lambda j, seq=job.seq: j.seq > seq, 2.0)
+        raise DependencyUnavailable(f"job {job_id} changes too fast to cancel; try again")
+
+    async def user_exists(self, uid: str) -> bool:
+        if time.monotonic() - self._known_users.get(uid, -USER_CACHE_SECONDS) < USER_CACHE_SECONDS:
+            return True
+        exists = await self._users.exists(uid)
+        if exists:
+            self._known_users[uid] = time.monotonic()
+        return exists
+
+
+def _decided(job: JobView) -> bool:
+    return bool(job.slurm_id) or job.state == FINISHED

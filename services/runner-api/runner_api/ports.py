@@ -1,0 +1,21 @@
+"""What runner-api needs beyond the shared event store and read model."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class UserDirectory(Protocol):
+    """Answers whether a user exists on the cluster."""
+
+    async def exists(self, uid: str) -> bool:
+        """True or False from the cluster; DependencyUnavailable when nobody could ask it."""
+        ...
+
+
+class TemplateCatalog(Protocol):
+    """Knows which batch-script templates exist."""
+
+    def exists(self, name: str) -> bool:
+        """True if a template of that (already validated) name can be rendered."""
+        ...

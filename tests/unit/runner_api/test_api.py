@@ -1,0 +1,198 @@
+"""runner-api over HTTP with in-memory stores and a scripted scheduler: the API contract."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from bwvisu_common import events as ev
+from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
+from bwvisu_common.errors import DependencyUnavailable
+from bwvisu_common.projector import LiveJobs
+from runner_api.app import create_app
+from runner_api.handlers import Jobs
+
+PASSWORD = "s3cret-web"
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"bwvisu-web:{PASSWORD}".encode()).decode()}
+USERS = {"alice", "bob"}
+
+
+class FakeUsers:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.down = False
+
+    async def exists(self, uid: str) -> bool:
+        self.asked.append(uid)
+        if self.down:
+            raise DependencyUnavailable("no command node answers")
+        return uid in USERS
+
+
+class FakeTemplates:
+    def exists(self, name: str) -> bool:
+        return name in {"xpra-desktop", "jupyter"}
+
+
+class ScriptedScheduler:
+    """Answers JobSubmitted as scheduler-adapter would: queued, refused, or silence."""
+
+    def __init__(self, store: InMemoryEventStore) -> None:
+        self.store = store
+        self.mode = "queue"
+        self.slurm_ids = iter(range(100, 10_000))
+
+    async def __call__(self, seq: int, event: ev.Event) -> None:
+        if not isinstance(event, ev.JobSubmitted) or self.mode == "silent":
+            return
+        if self.mode == "queue":
+            answer: ev.Event = ev.JobQueued(job_id=event.job_id, slurm_id=str(next(self.slurm_ids)))
+        else:
+            answer = ev.JobSubmitFailed(job_id=event.job_id, reason="no command node answers",
+                                        kind="unavailable")
+        await self.store.append([answer], seq)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[httpx.AsyncClient, InMemoryEventStore, ScriptedScheduler, FakeUsers]]:
+    store, state = InMemoryEventStore(), InMemoryStateStore()
+    live, users, scheduler = LiveJobs(store, state), FakeUsers(), ScriptedScheduler(store)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(live.run()), asyncio.create_task(store.consume("s", scheduler, stop))]
+    jobs = Jobs(store, live, users, FakeTemplates(), submit_timeout=0.5)
+    app = create_app(lambda: jobs, {"gw0": "192.0.2.30"}, "bwvisu-web", PASSWORD)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+        yield client, store, scheduler, users
+    stop.set()
+    for task in tasks:
+        task.cancel()
+
+
+def body(**overrides: object) -> dict[str, object]:
+    return {"uid": "alice", "template-name": "xpra-desktop", "variables": {"runtime": "30"}, **overrides}
+
+
+async def test_submit_then_read_list_and_cancel(api):
+    client, store, _, _ = api
+    r = await client.post("/jobs", json=body(), headers=AUTH)
+    assert r.status_code == 200, r.text
+    job_id = r.json()["job-id"]
+    got = (await client.get(f"/jobs/{job_id}", headers=AUTH)).json()
+    assert got == {
+        "job-id": job_id, "batch-script": {"template-name": "xpra-desktop", "variables": {"runtime": "30"}},
+        "services": [], "state": "submitted", "uid": "alice", "details": "queued as Slurm job 100",
+    }
+    assert (await client.get("/jobs", headers=AUTH)).json() == {"jobs": [job_id]}
+    assert (await client.get("/jobs?uid=bob", headers=AUTH)).json() == {"jobs": []}
+    r = await client.delete(f"/jobs/{job_id}?uid=bob", headers=AUTH)
+    assert r.status_code == 404, "bob cannot cancel alice's job"
+    r = await client.delete(f"/jobs/{job_id}", headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"response": "job cancelled"}
+    assert isinstance((await store.read_job(job_id))[-1][1], ev.JobCancelRequested)
+
+
+async def test_an_available_job_lists_its_services_with_the_gateways_external_ip(api):
+    client, store, _, _ = api
+    job_id = (await client.post("/jobs", json=body(), headers=AUTH)).json()["job-id"]
+    fwd = [ev.Forward(internal_port=20001, external_port=21001)]
+    await store.append([ev.JobStarted(job_id=job_id, nodes=["cn0"]),
+                        ev.PortsForwarded(job_id=job_id, gateway="gw0", forwards=fwd),
+                        ev.PortOpen(job_id=job_id, external_port=21001)])
+    await asyncio.sleep(0.05)
+    got = (await client.get(f"/jobs/{job_id}", headers=AUTH)).json()
+    assert got["state"] == "available"
+    assert got["services"] == [{"internal-port": 20001, "external-port": 21001, "external-ip": "192.0.2.30"}]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (body(variables={"image": "$(reboot)"}), "variables.image"),
+        (body(variables={"image": "../../etc/passwd"}), "variables.image"),
+        (body(**{"template-name": "../xpra-desktop"}), "template-name"),
+        (body(**{"template-name": "nope"}), "template-name"),
+        (body(uid="alice;id"), "uid"),
+        (body(extra=1), "extra"),
+        ({"uid": "alice"}, "template-name"),
+        ([1, 2], "body"),
+    ],
+)
+async def test_bad_input_is_a_400_naming_the_field_and_records_nothing(api, payload, field):
+    client, store, _, _ = api
+    r = await client.post("/jobs", json=payload, headers=AUTH)
+    assert r.status_code == 400 and r.json()["field"] == field, r.text
+    assert field in r.json()["response"]
+    assert await store.last_seq() == 0
+
+
+async def test_not_json_is_a_400(api):
+    client, store, _, _ = api
+    r = await client.post("/jobs", content=b"{nope", headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["field"] == "body"
+
+
+async def test_unknown_user_is_a_404_and_records_nothing(api):
+    client, store, _, users = api
+    r = await client.post("/jobs", json=body(uid="mallory"), headers=AUTH)
+    assert r.status_code == 404 and "mallory" in r.json()["response"]
+    assert await store.last_seq() == 0
+    assert (await client.get("/cluster/check-user/mallory", headers=AUTH)).status_code == 404
+    r = await client.get("/cluster/check-user/bob", headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"response": "success"}
+
+
+async def test_known_users_are_not_asked_again_for_each_submit(api):
+    client, _, _, users = api
+    for _ in range(3):
+        assert (await client.post("/jobs", json=body(), headers=AUTH)).status_code == 200
+    assert users.asked == ["alice"]
+
+
+async def test_an_unreachable_cluster_is_a_503(api):
+    client, store, scheduler, users = api
+    users.down = True
+    r = await client.post("/jobs", json=body(uid="bob"), headers=AUTH)
+    assert r.status_code == 503
+    users.down = False
+    scheduler.mode = "fail"
+    r = await client.post("/jobs", json=body(), headers=AUTH)
+    assert r.status_code == 503 and "no command node answers" in r.json()["response"]
+
+
+async def test_a_silent_scheduler_is_a_503_and_the_job_is_recorded_as_failed(api):
+    client, store, scheduler, _ = api
+    scheduler.mode = "silent"
+    r = await client.post("/jobs", json=body(), headers=AUTH)
+    assert r.status_code == 503
+    batches = store.batches(0)
+    history = await anext(batches)
+    await batches.aclose()
+    assert [type(e).__name__ for _, e in history] == ["JobSubmitted", "JobSubmitFailed"]
+    assert history[-1][1].kind == "unavailable"
+    assert (await client.get("/jobs", headers=AUTH)).json() == {"jobs": []}
+
+
+async def test_unknown_and_finished_jobs(api):
+    client, store, _, _ = api
+    assert (await client.get("/jobs/nope", headers=AUTH)).status_code == 404
+    assert (await client.delete("/jobs/nope", headers=AUTH)).json() == {"response": "no such running job"}
+    job_id = (await client.post("/jobs", json=body(), headers=AUTH)).json()["job-id"]
+    await store.append([ev.JobEnded(job_id=job_id, slurm_state="COMPLETED", exit_code=0)])
+    await asyncio.sleep(0.05)
+    assert (await client.get(f"/jobs/{job_id}", headers=AUTH)).json()["state"] == "finished"
+    assert (await client.delete(f"/jobs/{job_id}", headers=AUTH)).status_code == 404
+
+
+@pytest.mark.parametrize("auth", [{}, {"Authorization": "Basic " + base64.b64encode(b"bwvisu-web:wrong").decode()},
+                                  {"Authorization": "Basic " + base64.b64encode(f"root:{PASSWORD}".encode()).decode()}])
+async def test_every_job_endpoint_needs_the_password(api, auth):
+    client, store, _, _ = api
+    for method, url in [("POST", "/jobs"), ("GET", "/jobs"), ("GET", "/jobs/x"), ("DELETE", "/jobs/x"),
+                        ("GET", "/cluster/check-user/alice")]:
+        r = await client.request(method, url, json=body(), headers=auth)
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic"), (method, url)
+    assert await store.last_seq() == 0
