@@ -187,8 +187,11 @@ async def test_unknown_and_finished_jobs(api):
     assert (await client.delete(f"/jobs/{job_id}", headers=AUTH)).status_code == 404
 
 
-@pytest.mark.parametrize("auth", [{}, {"Authorization": "Basic " + base64.b64encode(b"bwvisu-web:wrong").decode()},
-                                  {"Authorization": "Basic " + base64.b64encode(f"root:{PASSWORD}".encode()).decode()}])
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.mark.parametrize("auth", [{}, basic("bwvisu-web", "wrong"), basic("root", PASSWORD)])
 async def test_every_job_endpoint_needs_the_password(api, auth):
     client, store, _, _ = api
     for method, url in [("POST", "/jobs"), ("GET", "/jobs"), ("GET", "/jobs/x"), ("DELETE", "/jobs/x"),
