@@ -30,9 +30,9 @@ def keyhole_block(count: int, *, job_id: str, token: str, servers: list[str], ho
         raise ValueError("the keyhole client must not contain its own heredoc delimiter")
     if not _TOKEN_CHARS.fullmatch(token):
         raise ValueError("the job token must be plain printable characters")
-    argv = ["--job-id", job_id, "--count", str(count), "--hostname-suffix", hostname_suffix]
-    for server in servers:
-        argv += ["--server", server]
+    # `--opt=value`: a value starting with "-" (a suffix like "-ib") stays a value.
+    argv = [f"--job-id={job_id}", f"--count={count}", f"--hostname-suffix={hostname_suffix}"]
+    argv += [f"--server={server}" for server in servers]
     return "\n".join([
         "# bwvisu keyhole: ask for forwarded ports; the job stops here if none are granted",
         f"__bwvisu_keyhole=$(python3 /dev/fd/3 {shlex.join(argv)} 3<<'{_SCRIPT_END}' <<'{_TOKEN_END}'",
