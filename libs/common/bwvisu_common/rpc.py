@@ -16,3 +16,19 @@ class CheckUserReply(msgspec.Struct, frozen=True, kw_only=True):
 
     exists: bool = False
     error: str = ""
+
+
+JOB_LOG = "bwvisu.rpc.job-log"
+
+
+class JobLog(msgspec.Struct, frozen=True, kw_only=True):
+    """The last `lines` lines of a job's log file, read on a command node as the job's user."""
+
+    uid: str
+    job_id: str
+    lines: int = 100
+
+
+class JobLogReply(msgspec.Struct, frozen=True, kw_only=True):
+    text: str = ""
+    error: str = ""

@@ -133,6 +133,11 @@ def templates_path(settings: Settings) -> Path:
     return Path(__file__).resolve().parents[3] / "templates"
 
 
+def job_log_path(settings: Settings, uid: str, job_id: str) -> str:
+    """Where a job's batch script writes its output (`#SBATCH --output`)."""
+    return f"{settings.bwvisu_home_prefix.rstrip('/')}/{uid}/bwvisu-job-{job_id}.out"
+
+
 def host_port(address: str, default_port: int, field: str = "address") -> tuple[str, int]:
     """Split `host:port`, `host` or `scheme://host:port` into (host, port)."""
     parsed = urlsplit(address if "//" in address else f"//{address}")

@@ -60,6 +60,11 @@ def create_app(
     async def get_job(job_id: str) -> dict[str, Any]:
         return job_json(jobs().get(job_id), external_ips)
 
+    @app.get("/jobs/{job_id}/log", dependencies=auth)
+    async def job_log(job_id: str, lines: int = 100, uid: str | None = None) -> dict[str, str]:
+        """The end of the job's output file, read on the cluster as the job's user."""
+        return {"log": await jobs().log_tail(job_id, lines, None if uid is None else check_uid(uid))}
+
     @app.delete("/jobs/{job_id}", dependencies=auth)
     async def cancel_job(job_id: str, uid: str | None = None) -> dict[str, str]:
         await jobs().cancel(job_id, None if uid is None else check_uid(uid))

@@ -12,7 +12,7 @@ from bwvisu_common.projections import FINISHED, JobView
 from bwvisu_common.projector import LiveJobs
 from runner_api.domain import Submission
 from runner_api.errors import NotFound, SubmitFailed
-from runner_api.ports import TemplateCatalog, UserDirectory
+from runner_api.ports import JobLogs, TemplateCatalog, UserDirectory
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +24,12 @@ class Jobs:
     """Submit, cancel and look up jobs; check users."""
 
     def __init__(self, events: EventStore, live: LiveJobs, users: UserDirectory,
-                 templates: TemplateCatalog, submit_timeout: float = 60.0) -> None:
+                 templates: TemplateCatalog, logs: JobLogs, submit_timeout: float = 60.0) -> None:
         self._events = events
         self._live = live
         self._users = users
         self._templates = templates
+        self._logs = logs
         self._submit_timeout = submit_timeout
         self._known_users: dict[str, float] = {}
 
@@ -68,6 +69,14 @@ class Jobs:
         if job is None:
             raise NotFound("no such job")
         return job
+
+    async def log_tail(self, job_id: str, lines: int, uid: str | None = None) -> str:
+        job = self._live.get(job_id)
+        if job is None or (uid is not None and job.uid != uid):
+            raise NotFound("no such job")
+        if not 1 <= lines <= 1000:
+            raise InvalidInput("lines", "must be between 1 and 1000")
+        return await self._logs.tail(job.uid, job_id, lines)
 
     def running(self, uid: str | None = None) -> list[str]:
         jobs = sorted(self._live.all(), key=lambda j: (j.submitted_at is None, j.submitted_at))

@@ -13,6 +13,14 @@ class UserDirectory(Protocol):
         ...
 
 
+class JobLogs(Protocol):
+    """Reads the end of a job's log file on the cluster, as the job's user."""
+
+    async def tail(self, uid: str, job_id: str, lines: int) -> str:
+        """The last `lines` lines; DependencyUnavailable when the cluster cannot be asked."""
+        ...
+
+
 class TemplateCatalog(Protocol):
     """Knows which batch-script templates exist."""
 

@@ -33,6 +33,11 @@ class FakeUsers:
         return uid in USERS
 
 
+class FakeLogs:
+    async def tail(self, uid: str, job_id: str, lines: int) -> str:
+        return "\n".join(f"{uid} {job_id} line {i}" for i in range(lines))
+
+
 class FakeTemplates:
     def exists(self, name: str) -> bool:
         return name in {"xpra-desktop", "jupyter"}
@@ -63,7 +68,7 @@ async def api() -> AsyncIterator[tuple[httpx.AsyncClient, InMemoryEventStore, Sc
     live, users, scheduler = LiveJobs(store, state), FakeUsers(), ScriptedScheduler(store)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(live.run()), asyncio.create_task(store.consume("s", scheduler, stop))]
-    jobs = Jobs(store, live, users, FakeTemplates(), submit_timeout=0.5)
+    jobs = Jobs(store, live, users, FakeTemplates(), FakeLogs(), submit_timeout=0.5)
     app = create_app(lambda: jobs, {"gw0": "192.0.2.30"}, "bwvisu-web", PASSWORD)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
         yield client, store, scheduler, users
@@ -199,3 +204,12 @@ async def test_every_job_endpoint_needs_the_password(api, auth):
         r = await client.request(method, url, json=body(), headers=auth)
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic"), (method, url)
     assert await store.last_seq() == 0
+
+
+async def test_the_log_tail_is_read_as_the_jobs_owner_only(api):
+    client, _, _, _ = api
+    job_id = (await client.post("/jobs", json=body(), headers=AUTH)).json()["job-id"]
+    r = await client.get(f"/jobs/{job_id}/log?lines=2&uid=alice", headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"log": f"alice {job_id} line 0\nalice {job_id} line 1"}
+    assert (await client.get(f"/jobs/{job_id}/log?uid=bob", headers=AUTH)).status_code == 404
+    assert (await client.get(f"/jobs/{job_id}/log?lines=0", headers=AUTH)).status_code == 400

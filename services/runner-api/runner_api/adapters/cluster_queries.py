@@ -1,0 +1,53 @@
+"""Questions runner-api asks the cluster through scheduler-adapter (which owns SSH)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NatsClient
+
+from bwvisu_common.errors import DependencyUnavailable
+from bwvisu_common.rpc import CHECK_USER, JOB_LOG, CheckUser, CheckUserReply, JobLog, JobLogReply
+
+
+async def _ask(nc: NatsClient, subject: str, request: msgspec.Struct, timeout: float) -> bytes:
+    try:
+        msg = await nc.request(subject, msgspec.json.encode(request), timeout=timeout)
+    except nats.errors.NoRespondersError as exc:
+        raise DependencyUnavailable("no scheduler-adapter is running to ask the cluster") from exc
+    except (nats.errors.Error, asyncio.TimeoutError) as exc:
+        raise DependencyUnavailable(f"the cluster did not answer in time: {exc!r}") from exc
+    return bytes(msg.data)
+
+
+class NatsUserDirectory:
+    """Whether a user exists: `id <user>` on a command node, via a core NATS request."""
+
+    def __init__(self, nc: NatsClient, timeout: float = 20.0) -> None:
+        self._nc = nc
+        self._timeout = timeout
+
+    async def exists(self, uid: str) -> bool:
+        reply = msgspec.json.decode(await _ask(self._nc, CHECK_USER, CheckUser(uid=uid), self._timeout),
+                                    type=CheckUserReply)
+        if reply.error:
+            raise DependencyUnavailable(reply.error)
+        return reply.exists
+
+
+class NatsJobLogs:
+    """The end of a job's log file, read as its user on a command node, via a core NATS request."""
+
+    def __init__(self, nc: NatsClient, timeout: float = 20.0) -> None:
+        self._nc = nc
+        self._timeout = timeout
+
+    async def tail(self, uid: str, job_id: str, lines: int) -> str:
+        request = JobLog(uid=uid, job_id=job_id, lines=lines)
+        reply = msgspec.json.decode(await _ask(self._nc, JOB_LOG, request, self._timeout),
+                                    type=JobLogReply)
+        if reply.error:
+            raise DependencyUnavailable(reply.error)
+        return reply.text
