@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -17,7 +15,7 @@ async def _ask(nc: NatsClient, subject: str, request: msgspec.Struct, timeout: f
         msg = await nc.request(subject, msgspec.json.encode(request), timeout=timeout)
     except nats.errors.NoRespondersError as exc:
         raise DependencyUnavailable("no scheduler-adapter is running to ask the cluster") from exc
-    except (nats.errors.Error, asyncio.TimeoutError) as exc:
+    except (TimeoutError, nats.errors.Error) as exc:
         raise DependencyUnavailable(f"the cluster did not answer in time: {exc!r}") from exc
     return bytes(msg.data)
 
