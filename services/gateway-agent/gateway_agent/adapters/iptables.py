@@ -1,0 +1,68 @@
+"""IptablesFirewall: forwards as iptables NAT rules, changed in batches by iptables-restore."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Sequence
+
+from gateway_agent.domain import rules as r
+from gateway_agent.domain.rules import ForwardRule
+from gateway_agent.errors import FirewallError
+
+log = logging.getLogger(__name__)
+
+
+class IptablesFirewall:
+    """iptables in the current network namespace (or behind `prefix`, e.g. `ip netns exec NS`)."""
+
+    def __init__(self, prefix: Sequence[str] = (), iptables: str = "iptables") -> None:
+        self._prefix = list(prefix)
+        self._iptables = iptables
+        self._lock = asyncio.Lock()  # one change at a time: each reads the chains first
+
+    async def _run(self, *argv: str, stdin: str | None = None, check: bool = True) -> tuple[int, str]:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._prefix, *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE)
+        except OSError as exc:
+            raise FirewallError(f"cannot run {argv[0]}: {exc}") from exc
+        out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
+        if check and proc.returncode != 0:
+            raise FirewallError(f"{' '.join(argv)} failed ({proc.returncode}): {err.decode().strip()}")
+        return proc.returncode or 0, out.decode()
+
+    async def _restore(self, lines: list[str]) -> None:
+        if lines:
+            # --noflush: only these lines change; -w: wait for the xtables lock, never fail on it.
+            await self._run(f"{self._iptables}-restore", "--noflush", "-w", stdin=r.batch(lines))
+
+    async def _present(self) -> list[r.RuleLine]:
+        _, out = await self._run(f"{self._iptables}-save", "-t", "nat")
+        return r.parse_save(out)
+
+    async def ensure_chains(self) -> None:
+        async with self._lock:
+            for hook, chain in r.HOOKS:
+                code, _ = await self._run(self._iptables, "-w", "-t", "nat", "-N", chain, check=False)
+                jump = [hook, "-m", "comment", "--comment", "bwvisu", "-j", chain]
+                code, _ = await self._run(self._iptables, "-w", "-t", "nat", "-C", *jump, check=False)
+                if code != 0:
+                    await self._run(self._iptables, "-w", "-t", "nat", "-I", *jump)
+                    log.info("hooked %s into nat %s", chain, hook)
+
+    async def rules(self) -> list[ForwardRule]:
+        async with self._lock:
+            return r.forwards(await self._present())
+
+    async def install(self, rules: Sequence[ForwardRule]) -> None:
+        async with self._lock:
+            await self._restore(r.missing_lines(rules, await self._present()))
+
+    async def remove_jobs(self, job_ids: Collection[str]) -> list[ForwardRule]:
+        wanted = set(job_ids)
+        async with self._lock:
+            present = await self._present()
+            await self._restore(r.delete_lines(present, wanted))
+        return [f for f in r.forwards(present) if f.job_id in wanted]

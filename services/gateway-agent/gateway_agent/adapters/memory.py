@@ -1,0 +1,55 @@
+"""In-memory Firewall and PortProber for unit tests; tests/contract holds the firewall to iptables."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from gateway_agent.domain.rules import ForwardRule
+from gateway_agent.errors import FirewallError
+
+
+class InMemoryFirewall:
+    """A set of forwards; `fail_next` makes the next change fail like a refused batch."""
+
+    def __init__(self) -> None:
+        self.installed: set[ForwardRule] = set()
+        self.chains_ready = False
+        self.fail_next = False
+        self.batches = 0
+
+    def _change(self) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise FirewallError("iptables-restore failed (scripted)")
+        self.batches += 1
+
+    async def ensure_chains(self) -> None:
+        self.chains_ready = True
+
+    async def rules(self) -> list[ForwardRule]:
+        return sorted(self.installed)
+
+    async def install(self, rules: Sequence[ForwardRule]) -> None:
+        missing = set(rules) - self.installed
+        if missing:
+            self._change()
+            self.installed |= missing
+
+    async def remove_jobs(self, job_ids: Collection[str]) -> list[ForwardRule]:
+        gone = {f for f in self.installed if f.job_id in set(job_ids)}
+        if gone:
+            self._change()
+            self.installed -= gone
+        return sorted(gone)
+
+
+class FakeProber:
+    """Ports listed in `open_ports` (host, port) answer; every probe is recorded."""
+
+    def __init__(self) -> None:
+        self.open_ports: set[tuple[str, int]] = set()
+        self.probed: list[tuple[str, int]] = []
+
+    async def is_open(self, host: str, port: int, timeout: float = 0.5) -> bool:
+        self.probed.append((host, port))
+        return (host, port) in self.open_ports

@@ -1,0 +1,1 @@
+"""Pure decisions of the gateway agent: no I/O, no asyncio."""

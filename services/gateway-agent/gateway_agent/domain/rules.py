@@ -1,0 +1,126 @@
+"""Forward rules and their iptables text: what the agent installs, in its own chains only.
+
+Each forward is two rules tagged `bwvisu:<job id>`: a DNAT in BWVISU-DNAT (hooked into nat
+PREROUTING) and a MASQUERADE in BWVISU-SNAT (nat POSTROUTING), so that replies come back
+through the gateway whatever the compute node's default route is. The rules are written in
+the form `iptables-save` prints them, and read back by meaning, not by text.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+DNAT_CHAIN = "BWVISU-DNAT"
+SNAT_CHAIN = "BWVISU-SNAT"
+# (built-in chain, our chain) jumps installed once per gateway.
+HOOKS = (("PREROUTING", DNAT_CHAIN), ("POSTROUTING", SNAT_CHAIN))
+TAG = "bwvisu:"
+_JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+
+
+@dataclass(frozen=True, order=True)
+class ForwardRule:
+    """Gateway port `external_port` to `target_ip:internal_port`, for one job."""
+
+    job_id: str
+    external_port: int
+    target_ip: str
+    internal_port: int
+
+    def __post_init__(self) -> None:
+        # These strings end up in iptables-restore input: nothing but the expected shapes.
+        if not _JOB_ID.fullmatch(self.job_id):
+            raise ValueError(f"job id {self.job_id!r} cannot tag a rule")
+        if not _IPV4.fullmatch(self.target_ip):
+            raise ValueError(f"target {self.target_ip!r} is not an IPv4 address")
+        for port in (self.external_port, self.internal_port):
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} out of range")
+
+
+@dataclass(frozen=True)
+class RuleLine:
+    """One parsed rule of our chains: `kind` is "dnat" or "snat"; snat has no external port."""
+
+    kind: str
+    job_id: str
+    target_ip: str
+    internal_port: int
+    external_port: int = 0
+    text: str = ""
+
+
+def dnat_line(rule: ForwardRule) -> str:
+    return (f"-A {DNAT_CHAIN} -p tcp -m tcp --dport {rule.external_port} -m comment --comment "
+            f"\"{TAG}{rule.job_id}\" -j DNAT --to-destination {rule.target_ip}:{rule.internal_port}")
+
+
+def snat_line(rule: ForwardRule) -> str:
+    return (f"-A {SNAT_CHAIN} -d {rule.target_ip}/32 -p tcp -m tcp --dport {rule.internal_port} "
+            f"-m comment --comment \"{TAG}{rule.job_id}\" -j MASQUERADE")
+
+
+def batch(lines: Iterable[str]) -> str:
+    """An `iptables-restore --noflush` input for the nat table."""
+    return "*nat\n" + "".join(line + "\n" for line in lines) + "COMMIT\n"
+
+
+def missing_lines(wanted: Iterable[ForwardRule], present: Iterable[RuleLine]) -> list[str]:
+    """The rule lines of `wanted` that are not in the chains yet (either half of a forward)."""
+    have = {_key(line) for line in present}
+    lines = []
+    for rule in sorted(set(wanted)):
+        if ("dnat", rule.job_id, rule.external_port, rule.target_ip, rule.internal_port) not in have:
+            lines.append(dnat_line(rule))
+        if ("snat", rule.job_id, 0, rule.target_ip, rule.internal_port) not in have:
+            lines.append(snat_line(rule))
+    return lines
+
+
+def delete_lines(present: Iterable[RuleLine], job_ids: set[str]) -> list[str]:
+    """`-D` lines for every rule of these jobs, from the text iptables-save printed."""
+    return ["-D" + line.text[2:] for line in present if line.job_id in job_ids]
+
+
+def forwards(present: Iterable[RuleLine]) -> list[ForwardRule]:
+    """The forwards the DNAT rules describe."""
+    return sorted({ForwardRule(job_id=r.job_id, external_port=r.external_port, target_ip=r.target_ip,
+                               internal_port=r.internal_port) for r in present if r.kind == "dnat"})
+
+
+def parse_save(text: str) -> list[RuleLine]:
+    """Our tagged rules in `iptables-save -t nat` output; anything else is ignored."""
+    found = []
+    for raw in text.splitlines():
+        if not raw.startswith((f"-A {DNAT_CHAIN} ", f"-A {SNAT_CHAIN} ")):
+            continue
+        parsed = _parse_line(raw)
+        if parsed is not None:
+            found.append(parsed)
+    return found
+
+
+def _parse_line(raw: str) -> RuleLine | None:
+    args = shlex.split(raw)
+    opts = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("-")}
+    comment = opts.get("--comment", "")
+    if not comment.startswith(TAG):
+        return None
+    job = comment[len(TAG):]
+    try:
+        if opts.get("-A") == DNAT_CHAIN and opts.get("-j") == "DNAT":
+            ip, _, port = opts["--to-destination"].partition(":")
+            return RuleLine("dnat", job, ip, int(port), int(opts["--dport"]), raw)
+        if opts.get("-A") == SNAT_CHAIN and opts.get("-j") == "MASQUERADE":
+            return RuleLine("snat", job, opts["-d"].removesuffix("/32"), int(opts["--dport"]), 0, raw)
+    except (KeyError, ValueError):
+        return None
+    return None
+
+
+def _key(line: RuleLine) -> tuple[str, str, int, str, int]:
+    return (line.kind, line.job_id, line.external_port, line.target_ip, line.internal_port)

@@ -1,0 +1,114 @@
+"""The Firewall port: the in-memory fake and real iptables (in a throwaway netns) behave alike."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from gateway_agent.adapters.iptables import IptablesFirewall
+from gateway_agent.adapters.memory import InMemoryFirewall
+from gateway_agent.adapters.netns import throwaway_netns
+from gateway_agent.domain.rules import ForwardRule
+from gateway_agent.errors import FirewallError
+from gateway_agent.ports import Firewall
+
+A1 = ForwardRule(job_id="joba", external_port=20001, target_ip="10.9.0.20", internal_port=21001)
+A2 = ForwardRule(job_id="joba", external_port=20002, target_ip="10.9.0.20", internal_port=21002)
+B1 = ForwardRule(job_id="jobb", external_port=20003, target_ip="10.9.0.21", internal_port=21001)
+
+
+class FirewallContract:
+    @pytest.fixture
+    def firewall(self) -> Iterator[Firewall]:
+        raise NotImplementedError
+
+    async def test_starts_empty_and_installs_in_one_go(self, firewall: Firewall) -> None:
+        await firewall.ensure_chains()
+        await firewall.ensure_chains()  # idempotent
+        assert await firewall.rules() == []
+        await firewall.install([A1, A2, B1])
+        assert await firewall.rules() == [A1, A2, B1]
+
+    async def test_install_is_idempotent(self, firewall: Firewall) -> None:
+        await firewall.ensure_chains()
+        await firewall.install([A1])
+        await firewall.install([A1, A2])
+        assert await firewall.rules() == [A1, A2]
+
+    async def test_remove_takes_only_that_jobs_rules(self, firewall: Firewall) -> None:
+        await firewall.ensure_chains()
+        await firewall.install([A1, A2, B1])
+        assert await firewall.remove_jobs(["joba"]) == [A1, A2]
+        assert await firewall.rules() == [B1]
+        assert await firewall.remove_jobs(["joba", "nobody"]) == []
+        assert await firewall.rules() == [B1]
+
+
+class TestInMemoryFirewall(FirewallContract):
+    @pytest.fixture
+    def firewall(self) -> Iterator[Firewall]:
+        yield InMemoryFirewall()
+
+    async def test_a_failed_batch_changes_nothing(self, firewall: InMemoryFirewall) -> None:
+        firewall.fail_next = True
+        with pytest.raises(FirewallError):
+            await firewall.install([A1])
+        assert await firewall.rules() == []
+
+
+def _iptables_here() -> bool:
+    return os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("iptables") is not None
+
+
+@pytest.mark.skipif(not _iptables_here(), reason="needs root, ip and iptables")
+class TestIptablesFirewall(FirewallContract):
+    @pytest.fixture
+    def netns(self) -> Iterator[str]:
+        with throwaway_netns() as name:
+            yield name
+
+    @pytest.fixture
+    def firewall(self, netns: str) -> Iterator[Firewall]:
+        yield IptablesFirewall(prefix=["ip", "netns", "exec", netns])
+
+    def _save(self, netns: str) -> str:
+        return subprocess.run(["ip", "netns", "exec", netns, "iptables-save", "-t", "nat"],
+                              capture_output=True, text=True, check=True).stdout
+
+    async def test_rules_live_in_own_chains_tagged_by_job(self, firewall: Firewall, netns: str) -> None:
+        await firewall.ensure_chains()
+        await firewall.install([A1])
+        saved = self._save(netns)
+        assert "-A PREROUTING -m comment --comment bwvisu -j BWVISU-DNAT" in saved
+        assert "-A POSTROUTING -m comment --comment bwvisu -j BWVISU-SNAT" in saved
+        assert ("-A BWVISU-DNAT -p tcp -m tcp --dport 20001 -m comment --comment \"bwvisu:joba\" "
+                "-j DNAT --to-destination 10.9.0.20:21001") in saved
+        assert "-A BWVISU-SNAT -d 10.9.0.20/32 -p tcp -m tcp --dport 21001" in saved
+
+    async def test_foreign_rules_are_left_alone(self, firewall: Firewall, netns: str) -> None:
+        foreign = ["-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "20001", "-j", "DNAT",
+                   "--to-destination", "10.9.0.99:1"]
+        subprocess.run(["ip", "netns", "exec", netns, "iptables", "-w", *foreign], check=True)  # noqa: ASYNC221
+        await firewall.ensure_chains()
+        await firewall.install([A1])
+        await firewall.remove_jobs(["joba"])
+        assert "--to-destination 10.9.0.99:1" in self._save(netns)
+
+    async def test_a_half_deleted_forward_is_completed(self, firewall: Firewall, netns: str) -> None:
+        await firewall.ensure_chains()
+        await firewall.install([A1])
+        subprocess.run(["ip", "netns", "exec", netns, "iptables", "-w", "-t", "nat", "-F", "BWVISU-SNAT"],  # noqa: ASYNC221
+                       check=True)
+        await firewall.install([A1])
+        assert "-A BWVISU-SNAT -d 10.9.0.20/32" in self._save(netns)
+
+    async def test_a_refused_batch_changes_nothing(self, firewall: Firewall) -> None:
+        await firewall.ensure_chains()
+        fw = IptablesFirewall(prefix=firewall._prefix, iptables="iptables")  # type: ignore[attr-defined]
+        with pytest.raises(FirewallError):
+            await fw._restore(["-A BWVISU-DNAT -p tcp --dport 1 -j ACCEPT", "-A NO-SUCH-CHAIN -j ACCEPT"])
+        assert await firewall.rules() == []
