@@ -21,7 +21,8 @@ from .topology import (
     USERS_JSON,
 )
 
-SUDO_COMMANDS = "/usr/bin/sbatch, /usr/bin/squeue, /usr/bin/scancel, /usr/bin/id"
+# tail reads a job's log as its user for the portal: no more than sbatch as that user allows.
+SUDO_COMMANDS = "/usr/bin/sbatch, /usr/bin/squeue, /usr/bin/scancel, /usr/bin/id, /usr/bin/tail"
 SUDOERS_TEXT = f"""\
 # Written by deploy/minicluster; removed by `minicluster down`.
 # sudo starts the command in the target user's home, so Slurm jobs run there.
