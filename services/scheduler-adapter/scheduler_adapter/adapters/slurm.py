@@ -1,0 +1,123 @@
+"""SlurmCli: sbatch, squeue, scancel and id through a CommandRunner, as the job's user via sudo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from scheduler_adapter.domain.slurm import (
+    SQUEUE_FORMAT,
+    SqueueEntry,
+    job_name,
+    parse_sbatch_id,
+    parse_squeue,
+    tag_prefix,
+)
+from scheduler_adapter.errors import (
+    CommandOutcomeUnknown,
+    SchedulerError,
+    SchedulerUnavailable,
+    SubmitRejected,
+    UnknownUser,
+)
+from scheduler_adapter.ports import CommandResult, CommandRunner, Submitted
+
+log = logging.getLogger(__name__)
+
+_UNKNOWN_USER = ("unknown user", "no such user", "invalid user")
+
+
+def _sudo(uid: str, *argv: str) -> list[str]:
+    # -n: never prompt; a missing sudo rule is an error, not a hang.
+    return ["sudo", "-n", "-u", uid, *argv]
+
+
+def _complaint(result: CommandResult) -> str:
+    lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
+    # sudo's audit-plugin noise comes after the line that matters.
+    useful = [ln for ln in lines if "audit plugin" not in ln]
+    return "; ".join(useful)[:500] or f"exit status {result.exit_status}"
+
+
+def _is_unknown_user(text: str) -> bool:
+    lowered = text.lower()
+    return any(marker in lowered for marker in _UNKNOWN_USER)
+
+
+class SlurmCli:
+    """Slurm through its command-line tools on a command node; jobs tagged by their job name."""
+
+    def __init__(self, runner: CommandRunner, tag: str = "bwvisu", *,
+                 lookup_attempts: int = 3, lookup_delay: float = 1.0) -> None:
+        self._runner = runner
+        self._tag = tag
+        self._lookup_attempts = lookup_attempts
+        self._lookup_delay = lookup_delay
+
+    async def submit(self, uid: str, script: str, job_id: str) -> Submitted:
+        argv = _sudo(uid, "sbatch", "--parsable", f"--job-name={job_name(self._tag, job_id)}")
+        try:
+            # The script travels on stdin: it is never written to a file by us.
+            result = await self._runner.run(argv, input=script, idempotent=False)
+        except CommandOutcomeUnknown as exc:
+            log.warning("job %s: %s; looking for the tagged job instead of submitting again", job_id, exc)
+            return await self._resolve_unknown(job_id, exc)
+        if result.exit_status != 0:
+            complaint = _complaint(result)
+            if _is_unknown_user(complaint):
+                raise UnknownUser(f"no such user on the cluster: {uid}")
+            raise SubmitRejected(complaint)
+        try:
+            return Submitted(parse_sbatch_id(result.stdout), result.node)
+        except ValueError as exc:
+            raise SubmitRejected(str(exc)) from exc
+
+    async def _resolve_unknown(self, job_id: str, cause: CommandOutcomeUnknown) -> Submitted:
+        for attempt in range(self._lookup_attempts):
+            if attempt:
+                await asyncio.sleep(self._lookup_delay)
+            try:
+                slurm_id = await self.find(job_id)
+            except SchedulerUnavailable:
+                continue
+            if slurm_id is not None:
+                return Submitted(slurm_id)
+        raise CommandOutcomeUnknown(f"{cause}; no tagged job found (yet)")
+
+    async def find(self, job_id: str) -> str | None:
+        name = job_name(self._tag, job_id)
+        argv = ["squeue", "--noheader", "--all", "--states=all", f"--name={name}", "--format=%i"]
+        result = await self._runner.run(argv)
+        if result.exit_status != 0:
+            raise SchedulerUnavailable(f"squeue failed: {_complaint(result)}")
+        ids = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+        return ids[0] if ids else None
+
+    async def poll(self) -> list[SqueueEntry]:
+        # One call for every job: --all covers hidden partitions, --states=all keeps just-finished
+        # jobs (with their final state and exit code) for Slurm's MinJobAge.
+        argv = ["squeue", "--noheader", "--all", "--states=all", f"--Format={SQUEUE_FORMAT}"]
+        result = await self._runner.run(argv)
+        if result.exit_status != 0:
+            raise SchedulerUnavailable(f"squeue failed: {_complaint(result)}")
+        try:
+            return parse_squeue(result.stdout, tag_prefix(self._tag))
+        except ValueError as exc:
+            raise SchedulerUnavailable(f"squeue answered something unreadable: {exc}") from exc
+
+    async def cancel(self, uid: str, slurm_id: str) -> None:
+        result = await self._runner.run(_sudo(uid, "scancel", slurm_id))
+        if result.exit_status != 0:
+            complaint = _complaint(result)
+            if "already completing or completed" in complaint or "invalid job id" in complaint.lower():
+                return
+            raise SchedulerError(f"scancel {slurm_id} as {uid} failed: {complaint}")
+
+    async def user_exists(self, uid: str) -> bool:
+        result = await self._runner.run(["id", "--", uid])
+        if result.exit_status == 0:
+            return True
+        complaint = _complaint(result)
+        if _is_unknown_user(complaint):
+            return False
+        raise SchedulerUnavailable(f"id {uid} failed: {complaint}")

@@ -1,0 +1,196 @@
+"""AsyncSshRunner: commands on command nodes over persistent, host-key-verified SSH connections."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import asyncssh
+
+from bwvisu_common.settings import CommandNode, Settings
+from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
+from scheduler_adapter.ports import CommandResult
+
+log = logging.getLogger(__name__)
+
+
+class NotSent(Exception):
+    """The command never reached the node (the session could not be opened)."""
+
+
+class Lost(Exception):
+    """The connection died or timed out after the command was sent."""
+
+
+class Session(Protocol):
+    """One open connection to a node, as the runner uses it."""
+
+    async def exec(self, command: str, input: str | None, timeout: float) -> CommandResult: ...
+
+    def alive(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+Connector = Callable[[CommandNode], Awaitable[Session]]
+
+
+class AsyncSshSession:
+    """An asyncssh client connection, with its errors sorted into NotSent and Lost."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, label: str) -> None:
+        self._conn = conn
+        self._label = label
+
+    async def exec(self, command: str, input: str | None, timeout: float) -> CommandResult:
+        try:
+            done = await self._conn.run(command, input=input, check=False, timeout=timeout)
+        except asyncssh.ChannelOpenError as exc:
+            raise NotSent(str(exc)) from exc
+        except (asyncssh.Error, OSError) as exc:  # asyncssh.TimeoutError is both
+            raise Lost(repr(exc)) from exc
+        status = done.exit_status
+        if status is None:
+            if done.exit_signal is None:
+                raise Lost("the channel closed without an exit status")
+            status = 128 + _signal_number(done.exit_signal[0])  # killed on the node
+        return CommandResult(status, _text(done.stdout), _text(done.stderr), self._label)
+
+    def alive(self) -> bool:
+        return not self._conn.is_closed()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _signal_number(name: str) -> int:
+    try:
+        return int(signal.Signals[f"SIG{name}"])
+    except KeyError:
+        return 0
+
+
+def _text(data: object) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data if isinstance(data, str) else ""
+
+
+def asyncssh_connector(key_file: str, known_hosts: str, connect_timeout: float) -> Connector:
+    """Connect as the node's user with the service key; the node's host key must be known."""
+
+    async def connect(node: CommandNode) -> Session:
+        options: dict[str, object] = {
+            "port": node.port, "username": node.user, "connect_timeout": connect_timeout,
+            "keepalive_interval": 10, "keepalive_count_max": 3, "agent_path": None,
+            "config": [], "preferred_auth": "publickey",
+        }
+        if key_file:
+            options["client_keys"] = [key_file]
+        if known_hosts:  # else asyncssh checks ~/.ssh/known_hosts; never None (no checking)
+            options["known_hosts"] = known_hosts
+        conn = await asyncssh.connect(node.ip, **options)  # type: ignore[arg-type]
+        return AsyncSshSession(conn, node.label)
+
+    return connect
+
+
+class _Node:
+    def __init__(self, spec: CommandNode) -> None:
+        self.spec = spec
+        self.session: Session | None = None
+        self.down = False
+        self.lock = asyncio.Lock()
+        self.probe: asyncio.Task[None] | None = None
+
+
+class AsyncSshRunner:
+    """Runs argv on the first command node that answers; one persistent connection per node."""
+
+    def __init__(self, nodes: Sequence[CommandNode], connector: Connector, *,
+                 command_timeout: float = 30.0, probe_interval: float = 2.0) -> None:
+        self._nodes = [_Node(n) for n in nodes]
+        self._connect = connector
+        self._command_timeout = command_timeout
+        self._probe_interval = probe_interval
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AsyncSshRunner:
+        ssh = settings.ssh
+        connector = asyncssh_connector(ssh.key_file, ssh.known_hosts, ssh.connect_timeout)
+        return cls(settings.command_nodes, connector, command_timeout=ssh.command_timeout,
+                   probe_interval=max(1.0, settings.scheduler.poll_interval))
+
+    def down_nodes(self) -> list[str]:
+        return [n.spec.label for n in self._nodes if n.down]
+
+    async def run(
+        self, argv: Sequence[str], *, input: str | None = None, idempotent: bool = True
+    ) -> CommandResult:
+        command = shlex.join(argv)  # the one place argv becomes a string: sshd hands it to a shell
+        problems: list[str] = []
+        for node in [n for n in self._nodes if not n.down]:
+            try:
+                session = await self._session(node)
+                return await session.exec(command, input, self._command_timeout)
+            except NotSent as exc:
+                problems.append(f"{node.spec.label}: {exc}")
+                self._mark_down(node, str(exc))
+            except Lost as exc:
+                self._mark_down(node, str(exc))
+                if not idempotent:
+                    raise CommandOutcomeUnknown(
+                        f"{argv[0] if argv else 'command'} sent to {node.spec.label}, "
+                        f"then the connection failed: {exc}") from exc
+                problems.append(f"{node.spec.label}: {exc}")
+        if not problems:
+            problems = [f"all command nodes are down ({', '.join(self.down_nodes())})"]
+        raise SchedulerUnavailable("no command node answered: " + "; ".join(problems))
+
+    async def _session(self, node: _Node) -> Session:
+        async with node.lock:
+            if node.session is not None and node.session.alive():
+                return node.session
+            try:
+                node.session = await self._connect(node.spec)
+            except (asyncssh.Error, OSError, TimeoutError) as exc:
+                raise NotSent(f"cannot connect: {exc!r}") from exc
+            log.info("connected to command node %s", node.spec.label)
+            return node.session
+
+    def _mark_down(self, node: _Node, why: str) -> None:
+        if node.session is not None:
+            node.session.close()
+            node.session = None
+        if node.down:
+            return
+        node.down = True
+        log.warning("command node %s is down (%s); probing it in the background", node.spec.label, why)
+        node.probe = asyncio.get_running_loop().create_task(self._probe(node))
+
+    async def _probe(self, node: _Node) -> None:
+        while True:
+            await asyncio.sleep(self._probe_interval)
+            try:
+                await self._session(node)
+            except NotSent as exc:
+                log.debug("command node %s still down: %s", node.spec.label, exc)
+                continue
+            node.down = False
+            log.info("command node %s is back", node.spec.label)
+            return
+
+    async def close(self) -> None:
+        for node in self._nodes:
+            if node.probe is not None:
+                node.probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await node.probe
+            if node.session is not None:
+                node.session.close()
+                node.session = None

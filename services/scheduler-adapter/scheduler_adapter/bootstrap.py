@@ -1,0 +1,52 @@
+"""Builds scheduler-adapter's adapters from settings: the only place they are constructed."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NatsClient
+
+from bwvisu_common.adapters.etcd import EtcdStateStore
+from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
+from bwvisu_common.projector import LiveJobs
+from bwvisu_common.settings import Settings, host_port
+from scheduler_adapter.adapters.slurm import SlurmCli
+from scheduler_adapter.adapters.ssh import AsyncSshRunner
+from scheduler_adapter.adapters.templates import FileTemplates
+from scheduler_adapter.handlers import JobHandlers, SubmitConfig
+from scheduler_adapter.watcher import Watcher
+
+
+@dataclass
+class App:
+    nc: NatsClient
+    events: JetStreamEventStore
+    jobs: LiveJobs
+    scheduler: SlurmCli
+    handlers: JobHandlers
+    watcher: Watcher
+
+
+async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
+    """Connect to NATS, etcd and the command nodes; everything closes with `stack`."""
+    nc = await connect_nats(settings.nats_servers, "scheduler-adapter")
+    stack.push_async_callback(nc.drain)
+    events = JetStreamEventStore(nc, replicas=settings.stream_replicas)
+    await events.ensure_stream()
+    host, port = host_port(settings.etcd_servers[0], 2379, "etcd-servers[0]")
+    state = await EtcdStateStore.connect(host, port)
+    stack.push_async_callback(state.close)
+    runner = AsyncSshRunner.from_settings(settings)
+    stack.push_async_callback(runner.close)
+    tag = settings.scheduler.job_tag
+    scheduler = SlurmCli(runner, tag)
+    config = SubmitConfig(home_prefix=settings.bwvisu_home_prefix, tag=tag,
+                          keyhole_servers=list(settings.keyholed_servers),
+                          hostname_suffix=settings.forwarding_hostname_suffix)
+    handlers = JobHandlers(events, state, scheduler, FileTemplates(settings.templates_dir), config)
+    jobs = LiveJobs(events, state)
+    watcher = Watcher(scheduler, jobs.all, events, tag=tag, interval=settings.scheduler.poll_interval,
+                      absent_polls_to_finish=settings.scheduler.absent_polls_to_finish,
+                      in_flight=handlers.in_flight)
+    return App(nc, events, jobs, scheduler, handlers, watcher)

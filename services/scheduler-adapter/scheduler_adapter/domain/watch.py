@@ -1,0 +1,137 @@
+"""One squeue answer against the projection: the events that bring the log up to date. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+from bwvisu_common import events as ev
+from bwvisu_common.projections import AVAILABLE, COMPLETING, FINISHED, RUNNING, SUBMITTED, JobView
+from scheduler_adapter.domain.hostlist import expand_hostlist
+from scheduler_adapter.domain.slurm import Lifecycle, SqueueEntry, job_id_from_name
+
+UNREACHABLE = "Slurm cannot be asked right now: "
+# slurm_state of a JobEnded for a job that left squeue without a final word.
+ABSENT = "ABSENT"
+_STEADY_DETAILS = {RUNNING: "running", AVAILABLE: "application is listening", COMPLETING: "completing"}
+
+
+@dataclass(frozen=True)
+class Append:
+    """Events for one job, valid only if the job's last event is still `expected_seq`."""
+
+    job_id: str
+    expected_seq: int
+    events: list[ev.Event]
+
+
+@dataclass
+class Diff:
+    appends: list[Append] = field(default_factory=list)
+    # job id -> consecutive successful polls the job was missing from.
+    absent: dict[str, int] = field(default_factory=dict)
+    # Active Slurm jobs tagged as ours whose bwvisu job is already over: to cancel.
+    strays: list[SqueueEntry] = field(default_factory=list)
+
+
+def pending_details(reason: str) -> str:
+    return "waiting" if reason in ("", "None") else f"waiting: {reason}"
+
+
+def diff(
+    views: Iterable[JobView],
+    entries: Iterable[SqueueEntry],
+    *,
+    tag: str,
+    absent: dict[str, int],
+    absent_polls_to_finish: int,
+    in_flight: Collection[str] = (),
+) -> Diff:
+    """Compare one successful squeue answer with every job we know."""
+    by_slurm_id = {e.slurm_id: e for e in entries}
+    known = {v.job_id: v for v in views}
+    out = Diff()
+    for view in known.values():
+        if view.state == FINISHED or not view.slurm_id:
+            continue
+        entry = by_slurm_id.pop(view.slurm_id, None)
+        if entry is None:
+            _missing(view, absent, absent_polls_to_finish, out)
+        else:
+            out.appends.extend(_compare(view, entry))
+    for entry in by_slurm_id.values():
+        _unclaimed(entry, known, tag, in_flight, out)
+    return out
+
+
+def diff_error(views: Iterable[JobView], message: str) -> list[Append]:
+    """squeue failed: no state changes, only a note in the details of jobs not told yet."""
+    details = UNREACHABLE + message
+    return [Append(v.job_id, v.seq, [ev.JobDetailsChanged(job_id=v.job_id, details=details)])
+            for v in views
+            if v.state != FINISHED and v.slurm_id and not v.details.startswith(UNREACHABLE)]
+
+
+def _missing(view: JobView, absent: dict[str, int], threshold: int, out: Diff) -> None:
+    count = absent.get(view.job_id, 0) + 1
+    if count >= threshold:
+        # Gone from squeue (which keeps finished jobs for a while) in enough successful polls.
+        ended = ev.JobEnded(job_id=view.job_id, slurm_state=ABSENT)
+        out.appends.append(Append(view.job_id, view.seq, [ended]))
+    out.absent[view.job_id] = count
+
+
+def _compare(view: JobView, entry: SqueueEntry) -> list[Append]:
+    job_id = view.job_id
+    phase = entry.lifecycle
+    events: list[ev.Event] = []
+    if phase is Lifecycle.PENDING:
+        wanted = pending_details(entry.reason)
+        if view.state == SUBMITTED and view.details != wanted:
+            events.append(ev.JobDetailsChanged(job_id=job_id, details=wanted))
+    elif phase in (Lifecycle.RUNNING, Lifecycle.COMPLETING):
+        if view.state == SUBMITTED:
+            events.append(ev.JobStarted(job_id=job_id, nodes=_nodes(entry)))
+        if phase is Lifecycle.COMPLETING and view.state != COMPLETING:
+            events.append(ev.JobCompleting(job_id=job_id))
+        elif not events and view.details.startswith(UNREACHABLE):
+            events.append(ev.JobDetailsChanged(job_id=job_id, details=_STEADY_DETAILS[view.state]))
+        if entry.state == "SUSPENDED" and not events and view.details != "suspended":
+            events.append(ev.JobDetailsChanged(job_id=job_id, details="suspended"))
+    elif phase is Lifecycle.FINISHED:
+        events.append(ev.JobEnded(job_id=job_id, slurm_state=entry.state.split(" ", 1)[0],
+                                  exit_code=entry.exit_code))
+    else:
+        wanted = f"Slurm reports an unknown state: {entry.state}"
+        if view.details != wanted:
+            events.append(ev.JobDetailsChanged(job_id=job_id, details=wanted))
+    return [Append(job_id, view.seq, events)] if events else []
+
+
+def _nodes(entry: SqueueEntry) -> list[str]:
+    try:
+        return expand_hostlist(entry.nodelist)
+    except ValueError:
+        return [entry.nodelist] if entry.nodelist else []
+
+
+def _unclaimed(
+    entry: SqueueEntry, known: dict[str, JobView], tag: str, in_flight: Collection[str], out: Diff
+) -> None:
+    job_id = job_id_from_name(tag, entry.name)
+    if job_id is None or job_id in in_flight:
+        return
+    view = known.get(job_id)
+    active = entry.lifecycle is not Lifecycle.FINISHED
+    if view is None:
+        if active:  # finished jobs of a log we never had are history, not ours to track
+            out.appends.append(Append(job_id, 0, [_adopt(job_id, entry)]))
+    elif view.state != FINISHED and not view.slurm_id:
+        # Submitted, then a crash before JobQueued: the tag tells which Slurm job it became.
+        out.appends.append(Append(job_id, view.seq, [_adopt(job_id, entry)]))
+    elif active and view.state == FINISHED and view.slurm_id != entry.slurm_id:
+        out.strays.append(entry)
+
+
+def _adopt(job_id: str, entry: SqueueEntry) -> ev.JobAdopted:
+    return ev.JobAdopted(job_id=job_id, slurm_id=entry.slurm_id, uid=entry.user)

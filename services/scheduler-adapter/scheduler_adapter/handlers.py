@@ -1,0 +1,177 @@
+"""What scheduler-adapter does with each event: submit, cancel, forget tokens. Idempotent."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from bwvisu_common import events as ev
+from bwvisu_common.errors import ConcurrencyConflict, InvalidInput
+from bwvisu_common.keyhole import keyhole_block
+from bwvisu_common.ports import EventStore, StateStore
+from bwvisu_common.projections import FINISHED, JobView, fold
+from bwvisu_common.validation import check_template_name
+from scheduler_adapter.domain.render import JobContext, render_script
+from scheduler_adapter.domain.slurm import job_name
+from scheduler_adapter.errors import (
+    CommandOutcomeUnknown,
+    SchedulerError,
+    SchedulerUnavailable,
+    SubmitRejected,
+    TemplateError,
+    UnknownUser,
+)
+from scheduler_adapter.ports import Scheduler, Templates
+
+log = logging.getLogger(__name__)
+
+DURABLE = "scheduler-adapter"
+# A token must outlive the queue wait and the run; JobEnded deletes it much earlier.
+TOKEN_MARGIN = int(timedelta(days=7).total_seconds())
+# A JobSubmitted nobody acted on for this long is refused rather than run by surprise.
+SUBMIT_DEADLINE = timedelta(minutes=10)
+MAX_CONFLICTS = 5
+
+
+def token_key(job_id: str) -> str:
+    return f"token/{job_id}"
+
+
+def token_ttl(variables: dict[str, str]) -> int:
+    """Seconds: the job's runtime (minutes, if given) plus a week for the queue."""
+    runtime = variables.get("runtime", "")
+    minutes = int(runtime) if runtime.isdigit() else 0
+    return minutes * 60 + TOKEN_MARGIN
+
+
+@dataclass(frozen=True)
+class SubmitConfig:
+    home_prefix: str
+    tag: str = "bwvisu"
+    keyhole_servers: list[str] = field(default_factory=list)
+    hostname_suffix: str = ""
+
+
+def _decided(view: JobView | None) -> bool:
+    return view is None or bool(view.slurm_id) or view.state == FINISHED
+
+
+class JobHandlers:
+    """Handles the events scheduler-adapter acts on, each at least once and safely more often."""
+
+    def __init__(self, events: EventStore, state: StateStore, scheduler: Scheduler,
+                 templates: Templates, config: SubmitConfig, in_flight: set[str] | None = None) -> None:
+        self._events = events
+        self._state = state
+        self._scheduler = scheduler
+        self._templates = templates
+        self._config = config
+        # Jobs being submitted right now; the watcher leaves them alone.
+        self.in_flight = in_flight if in_flight is not None else set()
+
+    async def handle(self, seq: int, event: ev.AnyEvent) -> None:
+        match event:
+            case ev.JobSubmitted():
+                await self.on_submitted(event)
+            case ev.JobCancelRequested():
+                await self.on_cancel_requested(event)
+            case ev.JobEnded() | ev.JobSubmitFailed():
+                await self._state.delete_secret(token_key(event.job_id))
+
+    async def _current(self, job_id: str) -> tuple[JobView | None, int]:
+        stored = await self._events.read_job(job_id)
+        view = fold(list(stored))
+        return view, (stored[-1][0] if stored else 0)
+
+    async def on_submitted(self, event: ev.JobSubmitted) -> None:
+        view, seq = await self._current(event.job_id)
+        if _decided(view):
+            return
+        assert view is not None
+        self.in_flight.add(event.job_id)
+        try:
+            outcome = await self._submit(view, event)
+            await self._append_decision(event.job_id, seq, outcome)
+        finally:
+            self.in_flight.discard(event.job_id)
+
+    async def _append_decision(self, job_id: str, seq: int, outcome: ev.Event) -> None:
+        for _ in range(MAX_CONFLICTS):
+            try:
+                await self._events.append([outcome], expected_version=seq)
+                return
+            except ConcurrencyConflict:
+                view, seq = await self._current(job_id)
+                if _decided(view):
+                    log.info("job %s was decided meanwhile; dropping %s", job_id, type(outcome).__name__)
+                    return
+        raise ConcurrencyConflict(job_id, seq)
+
+    async def _submit(self, view: JobView, event: ev.JobSubmitted) -> ev.Event:
+        job_id = event.job_id
+
+        def failed(reason: str, kind: str = "rejected") -> ev.JobSubmitFailed:
+            log.info("job %s: submission failed (%s): %s", job_id, kind, reason)
+            return ev.JobSubmitFailed(job_id=job_id, reason=reason, kind=kind)
+
+        if view.cancel_requested:
+            return failed("cancelled before it was submitted")
+        token = await self._state.get_secret(token_key(job_id))
+        if token is None and ev.utcnow() - event.time > SUBMIT_DEADLINE:
+            return failed("not submitted in time; please submit again", "unavailable")
+        try:
+            if token is not None:
+                # An earlier attempt got as far as sbatch: find its job before any new submit.
+                slurm_id = await self._scheduler.find(job_id)
+                if slurm_id is not None:
+                    log.info("job %s: found Slurm job %s from an earlier attempt", job_id, slurm_id)
+                    return ev.JobQueued(job_id=job_id, slurm_id=slurm_id)
+            secret = token.decode() if token is not None else secrets.token_hex(32)
+            script = self._render(event, secret)
+            await self._state.put_secret(token_key(job_id), secret.encode(), token_ttl(event.variables))
+            done = await self._scheduler.submit(event.uid, script, job_id)
+        except TemplateError as exc:
+            return failed(str(exc))
+        except UnknownUser:
+            return failed(f"no such user: {event.uid}", "unknown-user")
+        except SubmitRejected as exc:
+            return failed(f"sbatch refused the job: {exc}")
+        except (SchedulerUnavailable, CommandOutcomeUnknown) as exc:
+            return failed(f"the cluster cannot be reached: {exc}", "unavailable")
+        log.info("job %s queued as Slurm job %s via %s", job_id, done.slurm_id, done.node or "?")
+        return ev.JobQueued(job_id=job_id, slurm_id=done.slurm_id, command_node=done.node)
+
+    def _render(self, event: ev.JobSubmitted, token: str) -> str:
+        try:
+            name = check_template_name(event.template_name)
+        except InvalidInput as exc:
+            raise TemplateError(str(exc)) from exc
+        template = self._templates.load(name)
+        if template is None:
+            raise TemplateError(f"no such template: {name}")
+        cfg = self._config
+        context = JobContext(job_id=event.job_id, uid=event.uid, home_prefix=cfg.home_prefix,
+                             job_name=job_name(cfg.tag, event.job_id))
+
+        def keyhole(count: int) -> str:
+            return keyhole_block(count, job_id=event.job_id, token=token, servers=cfg.keyhole_servers,
+                                 hostname_suffix=cfg.hostname_suffix)
+
+        return render_script(template, event.variables, context, keyhole)
+
+    async def on_cancel_requested(self, event: ev.JobCancelRequested) -> None:
+        view, seq = await self._current(event.job_id)
+        if view is None or view.state == FINISHED or not view.slurm_id:
+            return  # nothing runs: already over, or the submit handler refuses it
+        try:
+            await self._scheduler.cancel(view.uid, view.slurm_id)
+        except SchedulerUnavailable:
+            raise  # redelivered later
+        except SchedulerError as exc:
+            log.error("job %s: cancel failed: %s", event.job_id, exc)
+            note = ev.JobDetailsChanged(job_id=event.job_id, details=f"cancel failed: {exc}")
+            await self._events.append([note])
+            return
+        log.info("job %s: scancel %s as %s", event.job_id, view.slurm_id, view.uid)

@@ -1,0 +1,99 @@
+"""The job watcher: one squeue per interval, diffed against the projection, turned into events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Collection, Iterable, Sequence
+
+from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
+from bwvisu_common.ports import EventStore
+from bwvisu_common.projections import JobView
+from scheduler_adapter.domain.slurm import SqueueEntry
+from scheduler_adapter.domain.watch import Append, diff, diff_error
+from scheduler_adapter.errors import SchedulerError, SchedulerUnavailable
+from scheduler_adapter.ports import Scheduler
+
+log = logging.getLogger(__name__)
+
+APPEND_CONCURRENCY = 32
+
+
+class Watcher:
+    """Keeps the event log in step with what Slurm says about bwvisu's jobs."""
+
+    def __init__(self, scheduler: Scheduler, views: Callable[[], Iterable[JobView]], events: EventStore, *,
+                 tag: str, interval: float, absent_polls_to_finish: int,
+                 in_flight: Collection[str] = ()) -> None:
+        self._scheduler = scheduler
+        self._views = views
+        self._events = events
+        self._tag = tag
+        self._interval = interval
+        self._threshold = absent_polls_to_finish
+        self._in_flight = in_flight
+        self._absent: dict[str, int] = {}
+        self._error: str | None = None
+        self._cancelled: set[str] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until `stop` is set; a failing cycle is logged and the next one tries again."""
+        while not stop.is_set():
+            try:
+                await self.poll_once()
+            except DependencyUnavailable as exc:
+                log.warning("watcher: %s", exc)
+            except Exception:
+                log.exception("watcher cycle failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._interval)
+
+    async def poll_once(self) -> int:
+        """One cycle; returns how many jobs got new events."""
+        views = list(self._views())
+        try:
+            entries = await self._scheduler.poll()
+        except SchedulerUnavailable as exc:
+            if self._error is None:
+                log.warning("cannot poll Slurm: %s; job states stay as they are", exc)
+            self._error = str(exc)
+            return await self._apply(diff_error(views, str(exc)))
+        if self._error is not None:
+            log.info("polling Slurm works again")
+            self._error = None
+        result = diff(views, entries, tag=self._tag, absent=self._absent,
+                      absent_polls_to_finish=self._threshold, in_flight=self._in_flight)
+        self._absent = result.absent
+        applied = await self._apply(result.appends)
+        await self._cancel_strays(result.strays)
+        return applied
+
+    async def _apply(self, appends: Sequence[Append]) -> int:
+        limit = asyncio.Semaphore(APPEND_CONCURRENCY)
+
+        async def one(a: Append) -> int:
+            async with limit:
+                try:
+                    await self._events.append(a.events, expected_version=a.expected_seq)
+                except ConcurrencyConflict:
+                    # Something happened to the job meanwhile; the next poll decides again.
+                    log.debug("job %s moved on; not applying %s", a.job_id, a.events)
+                    return 0
+            names = ", ".join(type(e).__name__ for e in a.events)
+            log.info("job %s: %s", a.job_id, names)
+            return 1
+
+        return sum(await asyncio.gather(*(one(a) for a in appends)))
+
+    async def _cancel_strays(self, strays: list[SqueueEntry]) -> None:
+        for entry in strays:
+            if entry.slurm_id in self._cancelled:
+                continue
+            log.warning("Slurm job %s (%s) belongs to a bwvisu job that is over; cancelling it",
+                        entry.slurm_id, entry.name)
+            try:
+                await self._scheduler.cancel(entry.user, entry.slurm_id)
+                self._cancelled.add(entry.slurm_id)
+            except SchedulerError as exc:
+                log.warning("cannot cancel stray Slurm job %s: %s", entry.slurm_id, exc)
