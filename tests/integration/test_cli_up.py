@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bwvisu_cli.servers import free_port
@@ -56,6 +57,17 @@ def test_up_status_second_up_and_a_clean_stop(config: Path):
         wait_for(status_file.exists)
         children = json.loads(status_file.read_text())["processes"]
         assert [c["name"] for c in children][:3] == ["nats-server", "etcd", "projector"]
+
+        # The portal's API answers with the password `up` created, and only with it.
+        api = next(c for c in children if c["name"] == "runner-api")["address"]
+        password = (config.parent / "state" / "secrets" / "bwvisu-web.password").read_text().strip()
+        ok = httpx.get(f"http://{api}/jobs", auth=("bwvisu-web", password), timeout=10)
+        assert ok.status_code == 200 and ok.json() == {"jobs": []}
+        assert httpx.get(f"http://{api}/jobs", auth=("bwvisu-web", "guess"), timeout=10).status_code == 401
+        # No cluster behind this config: a submission is an honest 503, not a 500 or a hang.
+        refused = httpx.post(f"http://{api}/jobs", auth=("bwvisu-web", password), timeout=60,
+                             json={"uid": "alice", "template-name": "xpra-desktop", "variables": {}})
+        assert refused.status_code in (400, 503), refused.text
 
         status = bwvisu(config, "status")
         assert status.returncode == 0, status.stdout

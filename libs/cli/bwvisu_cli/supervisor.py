@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bwvisu_cli.servers import listening
+from bwvisu_common.errors import BwvisuError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Child:
             await proc.wait()
 
 
-class ChildFailed(Exception):
+class ChildFailed(BwvisuError):
     def __init__(self, child: Child, problem: str) -> None:
         tail = _tail(child.log_file)
         super().__init__(f"{child.name} {problem}; the end of {child.log_file}:\n{tail}")

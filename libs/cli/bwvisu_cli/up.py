@@ -7,6 +7,7 @@ import fcntl
 import importlib.util
 import json
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -104,11 +105,25 @@ def _runnable(package: str) -> bool:
     )
 
 
+def ensure_secret(path: Path) -> bool:
+    """Create a random secret file (mode 600) unless one exists; True if it was created."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(24) + "\n")
+    return True
+
+
 def run_up(settings: Settings, config_path: str) -> None:
     state = Path(settings.state_dir)
     lock = _lock(state)
     try:
         children = plan(settings, config_path)
+        password_file = Path(settings.runner_api.password_file)
+        if ensure_secret(password_file):
+            print(f"created the runner-api password for {settings.runner_api.user} in {password_file}")
 
         def started(running: list[Child]) -> None:
             _write_status(settings, running)

@@ -11,6 +11,8 @@ import re
 import shlex
 from pathlib import Path
 
+import msgspec
+
 DIRECTIVE = re.compile(r"^#KEYHOLE-REQUEST-PORTS[ \t]+(\d+)[ \t]*$", re.MULTILINE)
 
 CLIENT_FILE = Path(__file__).with_name("keyhole_client.py")
@@ -44,3 +46,37 @@ def keyhole_block(count: int, *, job_id: str, token: str, servers: list[str], ho
         'eval "$__bwvisu_keyhole"',
         "unset __bwvisu_keyhole",
     ])
+
+
+# --- shared by keyhole-api and the gateway agents ------------------------------------------
+
+HEARTBEAT_SUBJECTS = "bwvisu.gateways.*.heartbeat"
+HEARTBEAT_INTERVAL = 1.0  # seconds between an agent's heartbeats
+HEARTBEAT_TIMEOUT = 5.0  # an agent silent this long counts as dead
+
+
+def heartbeat_subject(gateway: str) -> str:
+    return f"bwvisu.gateways.{gateway}.heartbeat"
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
+    """A gateway agent's sign of life, on core NATS (not an event: it changes no job)."""
+
+    gateway: str
+    forwards: int = 0
+
+
+# Reservation keys in the state store, all owned by the job id that holds them.
+def port_key(gateway: str, port: int) -> str:
+    """A gateway's external port."""
+    return f"ports/{gateway}/{port}"
+
+
+def node_port_key(node: str, port: int) -> str:
+    """An internal port on a compute node (two jobs on one node never get the same one)."""
+    return f"nodeports/{node}/{port}"
+
+
+def grant_key(job_id: str) -> str:
+    """The job's one grant of forwarded ports."""
+    return f"grants/{job_id}"

@@ -80,6 +80,25 @@ class Scheduler(_Section, frozen=True, kw_only=True):
     job_tag: str = "bwvisu"
 
 
+class Web(_Section, frozen=True, kw_only=True):
+    """The web portal: where it listens, how people log in, what it shows."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    auth: str = "pam"  # "pam": user name and password; "header": an SSO proxy names the user
+    pam_service: str = "login"
+    trusted_header: str = "X-Remote-User"
+    trusted_proxies: list[str] = []  # addresses or networks whose `trusted-header` is believed
+    session_secret_file: str = ""  # default: <state-dir>/web-session.secret, made on first start
+    session_max_age: int = 12 * 3600  # seconds
+    secure_cookies: bool = False  # set when the portal is served over HTTPS
+    admin_group: str = "bwvisu-admin"
+    finished_sessions_kept_for: float = 60.0  # minutes
+    runner_api_url: str = ""  # default: from runner-api's host and port
+    bundles_dir: str = ""  # default: the templates directory
+    login_delay: float = 1.0  # seconds added to every failed login
+
+
 class Settings(_Section, frozen=True, kw_only=True):
     """The whole configuration, as one immutable value."""
 
@@ -101,6 +120,7 @@ class Settings(_Section, frozen=True, kw_only=True):
     runner_api: RunnerApi = RunnerApi()
     keyhole_api: KeyholeApi = KeyholeApi()
     scheduler: Scheduler = Scheduler()
+    web: Web = Web()
 
     def __post_init__(self) -> None:
         _check(self)
@@ -121,6 +141,10 @@ def _check(s: Settings) -> None:
         fail("stream-replicas", "Expected 1 to 5")
     for i, addr in enumerate(s.etcd_servers):
         host_port(addr, 2379, f"etcd-servers[{i}]")
+    if s.web.auth not in ("pam", "header"):
+        fail("web.auth", f"Expected 'pam' or 'header', got {s.web.auth!r}")
+    if s.web.auth == "header" and not s.web.trusted_proxies:
+        fail("web.trusted-proxies", "Expected the proxy addresses whose header to trust (auth 'header')")
     labels = [g.label for g in s.gateway_nodes]
     if len(set(labels)) != len(labels):
         fail("gateway-nodes", f"Expected unique gateway names, got {labels}")
@@ -182,17 +206,26 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
     def resolve(p: str) -> str:
         return os.path.normpath(base / p) if p and not os.path.isabs(p) else p
 
+    state_dir = resolve(s.state_dir)
+    # The portal's API password lives with the state unless the config says otherwise.
+    password_file = resolve(s.runner_api.password_file) or os.path.join(
+        state_dir, "secrets", "bwvisu-web.password"
+    )
     return msgspec.structs.replace(
         s,
-        state_dir=resolve(s.state_dir),
+        state_dir=state_dir,
         templates_dir=resolve(s.templates_dir),
         ssh=msgspec.structs.replace(
             s.ssh, key_file=resolve(s.ssh.key_file), known_hosts=resolve(s.ssh.known_hosts)
         ),
         runner_api=msgspec.structs.replace(
             s.runner_api,
-            password_file=resolve(s.runner_api.password_file),
+            password_file=password_file,
             tls_cert=resolve(s.runner_api.tls_cert),
             tls_key=resolve(s.runner_api.tls_key),
+        ),
+        web=msgspec.structs.replace(
+            s.web, session_secret_file=resolve(s.web.session_secret_file),
+            bundles_dir=resolve(s.web.bundles_dir),
         ),
     )
