@@ -1,0 +1,47 @@
+"""The HTTP edge of keyhole-api: one POST, and the one place errors become status codes."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from bwvisu_common.errors import DependencyUnavailable
+from bwvisu_common.keyhole_client import PATH_TEMPLATE, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from keyhole_api.domain.verify import Refused
+from keyhole_api.health import GatewayHealth
+from keyhole_api.service import KeyholeService, NoCapacity
+
+log = logging.getLogger(__name__)
+
+
+def create_app(service: KeyholeService, health: GatewayHealth) -> FastAPI:
+    app = FastAPI(title="bwvisu keyhole-api", description="Forwarded ports for running jobs.")
+
+    @app.exception_handler(Refused)
+    async def refused(_: Request, exc: Refused) -> JSONResponse:
+        return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+
+    @app.exception_handler(NoCapacity)
+    async def no_capacity(_: Request, exc: NoCapacity) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(DependencyUnavailable)
+    async def unavailable(_: Request, exc: DependencyUnavailable) -> JSONResponse:
+        log.warning("answering 503: %s", exc)
+        return JSONResponse({"detail": "keyhole is temporarily unavailable"}, status_code=503)
+
+    @app.post(PATH_TEMPLATE)
+    async def request_ports(job_id: str, request: Request) -> dict[str, object]:
+        """Forward ports to a running job; the request is signed with the job's token."""
+        body = await request.body()
+        return await service.request_ports(
+            job_id, request.url.path, request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER), body)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, object]:
+        return {"status": "ok", "gateways-alive": health.alive()}
+
+    return app

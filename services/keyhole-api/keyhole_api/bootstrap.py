@@ -1,0 +1,52 @@
+"""Builds keyhole-api from settings: the only place its adapters are constructed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+
+import msgspec
+from fastapi import FastAPI
+
+from bwvisu_common.adapters.etcd import EtcdStateStore
+from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
+from bwvisu_common.keyhole import HEARTBEAT_SUBJECTS, Heartbeat
+from bwvisu_common.projector import LiveJobs
+from bwvisu_common.settings import Settings, host_port
+from keyhole_api.app import create_app
+from keyhole_api.health import GatewayHealth
+from keyhole_api.service import KeyholeService
+
+log = logging.getLogger(__name__)
+_heartbeat = msgspec.json.Decoder(Heartbeat)
+
+
+async def build(settings: Settings, stack: AsyncExitStack) -> FastAPI:
+    """Connect, follow the stream and the heartbeats; everything closes with `stack`."""
+    nc = await connect_nats(settings.nats_servers, "keyhole-api")
+    stack.push_async_callback(nc.drain)
+    events = JetStreamEventStore(nc, replicas=settings.stream_replicas)
+    await events.ensure_stream()
+    host, port = host_port(settings.etcd_servers[0], 2379, "etcd-servers[0]")
+    state = await EtcdStateStore.connect(host, port)
+    stack.push_async_callback(state.close)
+
+    health = GatewayHealth()
+
+    async def on_heartbeat(msg: object) -> None:
+        try:
+            health.beat(_heartbeat.decode(msg.data).gateway)  # type: ignore[attr-defined]
+        except msgspec.DecodeError:
+            log.warning("undecodable heartbeat on %s", msg.subject)  # type: ignore[attr-defined]
+
+    await nc.subscribe(HEARTBEAT_SUBJECTS, cb=on_heartbeat)
+    jobs = LiveJobs(events, state)
+    follower = asyncio.create_task(jobs.run(), name="live-jobs")
+
+    async def stop_follower() -> None:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+
+    stack.push_async_callback(stop_follower)
+    return create_app(KeyholeService(settings, events, state, jobs, health), health)

@@ -1,0 +1,1 @@
+"""Pure decisions of keyhole-api: verification and allocation, no I/O."""

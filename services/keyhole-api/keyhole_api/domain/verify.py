@@ -1,0 +1,68 @@
+"""Verification of a job's signed port request (DESIGN.md §6). Pure: the caller fetches the facts."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from dataclasses import dataclass
+
+from bwvisu_common.keyhole_client import sign
+from bwvisu_common.projections import AVAILABLE, RUNNING, JobView
+
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class Refused(Exception):
+    """A request keyhole-api turns down; `status` is the HTTP answer, `reason` says why."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PortRequest:
+    count: int
+    nodes: list[str]
+
+
+def check_timestamp(timestamp: str | None, now: float, window: float) -> None:
+    if not timestamp or not timestamp.isdigit():
+        raise Refused(401, "missing or malformed timestamp")
+    if abs(now - int(timestamp)) > window:
+        raise Refused(401, f"stale timestamp: {int(now) - int(timestamp)} s off (window {window:g} s)")
+
+
+def check_signature(token: bytes, method: str, path: str, timestamp: str, body: bytes,
+                    signature: str | None) -> None:
+    expected = sign(token, method, path, timestamp, body)
+    if not signature or not hmac.compare_digest(expected.encode(), signature.encode()):
+        raise Refused(401, "bad signature")
+
+
+def parse_body(body: bytes) -> PortRequest:
+    try:
+        data = json.loads(body)
+        count, nodes = data["count"], data["nodes"]
+    except (ValueError, KeyError, TypeError):
+        raise Refused(400, "the body must be JSON with `count` and `nodes`") from None
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise Refused(400, "`count` must be a whole number >= 1")
+    if not isinstance(nodes, list) or not nodes or not all(isinstance(n, str) and n for n in nodes):
+        raise Refused(400, "`nodes` must be a non-empty list of host names")
+    return PortRequest(count=count, nodes=nodes)
+
+
+def check_request(req: PortRequest, job: JobView, *, max_ports: int, suffix: str) -> None:
+    """The request fits the job: not too many ports, exactly the job's nodes, job running."""
+    if req.count > max_ports:
+        raise Refused(400, f"too many ports: {req.count} asked, at most {max_ports} per job")
+    if job.state not in (RUNNING, AVAILABLE):
+        raise Refused(409, f"job is {job.state}, not running")
+    mine = sorted(n + suffix for n in job.nodes)
+    if sorted(req.nodes) != mine:
+        strangers = sorted(set(req.nodes) - set(mine))
+        what = f"not the job's nodes: {', '.join(strangers)}" if strangers else "duplicate or missing nodes"
+        raise Refused(403, f"requested nodes are {what} (the job runs on {', '.join(mine)})")

@@ -1,0 +1,110 @@
+"""keyhole-api allocation on real NATS and etcd: concurrent jobs never share a port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bwvisu_common import events as ev
+from bwvisu_common.adapters.etcd import EtcdStateStore
+from bwvisu_common.adapters.jetstream import JetStreamEventStore
+from bwvisu_common.keyhole_client import PATH_TEMPLATE, request_body, sign
+from bwvisu_common.projector import LiveJobs
+from bwvisu_common.settings import parse_settings
+from keyhole_api.health import GatewayHealth
+from keyhole_api.service import KeyholeService, Tuning
+
+pytestmark = pytest.mark.integration
+TOKEN = b"t" * 64
+
+
+class ScriptedAgent:
+    """Forwards every assignment, except the first `refuse_first` ones: "in use"."""
+
+    def __init__(self, events: JetStreamEventStore, refuse_first: int = 0) -> None:
+        self.events = events
+        self.refuse_first = refuse_first
+        self.refused: list[ev.Forward] = []
+
+    async def handle(self, _seq: int, event: ev.AnyEvent) -> None:
+        if not isinstance(event, ev.PortsAssigned):
+            return
+        if self.refuse_first > 0:
+            self.refuse_first -= 1
+            self.refused += event.forwards
+            reply: ev.Event = ev.PortsUnavailable(job_id=event.job_id, gateway=event.gateway,
+                                                  forwards=event.forwards, reason="in use")
+        else:
+            reply = ev.PortsForwarded(job_id=event.job_id, gateway=event.gateway, forwards=event.forwards)
+        await self.events.append([reply])
+
+
+async def _service(event_store: JetStreamEventStore, state_store: EtcdStateStore,
+                   agent: ScriptedAgent) -> AsyncIterator[KeyholeService]:
+    settings = parse_settings(json.dumps({
+        "bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "10.0.0.10"}],
+        "gateway-nodes": [{"name": "gw0", "internal-ip": "10.0.0.30", "external-ip": "10.0.0.30"},
+                          {"name": "gw1", "internal-ip": "10.0.0.31", "external-ip": "10.0.0.31"}],
+        "keyholed-port-range": {"min": 20000, "max": 20149},
+    }).encode())
+    health = GatewayHealth()
+    health.beat("gw0")
+    health.beat("gw1")
+    jobs = LiveJobs(event_store, state_store)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(jobs.run()),
+             asyncio.create_task(event_store.consume(f"agent-{uuid.uuid4().hex[:8]}", agent.handle, stop))]
+    yield KeyholeService(settings, event_store, state_store, jobs, health,
+                         tuning=Tuning(agent_timeout=10, attempts=6, picks_per_gateway=20))
+    stop.set()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _job(events: JetStreamEventStore, state: EtcdStateStore, nodes: list[str]) -> str:
+    job_id = ev.new_job_id()
+    await events.append([ev.JobSubmitted(job_id=job_id, uid="alice", template_name="t"),
+                         ev.JobStarted(job_id=job_id, nodes=nodes)])
+    await state.put_secret(f"token/{job_id}", TOKEN, ttl=300)
+    return job_id
+
+
+async def _ask(service: KeyholeService, job_id: str, count: int, nodes: list[str]) -> dict[str, object]:
+    path, body, ts = PATH_TEMPLATE.format(job_id=job_id), request_body(count, nodes), str(int(time.time()))
+    return await service.request_ports(job_id, path, ts, sign(TOKEN, "POST", path, ts, body), body)
+
+
+async def test_fifty_concurrent_requests_never_share_a_port(
+        event_store: JetStreamEventStore, state_store: EtcdStateStore) -> None:
+    async for service in _service(event_store, state_store, ScriptedAgent(event_store)):
+        jobs = [await _job(event_store, state_store, ["cn0"]) for _ in range(50)]
+        answers = await asyncio.gather(*(_ask(service, j, 2, ["cn0"]) for j in jobs))
+        external = [(a["gateway"], f["external-port"]) for a in answers for f in a["forwards"]]  # type: ignore[attr-defined]
+        internal = [f["internal-port"] for a in answers for f in a["forwards"]]  # type: ignore[attr-defined]
+        assert len(external) == 100 and len(set(external)) == 100
+        assert len(set(internal)) == 100  # all on cn0: no two jobs got the same port there
+        assert {g for g, _ in external} == {"gw0", "gw1"}  # least loaded spreads them
+        held = await state_store.reservations("ports/")
+        assert sorted(held) == sorted(f"ports/{g}/{p}" for g, p in external)
+
+
+async def test_ports_in_use_are_released_and_other_ports_forwarded(
+        event_store: JetStreamEventStore, state_store: EtcdStateStore) -> None:
+    agent = ScriptedAgent(event_store, refuse_first=2)
+    async for service in _service(event_store, state_store, agent):
+        job = await _job(event_store, state_store, ["cn0", "cn1"])
+        answer = await _ask(service, job, 2, ["cn1", "cn0"])
+        got = {f["external-port"] for f in answer["forwards"]}  # type: ignore[attr-defined]
+        refused = {(f.external_port) for f in agent.refused}
+        assert len(agent.refused) == 4 and not got & refused
+        held = await state_store.reservations()
+        assert sum(k.startswith("ports/") for k in held) == 2
+        assert sum(k.startswith("nodeports/") for k in held) == 4  # 2 ports x 2 nodes
+        kinds = [type(e).__name__ for _, e in await event_store.read_job(job)]
+        assert kinds.count("PortsUnavailable") == 2 and kinds[-1] == "PortsForwarded"

@@ -1,0 +1,245 @@
+"""keyhole-api: verification refusals and allocation, on in-memory stores with a scripted agent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from bwvisu_common import events as ev
+from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
+from bwvisu_common.keyhole_client import PATH_TEMPLATE, request_body, sign
+from bwvisu_common.projector import LiveJobs
+from bwvisu_common.settings import Settings, parse_settings
+from keyhole_api.domain.allocate import gateway_order, pick_forwards
+from keyhole_api.domain.verify import Refused
+from keyhole_api.health import GatewayHealth
+from keyhole_api.service import KeyholeService, NoCapacity, Tuning
+
+TOKEN = b"k" * 64
+
+
+def make_settings(static: bool = False, lo: int = 20000, hi: int = 20099) -> Settings:
+    return parse_settings(json.dumps({
+        "bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "10.0.0.10"}],
+        "gateway-nodes": [{"name": "gw0", "internal-ip": "10.0.0.30", "external-ip": "1.2.3.30"},
+                          {"name": "gw1", "internal-ip": "10.0.0.31", "external-ip": "1.2.3.31"}],
+        "keyholed-port-range": {"min": lo, "max": hi}, "keyholed-max-forwarders-per-job": 4,
+        "debug": {"keyholed-static-forwarding": static},
+    }).encode())
+
+
+@dataclass
+class Agent:
+    """Answers assignments like a gateway agent: forwards, or refuses ports listed as busy."""
+
+    events: InMemoryEventStore
+    busy: set[int] = field(default_factory=set)
+    silent: set[str] = field(default_factory=set)
+    refuse_first: int = 0
+    refused: list[int] = field(default_factory=list)
+
+    async def handle(self, _seq: int, event: ev.AnyEvent) -> None:
+        if not isinstance(event, ev.PortsAssigned) or event.gateway in self.silent:
+            return
+        if any(f.external_port in self.busy for f in event.forwards) or self.refuse_first > 0:
+            self.refuse_first -= 1
+            self.refused += [f.external_port for f in event.forwards]
+            await self.events.append([ev.PortsUnavailable(job_id=event.job_id, gateway=event.gateway,
+                                                          forwards=event.forwards, reason="in use")])
+        else:
+            await self.events.append([ev.PortsForwarded(job_id=event.job_id, gateway=event.gateway,
+                                                        forwards=event.forwards)])
+
+
+@dataclass
+class World:
+    events: InMemoryEventStore
+    state: InMemoryStateStore
+    health: GatewayHealth
+    agent: Agent
+    service: KeyholeService
+
+    async def job(self, job_id: str, nodes: list[str] | None = None) -> None:
+        await self.events.append([ev.JobSubmitted(job_id=job_id, uid="alice", template_name="t"),
+                                  ev.JobStarted(job_id=job_id, nodes=nodes or ["cn0"])])
+        await self.state.put_secret(f"token/{job_id}", TOKEN, ttl=600)
+
+    async def ask(self, job_id: str, count: int = 1, nodes: list[str] | None = None, *,
+                  token: bytes = TOKEN, skew: float = 0, body: bytes | None = None,
+                  timestamp: str | None = None) -> dict[str, object]:
+        path = PATH_TEMPLATE.format(job_id=job_id)
+        body = body or request_body(count, nodes or ["cn0"])
+        ts = timestamp or str(int(time.time() + skew))
+        return await self.service.request_ports(job_id, path, ts, sign(token, "POST", path, ts, body), body)
+
+    async def kinds(self, job_id: str) -> list[str]:
+        return [type(e).__name__ for _, e in await self.events.read_job(job_id)]
+
+
+async def _world(settings: Settings) -> AsyncIterator[World]:
+    events, state = InMemoryEventStore(), InMemoryStateStore()
+    health = GatewayHealth()
+    for g in ("gw0", "gw1"):
+        health.beat(g)
+    jobs = LiveJobs(events, state)
+    agent = Agent(events)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(jobs.run()),
+             asyncio.create_task(events.consume("agent", agent.handle, stop))]
+    service = KeyholeService(settings, events, state, jobs, health,
+                             tuning=Tuning(start_wait=0.3, agent_timeout=0.3))
+    yield World(events, state, health, agent, service)
+    stop.set()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    async for w in _world(make_settings()):
+        yield w
+
+
+async def test_a_valid_request_gets_forwarded_ports(world: World) -> None:
+    await world.job("j1")
+    answer = await world.ask("j1", count=2)
+    forwards = answer["forwards"]
+    assert isinstance(forwards, list) and len(forwards) == 2
+    assert {f["external-ip"] for f in forwards} == {"1.2.3.30"}  # both idle: gw0 by name
+    assert all(20000 <= f[k] <= 20099 for f in forwards for k in ("internal-port", "external-port"))
+    assert await world.kinds("j1") == ["JobSubmitted", "JobStarted", "PortsRequested", "PortsAssigned",
+                                       "PortsForwarded"]
+    held = await world.state.reservations()
+    assert set(held.values()) == {"j1"}
+    assert "grants/j1" in held and sum(k.startswith("ports/gw0/") for k in held) == 2
+
+
+@pytest.mark.parametrize(("how", "status", "reason"), [
+    ({"token": b"forged" * 8}, 401, "bad signature"),
+    ({"skew": -3600}, 401, "stale timestamp"),
+    ({"skew": 3600}, 401, "stale timestamp"),
+    ({"count": 5}, 400, "too many ports"),
+    ({"nodes": ["cn1"]}, 403, "not the job's nodes: cn1"),
+    ({"nodes": ["cn0", "login0"]}, 403, "not the job's nodes: login0"),
+    ({"body": b"not json"}, 400, "JSON"),
+])
+async def test_refusals_are_4xx_recorded_and_assign_nothing(
+        world: World, how: dict[str, object], status: int, reason: str) -> None:
+    await world.job("j1")
+    with pytest.raises(Refused) as refused:
+        await world.ask("j1", **how)  # type: ignore[arg-type]
+    assert refused.value.status == status and reason in refused.value.reason
+    kinds = await world.kinds("j1")
+    assert kinds[-1] == "PortsRefused" and "PortsAssigned" not in kinds
+    assert await world.state.reservations() == {}
+
+
+async def test_replay_and_second_request_are_refused(world: World) -> None:
+    await world.job("j1")
+    path, body, ts = PATH_TEMPLATE.format(job_id="j1"), request_body(1, ["cn0"]), str(int(time.time()))
+    sig = sign(TOKEN, "POST", path, ts, body)
+    await world.service.request_ports("j1", path, ts, sig, body)
+    with pytest.raises(Refused, match="replayed request"):
+        await world.service.request_ports("j1", path, ts, sig, body)
+    with pytest.raises(Refused, match="already granted") as refused:
+        await world.ask("j1")
+    assert refused.value.status == 409
+    assert (await world.kinds("j1")).count("PortsAssigned") == 1
+
+
+async def test_unknown_job_is_404_without_an_event(world: World) -> None:
+    with pytest.raises(Refused) as refused:
+        await world.ask("nosuchjob")
+    assert refused.value.status == 404
+    assert await world.events.last_seq() == 0
+
+
+async def test_a_job_not_running_is_refused(world: World) -> None:
+    await world.events.append([ev.JobSubmitted(job_id="j2", uid="alice", template_name="t")])
+    await world.state.put_secret("token/j2", TOKEN, ttl=60)
+    with pytest.raises(Refused, match="submitted, not running"):
+        await world.ask("j2")
+
+
+async def test_least_loaded_live_gateway_first(world: World) -> None:
+    await world.state.reserve(["ports/gw0/20050", "ports/gw0/20051"], "other")
+    await world.job("j1")
+    assert (await world.ask("j1"))["gateway"] == "gw1"
+    world.health.forget("gw1")  # only gw0 alive now
+    await world.job("j2")
+    assert (await world.ask("j2"))["gateway"] == "gw0"
+
+
+async def test_ports_in_use_are_released_and_others_tried(world: World) -> None:
+    world.agent.refuse_first = 2
+    await world.job("j1")
+    answer = await world.ask("j1")
+    (fwd,) = answer["forwards"]  # type: ignore[misc]
+    assert len(world.agent.refused) == 2 and fwd["external-port"] not in world.agent.refused
+    kinds = await world.kinds("j1")
+    assert kinds.count("PortsUnavailable") == 2 and kinds[-1] == "PortsForwarded"
+    held = await world.state.reservations("ports/")
+    assert held == {f"ports/{answer['gateway']}/{fwd['external-port']}": "j1"}
+
+
+async def test_a_silent_agent_is_skipped_for_another_gateway(world: World) -> None:
+    world.agent.silent = {"gw0"}
+    await world.job("j1")
+    assert (await world.ask("j1"))["gateway"] == "gw1"
+    assert await world.state.reservations("ports/gw0/") == {}
+
+
+async def test_no_live_gateway_is_503_and_the_grant_is_given_back(world: World) -> None:
+    world.health.forget("gw0")
+    world.health.forget("gw1")
+    await world.job("j1")
+    with pytest.raises(NoCapacity):
+        await world.ask("j1")
+    assert await world.state.reservations() == {}
+    world.health.beat("gw1")
+    assert (await world.ask("j1"))["gateway"] == "gw1"  # the client's retry succeeds
+
+
+async def test_static_forwarding_uses_the_same_port_inside() -> None:
+    async for w in _world(make_settings(static=True)):
+        await w.job("j1", nodes=["cn0", "cn1"])
+        answer = await w.ask("j1", count=3, nodes=["cn1", "cn0"])
+        for f in answer["forwards"]:  # type: ignore[attr-defined]
+            assert f["internal-port"] == f["external-port"]
+        held = await w.state.reservations("nodeports/")
+        assert len(held) == 6  # each internal port held on both nodes
+
+
+def test_allocation_helpers() -> None:
+    assert gateway_order(["gw1", "gw0", "gw2"], {"gw0": 3, "gw1": 1}) == ["gw2", "gw1", "gw0"]
+    picked = pick_forwards(2, (10, 13), taken_external={10, 11}, taken_internal={12}, static=False)
+    assert picked is not None and {f.external_port for f in picked} == {12, 13}
+    assert all(f.internal_port != 12 for f in picked)
+    assert pick_forwards(3, (10, 13), taken_external={10, 11}, taken_internal=set(), static=False) is None
+    static = pick_forwards(1, (10, 12), taken_external={10}, taken_internal={11}, static=True)
+    assert static == [ev.Forward(internal_port=12, external_port=12)]
+
+
+async def test_http_edge_maps_refusals_and_grants(world: World) -> None:
+    import httpx
+
+    from bwvisu_common.keyhole_client import SIGNATURE_HEADER, TIMESTAMP_HEADER
+    from keyhole_api.app import create_app
+
+    await world.job("j1")
+    app = create_app(world.service, world.health)
+    path, body, ts = PATH_TEMPLATE.format(job_id="j1"), request_body(1, ["cn0"]), str(int(time.time()))
+    headers = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(b"x" * 64, "POST", path, ts, body)}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://k") as client:
+        forged = await client.post(path, content=body, headers=headers)
+        assert forged.status_code == 401 and forged.json() == {"detail": "bad signature"}
+        headers[SIGNATURE_HEADER] = sign(TOKEN, "POST", path, ts, body)
+        granted = await client.post(path, content=body, headers=headers)
+        assert granted.status_code == 200 and granted.json()["forwards"][0]["external-ip"] == "1.2.3.30"
+        assert (await client.get("/healthz")).json()["gateways-alive"] == ["gw0", "gw1"]
