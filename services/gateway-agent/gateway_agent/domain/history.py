@@ -1,0 +1,50 @@
+"""What a job's event history says the gateway should do. Pure functions over its events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bwvisu_common import events as ev
+
+# After these, a job's forwards are gone for good.
+_TERMINAL = (ev.JobEnded, ev.JobCancelRequested, ev.ForwardsRemoved, ev.JobSubmitFailed)
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """Forwards that should be installed on this gateway, to the first of `nodes`."""
+
+    nodes: list[str]
+    forwards: list[ev.Forward]
+
+
+def is_current(history: Sequence[ev.Event], assignment_id: str) -> bool:
+    """True if the assignment is the job's newest word and nobody answered it yet.
+
+    A redelivered assignment that was answered, one keyhole-api gave up on, one superseded by
+    a newer assignment, or one for a job that ended is not acted on again.
+    """
+    ids = [e.event_id for e in history]
+    if assignment_id not in ids:
+        return False
+    later = history[ids.index(assignment_id) + 1 :]
+    return not any(isinstance(e, (ev.PortsAssigned, ev.PortsForwarded, ev.PortsUnavailable, *_TERMINAL))
+                   for e in later)
+
+
+def wanted(history: Sequence[ev.Event], gateway: str) -> Wanted | None:
+    """The forwards this gateway confirmed for the job and should still hold, if any."""
+    assigned: ev.PortsAssigned | None = None
+    result: Wanted | None = None
+    for event in history:
+        if isinstance(event, _TERMINAL):
+            return None
+        if isinstance(event, ev.PortsAssigned):
+            assigned, result = event, None
+        elif isinstance(event, ev.PortsUnavailable):
+            assigned, result = None, None
+        elif isinstance(event, ev.PortsForwarded) and assigned is not None and event.gateway == gateway:
+            if assigned.gateway == gateway:
+                result = Wanted(nodes=list(assigned.nodes), forwards=list(event.forwards))
+    return result

@@ -1,0 +1,165 @@
+"""The gateway agent on in-memory stores, firewall and prober."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from bwvisu_common import events as ev
+from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
+from bwvisu_common.projections import AVAILABLE, RUNNING
+from bwvisu_common.projector import LiveJobs
+from gateway_agent.adapters.memory import FakeProber, InMemoryFirewall
+from gateway_agent.agent import GatewayAgent, Timing
+from gateway_agent.domain.history import is_current, wanted
+from gateway_agent.domain.rules import ForwardRule
+
+IPS = {"cn0": "10.0.0.20", "cn1": "10.0.0.21"}
+GW_IP = "10.0.0.30"
+
+
+async def resolve(node: str) -> str:
+    if node not in IPS:
+        raise OSError(f"unknown host {node}")
+    return IPS[node]
+
+
+@dataclass
+class World:
+    events: InMemoryEventStore
+    state: InMemoryStateStore
+    jobs: LiveJobs
+    firewall: InMemoryFirewall
+    prober: FakeProber
+    agent: GatewayAgent
+
+    async def running_job(self, job_id: str, nodes: list[str]) -> None:
+        await self.events.append([ev.JobSubmitted(job_id=job_id, uid="alice", template_name="t"),
+                                  ev.JobStarted(job_id=job_id, nodes=nodes)])
+
+    async def assign(self, job_id: str, nodes: list[str], ports: list[tuple[int, int]],
+                     gateway: str = "gw0") -> ev.PortsAssigned:
+        forwards = [ev.Forward(internal_port=i, external_port=e) for i, e in ports]
+        keys = [f"ports/{gateway}/{e}" for _, e in ports] + [f"grants/{job_id}"]
+        keys += [f"nodeports/{n}/{i}" for n in nodes for i, _ in ports]
+        assert await self.state.reserve(keys, job_id)
+        event = ev.PortsAssigned(job_id=job_id, gateway=gateway, nodes=nodes, forwards=forwards)
+        seq = await self.events.append([event])
+        await self.agent.handle(seq, event)
+        return event
+
+    async def kinds(self, job_id: str) -> list[str]:
+        return [type(e).__name__ for _, e in await self.events.read_job(job_id)]
+
+    async def settle(self) -> None:
+        await self.jobs.wait_for("", lambda j: False, 0.05)  # let the read model catch up
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    events, state = InMemoryEventStore(), InMemoryStateStore()
+    jobs = LiveJobs(events, state)
+    task = asyncio.create_task(jobs.run())
+    firewall, prober = InMemoryFirewall(), FakeProber()
+    agent = GatewayAgent("gw0", GW_IP, events, state, jobs, firewall, prober, resolve,
+                         Timing(fast_probe=0.0, slow_probe=0.0))
+    yield World(events, state, jobs, firewall, prober, agent)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_assignment_is_checked_forwarded_and_confirmed(world: World) -> None:
+    await world.running_job("j1", ["cn0", "cn1"])
+    await world.assign("j1", ["cn0", "cn1"], [(21000, 20000)])
+    assert await world.firewall.rules() == [ForwardRule(job_id="j1", external_port=20000,
+                                                        target_ip="10.0.0.20", internal_port=21000)]
+    assert (await world.kinds("j1"))[-1] == "PortsForwarded"
+    # The internal port was free on BOTH nodes and the external one here.
+    assert set(world.prober.probed) == {("10.0.0.20", 21000), ("10.0.0.21", 21000), (GW_IP, 20000)}
+
+
+async def test_a_port_in_use_on_any_node_is_unavailable(world: World) -> None:
+    world.prober.open_ports = {("10.0.0.21", 21000)}
+    await world.running_job("j1", ["cn0", "cn1"])
+    await world.assign("j1", ["cn0", "cn1"], [(21000, 20000)])
+    assert await world.firewall.rules() == []
+    _, last = (await world.events.read_job("j1"))[-1]
+    assert isinstance(last, ev.PortsUnavailable) and "10.0.0.21:21000" in last.reason
+
+
+async def test_an_external_port_forwarded_for_another_job_is_unavailable(world: World) -> None:
+    await world.firewall.install([ForwardRule(job_id="old", external_port=20000, target_ip="10.0.0.20",
+                                              internal_port=1)])
+    await world.running_job("j1", ["cn0"])
+    await world.assign("j1", ["cn0"], [(21000, 20000)])
+    assert (await world.kinds("j1"))[-1] == "PortsUnavailable"
+
+
+async def test_a_redelivered_or_superseded_assignment_is_not_acted_on(world: World) -> None:
+    await world.running_job("j1", ["cn0"])
+    first = await world.assign("j1", ["cn0"], [(21000, 20000)])
+    await world.agent.handle(99, first)  # redelivered
+    assert (await world.kinds("j1")).count("PortsForwarded") == 1
+    history = [first, ev.PortsUnavailable(job_id="j1", gateway="gw0", forwards=first.forwards)]
+    assert not is_current(history, first.event_id)
+    assert is_current(history[:1], first.event_id)
+
+
+async def test_probes_report_open_then_closed(world: World) -> None:
+    await world.running_job("j1", ["cn0"])
+    await world.assign("j1", ["cn0"], [(21000, 20000)])
+    await world.settle()
+    await world.agent.probe_once()
+    assert "PortOpen" not in await world.kinds("j1")
+    world.prober.open_ports.add(("10.0.0.20", 21000))
+    await world.agent.probe_once()
+    assert (await world.jobs.wait_for("j1", lambda j: j.state == AVAILABLE, 1)) is not None
+    await world.agent.probe_once()
+    assert (await world.kinds("j1")).count("PortOpen") == 1  # reported once
+    world.prober.open_ports.clear()
+    await world.agent.probe_once()
+    assert (await world.jobs.wait_for("j1", lambda j: j.state == RUNNING, 1)) is not None
+    assert (await world.kinds("j1"))[-1] == "PortClosed"
+
+
+async def test_job_end_removes_rules_and_releases_reservations(world: World) -> None:
+    await world.running_job("j1", ["cn0"])
+    await world.state.reserve(["ports/gw0/20500"], "someone-else")
+    await world.assign("j1", ["cn0"], [(21000, 20000)])
+    ended = ev.JobEnded(job_id="j1", slurm_state="CANCELLED")
+    await world.agent.handle(await world.events.append([ended]), ended)
+    assert await world.firewall.rules() == []
+    assert await world.state.reservations() == {"ports/gw0/20500": "someone-else"}
+    assert (await world.kinds("j1"))[-1] == "ForwardsRemoved"
+
+
+async def test_reconcile_restores_deleted_rules_and_drops_ended_and_unknown_jobs(world: World) -> None:
+    for job in ("live", "gone"):
+        await world.running_job(job, ["cn0"])
+    await world.assign("live", ["cn0"], [(21000, 20000)])
+    await world.assign("gone", ["cn0"], [(21001, 20001)])
+    stray = ForwardRule(job_id="stranger", external_port=20002, target_ip="10.0.0.20", internal_port=1)
+    await world.firewall.install([stray])
+    # While the agent was down: a rule deleted by hand, a job ended.
+    await world.firewall.remove_jobs(["live"])
+    await world.events.append([ev.JobEnded(job_id="gone", slurm_state="COMPLETED")])
+    await world.settle()
+    await world.agent.reconcile()
+    assert [r.job_id for r in await world.firewall.rules()] == ["live"]
+    held = await world.state.reservations()
+    assert set(held.values()) == {"live"}
+    assert (await world.kinds("gone"))[-1] == "ForwardsRemoved"
+    assert await world.kinds("stranger") == []  # no event made up for an unknown job
+
+
+def test_wanted_follows_the_log() -> None:
+    fwd = [ev.Forward(internal_port=1, external_port=2)]
+    a = ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"], forwards=fwd)
+    f = ev.PortsForwarded(job_id="j", gateway="gw0", forwards=fwd)
+    assert wanted([a, f], "gw0") is not None
+    assert wanted([a, f], "gw1") is None
+    assert wanted([a], "gw0") is None
+    assert wanted([a, f, ev.JobCancelRequested(job_id="j")], "gw0") is None
