@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import secrets
+import socket
 import sys
 import time
 from pathlib import Path
@@ -95,7 +96,34 @@ def plan(settings: Settings, config_path: str) -> list[Child]:
             listen = (conf.host, conf.port)
         argv = [py, "-m", package, "--config", config_path]
         children.append(Child(name, argv, logs / f"{name}.log", listen))
-    return children
+    return children + _gateway_agents(settings, config_path, logs)
+
+
+def _gateway_agents(settings: Settings, config_path: str, logs: Path) -> list[Child]:
+    """One agent per gateway with a netns (run inside it); a gateway without one runs its own."""
+    if not _runnable("gateway_agent"):
+        return []
+    agents = []
+    for gw in settings.gateway_nodes:
+        agent = [sys.executable, "-m", "gateway_agent", "--config", config_path, "--gateway", gw.label]
+        if gw.netns:
+            argv = ["ip", "netns", "exec", gw.netns, *agent]
+        elif _is_local(gw.internal_ip):
+            argv = agent
+        else:
+            continue  # another host's agent: started there (systemd)
+        agents.append(Child(f"gateway-agent-{gw.label}", argv, logs / f"gateway-agent-{gw.label}.log"))
+    return agents
+
+
+def _is_local(ip: str) -> bool:
+    """Whether `ip` is one of this machine's addresses."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((ip, 0))
+        return True
+    except OSError:
+        return False
 
 
 def _runnable(package: str) -> bool:

@@ -37,6 +37,8 @@ class GatewayNode(_Section, frozen=True, kw_only=True):
     user: str = "bwvisu"
     port: int = 22
     name: str = ""
+    # `bwvisu up` runs this gateway's agent inside this network namespace (testbeds).
+    netns: str = ""
 
     @property
     def label(self) -> str:
