@@ -39,12 +39,14 @@ def bwvisu_config(hosts: list[Host]) -> dict[str, object]:
                           for h in login],
         # The minicluster has no second network: a gateway's "external" address is its
         # bridge address, reachable from the host machine.
+        # Each gateway's agent runs inside the gateway's netns (`netns`), so NATS and etcd
+        # listen on the bridge address where the namespaces reach them.
         "gateway-nodes": [{"name": h.name, "internal-ip": h.ip, "external-ip": h.ip,
-                           "user": SERVICE_USER, "port": 22} for h in gateways],
+                           "user": SERVICE_USER, "port": 22, "netns": h.name} for h in gateways],
         "keyholed-servers": [f"http://{HOST_IP}:4243"],
         "keyholed-port-range": {"min": 20000, "max": 20999},
         "keyholed-max-forwarders-per-job": 4,
-        "etcd-servers": ["127.0.0.1:2379"],
+        "etcd-servers": [f"{HOST_IP}:2379"],
         "nats-servers": [f"nats://{HOST_IP}:4222"],
         "forwarding-hostname-suffix": "",
         "debug": {"keyholed-static-forwarding": False},
