@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from scheduler_adapter.ports import CommandResult
 
-# What a rule answers: stdout (exit 0), a full result, an exception to raise, or a function.
-Outcome = str | CommandResult | BaseException | Callable[[list[str], str | None], CommandResult]
+# What a rule answers: stdout (exit 0), a full result, an exception to raise, or a
+# function (plain or async) of argv and stdin.
+Responder = Callable[[list[str], str | None], CommandResult | Awaitable[CommandResult]]
+Outcome = str | CommandResult | BaseException | Responder
 
 
 @dataclass
@@ -62,10 +65,13 @@ class FakeCommandRunner:
         for rule in self.rules:
             if rule.matches(args):
                 rule.used += 1
-                return self._answer(rule.outcome, args, input)
+                answer = self._answer(rule.outcome, args, input)
+                return await answer if inspect.isawaitable(answer) else answer
         raise AssertionError(f"FakeCommandRunner has no rule for {args}")
 
-    def _answer(self, outcome: Outcome, argv: list[str], input: str | None) -> CommandResult:
+    def _answer(
+        self, outcome: Outcome, argv: list[str], input: str | None
+    ) -> CommandResult | Awaitable[CommandResult]:
         if isinstance(outcome, BaseException):
             raise outcome
         if isinstance(outcome, str):

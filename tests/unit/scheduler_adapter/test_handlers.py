@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bwvisu_common import events as ev
+from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
+from bwvisu_common.projections import fold
+from scheduler_adapter.adapters.fake import FakeCommandRunner
+from scheduler_adapter.adapters.slurm import SlurmCli
+from scheduler_adapter.adapters.templates import FileTemplates
+from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
+from scheduler_adapter.handlers import JobHandlers, SubmitConfig, token_key, token_ttl
+from scheduler_adapter.ports import CommandResult
+
+SBATCH = ["sudo", "-n", "-u", "*", "sbatch", "**"]
+TEMPLATE = "#!/bin/bash\n#SBATCH --output={{log_path}}\n#KEYHOLE-REQUEST-PORTS 1\nsleep {{seconds}}\n"
+
+
+class World:
+    def __init__(self, tmp: Path) -> None:
+        (tmp / "sleep.sh.mustache").write_text(TEMPLATE)
+        (tmp / "twice.sh.mustache").write_text("#KEYHOLE-REQUEST-PORTS 1\n#KEYHOLE-REQUEST-PORTS 1\n")
+        self.events = InMemoryEventStore()
+        self.state = InMemoryStateStore()
+        self.runner = FakeCommandRunner()
+        self.handlers = JobHandlers(
+            self.events, self.state, SlurmCli(self.runner, "bwvisu", lookup_attempts=1),
+            FileTemplates(tmp), SubmitConfig(home_prefix="/home", keyhole_servers=["http://k:4243"]))
+
+    async def submit(self, job_id: str = "j1", uid: str = "alice", template: str = "sleep",
+                     **variables: str) -> ev.JobSubmitted:
+        event = ev.JobSubmitted(job_id=job_id, uid=uid, template_name=template,
+                                variables=variables or {"seconds": "5"})
+        seq = await self.events.append([event])
+        await self.handlers.handle(seq, event)
+        return event
+
+    async def log(self, job_id: str = "j1") -> list[ev.AnyEvent]:
+        return [e for _, e in await self.events.read_job(job_id)]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+async def test_submit_renders_stores_a_token_and_records_the_slurm_id(world: World) -> None:
+    world.runner.on(SBATCH, "4711\n")
+    await world.submit()
+    log = await world.log()
+    assert [type(e).__name__ for e in log] == ["JobSubmitted", "JobQueued"]
+    assert isinstance(log[1], ev.JobQueued) and log[1].slurm_id == "4711"
+    token = await world.state.get_secret(token_key("j1"))
+    assert token is not None and len(token) == 64 and int(token, 16) >= 0
+    [call] = world.runner.calls
+    assert call.input is not None
+    assert "#SBATCH --output=/home/alice/bwvisu-job-j1.out" in call.input and "sleep 5" in call.input
+    assert token.decode() in call.input  # the job gets its token in the script...
+    assert all(token.decode() not in repr(e) for e in log)  # ...and the log never does
+
+
+async def test_handling_twice_submits_once(world: World) -> None:
+    world.runner.on(SBATCH, "4711\n")
+    event = await world.submit()
+    await world.handlers.handle(1, event)
+    assert len(world.runner.calls_of("sbatch")) == 1
+    assert len(await world.log()) == 2
+
+
+@pytest.mark.parametrize(("template", "variables", "reason"), [
+    ("nope", {"seconds": "1"}, "no such template: nope"),
+    ("sleep", {"other": "1"}, "seconds"),
+    ("twice", {"seconds": "1"}, "appears 2 times"),
+    ("sleep", {"seconds": "$(reboot)"}, "variables.seconds"),
+    ("../sleep", {"seconds": "1"}, "template-name"),
+])
+async def test_bad_templates_and_variables_fail_without_sbatch(
+    world: World, template: str, variables: dict[str, str], reason: str
+) -> None:
+    await world.submit(template=template, **variables)
+    failed = (await world.log())[-1]
+    assert isinstance(failed, ev.JobSubmitFailed) and failed.kind == "rejected"
+    assert reason in failed.reason
+    assert world.runner.calls == []
+
+
+@pytest.mark.parametrize(("outcome", "kind"), [
+    (CommandResult(1, "", "sudo: unknown user mallory"), "unknown-user"),
+    (CommandResult(1, "", "sbatch: error: Batch job submission failed: Invalid partition name"), "rejected"),
+    (SchedulerUnavailable("no command node answered"), "unavailable"),
+])
+async def test_sbatch_failures_become_submit_failed_events(world: World, outcome: object, kind: str) -> None:
+    world.runner.on(SBATCH, outcome)  # type: ignore[arg-type]
+    await world.submit(uid="mallory")
+    failed = (await world.log())[-1]
+    assert isinstance(failed, ev.JobSubmitFailed) and failed.kind == kind
+    await world.handlers.handle(3, failed)
+    assert await world.state.get_secret(token_key("j1")) is None  # no token outlives the job
+
+
+async def test_a_redelivery_after_a_crash_finds_the_job_instead_of_submitting_again(world: World) -> None:
+    # The first attempt stored the token and reached sbatch, then the process died.
+    await world.state.put_secret(token_key("j1"), b"a" * 64, 3600)
+    world.runner.on(["squeue", "**"], "4711\n")
+    await world.submit()
+    assert world.runner.calls_of("sbatch") == []
+    queued = (await world.log())[-1]
+    assert isinstance(queued, ev.JobQueued) and queued.slurm_id == "4711"
+
+
+async def test_an_unknown_outcome_with_no_job_found_fails_as_unavailable(world: World) -> None:
+    world.runner.on(SBATCH, CommandOutcomeUnknown("connection lost"))
+    world.runner.on(["squeue", "**"], "")
+    await world.submit()
+    failed = (await world.log())[-1]
+    assert isinstance(failed, ev.JobSubmitFailed) and failed.kind == "unavailable"
+    assert len(world.runner.calls_of("sbatch")) == 1
+
+
+async def test_a_stale_submission_is_refused(world: World) -> None:
+    event = ev.JobSubmitted(job_id="j1", uid="alice", template_name="sleep", variables={"seconds": "1"},
+                            time=ev.utcnow() - timedelta(hours=1))
+    await world.handlers.handle(await world.events.append([event]), event)
+    assert isinstance((await world.log())[-1], ev.JobSubmitFailed)
+    assert world.runner.calls == []
+
+
+async def test_an_event_appended_meanwhile_does_not_lose_the_decision(world: World) -> None:
+    async def racing(argv: list[str], input: str | None) -> CommandResult:
+        # The watcher notes something about the job while sbatch runs.
+        await world.events.append([ev.JobDetailsChanged(job_id="j1", details="x")])
+        return CommandResult(0, "4711\n", "")
+
+    world.runner.on(SBATCH, racing)
+    await world.submit()
+    assert isinstance((await world.log())[-1], ev.JobQueued)
+
+
+async def test_cancel_runs_scancel_as_the_owner_and_skips_finished_jobs(world: World) -> None:
+    world.runner.on(SBATCH, "4711\n").on(["sudo", "-n", "-u", "alice", "scancel", "4711"], "")
+    await world.submit()
+    cancel = ev.JobCancelRequested(job_id="j1")
+    await world.handlers.handle(await world.events.append([cancel]), cancel)
+    assert len(world.runner.calls_of("scancel")) == 1
+    await world.events.append([ev.JobEnded(job_id="j1", slurm_state="CANCELLED")])
+    await world.handlers.handle(9, cancel)
+    assert len(world.runner.calls_of("scancel")) == 1
+
+
+async def test_a_cancel_before_submission_means_no_submission(world: World) -> None:
+    event = ev.JobSubmitted(job_id="j1", uid="alice", template_name="sleep", variables={"seconds": "1"})
+    await world.events.append([event, ev.JobCancelRequested(job_id="j1")])
+    await world.handlers.handle(1, event)
+    view = fold(await world.events.read_job("j1"))
+    assert view is not None and view.state == "finished" and world.runner.calls == []
+
+
+async def test_job_ended_deletes_the_token(world: World) -> None:
+    world.runner.on(SBATCH, "4711\n")
+    await world.submit()
+    ended = ev.JobEnded(job_id="j1", slurm_state="COMPLETED", exit_code=0)
+    await world.handlers.handle(await world.events.append([ended]), ended)
+    assert await world.state.get_secret(token_key("j1")) is None
+
+
+def test_token_lifetime_follows_the_runtime() -> None:
+    assert token_ttl({"runtime": "60"}) == token_ttl({}) + 3600
+    assert token_ttl({"runtime": "junk"}) == token_ttl({})

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import pytest
+
+from bwvisu_common.keyhole import keyhole_block
+from scheduler_adapter.adapters.templates import FileTemplates
+from scheduler_adapter.domain.render import JobContext, render_script, required_names
+from scheduler_adapter.errors import TemplateError
+
+CTX = JobContext(job_id="abc123", uid="alice", home_prefix="/home/", job_name="bwvisu-abc123")
+
+
+def no_keyhole(count: int) -> str:
+    return f"KEYHOLE {count}"
+
+
+def test_variables_and_builtins_are_filled() -> None:
+    template = "#SBATCH --output={{log_path}}\n#SBATCH --time={{runtime}}\necho {{job_id}} {{uid}} {{home}}\n"
+    script = render_script(template, {"runtime": "30"}, CTX, no_keyhole)
+    assert script == (
+        "#SBATCH --output=/home/alice/bwvisu-job-abc123.out\n#SBATCH --time=30\n"
+        "echo abc123 alice /home/alice\n"
+    )
+
+
+def test_a_variable_not_given_fails_naming_it() -> None:
+    with pytest.raises(TemplateError, match="image_name"):
+        render_script("run {{image_name}} for {{runtime}}", {"runtime": "5"}, CTX, no_keyhole)
+
+
+def test_section_defaults_make_a_variable_optional() -> None:
+    template = "--time={{#runtime}}{{runtime}}{{/runtime}}{{^runtime}}60{{/runtime}}"
+    assert render_script(template, {}, CTX, no_keyhole) == "--time=60"
+    assert render_script(template, {"runtime": "5"}, CTX, no_keyhole) == "--time=5"
+    assert required_names(template) == set()
+
+
+def test_builtins_cannot_be_overridden() -> None:
+    with pytest.raises(TemplateError, match="uid"):
+        render_script("{{uid}}", {"uid": "root"}, CTX, no_keyhole)
+
+
+@pytest.mark.parametrize("value", ["$(id)", "a;b", "x\ny", "../etc", "`x`", "\u0430lice"])
+def test_hostile_values_are_refused_again(value: str) -> None:
+    with pytest.raises(TemplateError, match="variables.v"):
+        render_script("{{v}}", {"v": value}, CTX, no_keyhole)
+
+
+def test_keyhole_directive_is_expanded_once() -> None:
+    template = "#!/bin/bash\n#KEYHOLE-REQUEST-PORTS 2\nrun $KEYHOLE_PORT0\n"
+    assert render_script(template, {}, CTX, no_keyhole) == "#!/bin/bash\nKEYHOLE 2\nrun $KEYHOLE_PORT0\n"
+
+
+def test_keyhole_directive_twice_fails_clearly() -> None:
+    template = "#KEYHOLE-REQUEST-PORTS 1\nx\n#KEYHOLE-REQUEST-PORTS 1\n"
+    with pytest.raises(TemplateError, match="appears 2 times"):
+        render_script(template, {}, CTX, no_keyhole)
+
+
+def test_partials_are_refused() -> None:
+    with pytest.raises(TemplateError, match="partial"):
+        render_script("{{> /etc/passwd}}", {}, CTX, no_keyhole)
+
+
+@pytest.mark.parametrize("name", ["xpra-desktop", "jupyter-notebook"])
+def test_shipped_templates_render_with_only_optional_variables(name: str) -> None:
+    template = FileTemplates().load(name)
+    assert template is not None
+
+    def keyhole(count: int) -> str:
+        return keyhole_block(count, job_id=CTX.job_id, token="t" * 64, servers=["http://k:4243"],
+                             hostname_suffix="")
+
+    script = render_script(template, {"runtime": "10"}, CTX, keyhole)
+    assert script.startswith("#!/bin/bash\n#SBATCH --output=/home/alice/bwvisu-job-abc123.out\n")
+    assert "#SBATCH --time=10\n" in script
+    assert "#KEYHOLE-REQUEST-PORTS" not in script and "{{" not in script
+
+
+def test_production_template_needs_its_image() -> None:
+    template = FileTemplates().load("xpra-singularity")
+    assert template is not None
+    with pytest.raises(TemplateError, match="image_name"):
+        render_script(template, {"runtime": "10"}, CTX, no_keyhole)
+    script = render_script(template, {"runtime": "10", "image_name": "pv/5.sif"}, CTX, no_keyhole)
+    assert '/opt/bwvisu/images/pv/5.sif"' in script
+
+
+def test_template_names_cannot_escape_the_directory(tmp_path) -> None:
+    (tmp_path / "ok.sh.mustache").write_text("x")
+    templates = FileTemplates(tmp_path)
+    assert templates.load("ok") == "x"
+    assert templates.load("../ok") is None and templates.load("missing") is None
+    assert templates.names() == ["ok"]

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+
+from scheduler_adapter.adapters.fake import FakeCommandRunner
+from scheduler_adapter.adapters.slurm import SlurmCli
+from scheduler_adapter.errors import (
+    CommandOutcomeUnknown,
+    SchedulerError,
+    SchedulerUnavailable,
+    SubmitRejected,
+    UnknownUser,
+)
+from scheduler_adapter.ports import CommandResult
+
+SBATCH = ["sudo", "-n", "-u", "*", "sbatch", "--parsable", "--job-name=bwvisu-*"]
+FIND = ["squeue", "--noheader", "--all", "--states=all", "--name=bwvisu-j1", "--format=%i"]
+
+
+def cli(runner: FakeCommandRunner) -> SlurmCli:
+    return SlurmCli(runner, "bwvisu", lookup_attempts=2, lookup_delay=0)
+
+
+async def test_submit_pipes_the_script_as_the_user_and_parses_the_id() -> None:
+    runner = FakeCommandRunner().on(SBATCH, "4711;cluster\n")
+    done = await cli(runner).submit("alice", "#!/bin/bash\necho hi\n", "j1")
+    assert done.slurm_id == "4711"
+    [call] = runner.calls
+    assert call.argv == ["sudo", "-n", "-u", "alice", "sbatch", "--parsable", "--job-name=bwvisu-j1"]
+    assert call.input == "#!/bin/bash\necho hi\n"
+    assert call.idempotent is False
+
+
+async def test_unknown_user_and_rejections_are_told_apart() -> None:
+    runner = FakeCommandRunner()
+    runner.on([*SBATCH[:3], "mallory", *SBATCH[4:]],
+              CommandResult(1, "", "sudo: unknown user mallory\nsudo: error initializing audit plugin\n"))
+    runner.on(SBATCH, CommandResult(1, "", "sbatch: error: invalid partition specified: nope\n"))
+    with pytest.raises(UnknownUser):
+        await cli(runner).submit("mallory", "x", "j1")
+    with pytest.raises(SubmitRejected, match="invalid partition"):
+        await cli(runner).submit("alice", "x", "j1")
+
+
+async def test_unknown_outcome_is_resolved_by_the_tag_never_by_submitting_again() -> None:
+    runner = FakeCommandRunner()
+    runner.on(SBATCH, CommandOutcomeUnknown("connection lost"))
+    runner.on(FIND, "4712\n")
+    done = await cli(runner).submit("alice", "x", "j1")
+    assert done.slurm_id == "4712"
+    assert len(runner.calls_of("sbatch")) == 1
+
+
+async def test_unknown_outcome_without_a_tagged_job_stays_unknown() -> None:
+    runner = FakeCommandRunner()
+    runner.on(SBATCH, CommandOutcomeUnknown("connection lost"))
+    runner.on(FIND, SchedulerUnavailable("down"), times=1)
+    runner.on(FIND, "")
+    with pytest.raises(CommandOutcomeUnknown, match="no tagged job"):
+        await cli(runner).submit("alice", "x", "j1")
+    assert len(runner.calls_of("sbatch")) == 1 and len(runner.calls_of("squeue")) == 2
+
+
+async def test_poll_is_one_squeue_for_all_jobs_and_keeps_only_ours() -> None:
+    runner = FakeCommandRunner().on(["squeue", "**"], "1|RUNNING|None|cn0|alice|0|bwvisu-a\n"
+                                                       "2|RUNNING|None|cn0|bob|0|someone-else\n")
+    entries = await cli(runner).poll()
+    assert [e.slurm_id for e in entries] == ["1"]
+    [call] = runner.calls
+    assert call.argv[:4] == ["squeue", "--noheader", "--all", "--states=all"]
+
+
+@pytest.mark.parametrize("result", [
+    CommandResult(1, "", "slurm_load_jobs error: Unable to contact slurm controller"),
+    CommandResult(0, "garbage\n", ""),
+])
+async def test_poll_errors_are_unavailable(result: CommandResult) -> None:
+    with pytest.raises(SchedulerUnavailable):
+        await cli(FakeCommandRunner().on(["squeue", "**"], result)).poll()
+
+
+async def test_cancel_runs_scancel_as_the_user() -> None:
+    runner = FakeCommandRunner().on(["sudo", "-n", "-u", "alice", "scancel", "17"], "")
+    await cli(runner).cancel("alice", "17")
+    assert len(runner.calls) == 1
+    denied = FakeCommandRunner().on(["sudo", "**"], CommandResult(210, "", "Access/permission denied"))
+    with pytest.raises(SchedulerError, match="permission"):
+        await cli(denied).cancel("alice", "17")
+    done = FakeCommandRunner().on(["sudo", "**"], CommandResult(
+        1, "", "scancel: error: Kill job error on job id 17: Job/step already completing or completed"))
+    await cli(done).cancel("alice", "17")  # already over: nothing to do
+
+
+async def test_user_exists_asks_id() -> None:
+    runner = FakeCommandRunner()
+    runner.on(["id", "--", "alice"], "uid=1001(alice) gid=1001(alice)\n")
+    runner.on(["id", "--", "mallory"], CommandResult(1, "", "id: 'mallory': no such user\n"))
+    runner.on(["id", "--", "broken"], CommandResult(1, "", "something else"))
+    assert await cli(runner).user_exists("alice") is True
+    assert await cli(runner).user_exists("mallory") is False
+    with pytest.raises(SchedulerUnavailable):
+        await cli(runner).user_exists("broken")

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+
+from scheduler_adapter.domain.hostlist import expand_hostlist
+from scheduler_adapter.domain.slurm import (
+    STATE_MAP,
+    Lifecycle,
+    decode_exit,
+    job_id_from_name,
+    lifecycle,
+    parse_sbatch_id,
+    parse_squeue,
+)
+
+
+@pytest.mark.parametrize(("text", "hosts"), [
+    ("cn0", ["cn0"]),
+    ("cn[0-3,7],gpu[01-02]", ["cn0", "cn1", "cn2", "cn3", "cn7", "gpu01", "gpu02"]),
+    ("n[008-011]", ["n008", "n009", "n010", "n011"]),
+    ("rack[1-2]-n[1,3]", ["rack1-n1", "rack1-n3", "rack2-n1", "rack2-n3"]),
+    ("a,b[9-10]", ["a", "b9", "b10"]),
+    ("", []),
+])
+def test_hostlists_expand(text: str, hosts: list[str]) -> None:
+    assert expand_hostlist(text) == hosts
+
+
+@pytest.mark.parametrize("bad", ["cn[0-", "cn0]", "cn[3-1]", "cn[a-b]"])
+def test_bad_hostlists_are_errors(bad: str) -> None:
+    with pytest.raises(ValueError):
+        expand_hostlist(bad)
+
+
+def test_state_map_covers_slurms_states_and_unknown_is_explicit() -> None:
+    for state in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "COMPLETED", "CANCELLED", "FAILED",
+                  "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
+                  "SUSPENDED", "REQUEUED"):
+        assert state in STATE_MAP
+    assert lifecycle("CANCELLED by 1001") is Lifecycle.FINISHED
+    assert lifecycle("SOMETHING_NEW") is Lifecycle.UNKNOWN
+    assert lifecycle("") is Lifecycle.UNKNOWN
+
+
+def test_squeue_lines_parse_and_foreign_jobs_are_dropped() -> None:
+    text = (
+        "1|FAILED|NonZeroExitCode|cn0|alice|768|bwvisu-aaa\n"
+        "18|PENDING|Resources||bob|0|x|y z\n"
+        "2|RUNNING|None|cn[0-1]|bob|0|bwvisu-bbb\n"
+    )
+    entries = parse_squeue(text, "bwvisu-")
+    assert [(e.slurm_id, e.lifecycle, e.exit_code, e.name) for e in entries] == [
+        ("1", Lifecycle.FINISHED, 3, "bwvisu-aaa"), ("2", Lifecycle.RUNNING, 0, "bwvisu-bbb")]
+    assert len(parse_squeue(text)) == 3
+    assert parse_squeue(text)[1].name == "x|y z"
+
+
+def test_garbage_squeue_output_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        parse_squeue("slurm_load_jobs error: Unable to contact slurm controller\n")
+
+
+def test_exit_codes_are_wait_statuses() -> None:
+    assert decode_exit("0") == 0
+    assert decode_exit("768") == 3
+    assert decode_exit("15") == 128 + 15
+    assert decode_exit("") is None
+
+
+def test_tags_and_sbatch_ids() -> None:
+    assert job_id_from_name("bwvisu", "bwvisu-0123abcd") == "0123abcd"
+    assert job_id_from_name("bwvisu", "other") is None
+    assert job_id_from_name("bwvisu", "bwvisu-a;b") is None
+    assert parse_sbatch_id("12345\n") == "12345"
+    assert parse_sbatch_id("12345;cluster\n") == "12345"
+    with pytest.raises(ValueError):
+        parse_sbatch_id("sbatch: error\n")
