@@ -1,1 +1,1 @@
-"""web_portal."""
+"""web_portal: the researcher's web portal (log in, launch an application, connect)."""

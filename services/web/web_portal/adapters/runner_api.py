@@ -1,0 +1,81 @@
+"""runner-api over HTTP (httpx), as the `bwvisu-web` account, always on behalf of one user."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from web_portal.errors import NotFound, Rejected, RunnerUnavailable
+
+log = logging.getLogger(__name__)
+
+# runner-api answers a submit once Slurm took or refused the job: up to a minute.
+SUBMIT_TIMEOUT = 75.0
+READ_TIMEOUT = 30.0
+
+
+class RunnerApiClient:
+    """The JobRunner port over runner-api's HTTP API."""
+
+    def __init__(self, base_url: str, user: str, password: str,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, auth=(user, password), transport=transport,
+                                       timeout=READ_TIMEOUT)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def submit(self, uid: str, template: str, variables: Mapping[str, str]) -> str:
+        body = {"uid": uid, "template-name": template, "variables": dict(variables)}
+        r = await self._call("POST", "/jobs", json=body, timeout=SUBMIT_TIMEOUT)
+        if r.status_code == 200:
+            return str(r.json()["job-id"])
+        answer = _answer(r)
+        if r.status_code == 400:
+            raise Rejected(str(answer.get("field", "")), str(answer.get("response", "refused")))
+        if r.status_code == 404:
+            raise Rejected("uid", str(answer.get("response", "unknown user")))
+        raise _unavailable(r, answer)
+
+    async def cancel(self, job_id: str, uid: str) -> None:
+        r = await self._call("DELETE", f"/jobs/{quote(job_id, safe='')}", params={"uid": uid})
+        if r.status_code == 404:
+            raise NotFound("no such running session")
+        if r.status_code != 200:
+            raise _unavailable(r, _answer(r))
+
+    async def log_tail(self, job_id: str, uid: str, lines: int) -> str:
+        r = await self._call("GET", f"/jobs/{quote(job_id, safe='')}/log",
+                             params={"uid": uid, "lines": str(lines)})
+        if r.status_code == 404:
+            raise NotFound("no such session")
+        if r.status_code != 200:
+            raise _unavailable(r, _answer(r))
+        return str(r.json().get("log", ""))
+
+    async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise RunnerUnavailable("runner-api did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise RunnerUnavailable(f"runner-api cannot be reached: {exc}") from exc
+
+
+def _answer(r: httpx.Response) -> dict[str, Any]:
+    try:
+        body = r.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _unavailable(r: httpx.Response, answer: Mapping[str, Any]) -> RunnerUnavailable:
+    if r.status_code == 401:
+        log.error("runner-api refused the portal's credentials (runner-api.password-file)")
+        return RunnerUnavailable("the portal cannot log in to runner-api")
+    return RunnerUnavailable(str(answer.get("response") or f"runner-api answered {r.status_code}"))

@@ -1,0 +1,112 @@
+"""Builds the portal from settings: the only place its adapters are constructed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from bwvisu_common.connect import open_stores
+from bwvisu_common.errors import ConfigError, DependencyUnavailable
+from bwvisu_common.settings import Settings, templates_path
+from web_portal.adapters.auth import PamAuthenticator, TrustedHeaderAuthenticator
+from web_portal.adapters.bundle_files import load_bundles
+from web_portal.adapters.live_feed import LiveJobFeed, NoJobsYet
+from web_portal.adapters.runner_api import RunnerApiClient
+from web_portal.adapters.system import TcpProber, UnixGroups
+from web_portal.app import create_app
+from web_portal.portal import Portal
+from web_portal.security import Revocations
+
+log = logging.getLogger(__name__)
+
+
+def runner_api_url(settings: Settings) -> str:
+    if settings.web.runner_api_url:
+        return settings.web.runner_api_url.rstrip("/")
+    conf = settings.runner_api
+    host = "127.0.0.1" if conf.host in ("0.0.0.0", "::", "") else conf.host
+    scheme = "https" if conf.tls_cert else "http"
+    return f"{scheme}://{host}:{conf.port}"
+
+
+def read_runner_password(settings: Settings) -> str:
+    path = settings.runner_api.password_file
+    if not path:
+        raise ConfigError("runner-api.password-file: required (the portal logs in to runner-api with it)")
+    try:
+        password = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"runner-api.password-file: cannot read {path}: {exc.strerror}") from exc
+    if not password:
+        raise ConfigError(f"runner-api.password-file: {path} is empty")
+    return password
+
+
+def session_secret(settings: Settings) -> str:
+    """The cookie-signing key: from `web.session-secret-file`, else made once in the state dir."""
+    path = Path(settings.web.session_secret_file or Path(settings.state_dir) / "web-session.secret")
+    if not path.exists() and not settings.web.session_secret_file:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    try:
+        secret = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"web.session-secret-file: cannot read {path}: {exc.strerror}") from exc
+    if len(secret) < 32:
+        raise ConfigError(f"web.session-secret-file: {path} holds fewer than 32 characters")
+    return secret
+
+
+def build_app(settings: Settings) -> FastAPI:
+    web = settings.web
+    templates_dir = templates_path(settings)
+    bundles = load_bundles(Path(web.bundles_dir or templates_dir), templates_dir)
+    runner = RunnerApiClient(runner_api_url(settings), settings.runner_api.user,
+                             read_runner_password(settings))
+    portal = Portal(
+        bundles=bundles, runner=runner, feed=NoJobsYet(), groups=UnixGroups(), prober=TcpProber(),
+        authenticator=PamAuthenticator(web.pam_service) if web.auth == "pam" else None,
+        header_auth=(TrustedHeaderAuthenticator(web.trusted_header, web.trusted_proxies)
+                     if web.auth == "header" else None),
+        admin_group=web.admin_group, keep_finished_minutes=web.finished_sessions_kept_for,
+        login_delay=web.login_delay, gateways=list(settings.gateway_nodes),
+        command_nodes=list(settings.command_nodes), revocations=Revocations(web.session_max_age),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(runner.aclose)
+            events, state = await _open_stores_retrying(settings, stack)
+            feed = LiveJobFeed(events, state)
+            caught_up = asyncio.Event()
+            follower = asyncio.create_task(feed.run(caught_up))
+            stack.callback(follower.cancel)
+            await asyncio.wait_for(caught_up.wait(), 60)
+            portal.feed = feed
+            log.info("portal ready on http://%s:%d/ with %d application(s): %s", web.host, web.port,
+                     len(bundles), ", ".join(sorted(bundles)) or "none")
+            yield
+
+    return create_app(portal, session_secret(settings), web.secure_cookies, web.session_max_age,
+                      lifespan=lifespan)
+
+
+async def _open_stores_retrying(settings: Settings, stack: AsyncExitStack):  # type: ignore[no-untyped-def]
+    """NATS or etcd not there yet: say so and keep trying, as `bwvisu up` may start us first."""
+    while True:
+        try:
+            return await open_stores(settings, stack, "web-portal")
+        except DependencyUnavailable as exc:
+            log.warning("%s; retrying in 2 s", exc)
+            await asyncio.sleep(2)

@@ -1,0 +1,1 @@
+"""Pure rules of the portal: app bundles, form validation, session cards."""

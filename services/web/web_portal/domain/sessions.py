@@ -1,0 +1,159 @@
+"""A job as a researcher sees it: a session card in plain words. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+
+import msgspec
+
+from bwvisu_common.projections import AVAILABLE, COMPLETING, FINISHED, RUNNING, SUBMITTED, JobView
+from web_portal.domain.bundles import Bundle
+
+STATE_WORDS = {
+    SUBMITTED: "Waiting in the queue",
+    RUNNING: "Starting…",
+    AVAILABLE: "Ready",
+    COMPLETING: "Ending…",
+    FINISHED: "Finished",
+}
+
+# Slurm's pending reasons (squeue %r) in words; anything else is shown as Slurm says it.
+REASONS = {
+    "Resources": "the nodes it needs are busy",
+    "Priority": "other jobs are ahead of it",
+    "Dependency": "it waits for another job",
+    "BeginTime": "its start time has not come yet",
+    "ReqNodeNotAvail": "the nodes it needs are not available",
+    "JobHeldUser": "it is held",
+    "JobHeldAdmin": "an administrator holds it",
+    "PartitionDown": "the partition is down",
+    "PartitionNodeLimit": "it asks for more nodes than the partition has",
+    "QOSMaxJobsPerUserLimit": "you already run as many jobs as allowed",
+    "AssocGrpCpuLimit": "your group uses all the cores it may",
+}
+CLUSTER_SILENT = "Slurm cannot be asked right now"
+
+
+class Card(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the sessions page shows about one session."""
+
+    job_id: str
+    uid: str
+    app: str
+    icon: str
+    state: str
+    words: str  # the state in words
+    why: str = ""  # why it waits, or how it ended
+    time_left: str = ""
+    ends_at: str = ""  # ISO time, for the page's own countdown
+    connect_url: str = ""
+    can_cancel: bool = False
+    submitted_at: str = ""
+    nodes: str = ""
+
+
+def card(job: JobView, bundle: Bundle | None, now: datetime, started_at: datetime | None = None,
+         external_ips: Mapping[str, str] | None = None) -> Card:
+    ends = end_time(job, bundle, started_at)
+    return Card(
+        job_id=job.job_id, uid=job.uid,
+        app=bundle.title if bundle else job.template_name, icon=bundle.icon if bundle else "app",
+        state=job.state, words=state_words(job), why=why(job),
+        time_left=time_left(job, bundle, ends, now), ends_at=ends.isoformat() if ends else "",
+        connect_url=connect_url(job, bundle, external_ips or {}),
+        can_cancel=job.state != FINISHED and not job.cancel_requested,
+        submitted_at=job.submitted_at.isoformat(timespec="seconds") if job.submitted_at else "",
+        nodes=", ".join(job.nodes),
+    )
+
+
+def state_words(job: JobView) -> str:
+    if job.state == FINISHED:
+        if job.failure or job.details.startswith("submission failed"):
+            return "Could not start"
+        if job.cancel_requested:
+            return "Cancelled"
+        if job.exit_code not in (None, 0):
+            return "Ended with an error"
+        return "Finished"
+    if job.cancel_requested:
+        return "Cancelling…"
+    return STATE_WORDS.get(job.state, job.state)
+
+
+def why(job: JobView) -> str:
+    """A short reason next to the state: why it waits, or how it ended."""
+    details = job.details
+    if details.startswith(CLUSTER_SILENT):
+        return "The cluster's scheduler does not answer at the moment; this may be out of date."
+    if job.state == SUBMITTED and details.startswith("waiting: "):
+        reason = details.removeprefix("waiting: ")
+        return f"Slurm says: {REASONS.get(reason, reason)}."
+    if job.state == RUNNING and job.services:
+        return "Waiting for the application to answer."
+    if job.state == FINISHED:
+        if details.startswith("submission failed: "):
+            return details.removeprefix("submission failed: ")
+        if job.exit_code not in (None, 0):
+            return f"Exit code {job.exit_code}; the log below may say why."
+    if details.startswith("port request refused"):
+        return details
+    return ""
+
+
+def runtime_minutes(job: JobView, bundle: Bundle | None) -> int | None:
+    if bundle is None or not bundle.runtime_field:
+        return None
+    value = job.variables.get(bundle.runtime_field, "")
+    return int(value) if value.isdigit() else None
+
+
+def end_time(job: JobView, bundle: Bundle | None, started_at: datetime | None) -> datetime | None:
+    """When Slurm will stop the job: its start (else submission, an early bound) plus its run time."""
+    minutes = runtime_minutes(job, bundle)
+    start = started_at or job.submitted_at
+    if minutes is None or start is None or job.state not in (RUNNING, AVAILABLE, COMPLETING):
+        return None
+    return start + timedelta(minutes=minutes)
+
+
+def time_left(job: JobView, bundle: Bundle | None, ends: datetime | None, now: datetime) -> str:
+    if job.state == SUBMITTED:
+        minutes = runtime_minutes(job, bundle)
+        return f"Runs for {duration(minutes * 60)} once started" if minutes else ""
+    if ends is None:
+        return ""
+    return f"{duration((ends - now).total_seconds())} left"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 60:
+        return "less than a minute"
+    minutes = int(seconds // 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def connect_url(job: JobView, bundle: Bundle | None, external_ips: Mapping[str, str]) -> str:
+    if job.state != AVAILABLE or bundle is None or not bundle.connect_url or not job.services:
+        return ""
+    service = job.services[0]
+    host = external_ips.get(service.gateway, service.gateway)
+    return bundle.connect_url.format(host=host, port=service.external_port, job_id=job.job_id)
+
+
+def visible(job: JobView, now: datetime, keep_minutes: float) -> bool:
+    """Unfinished sessions, and finished ones for `keep_minutes` after they ended."""
+    if job.state != FINISHED:
+        return True
+    ended = job.updated_at or job.submitted_at
+    return ended is not None and now - ended <= timedelta(minutes=keep_minutes)
+
+
+def sessions_of(
+    jobs: Iterable[JobView], uid: str | None, now: datetime, keep_minutes: float
+) -> list[JobView]:
+    """The jobs to list (one user's, or everyone's for uid None), newest first."""
+    mine = [j for j in jobs if (uid is None or j.uid == uid) and j.uid and visible(j, now, keep_minutes)]
+    return sorted(mine, key=lambda j: j.submitted_at or now, reverse=True)

@@ -1,0 +1,62 @@
+"""Everything the routes use, built once by bootstrap.py (or by tests, with fakes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bwvisu_common.projections import JobView
+from bwvisu_common.settings import CommandNode, GatewayNode
+from web_portal.adapters.auth import TrustedHeaderAuthenticator
+from web_portal.domain.bundles import Bundle
+from web_portal.domain.sessions import Card, card, sessions_of
+from web_portal.ports import Authenticator, GroupDirectory, JobFeed, JobRunner, Prober
+from web_portal.security import Revocations
+
+
+@dataclass
+class Portal:
+    """The portal's collaborators and its few settings."""
+
+    bundles: dict[str, Bundle]
+    runner: JobRunner
+    feed: JobFeed
+    groups: GroupDirectory
+    prober: Prober
+    authenticator: Authenticator | None = None  # PAM mode
+    header_auth: TrustedHeaderAuthenticator | None = None  # SSO proxy mode
+    admin_group: str = "bwvisu-admin"
+    keep_finished_minutes: float = 60.0
+    login_delay: float = 1.0
+    gateways: list[GatewayNode] = field(default_factory=list)
+    command_nodes: list[CommandNode] = field(default_factory=list)
+    revocations: Revocations = field(default_factory=lambda: Revocations(12 * 3600))
+    clock: type[datetime] = datetime
+
+    def now(self) -> datetime:
+        return self.clock.now(UTC)
+
+    @property
+    def external_ips(self) -> dict[str, str]:
+        return {g.label: g.external_ip for g in self.gateways}
+
+    def bundle_for(self, job: JobView) -> Bundle | None:
+        """The bundle that launches the job's template (bundles sorted by name decide ties)."""
+        return next((b for _, b in sorted(self.bundles.items()) if b.template == job.template_name), None)
+
+    def own_job(self, job_id: str, user: str) -> JobView | None:
+        """The job if `user` owns it; another user's job does not exist for them."""
+        job = self.feed.get(job_id)
+        return job if job is not None and job.uid == user else None
+
+    def card(self, job: JobView) -> Card:
+        started = self.feed.started_at(job.job_id)
+        return card(job, self.bundle_for(job), self.now(), started, self.external_ips)
+
+    def cards(self, user: str | None) -> list[Card]:
+        """The sessions of `user` (everyone's for None) to list now."""
+        jobs = sessions_of(self.feed.all(), user, self.now(), self.keep_finished_minutes)
+        return [self.card(j) for j in jobs]
+
+    def is_admin(self, user: str) -> bool:
+        return self.groups.is_member(user, self.admin_group)

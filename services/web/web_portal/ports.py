@@ -1,0 +1,64 @@
+"""What the portal needs from the world, as small capabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Protocol
+
+from bwvisu_common.projections import JobView
+
+
+class Authenticator(Protocol):
+    """Checks a user name and password."""
+
+    async def authenticate(self, user: str, password: str) -> bool:
+        """True only for a real account with that password; never raises for a wrong one."""
+        ...
+
+
+class JobRunner(Protocol):
+    """Starts, cancels and reads jobs on the user's behalf (runner-api)."""
+
+    async def submit(self, uid: str, template: str, variables: Mapping[str, str]) -> str:
+        """The new job's id; Rejected (naming the field) or RunnerUnavailable otherwise."""
+        ...
+
+    async def cancel(self, job_id: str, uid: str) -> None:
+        """Cancel the job if `uid` owns it and it runs; NotFound otherwise."""
+        ...
+
+    async def log_tail(self, job_id: str, uid: str, lines: int) -> str:
+        """The end of the job's log, read as its owner `uid`; NotFound if not theirs."""
+        ...
+
+
+class JobFeed(Protocol):
+    """The live read model of every job, and a way to wait for it to change."""
+
+    @property
+    def seq(self) -> int: ...
+
+    def get(self, job_id: str) -> JobView | None: ...
+
+    def all(self) -> list[JobView]: ...
+
+    def started_at(self, job_id: str) -> datetime | None:
+        """When the job started running, if this process saw it happen."""
+        ...
+
+    async def changed(self, after_seq: int, timeout: float) -> int:
+        """The sequence once it moved past `after_seq`, or the current one after `timeout` s."""
+        ...
+
+
+class GroupDirectory(Protocol):
+    """Unix group membership on the portal's host."""
+
+    def is_member(self, user: str, group: str) -> bool: ...
+
+
+class Prober(Protocol):
+    """Whether something answers on a TCP address."""
+
+    async def answers(self, host: str, port: int, timeout: float) -> bool: ...

@@ -1,0 +1,70 @@
+"""The admin page: every session, the gateways and their forwards, the command nodes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import msgspec
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from bwvisu_common.projections import FINISHED
+from web_portal.portal import Portal
+from web_portal.security import Forbidden, current_user
+from web_portal.views import render
+
+router = APIRouter()
+
+User = Annotated[str, Depends(current_user)]
+PROBE_TIMEOUT = 1.0
+
+
+class GatewayRow(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    internal_ip: str
+    external_ip: str
+    jobs: int
+    forwards: int
+    open_forwards: int
+    agent: str
+
+
+class CommandNodeRow(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    address: str
+    status: str
+
+
+def gateway_rows(portal: Portal) -> list[GatewayRow]:
+    """Forwards per gateway, from the live read model (jobs not finished)."""
+    active = [j for j in portal.feed.all() if j.state != FINISHED]
+    rows = []
+    for g in portal.gateways:
+        services = [s for j in active for s in j.services if s.gateway == g.label]
+        rows.append(GatewayRow(
+            name=g.label, internal_ip=g.internal_ip, external_ip=g.external_ip,
+            jobs=len({j.job_id for j in active if any(s.gateway == g.label for s in j.services)}),
+            forwards=len(services), open_forwards=sum(s.open for s in services),
+            # Agents publish no heartbeat the portal can read yet.
+            agent="unknown",
+        ))
+    return rows
+
+
+async def command_node_rows(portal: Portal) -> list[CommandNodeRow]:
+    """Whether each command node's sshd accepts a connection from here, asked in parallel."""
+    nodes = portal.command_nodes
+    answers = await asyncio.gather(*(portal.prober.answers(n.ip, n.port, PROBE_TIMEOUT) for n in nodes))
+    return [CommandNodeRow(name=n.label, address=f"{n.ip}:{n.port}",
+                           status="up (sshd answers)" if ok else "down (no answer)")
+            for n, ok in zip(nodes, answers, strict=True)]
+
+
+@router.get("/admin")
+async def admin_page(request: Request, user: User) -> Response:
+    portal: Portal = request.app.state.portal
+    if not portal.is_admin(user):
+        raise Forbidden(f"The admin page is for members of the group {portal.admin_group!r}.")
+    return render(request, "admin.html", cards=portal.cards(None), gateways=gateway_rows(portal),
+                  command_nodes=await command_node_rows(portal))

@@ -1,0 +1,92 @@
+// bwvisu portal: live session cards (server-sent events), log tails, countdowns. No build step.
+"use strict";
+
+(function () {
+  const LOG_REFRESH_MS = 5000;
+
+  function duration(seconds) {
+    if (seconds < 60) return "less than a minute";
+    const minutes = Math.floor(seconds / 60);
+    const h = Math.floor(minutes / 60), m = minutes % 60;
+    return h ? `${h} h ${String(m).padStart(2, "0")} min` : `${m} min`;
+  }
+
+  function tickCountdowns() {
+    for (const el of document.querySelectorAll(".time-left[data-ends]")) {
+      if (!el.dataset.ends) continue;
+      const left = (Date.parse(el.dataset.ends) - Date.now()) / 1000;
+      el.textContent = `${duration(Math.max(left, 0))} left`;
+    }
+  }
+
+  async function loadLog(details) {
+    const pre = details.querySelector("pre");
+    try {
+      const r = await fetch(details.dataset.url, { credentials: "same-origin", cache: "no-store" });
+      pre.textContent = await r.text();
+      pre.scrollTop = pre.scrollHeight;
+    } catch (e) {
+      pre.textContent = "The log cannot be read right now.";
+    }
+  }
+
+  function watchLog(details) {
+    details.addEventListener("toggle", () => {
+      if (!details.open) return;
+      loadLog(details);
+      const timer = setInterval(() => {
+        if (!details.open || !details.isConnected) { clearInterval(timer); return; }
+        loadLog(details);
+      }, LOG_REFRESH_MS);
+    });
+  }
+
+  function fromHtml(html) {
+    const t = document.createElement("template");
+    t.innerHTML = html.trim();
+    return t.content.firstElementChild;
+  }
+
+  function applyCards(list, cards) {
+    const wanted = new Set(cards.map((c) => c.id));
+    for (const el of Array.from(list.children)) {
+      if (!wanted.has(el.dataset.job)) el.remove();
+    }
+    let previous = null;
+    for (const c of cards) {
+      const fresh = fromHtml(c.html);
+      let el = document.getElementById(`s-${c.id}`);
+      if (!el) {
+        el = fresh;
+        watchLog(el.querySelector("details.log"));
+        list.insertBefore(el, previous ? previous.nextSibling : list.firstChild);
+      } else {
+        const changed = el.dataset.state !== c.state;
+        el.querySelector(".live").replaceWith(fresh.querySelector(".live"));
+        el.className = fresh.className;
+        el.dataset.state = c.state;
+        const log = el.querySelector("details.log");
+        if (changed && log.open) loadLog(log);
+      }
+      previous = el;
+    }
+    const empty = document.querySelector(".empty");
+    if (empty) empty.hidden = cards.length > 0;
+    tickCountdowns();
+  }
+
+  function start() {
+    for (const d of document.querySelectorAll("details.log")) watchLog(d);
+    tickCountdowns();
+    setInterval(tickCountdowns, 20000);
+    const list = document.getElementById("sessions");
+    if (!list || !window.EventSource) return;
+    const events = new EventSource(list.dataset.events);
+    events.addEventListener("sessions", (e) => {
+      applyCards(list, JSON.parse(e.data).cards);
+      document.body.dataset.live = "yes";
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();

@@ -1,0 +1,93 @@
+"""In-memory stand-ins for the portal's ports; test_runner_contract.py holds FakeRunner to the real one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bwvisu_common import events as ev
+from bwvisu_common.adapters.memory import InMemoryEventStore
+from bwvisu_common.errors import InvalidInput
+from bwvisu_common.projections import FINISHED
+from bwvisu_common.projector import LiveJobs
+from bwvisu_common.validation import check_template_name, check_uid, check_variables
+from web_portal.errors import NotFound, Rejected, RunnerUnavailable
+
+USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
+TEMPLATES = {"xpra-desktop", "web-app"}
+
+
+class FakeAuthenticator:
+    def __init__(self, users: Mapping[str, str] = USERS) -> None:
+        self.users = dict(users)
+        self.asked: list[str] = []
+
+    async def authenticate(self, user: str, password: str) -> bool:
+        self.asked.append(user)
+        return self.users.get(user) == password
+
+
+class FakeRunner:
+    """runner-api as the portal sees it: jobs go straight into the event log, queued at once."""
+
+    def __init__(self, store: InMemoryEventStore, live: LiveJobs, users: set[str] | None = None) -> None:
+        self.store = store
+        self.live = live
+        self.users = set(USERS) if users is None else users
+        self.down = False
+        self.logs: dict[str, str] = {}
+        self.slurm_ids = iter(range(100, 100_000))
+
+    async def submit(self, uid: str, template: str, variables: Mapping[str, str]) -> str:
+        self._check_up()
+        try:
+            check_uid(uid)
+            check_template_name(template)
+            checked = check_variables(variables)
+        except InvalidInput as exc:
+            raise Rejected(exc.field, str(exc)) from exc
+        if template not in TEMPLATES:
+            raise Rejected("template-name", f"template-name: no template named {template!r}")
+        if uid not in self.users:
+            raise Rejected("uid", f"no such user on the cluster: {uid}")
+        job_id = ev.new_job_id()
+        seq = await self.store.append([ev.JobSubmitted(job_id=job_id, uid=uid, template_name=template,
+                                                       variables=checked)], expected_version=0)
+        await self.store.append([ev.JobQueued(job_id=job_id, slurm_id=str(next(self.slurm_ids)))], seq)
+        await self.live.wait_for(job_id, lambda j: bool(j.slurm_id), 2.0)
+        return job_id
+
+    async def cancel(self, job_id: str, uid: str) -> None:
+        self._check_up()
+        job = self.live.get(job_id)
+        if job is None or job.uid != uid or job.state == FINISHED:
+            raise NotFound("no such running job")
+        if not job.cancel_requested:
+            await self.store.append([ev.JobCancelRequested(job_id=job_id)], job.seq)
+            await self.live.wait_for(job_id, lambda j: j.cancel_requested, 2.0)
+
+    async def log_tail(self, job_id: str, uid: str, lines: int) -> str:
+        self._check_up()
+        job = self.live.get(job_id)
+        if job is None or job.uid != uid:
+            raise NotFound("no such job")
+        return "\n".join(self.logs.get(job_id, "").splitlines()[-lines:])
+
+    def _check_up(self) -> None:
+        if self.down:
+            raise RunnerUnavailable("no command node answers")
+
+
+class FakeGroups:
+    def __init__(self, members: Mapping[str, set[str]]) -> None:
+        self.members = members
+
+    def is_member(self, user: str, group: str) -> bool:
+        return user in self.members.get(group, set())
+
+
+class FakeProber:
+    def __init__(self, up: set[str]) -> None:
+        self.up = up
+
+    async def answers(self, host: str, port: int, timeout: float) -> bool:
+        return host in self.up

@@ -1,0 +1,67 @@
+"""Session cards: state in plain words, why it waits, time left, where to connect, ageing out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bwvisu_common.projections import JobView, Service
+from tests.unit.web.conftest import xpra_bundle
+from web_portal.domain.sessions import card, sessions_of
+
+NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+IPS = {"gw0": "192.0.2.30"}
+
+
+def job(**kw: object) -> JobView:
+    base: dict[str, object] = {"job_id": "j1", "uid": "alice", "template_name": "xpra-desktop",
+                               "variables": {"runtime": "90"}, "submitted_at": NOW - timedelta(minutes=10),
+                               "updated_at": NOW - timedelta(minutes=1)}
+    return JobView(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_a_queued_job_says_why_it_waits_in_words():
+    c = card(job(details="waiting: Resources"), xpra_bundle(), NOW)
+    assert c.words == "Waiting in the queue" and "nodes it needs are busy" in c.why
+    assert c.time_left == "Runs for 1 h 30 min once started" and c.can_cancel and not c.connect_url
+    assert "QOSOdd" in card(job(details="waiting: QOSOdd"), xpra_bundle(), NOW).why
+
+
+def test_a_running_job_counts_down_from_its_start():
+    started = NOW - timedelta(minutes=20)
+    c = card(job(state="running", details="running"), xpra_bundle(), NOW, started_at=started)
+    assert c.words == "Starting…" and c.time_left == "1 h 10 min left"
+    assert c.ends_at == (started + timedelta(minutes=90)).isoformat()
+    # Start unknown (before this process): the submission time, so never more time than there is.
+    assert card(job(state="running"), xpra_bundle(), NOW).time_left == "1 h 20 min left"
+
+
+def test_an_available_job_connects_to_the_gateways_external_address():
+    services = [Service(internal_port=20001, external_port=21001, gateway="gw0", open=True)]
+    c = card(job(state="available", services=services), xpra_bundle(), NOW, external_ips=IPS)
+    assert c.words == "Ready"
+    assert c.connect_url == "http://192.0.2.30:21001/index.html?autoconnect=true"
+
+
+def test_how_a_job_ended_is_told():
+    b = xpra_bundle()
+    assert card(job(state="finished", cancel_requested=True), b, NOW).words == "Cancelled"
+    refused = job(state="finished", failure="rejected", details="submission failed: bad partition")
+    failed = card(refused, b, NOW)
+    assert failed.words == "Could not start" and failed.why == "bad partition" and not failed.can_cancel
+    crashed = card(job(state="finished", exit_code=3), b, NOW)
+    assert crashed.words == "Ended with an error" and "Exit code 3" in crashed.why
+    assert card(job(state="finished", exit_code=0), b, NOW).words == "Finished"
+    assert card(job(cancel_requested=True), b, NOW).words == "Cancelling…"
+
+
+def test_finished_sessions_age_out_and_users_see_only_their_own():
+    jobs = [job(job_id="old", state="finished", updated_at=NOW - timedelta(minutes=61)),
+            job(job_id="recent", state="finished", updated_at=NOW - timedelta(minutes=59)),
+            job(job_id="live", submitted_at=NOW - timedelta(minutes=2)), job(job_id="bobs", uid="bob")]
+    assert [j.job_id for j in sessions_of(jobs, "alice", NOW, 60)] == ["live", "recent"], "newest first"
+    assert {j.job_id for j in sessions_of(jobs, None, NOW, 60)} == {"recent", "live", "bobs"}
+
+
+def test_an_unknown_template_still_gets_a_card():
+    c = card(job(template_name="gone"), None, NOW)
+    assert c.app == "gone" and c.icon == "app" and c.time_left == ""
