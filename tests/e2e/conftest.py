@@ -204,3 +204,167 @@ def minicluster() -> Iterator[Minicluster]:
         yield Minicluster.load()
     finally:
         _down_once()
+
+
+# --- the whole bwvisu system on the minicluster ------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _with_port(address: str, port: int) -> str:
+    """`nats://h:1`, `h:1` or `http://h:1` with another port; the host stays."""
+    from bwvisu_common.settings import host_port
+
+    scheme = address.split("//", 1)[0] + "//" if "//" in address else ""
+    host, _ = host_port(address, port)
+    return f"{scheme}{host}:{port}"
+
+
+@dataclass
+class BwvisuSystem:
+    """`bwvisu up` on the minicluster's config, with its own state dir and free ports."""
+
+    config_path: Path
+    state_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def settings(self):  # -> bwvisu_common.settings.Settings
+        from bwvisu_common.settings import load_settings
+
+        return load_settings(self.config_path)
+
+    @property
+    def runner_api_url(self) -> str:
+        api = self.settings.runner_api
+        return f"http://{api.host}:{api.port}"
+
+    def cli(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """`bwvisu --config <this system's config> ARGS...`."""
+        import sys
+
+        bwvisu = Path(sys.executable).parent / "bwvisu"
+        return subprocess.run([str(bwvisu), "--config", str(self.config_path), *args], capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def service_log(self, name: str) -> str:
+        path = self.state_dir / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def pids(self, package: str) -> list[int]:
+        """Pids of this system's processes running `python -m <package>` (found by our config path)."""
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if package.encode() in argv and str(self.config_path).encode() in argv:
+                found.append(int(proc.name))
+        return found
+
+    def wait_pid(self, package: str, other_than: int | None = None, timeout: float = 60) -> int:
+        """The pid of the service once it runs (again, when `other_than` is its old pid)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids = [p for p in self.pids(package) if p != other_than]
+            if pids:
+                return pids[0]
+            time.sleep(0.2)
+        raise TimeoutError(f"{package} did not (re)start within {timeout:.0f} s")
+
+    @contextlib.asynccontextmanager
+    async def stores(self):  # -> AsyncIterator[tuple[JetStreamEventStore, EtcdStateStore]]
+        """The system's event log and etcd store, connected for one test."""
+        from bwvisu_common.connect import open_stores
+
+        async with contextlib.AsyncExitStack() as stack:
+            yield await open_stores(self.settings, stack, "e2e-tests")
+
+    @contextlib.asynccontextmanager
+    async def events(self):  # -> AsyncIterator[JetStreamEventStore]
+        """The system's event log, connected for one test."""
+        async with self.stores() as (events, _):
+            yield events
+
+    def stop(self, timeout: float = 60) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _system_config(minicluster: Minicluster, state_dir: Path) -> dict[str, object]:
+    config = json.loads(minicluster.config_path.read_text())
+    config["state-dir"] = str(state_dir)
+    # Own ports, so that test sessions running at the same time each have their own system.
+    config["nats-servers"] = [_with_port(config.get("nats-servers", ["nats://127.0.0.1"])[0], _free_port())]
+    config["etcd-servers"] = [_with_port(config.get("etcd-servers", ["127.0.0.1"])[0], _free_port())]
+    keyhole_port = _free_port()
+    config.setdefault("keyhole-api", {})["port"] = keyhole_port
+    config["keyholed-servers"] = [_with_port(s, keyhole_port) for s in config.get("keyholed-servers", [])]
+    config.setdefault("runner-api", {})["port"] = _free_port()
+    for section in ("web", "web-portal"):
+        if isinstance(config.get(section), dict) and "port" in config[section]:
+            config[section]["port"] = _free_port()
+    return config
+
+
+@pytest.fixture(scope="session")
+def bwvisu_system(
+    minicluster: Minicluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BwvisuSystem]:
+    """Every bwvisu service (`bwvisu up`) against the minicluster, for the whole session."""
+    import sys
+
+    base = tmp_path_factory.mktemp("bwvisu-system")
+    config_path = base / "bwvisu.json"
+    config_path.write_text(json.dumps(_system_config(minicluster, base / "state"), indent=2))
+    log_path = base / "up.log"
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "bwvisu"), "--config", str(config_path), "up"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    system = BwvisuSystem(config_path, base / "state", process, log_path)
+    try:
+        _wait_up(system)
+        yield system
+    finally:
+        system.stop()
+
+
+def _wait_up(system: BwvisuSystem, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    api = system.settings.runner_api
+    while True:
+        if system.process.poll() is not None:
+            output = system.log_path.read_text()[-4000:]
+            pytest.fail(f"bwvisu up exited ({system.process.returncode}):\n{output}")
+        status = system.cli("status")
+        if status.returncode == 0 and (not system.pids("runner_api") or _listens(api.host, api.port)):
+            return
+        if time.monotonic() > deadline:
+            system.stop()
+            pytest.fail(f"bwvisu did not come up in {timeout:.0f} s:\n{status.stdout}{status.stderr}\n"
+                        f"{system.log_path.read_text()[-4000:]}")
+        time.sleep(0.5)
+
+
+def _listens(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

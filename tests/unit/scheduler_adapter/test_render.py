@@ -35,6 +35,13 @@ def test_section_defaults_make_a_variable_optional() -> None:
     assert required_names(template) == set()
 
 
+def test_names_inside_a_section_are_variables_not_string_methods() -> None:
+    template = "{{#partition}}--partition={{partition}} {{.}}{{/partition}}"
+    assert render_script(template, {"partition": "gpu"}, CTX, no_keyhole) == "--partition=gpu gpu"
+    with pytest.raises(TemplateError, match="upper"):
+        render_script("{{#partition}}{{upper}}{{/partition}}", {"partition": "gpu"}, CTX, no_keyhole)
+
+
 def test_builtins_cannot_be_overridden() -> None:
     with pytest.raises(TemplateError, match="uid"):
         render_script("{{uid}}", {"uid": "root"}, CTX, no_keyhole)

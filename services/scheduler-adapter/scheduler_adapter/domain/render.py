@@ -42,6 +42,28 @@ class JobContext:
                 "home": self.home, "job_name": self.job_name}
 
 
+class _Text:
+    """A value as mustache sees it: a string with no fields.
+
+    Plain str values would let `{{partition}}` inside `{{#partition}}` resolve to the
+    str method `partition` (mustache looks names up in the section's value first).
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+    def __getitem__(self, key: object) -> object:
+        raise KeyError(key)  # so names inside its section mean the outer ones
+
+
 def required_names(template: str) -> set[str]:
     """Variables the template prints outside a section guarded by the same name.
 
@@ -79,7 +101,7 @@ def render_script(
     reserved = sorted(set(checked) & set(BUILTINS))
     if reserved:
         raise TemplateError(f"variables {', '.join(reserved)} are set by bwvisu and cannot be given")
-    data = {**checked, **context.builtins()}
+    data = {name: _Text(value) for name, value in {**checked, **context.builtins()}.items()}
     missing = sorted(required_names(template) - set(data))
     if missing:
         raise TemplateError(f"template needs variables that were not given: {', '.join(missing)}")
