@@ -113,3 +113,18 @@ async def test_kill_9_mid_run_loses_and_duplicates_nothing(
         assert isinstance(log[-1], ev.JobEnded) and log[-1].slurm_state == "COMPLETED", view.details
         assert sum(isinstance(e, ev.JobQueued | ev.JobAdopted) for e in log) == 1
         assert len(slurm_jobs_named(minicluster, job_id)) == 1
+
+
+async def test_check_user_asks_the_cluster(bwvisu_system: BwvisuSystem, minicluster: Minicluster) -> None:
+    import msgspec
+
+    from bwvisu_common.adapters.jetstream import connect_nats
+    from bwvisu_common.rpc import CHECK_USER, CheckUser, CheckUserReply
+
+    nc = await connect_nats(bwvisu_system.settings.nats_servers, "e2e-check-user")
+    try:
+        for uid, exists in (("alice", True), (minicluster.missing_user, False)):
+            msg = await nc.request(CHECK_USER, msgspec.json.encode(CheckUser(uid=uid)), timeout=10)
+            assert msgspec.json.decode(msg.data, type=CheckUserReply) == CheckUserReply(exists=exists)
+    finally:
+        await nc.drain()
