@@ -33,6 +33,7 @@ def config(tmp_path: Path) -> Path:
         "state-dir": "state",
         "runner-api": {"port": free_port()},
         "keyhole-api": {"port": free_port()},
+        "web": {"port": free_port()},
     }))
     return file
 
@@ -75,7 +76,7 @@ def test_up_status_second_up_and_a_clean_stop(config: Path):
 
         again = bwvisu(config, "up")
         assert again.returncode == 1 and "already up" in again.stderr
-        assert all(os.path.exists(f"/proc/{c['pid']}") for c in children), "second up hurt the first"
+        assert up.poll() is None and bwvisu(config, "status").returncode == 0, "second up hurt the first"
 
         up.send_signal(signal.SIGINT)
         out, _ = up.communicate(timeout=30)
