@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -28,10 +29,18 @@ class App:
     watcher: Watcher
 
 
+async def _close(nc: NatsClient) -> None:
+    # Not drain(): it waits out its 30 s timeout on the stream's consumer subscriptions.
+    # Every ack and event was awaited already; a flush sends whatever is still buffered.
+    with contextlib.suppress(Exception):
+        await nc.flush(timeout=2)
+    await nc.close()
+
+
 async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     """Connect to NATS, etcd and the command nodes; everything closes with `stack`."""
     nc = await connect_nats(settings.nats_servers, "scheduler-adapter")
-    stack.push_async_callback(nc.drain)
+    stack.push_async_callback(_close, nc)
     events = JetStreamEventStore(nc, replicas=settings.stream_replicas)
     await events.ensure_stream()
     host, port = host_port(settings.etcd_servers[0], 2379, "etcd-servers[0]")
