@@ -316,9 +316,10 @@ def _system_config(minicluster: Minicluster, state_dir: Path) -> dict[str, objec
     config.setdefault("keyhole-api", {})["port"] = keyhole_port
     config["keyholed-servers"] = [_with_port(s, keyhole_port) for s in config.get("keyholed-servers", [])]
     config.setdefault("runner-api", {})["port"] = _free_port()
-    for section in ("web", "web-portal"):
-        if isinstance(config.get(section), dict) and "port" in config[section]:
-            config[section]["port"] = _free_port()
+    from bwvisu_common.settings import Settings
+
+    if "web" in Settings.__struct_fields__:
+        config.setdefault("web", {})["port"] = _free_port()
     return config
 
 
