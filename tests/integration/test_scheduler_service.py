@@ -12,9 +12,9 @@ from bwvisu_common import events as ev
 from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.jetstream import JetStreamEventStore
 from bwvisu_common.projector import LiveJobs
+from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.fake import FakeCommandRunner
 from scheduler_adapter.adapters.slurm import SlurmCli
-from scheduler_adapter.adapters.templates import FileTemplates
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig, token_key
 from scheduler_adapter.watcher import Watcher
 

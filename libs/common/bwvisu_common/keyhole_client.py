@@ -31,6 +31,10 @@ PATH_TEMPLATE = "/v1/jobs/{job_id}/ports"
 PERMANENT = frozenset({400, 401, 403, 404, 405, 409, 413, 422})
 
 
+# No cluster has more nodes in one range; a larger one is a mistake or an attack.
+MAX_RANGE = 100_000
+
+
 class KeyholeError(Exception):
     """The request failed for good; the message says why."""
 
@@ -84,6 +88,8 @@ def _expand_range_list(ranges: str, item: str) -> list[str]:
         hi = hi or lo
         if int(hi) < int(lo):
             raise ValueError(f"descending range {part!r} in hostlist item {item!r}")
+        if int(hi) - int(lo) >= MAX_RANGE:
+            raise ValueError(f"range {part!r} in hostlist item {item!r} names too many hosts")
         width = len(lo)  # zero padding follows the lower bound, as in Slurm
         values.extend(str(n).zfill(width) for n in range(int(lo), int(hi) + 1))
     return values

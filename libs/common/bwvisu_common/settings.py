@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from bwvisu_common.errors import ConfigError
+from bwvisu_common.templates import FileTemplates
 
 ENV_CONFIG = "BWVISU_CONFIG"
 
@@ -153,15 +154,8 @@ def _check(s: Settings) -> None:
 
 
 def templates_path(settings: Settings) -> Path:
-    """Where batch-script templates live: `templates-dir`, else the repository's templates/."""
-    if settings.templates_dir:
-        return Path(settings.templates_dir)
-    return Path(__file__).resolve().parents[3] / "templates"
-
-
-def job_log_path(settings: Settings, uid: str, job_id: str) -> str:
-    """Where a job's batch script writes its output (`#SBATCH --output`)."""
-    return f"{settings.bwvisu_home_prefix.rstrip('/')}/{uid}/bwvisu-job-{job_id}.out"
+    """Where batch-script templates (and the portal's app bundles) live."""
+    return FileTemplates(settings.templates_dir).directory
 
 
 def host_port(address: str, default_port: int, field: str = "address") -> tuple[str, int]:

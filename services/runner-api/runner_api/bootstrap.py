@@ -14,9 +14,9 @@ from fastapi import FastAPI
 from bwvisu_common.connect import open_stores
 from bwvisu_common.errors import ConfigError, DependencyUnavailable
 from bwvisu_common.projector import LiveJobs
-from bwvisu_common.settings import Settings, templates_path
+from bwvisu_common.settings import Settings
+from bwvisu_common.templates import FileTemplates
 from runner_api.adapters.cluster_queries import NatsJobLogs, NatsUserDirectory
-from runner_api.adapters.template_files import TemplateFiles
 from runner_api.app import create_app
 from runner_api.handlers import Jobs
 
@@ -49,7 +49,7 @@ def build_app(settings: Settings) -> FastAPI:
             follower = asyncio.create_task(live.run(caught_up))
             stack.callback(follower.cancel)
             holder["jobs"] = Jobs(events, live, NatsUserDirectory(events.nats),
-                                  TemplateFiles(templates_path(settings)), NatsJobLogs(events.nats))
+                                  FileTemplates(settings.templates_dir), NatsJobLogs(events.nats))
             await asyncio.wait_for(caught_up.wait(), 60)
             log.info("runner-api ready: read model at stream sequence %d", live.seq)
             yield

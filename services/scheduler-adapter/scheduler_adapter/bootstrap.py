@@ -12,9 +12,9 @@ from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.settings import Settings, host_port
+from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.adapters.ssh import AsyncSshRunner
-from scheduler_adapter.adapters.templates import FileTemplates
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig
 from scheduler_adapter.watcher import Watcher
 

@@ -8,9 +8,9 @@ import pytest
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projections import fold
+from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.fake import FakeCommandRunner
 from scheduler_adapter.adapters.slurm import SlurmCli
-from scheduler_adapter.adapters.templates import FileTemplates
 from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig, token_key, token_ttl
 from scheduler_adapter.ports import CommandResult

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler_adapter.domain.hostlist import expand_hostlist
+from bwvisu_common.keyhole_client import expand_hostlist
 from scheduler_adapter.domain.slurm import (
     STATE_MAP,
     Lifecycle,

@@ -10,6 +10,7 @@ import chevron.tokenizer
 
 from bwvisu_common.errors import InvalidInput
 from bwvisu_common.keyhole import DIRECTIVE
+from bwvisu_common.templates import job_log_path
 from bwvisu_common.validation import check_uid, check_variables
 from scheduler_adapter.errors import TemplateError
 
@@ -35,7 +36,7 @@ class JobContext:
 
     @property
     def log_path(self) -> str:
-        return f"{self.home}/bwvisu-job-{self.job_id}.out"
+        return job_log_path(self.home_prefix, self.uid, self.job_id)
 
     def builtins(self) -> dict[str, str]:
         return {"job_id": self.job_id, "uid": self.uid, "log_path": self.log_path,

@@ -6,8 +6,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from bwvisu_common import events as ev
+from bwvisu_common.keyhole_client import expand_hostlist
 from bwvisu_common.projections import AVAILABLE, COMPLETING, FINISHED, RUNNING, SUBMITTED, JobView
-from scheduler_adapter.domain.hostlist import expand_hostlist
 from scheduler_adapter.domain.slurm import Lifecycle, SqueueEntry, job_id_from_name
 
 UNREACHABLE = "Slurm cannot be asked right now: "

@@ -1,15 +1,24 @@
-"""FileTemplates: batch-script templates as `<name>.sh.mustache` files in one directory."""
+"""Batch-script templates on disk, and where a job's script writes its output.
+
+runner-api asks whether a template exists, scheduler-adapter renders it, the portal
+shows a job's log: all three follow these two rules.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 SUFFIX = ".sh.mustache"
-DEFAULT_DIR = Path(__file__).resolve().parents[4] / "templates"
+DEFAULT_DIR = Path(__file__).resolve().parents[3] / "templates"
+
+
+def job_log_path(home_prefix: str, uid: str, job_id: str) -> str:
+    """`#SBATCH --output` of every job: `<bwvisu-home-prefix>/<uid>/bwvisu-job-<id>.out`."""
+    return f"{home_prefix.rstrip('/')}/{uid}/bwvisu-job-{job_id}.out"
 
 
 class FileTemplates:
-    """Reads `<dir>/<name>.sh.mustache` on every submit, so edited templates apply at once."""
+    """`<dir>/<name>.sh.mustache`, read on every use so that edited templates apply at once."""
 
     def __init__(self, directory: str | Path = "") -> None:
         self.directory = Path(directory) if directory else DEFAULT_DIR
@@ -19,6 +28,9 @@ class FileTemplates:
 
     def names(self) -> list[str]:
         return sorted(p.name[: -len(SUFFIX)] for p in self.directory.glob(f"*{SUFFIX}"))
+
+    def exists(self, name: str) -> bool:
+        return self.load(name) is not None
 
     def load(self, name: str) -> str | None:
         # Names are checked (no '/', '\\', '..') before they get here; refuse them anyway.
