@@ -49,7 +49,8 @@ class Card(msgspec.Struct, frozen=True, kw_only=True):
     ends_at: str = ""  # ISO time, for the page's own countdown
     connect_url: str = ""
     can_cancel: bool = False
-    submitted_at: str = ""
+    submitted_at: str = ""  # ISO time
+    submitted_text: str = ""  # the same, for people
     nodes: str = ""
 
 
@@ -64,6 +65,7 @@ def card(job: JobView, bundle: Bundle | None, now: datetime, started_at: datetim
         connect_url=connect_url(job, bundle, external_ips or {}),
         can_cancel=job.state != FINISHED and not job.cancel_requested,
         submitted_at=job.submitted_at.isoformat(timespec="seconds") if job.submitted_at else "",
+        submitted_text=job.submitted_at.strftime("%Y-%m-%d %H:%M UTC") if job.submitted_at else "",
         nodes=", ".join(job.nodes),
     )
 
