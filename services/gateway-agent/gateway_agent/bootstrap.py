@@ -6,11 +6,11 @@ from contextlib import AsyncExitStack
 
 from nats.aio.client import Client as NatsClient
 
-from bwvisu_common.adapters.etcd import EtcdStateStore
-from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
+from bwvisu_common.adapters.jetstream import JetStreamEventStore
+from bwvisu_common.connect import open_stores
 from bwvisu_common.errors import ConfigError
 from bwvisu_common.projector import LiveJobs
-from bwvisu_common.settings import Settings, host_port
+from bwvisu_common.settings import Settings
 from gateway_agent.adapters.iptables import IptablesFirewall
 from gateway_agent.adapters.prober import TcpProber
 from gateway_agent.agent import GatewayAgent
@@ -21,13 +21,8 @@ async def build(settings: Settings, gateway: str,
     nodes = {g.label: g for g in settings.gateway_nodes}
     if gateway not in nodes:
         raise ConfigError(f"--gateway {gateway!r} is not in gateway-nodes ({', '.join(nodes) or 'none'})")
-    nc = await connect_nats(settings.nats_servers, f"gateway-agent-{gateway}")
-    stack.push_async_callback(nc.drain)
-    events = JetStreamEventStore(nc, replicas=settings.stream_replicas)
-    await events.ensure_stream()
-    host, port = host_port(settings.etcd_servers[0], 2379, "etcd-servers[0]")
-    state = await EtcdStateStore.connect(host, port)
-    stack.push_async_callback(state.close)
+    events, state = await open_stores(settings, stack, f"gateway-agent-{gateway}")
+    nc = events.nats
     jobs = LiveJobs(events, state)
     agent = GatewayAgent(gateway, nodes[gateway].internal_ip, events, state, jobs, IptablesFirewall(),
                          TcpProber())

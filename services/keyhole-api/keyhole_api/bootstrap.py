@@ -9,11 +9,10 @@ from contextlib import AsyncExitStack
 import msgspec
 from fastapi import FastAPI
 
-from bwvisu_common.adapters.etcd import EtcdStateStore
-from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
+from bwvisu_common.connect import open_stores
 from bwvisu_common.keyhole import HEARTBEAT_SUBJECTS, Heartbeat
 from bwvisu_common.projector import LiveJobs
-from bwvisu_common.settings import Settings, host_port
+from bwvisu_common.settings import Settings
 from keyhole_api.app import create_app
 from keyhole_api.health import GatewayHealth
 from keyhole_api.service import KeyholeService
@@ -24,13 +23,8 @@ _heartbeat = msgspec.json.Decoder(Heartbeat)
 
 async def build(settings: Settings, stack: AsyncExitStack) -> FastAPI:
     """Connect, follow the stream and the heartbeats; everything closes with `stack`."""
-    nc = await connect_nats(settings.nats_servers, "keyhole-api")
-    stack.push_async_callback(nc.drain)
-    events = JetStreamEventStore(nc, replicas=settings.stream_replicas)
-    await events.ensure_stream()
-    host, port = host_port(settings.etcd_servers[0], 2379, "etcd-servers[0]")
-    state = await EtcdStateStore.connect(host, port)
-    stack.push_async_callback(state.close)
+    events, state = await open_stores(settings, stack, "keyhole-api")
+    nc = events.nats
 
     health = GatewayHealth()
 

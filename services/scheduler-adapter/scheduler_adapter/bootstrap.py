@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NatsClient
 
-from bwvisu_common.adapters.etcd import EtcdStateStore
-from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
+from bwvisu_common.adapters.jetstream import JetStreamEventStore
+from bwvisu_common.connect import open_stores
 from bwvisu_common.projector import LiveJobs
-from bwvisu_common.settings import Settings, host_port
+from bwvisu_common.settings import Settings
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.adapters.ssh import AsyncSshRunner
@@ -29,23 +28,9 @@ class App:
     watcher: Watcher
 
 
-async def _close(nc: NatsClient) -> None:
-    # Not drain(): it waits out its 30 s timeout on the stream's consumer subscriptions.
-    # Every ack and event was awaited already; a flush sends whatever is still buffered.
-    with contextlib.suppress(Exception):
-        await nc.flush(timeout=2)
-    await nc.close()
-
-
 async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     """Connect to NATS, etcd and the command nodes; everything closes with `stack`."""
-    nc = await connect_nats(settings.nats_servers, "scheduler-adapter")
-    stack.push_async_callback(_close, nc)
-    events = JetStreamEventStore(nc, replicas=settings.stream_replicas)
-    await events.ensure_stream()
-    host, port = host_port(settings.etcd_servers[0], 2379, "etcd-servers[0]")
-    state = await EtcdStateStore.connect(host, port)
-    stack.push_async_callback(state.close)
+    events, state = await open_stores(settings, stack, "scheduler-adapter")
     runner = AsyncSshRunner.from_settings(settings)
     stack.push_async_callback(runner.close)
     tag = settings.scheduler.job_tag
@@ -58,4 +43,4 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     watcher = Watcher(scheduler, jobs.all, events, tag=tag, interval=settings.scheduler.poll_interval,
                       absent_polls_to_finish=settings.scheduler.absent_polls_to_finish,
                       in_flight=handlers.in_flight)
-    return App(nc, events, jobs, scheduler, handlers, watcher)
+    return App(events.nats, events, jobs, scheduler, handlers, watcher)

@@ -59,6 +59,10 @@ class Scheduler(Protocol):
         """Cancel a job as its user; a job that already ended is no error."""
         ...
 
+    async def read_log(self, uid: str, path: str, lines: int) -> str:
+        """The last `lines` lines of a file, read as `uid` ("" while it does not exist)."""
+        ...
+
     async def user_exists(self, uid: str) -> bool:
         """Whether the cluster knows the user; raises SchedulerUnavailable."""
         ...

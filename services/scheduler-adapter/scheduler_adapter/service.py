@@ -9,7 +9,7 @@ import signal
 from contextlib import AsyncExitStack
 
 from bwvisu_common.settings import Settings
-from scheduler_adapter import check_user
+from scheduler_adapter import queries
 from scheduler_adapter.bootstrap import bootstrap
 from scheduler_adapter.handlers import DURABLE
 
@@ -28,14 +28,15 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         caught_up = asyncio.Event()
         tasks = [asyncio.create_task(app.jobs.run(caught_up), name="read-model")]
         await caught_up.wait()
-        subscription = await check_user.serve(app.nc, app.scheduler)
+        subscriptions = await queries.serve(app.nc, app.scheduler, settings.bwvisu_home_prefix)
         tasks += [
             asyncio.create_task(app.events.consume(DURABLE, app.handlers.handle, stop), name="handlers"),
             asyncio.create_task(app.watcher.run(stop), name="watcher"),
         ]
         log.info("scheduler-adapter running (%d command nodes)", len(settings.command_nodes))
         await _until_stopped(stop, tasks)
-        await subscription.unsubscribe()
+        for subscription in subscriptions:
+            await subscription.unsubscribe()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

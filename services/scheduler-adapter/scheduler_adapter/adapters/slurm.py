@@ -113,6 +113,16 @@ class SlurmCli:
                 return
             raise SchedulerError(f"scancel {slurm_id} as {uid} failed: {complaint}")
 
+    async def read_log(self, uid: str, path: str, lines: int) -> str:
+        # As the user: bwvisu reads what the job's owner may read, nothing more.
+        result = await self._runner.run(_sudo(uid, "tail", "-n", str(lines), "--", path))
+        if result.exit_status == 0:
+            return result.stdout
+        complaint = _complaint(result)
+        if "No such file" in complaint:
+            return ""  # the job has not started writing yet
+        raise SchedulerUnavailable(f"tail of {path} as {uid} failed: {complaint}")
+
     async def user_exists(self, uid: str) -> bool:
         result = await self._runner.run(["id", "--", uid])
         if result.exit_status == 0:

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import msgspec
+
+from bwvisu_common.rpc import CheckUser, CheckUserReply, JobLog, JobLogReply
+from scheduler_adapter import queries
+from scheduler_adapter.adapters.fake import FakeCommandRunner
+from scheduler_adapter.adapters.slurm import SlurmCli
+from scheduler_adapter.errors import SchedulerUnavailable
+from scheduler_adapter.ports import CommandResult
+
+
+async def reply(runner: FakeCommandRunner, request: bytes) -> CheckUserReply:
+    answer = await queries.answer(SlurmCli(runner), request)
+    return msgspec.json.decode(answer, type=CheckUserReply)
+
+
+def request(uid: str) -> bytes:
+    return msgspec.json.encode(CheckUser(uid=uid))
+
+
+async def test_existing_and_missing_users() -> None:
+    runner = FakeCommandRunner()
+    runner.on(["id", "--", "alice"], "uid=1001(alice)\n")
+    runner.on(["id", "--", "mallory"], CommandResult(1, "", "id: 'mallory': no such user"))
+    assert await reply(runner, request("alice")) == CheckUserReply(exists=True)
+    assert await reply(runner, request("mallory")) == CheckUserReply(exists=False)
+
+
+async def test_impossible_names_never_reach_the_cluster() -> None:
+    runner = FakeCommandRunner()
+    assert await reply(runner, request("-rf")) == CheckUserReply(exists=False)
+    assert await reply(runner, request("a b;c")) == CheckUserReply(exists=False)
+    assert (await reply(runner, b"{not json")).error
+    assert runner.calls == []
+
+
+async def test_no_command_node_is_an_error_not_a_no() -> None:
+    runner = FakeCommandRunner().on(["id", "**"], SchedulerUnavailable("no command node answered"))
+    answer = await reply(runner, request("alice"))
+    assert answer.exists is False and "cannot be reached" in answer.error
+
+
+async def log_reply(runner: FakeCommandRunner, request: bytes) -> JobLogReply:
+    answer = await queries.answer_job_log(SlurmCli(runner), "/home/", request)
+    return msgspec.json.decode(answer, type=JobLogReply)
+
+
+async def test_the_job_log_is_read_as_its_user_from_the_jobs_output_file() -> None:
+    runner = FakeCommandRunner()
+    wanted = ["sudo", "-n", "-u", "alice", "tail", "-n", "20", "--", "/home/alice/bwvisu-job-abc123.out"]
+    runner.on(wanted, "xpra is ready\n")
+    req = msgspec.json.encode(JobLog(uid="alice", job_id="abc123", lines=20))
+    assert await log_reply(runner, req) == JobLogReply(text="xpra is ready\n")
+    assert [c.argv for c in runner.calls] == [wanted]
+
+
+async def test_a_log_not_written_yet_is_empty_and_an_unreachable_cluster_an_error() -> None:
+    runner = FakeCommandRunner()
+    runner.on(["sudo", "**"], CommandResult(1, "", "tail: cannot open '/x': No such file or directory"))
+    req = msgspec.json.encode(JobLog(uid="alice", job_id="abc", lines=5))
+    assert await log_reply(runner, req) == JobLogReply(text="")
+    down = FakeCommandRunner().on(["sudo", "**"], SchedulerUnavailable("no command node answered"))
+    assert "cannot be reached" in (await log_reply(down, req)).error
+
+
+async def test_job_log_requests_cannot_name_other_files() -> None:
+    runner = FakeCommandRunner()
+    for bad in (JobLog(uid="alice", job_id="../../etc/shadow"), JobLog(uid="al ice", job_id="a"),
+                JobLog(uid="alice", job_id="a", lines=100_000)):
+        assert (await log_reply(runner, msgspec.json.encode(bad))).error
+    assert runner.calls == []
