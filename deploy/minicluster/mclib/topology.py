@@ -43,6 +43,8 @@ DEFAULT_COMPUTE = 2
 PACKAGES = (
     "slurm-wlm", "munge", "openssh-server", "openssh-client", "iptables",
     "netcat-openbsd", "sudo", "xpra", "xvfb", "xterm", "iproute2", "procps", "python3",
+    # The applications the shipped templates start on compute nodes.
+    "jupyter-notebook",
 )
 
 
