@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import time
@@ -39,6 +40,24 @@ def run_minicluster(*args: str, timeout: float = 300) -> subprocess.CompletedPro
     """Run deploy/minicluster/minicluster with args; never raises on a non-zero exit."""
     return subprocess.run([str(MINICLUSTER), *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        children = [p for p, parent in parents.items() if parent == current]
+        found += children
+        todo += children
+    return found
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,14 @@ class Minicluster:
 
     def sshd_pid(self, host: str) -> int:
         return int((self.state_dir / "run" / f"sshd-{host}.pid").read_text())
+
+    def stop_sshd(self, host: str) -> None:
+        """Kill a login node's sshd and every session it holds (bwvisu's open connections too);
+        `repair()` starts it again."""
+        pid = self.sshd_pid(host)
+        for victim in [pid, *_descendants(pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
 
     def repair(self) -> None:
         """Run `minicluster up` again: restarts whatever a test stopped."""

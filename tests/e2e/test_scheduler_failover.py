@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,34 +13,6 @@ from tests.e2e.conftest import BwvisuSystem, Minicluster
 from tests.e2e.test_scheduler_lifecycle import submit, wait_until
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def descendants(pid: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                stat = (proc / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        children = [p for p, parent in parents.items() if parent == current]
-        found += children
-        todo += children
-    return found
-
-
-def stop_sshd(minicluster: Minicluster, host: str) -> None:
-    """Stop a login node's sshd and every session it holds (bwvisu's open connection too)."""
-    pid = minicluster.sshd_pid(host)
-    for victim in [pid, *descendants(pid)]:
-        try:
-            os.kill(victim, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture
@@ -67,7 +36,7 @@ async def cancel(system: BwvisuSystem, job_id: str) -> None:
 async def test_login0_down_submits_through_login1(
     bwvisu_system: BwvisuSystem, minicluster: Minicluster, repair: None
 ) -> None:
-    stop_sshd(minicluster, "login0")
+    minicluster.stop_sshd("login0")
     job_ids = [await submit(bwvisu_system, seconds="1") for _ in range(3)]
     for job_id in job_ids:
         outcome = await queued_or_failed(bwvisu_system, job_id)
@@ -81,7 +50,7 @@ async def test_both_down_is_unavailable_then_recovers(
     bwvisu_system: BwvisuSystem, minicluster: Minicluster, repair: None
 ) -> None:
     for host in minicluster.login_nodes:
-        stop_sshd(minicluster, host)
+        minicluster.stop_sshd(host)
     t0 = time.monotonic()
     job_id = await submit(bwvisu_system, seconds="1")
     outcome = await queued_or_failed(bwvisu_system, job_id)
