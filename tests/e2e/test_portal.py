@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -21,13 +22,27 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import REPO, BwvisuSystem, Minicluster, _free_port, _listens
+from tests.e2e.conftest import REPO, BwvisuSystem, Minicluster
 
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def listens(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,7 @@ class Portal:
 def portal(bwvisu_system: BwvisuSystem, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     base = tmp_path_factory.mktemp("portal")
     config = json.loads(bwvisu_system.config_path.read_text())
-    port = _free_port()
+    port = free_port()
     config["web"] = {**config.get("web", {}), "host": "127.0.0.1", "port": port, "login-delay": 0.5,
                      "session-secret-file": ""}
     config_path = base / "bwvisu.json"
@@ -55,7 +70,7 @@ def portal(bwvisu_system: BwvisuSystem, tmp_path_factory: pytest.TempPathFactory
     result = Portal(f"http://127.0.0.1:{port}", log_path)
     try:
         deadline = time.monotonic() + 90
-        while not _listens("127.0.0.1", port):
+        while not listens("127.0.0.1", port):
             assert process.poll() is None, f"the portal exited:\n{result.log()}"
             assert time.monotonic() < deadline, f"the portal did not listen:\n{result.log()}"
             time.sleep(0.3)
@@ -131,6 +146,7 @@ def test_a_form_post_without_its_csrf_token_is_refused(portal: Portal, miniclust
         assert r.status_code == 403
         r = alice.post("/apps/xpra-desktop", data={"runtime": "10", "nodes": "1", "csrf": "forged"})
         assert r.status_code == 403 and "out of date" in r.text
+        assert alice.get("/admin").status_code == 403, "alice is not in the admin group"
     with httpx.Client(base_url=portal.url) as stranger:
         r = stranger.post("/login", data={"username": "alice", "password": minicluster.passwords["alice"]})
         assert r.status_code == 403
@@ -183,13 +199,20 @@ def test_alice_starts_a_desktop_connects_and_cancels_and_bob_sees_nothing(
         # Last, as it needs the cluster-side log reader: the tail of the job's log on its card.
         card.locator("details.log summary").click()
         log = card.get_by_test_id("log")
+        log_file = minicluster.home("alice") / f"bwvisu-job-{job_id}.out"
         deadline = time.monotonic() + 30
-        while f"bwvisu job {job_id}" not in log.inner_text() and time.monotonic() < deadline:
+        while time.monotonic() < deadline and not is_tail_of(log.inner_text(), log_file):
             page.wait_for_timeout(500)
-        assert f"bwvisu job {job_id}" in log.inner_text(), log.inner_text()
+        assert is_tail_of(log.inner_text(), log_file), log.inner_text()
     finally:
         page.screenshot(path=str(ARTIFACTS / "portal-after-cancel.png"), full_page=True)
         context.close()
+
+
+def is_tail_of(shown: str, log_file: Path) -> bool:
+    """The card shows the end of the job's own log file (read on the cluster as alice)."""
+    lines = [line for line in shown.splitlines() if line.strip()]
+    return bool(lines) and log_file.exists() and all(line in log_file.read_text() for line in lines[-5:])
 
 
 def wait_for_state(card, wanted: str, timeout: float, seen: list[str] | None = None) -> str:  # type: ignore[no-untyped-def]

@@ -18,6 +18,7 @@ from bwvisu_common.errors import ConfigError, DependencyUnavailable
 from bwvisu_common.settings import Settings, templates_path
 from web_portal.adapters.auth import PamAuthenticator, TrustedHeaderAuthenticator
 from web_portal.adapters.bundle_files import load_bundles
+from web_portal.adapters.heartbeats import HeartbeatLog
 from web_portal.adapters.live_feed import LiveJobFeed, NoJobsYet
 from web_portal.adapters.runner_api import RunnerApiClient
 from web_portal.adapters.system import TcpProber, UnixGroups
@@ -73,6 +74,7 @@ def build_app(settings: Settings) -> FastAPI:
     bundles = load_bundles(Path(web.bundles_dir or templates_dir), templates_dir)
     runner = RunnerApiClient(runner_api_url(settings), settings.runner_api.user,
                              read_runner_password(settings))
+    beats = HeartbeatLog()
     portal = Portal(
         bundles=bundles, runner=runner, feed=NoJobsYet(), groups=UnixGroups(), prober=TcpProber(),
         authenticator=PamAuthenticator(web.pam_service) if web.auth == "pam" else None,
@@ -80,7 +82,7 @@ def build_app(settings: Settings) -> FastAPI:
                      if web.auth == "header" else None),
         admin_group=web.admin_group, keep_finished_minutes=web.finished_sessions_kept_for,
         login_delay=web.login_delay, gateways=list(settings.gateway_nodes),
-        command_nodes=list(settings.command_nodes), revocations=Revocations(web.session_max_age),
+        command_nodes=list(settings.command_nodes), beats=beats, revocations=Revocations(web.session_max_age),
     )
 
     @contextlib.asynccontextmanager
@@ -88,6 +90,7 @@ def build_app(settings: Settings) -> FastAPI:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(runner.aclose)
             events, state = await _open_stores_retrying(settings, stack)
+            await beats.follow(events.nats)
             feed = LiveJobFeed(events, state)
             caught_up = asyncio.Event()
             follower = asyncio.create_task(feed.run(caught_up))

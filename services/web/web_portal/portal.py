@@ -10,7 +10,7 @@ from bwvisu_common.settings import CommandNode, GatewayNode
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
 from web_portal.domain.bundles import Bundle
 from web_portal.domain.sessions import Card, card, sessions_of
-from web_portal.ports import Authenticator, GroupDirectory, JobFeed, JobRunner, Prober
+from web_portal.ports import Authenticator, GatewayBeats, GroupDirectory, JobFeed, JobRunner, Prober
 from web_portal.security import Revocations
 
 
@@ -25,6 +25,7 @@ class Portal:
     prober: Prober
     authenticator: Authenticator | None = None  # PAM mode
     header_auth: TrustedHeaderAuthenticator | None = None  # SSO proxy mode
+    beats: GatewayBeats | None = None
     admin_group: str = "bwvisu-admin"
     keep_finished_minutes: float = 60.0
     login_delay: float = 1.0

@@ -58,6 +58,16 @@ class GroupDirectory(Protocol):
     def is_member(self, user: str, group: str) -> bool: ...
 
 
+class GatewayBeats(Protocol):
+    """Heartbeats of the gateway agents."""
+
+    timeout: float
+
+    def last(self, gateway: str) -> tuple[float, int] | None:
+        """(seconds since the agent's last heartbeat, forwards it holds), None if never heard."""
+        ...
+
+
 class Prober(Protocol):
     """Whether something answers on a TCP address."""
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from bwvisu_common.settings import parse_settings, templates_path
+from bwvisu_common.templates import FileTemplates
 from tests.unit.web.conftest import XPRA
-from web_portal.adapters.bundle_files import load_bundles, template_file
+from web_portal.adapters.bundle_files import load_bundles
 from web_portal.domain.bundles import parse_bundle
 from web_portal.errors import BundleError
 
@@ -104,6 +105,6 @@ def test_every_shipped_bundle_loads_against_the_shipped_templates():
     assert len(bundles) == len(shipped)
     for bundle in bundles.values():
         # Every field must end up in the template, or the form would ask for nothing.
-        text = template_file(templates, bundle.template).read_text()
+        text = FileTemplates(templates).load(bundle.template) or ""
         for f in bundle.fields:
             assert f"{{{{{f.name}}}}}" in text or f"{{{{#{f.name}}}}}" in text, (bundle.name, f.name)

@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from bwvisu_common import events as ev
 from tests.unit.web.conftest import World, csrf_of, login
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
+from web_portal.adapters.heartbeats import HeartbeatLog
 from web_portal.routes import admin, apps, auth, sessions
 from web_portal.routes.sessions import live_cards
 
@@ -177,9 +178,17 @@ async def test_the_admin_page_is_for_the_admin_group(world: World, alice: httpx.
     async with world.client() as carol:
         await login(carol, "carol")
         page = await carol.get("/admin")
-    assert page.status_code == 200 and job.job_id in page.text and "alice" in page.text
-    assert "<td>1 (0)</td>" in page.text, "gw0 has one forward, not answering yet"
-    assert "up (sshd answers)" in page.text and "down (no answer)" in page.text
+        assert page.status_code == 200 and job.job_id in page.text and "alice" in page.text
+        assert "<td>1 (0)</td>" in page.text, "gw0 has one forward, not answering yet"
+        assert "up (sshd answers)" in page.text and "down (no answer)" in page.text
+        assert "<td>unknown</td>" in page.text, "no heartbeats followed"
+        beats = HeartbeatLog(timeout=5)
+        world.portal.beats = beats
+        assert "never heard from" in (await carol.get("/admin")).text
+        beats.beat("gw0", 2)
+        assert "alive (2 rules)" in (await carol.get("/admin")).text
+        beats.beat("gw0", 2, at=time.monotonic() - 30)
+        assert "silent for 30 s" in (await carol.get("/admin")).text
 
 
 @pytest.mark.parametrize(("proxies", "allowed"), [(["127.0.0.1/32"], True), (["10.9.9.9"], False)])

@@ -46,10 +46,21 @@ def gateway_rows(portal: Portal) -> list[GatewayRow]:
             name=g.label, internal_ip=g.internal_ip, external_ip=g.external_ip,
             jobs=len({j.job_id for j in active if any(s.gateway == g.label for s in j.services)}),
             forwards=len(services), open_forwards=sum(s.open for s in services),
-            # Agents publish no heartbeat the portal can read yet.
-            agent="unknown",
+            agent=agent_status(portal, g.label),
         ))
     return rows
+
+
+def agent_status(portal: Portal, gateway: str) -> str:
+    if portal.beats is None:
+        return "unknown"
+    seen = portal.beats.last(gateway)
+    if seen is None:
+        return "never heard from"
+    age, forwards = seen
+    if age > portal.beats.timeout:
+        return f"silent for {age:.0f} s"
+    return f"alive ({forwards} rules)"
 
 
 async def command_node_rows(portal: Portal) -> list[CommandNodeRow]:
