@@ -1,8 +1,9 @@
-"""Forwarding on the minicluster's real gateways: keyhole client, keyhole-api, agents in gw0/gw1.
+"""Forwarding through the whole system on the minicluster (`bwvisu up`, real Slurm, gateways gw0/gw1).
 
-Runs its own servers and services (bench.ready.forwarding_stack) next to the cluster. The job
-lifecycle is driven at the event level (JobStarted appended here); the Xpra test submits a
-real Slurm job whose script runs the expanded keyhole block.
+Jobs are submitted, read and cancelled through runner-api over HTTP; their batch scripts run
+the expanded keyhole block, keyhole-api assigns ports and the system's gateway agents install
+the rules inside the gateways' namespaces. Only the refusal test talks to keyhole-api itself,
+signing with the keyhole client's own function and the job's token.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ import asyncio
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from bench.ready import Stack, clients, exports, forwarding_stack, running_job, wait_agents
 from bwvisu_common import events as ev
-from bwvisu_common.keyhole import keyhole_block
 from bwvisu_common.keyhole_client import (
     PATH_TEMPLATE,
     SIGNATURE_HEADER,
@@ -29,25 +31,127 @@ from bwvisu_common.keyhole_client import (
     request_body,
     sign,
 )
-from bwvisu_common.projections import AVAILABLE
-from tests.e2e.conftest import Minicluster
+from tests.e2e.conftest import BwvisuSystem, Minicluster
 
-GATEWAYS = {"gw0": "10.200.0.30", "gw1": "10.200.0.31"}
+pytestmark = pytest.mark.timeout(600)
 
-
-@pytest.fixture(scope="module")
-def stack(minicluster: Minicluster) -> Iterator[Stack]:
-    with forwarding_stack(minicluster.config_path) as s:
-        yield s
+Job = dict[str, Any]
+CHAINS = ("BWVISU-DNAT", "BWVISU-SNAT")
 
 
-def rules_of(job_id: str) -> dict[str, list[str]]:
-    found = {}
-    for gw in GATEWAYS:
-        out = subprocess.run(["ip", "netns", "exec", gw, "iptables-save", "-t", "nat"], capture_output=True,
-                             text=True, check=True).stdout
-        found[gw] = [line for line in out.splitlines() if f"bwvisu:{job_id}" in line]
+@pytest.fixture
+async def api(bwvisu_system: BwvisuSystem) -> AsyncIterator[httpx.AsyncClient]:
+    """runner-api as the web frontend calls it: basic auth as `bwvisu-web`."""
+    settings = bwvisu_system.settings
+    password = Path(settings.runner_api.password_file).read_text().strip()
+    async with httpx.AsyncClient(base_url=bwvisu_system.runner_api_url, timeout=90,
+                                 auth=(settings.runner_api.user, password)) as client:
+        yield client
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+async def submit(api: httpx.AsyncClient, template: str, **variables: str) -> str:
+    r = await api.post("/jobs", json={"uid": "alice", "template-name": template, "variables": variables})
+    assert r.status_code == 200, r.text
+    return str(r.json()["job-id"])
+
+
+async def wait_job(api: httpx.AsyncClient, job_id: str, done: Callable[[Job], bool],
+                   timeout: float = 60) -> Job:
+    deadline = time.monotonic() + timeout
+    while True:
+        job: Job = (await api.get(f"/jobs/{job_id}")).json()
+        if done(job):
+            return job
+        if time.monotonic() > deadline:
+            log = (await api.get(f"/jobs/{job_id}/log")).json().get("log", "")
+            raise AssertionError(f"job {job_id} stuck: {job}\njob log:\n{log}")
+        await asyncio.sleep(0.2)
+
+
+def available(job: Job) -> bool:
+    assert job["state"] != "finished", f"job ended before it was available: {job}"
+    return job["state"] == "available"
+
+
+def finished(job: Job) -> bool:
+    return job["state"] == "finished"
+
+
+async def cancel(api: httpx.AsyncClient, job_id: str) -> None:
+    r = await api.delete(f"/jobs/{job_id}")
+    assert r.status_code == 200 and r.json() == {"response": "job cancelled"}, r.text
+
+
+def rules(minicluster: Minicluster, gateway: str) -> list[str]:
+    """Our chains' rules on a gateway, as `iptables -S` prints them."""
+    found = []
+    for chain in CHAINS:
+        proc = minicluster.in_host(gateway, ["iptables", "-w", "-t", "nat", "-S", chain])
+        assert proc.returncode == 0, proc.stderr
+        found += [line for line in proc.stdout.splitlines() if line.startswith("-A ")]
     return found
+
+
+def rules_of(minicluster: Minicluster, *job_ids: str) -> dict[str, list[str]]:
+    """Per gateway, the rules tagged with any of these jobs."""
+    tags = tuple(f"bwvisu:{j}" for j in job_ids)
+    return {gw: [r for r in rules(minicluster, gw) if any(t in r for t in tags)]
+            for gw in minicluster.gateway_nodes}
+
+
+async def held_by(system: BwvisuSystem, *job_ids: str) -> list[str]:
+    """Reservations (ports, node ports, grants) held by these jobs."""
+    async with system.stores() as (_, state):
+        return sorted(k for k, owner in (await state.reservations()).items() if owner in job_ids)
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if await result if isinstance(result, Awaitable) else result:
+            return
+        assert time.monotonic() < deadline, f"not reached in {timeout:.0f} s: {what}"
+        await asyncio.sleep(0.3)
+
+
+async def assert_cleaned_up(system: BwvisuSystem, minicluster: Minicluster, *job_ids: str) -> None:
+    """No rule on any gateway and no reservation outlives these (ended) jobs."""
+    await eventually(lambda: not any(rules_of(minicluster, *job_ids).values()), "rules removed")
+
+    async def released() -> bool:
+        return await held_by(system, *job_ids) == []
+
+    await eventually(released, "reservations released")
+
+
+def greeting(host: str, port: int, timeout: float = 5) -> str:
+    """The first line a port-echo job sends, and proof that it echoes."""
+    with socket.create_connection((host, port), timeout=timeout) as conn:
+        f = conn.makefile("rwb")
+        line = f.readline().decode().strip()
+        f.write(b"ping\n")
+        f.flush()
+        assert f.readline() == b"ping\n"
+        return line
+
+
+async def job_nodes(system: BwvisuSystem, job_id: str) -> list[str]:
+    async with system.events() as events:
+        started = [e for _, e in await events.read_job(job_id) if isinstance(e, ev.JobStarted)]
+    assert started, f"job {job_id} has not started"
+    return list(started[-1].nodes)
+
+
+def gateway_of(system: BwvisuSystem, service: Job) -> str:
+    (name,) = [g.label for g in system.settings.gateway_nodes if g.external_ip == service["external-ip"]]
+    return name
+
+
+# --- tests -----------------------------------------------------------------------------------
 
 
 def test_hostlist_matches_scontrol(minicluster: Minicluster) -> None:
@@ -57,134 +161,203 @@ def test_hostlist_matches_scontrol(minicluster: Minicluster) -> None:
         assert expand_hostlist(spec) == out.split(), spec
 
 
-async def test_xpra_job_is_reachable_through_the_gateway_and_cleaned_up(
-        stack: Stack, minicluster: Minicluster) -> None:
-    await wait_agents(stack)
-    async with clients(stack) as (events, state, jobs):
-        job_id, token = await running_job(events, state, ["cn0"])
-        block = keyhole_block(1, job_id=job_id, token=token, servers=stack.settings.keyholed_servers,
-                              hostname_suffix="")
-        log = minicluster.home("alice") / f"keyhole-{job_id}.out"
-        script = "\n".join([
-            "#!/bin/bash", "#SBATCH -w cn0", "#SBATCH -t 5", f"#SBATCH -o {log}", "set -eu", block,
-            'export XDG_RUNTIME_DIR="/tmp/kh-xdg-$SLURM_JOB_ID"; mkdir -p -m 700 "$XDG_RUNTIME_DIR"',
-            'exec xpra start ":$((100 + KEYHOLE_PORT0 % 30000))" --bind-tcp="0.0.0.0:$KEYHOLE_PORT0" '
-            "--html=on --start-child=xterm --daemon=no --mdns=no --pulseaudio=no --notifications=no "
-            "--webcam=no --printing=no --speaker=off --microphone=off --dbus-launch= --systemd-run=no "
-            "--exit-with-children=yes",
-        ])
-        submitted = minicluster.ssh("login0", ["sudo", "-n", "-u", "alice", "sbatch", "--parsable"],
-                                    input=script)
-        assert submitted.returncode == 0, submitted.stderr
-        slurm_id = submitted.stdout.strip().split(";")[0]
-        try:
-            view = await jobs.wait_for(job_id, lambda j: j.state == AVAILABLE, 60)
-            assert view is not None, f"not available; job log:\n{log.read_text() if log.exists() else ''}"
-            (service,) = view.services
-            url = f"http://{GATEWAYS[service.gateway]}:{service.external_port}/"
-            async with httpx.AsyncClient() as http:
-                page = await http.get(url, timeout=10)
-            assert page.status_code == 200 and "xpra" in page.text.lower()
-            assert len(rules_of(job_id)[service.gateway]) == 2
-        finally:
-            minicluster.ssh("login0", ["sudo", "-n", "-u", "alice", "scancel", slurm_id])
-        await events.append([ev.JobEnded(job_id=job_id, slurm_state="CANCELLED")])
-        assert await jobs.wait_for(job_id, lambda j: not j.services, 10) is not None
-        await _eventually(lambda: rules_of(job_id) == {"gw0": [], "gw1": []})
-        await _eventually_async(lambda: _held_by(state, job_id), expect=[])
+async def test_xpra_desktop_is_reachable_through_its_gateway_and_cleaned_up_on_cancel(
+    api: httpx.AsyncClient, bwvisu_system: BwvisuSystem, minicluster: Minicluster
+) -> None:
+    job_id = await submit(api, "xpra-desktop", runtime="5")
+    try:
+        job = await wait_job(api, job_id, available, timeout=90)
+        (service,) = job["services"]
+        url = f"http://{service['external-ip']}:{service['external-port']}/index.html"
+        page = await api.get(url, auth=None, timeout=10)
+        assert page.status_code == 200, page.text[:500]
+        assert "<title>xpra websockets client</title>" in page.text and "js/Client.js" in page.text
+        (node,) = await job_nodes(bwvisu_system, job_id)
+        gw = gateway_of(bwvisu_system, service)
+        dnat = [r for r in rules_of(minicluster, job_id)[gw] if "-j DNAT" in r]
+        assert len(dnat) == 1 and f"--dport {service['external-port']} " in dnat[0]
+        assert dnat[0].endswith(f"--to-destination {minicluster.hosts[node]}:{service['internal-port']}")
+        assert len(rules_of(minicluster, job_id)[gw]) == 2  # the DNAT and its MASQUERADE
+        held = await held_by(bwvisu_system, job_id)
+        assert f"ports/{gw}/{service['external-port']}" in held
+        assert f"nodeports/{node}/{service['internal-port']}" in held
+    finally:
+        await cancel(api, job_id)
+    await wait_job(api, job_id, finished)
+    await assert_cleaned_up(bwvisu_system, minicluster, job_id)
+    assert (await api.get(f"/jobs/{job_id}")).json()["services"] == []
 
 
-async def _held_by(state: object, job_id: str) -> list[str]:
-    held = await state.reservations()  # type: ignore[attr-defined]
-    return [k for k, owner in held.items() if owner == job_id]
+async def test_two_node_job_gets_one_internal_port_free_on_both_nodes(
+    api: httpx.AsyncClient, bwvisu_system: BwvisuSystem, minicluster: Minicluster
+) -> None:
+    job_id = await submit(api, "port-echo", nodes="2", seconds="120", runtime="3")
+    try:
+        job = await wait_job(api, job_id, available, timeout=60)
+        (service,) = job["services"]
+        port = service["internal-port"]
+        nodes = await job_nodes(bwvisu_system, job_id)
+        assert sorted(nodes) == sorted(minicluster.compute_nodes)
+        # The port was checked free and reserved on both nodes, so both could bind it.
+        held = await held_by(bwvisu_system, job_id)
+        assert {f"nodeports/{n}/{port}" for n in nodes} <= set(held)
+        for node in nodes:
+            await eventually(lambda n=node: _answers(minicluster.hosts[n], port), f"{node}:{port} listens")
+            assert greeting(minicluster.hosts[node], port) == f"port-echo {job_id} {node} {port}"
+        # The gateway forwards to the first node (the one running the batch script).
+        through = greeting(service["external-ip"], service["external-port"])
+        assert through == f"port-echo {job_id} {nodes[0]} {port}"
+    finally:
+        await cancel(api, job_id)
+    await wait_job(api, job_id, finished)
+    await assert_cleaned_up(bwvisu_system, minicluster, job_id)
 
 
-async def _eventually(check, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.2)
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
-async def _eventually_async(get, expect: object, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while (value := await get()) != expect:
-        assert time.monotonic() < deadline, f"still {value!r}"
-        await asyncio.sleep(0.2)
+async def test_twenty_jobs_spread_over_both_gateways_then_everything_is_released(
+    api: httpx.AsyncClient, bwvisu_system: BwvisuSystem, minicluster: Minicluster
+) -> None:
+    # The cluster has 16 cores: most jobs run at once, the rest start as the first ones end.
+    job_ids = await asyncio.gather(*(submit(api, "port-echo", seconds="20", runtime="2")
+                                     for _ in range(20)))
+    seen: dict[str, tuple[str, Job]] = {}  # job -> (its node, its service), once it answered
+    deadline = time.monotonic() + 150
+    try:
+        while len(seen) < len(job_ids):
+            assert time.monotonic() < deadline, f"only {len(seen)} of 20 jobs became available"
+            answers = await asyncio.gather(*(api.get(f"/jobs/{j}") for j in job_ids))
+            current = {j: r.json() for j, r in zip(job_ids, answers, strict=True)}
+            for job_id, job in current.items():
+                if job["state"] == "available" and job_id not in seen:
+                    service = job["services"][0]
+                    line = await asyncio.to_thread(greeting, service["external-ip"], service["external-port"])
+                    _, who, node, port = line.split()  # the job's own server answers through its gateway
+                    assert (who, int(port)) == (job_id, service["internal-port"]), line
+                    seen[job_id] = node, service
+                assert job_id in seen or job["state"] != "finished", f"ended unseen: {job}"
+            # Jobs available at the same moment never share a gateway port, nor a port on a node.
+            live = [seen[j] for j, job in current.items() if job["state"] == "available" and j in seen]
+            external = {(s["external-ip"], s["external-port"]) for _, s in live}
+            internal = {(node, s["internal-port"]) for node, s in live}
+            assert len(external) == len(internal) == len(live), live
+            await asyncio.sleep(0.3)
+        gateways = {gateway_of(bwvisu_system, s) for _, s in seen.values()}
+        assert gateways == set(minicluster.gateway_nodes), seen
+    finally:
+        for job_id in job_ids:
+            if (await api.get(f"/jobs/{job_id}")).json()["state"] != "finished":
+                await api.delete(f"/jobs/{job_id}")  # 404 if it ended meanwhile
+    for job_id in job_ids:
+        await wait_job(api, job_id, finished)
+    await assert_cleaned_up(bwvisu_system, minicluster, *job_ids)
 
 
-async def test_refusals_install_no_rule(stack: Stack) -> None:
-    await wait_agents(stack)
-    server = stack.settings.keyholed_servers[0]
-    async with clients(stack) as (events, state, _), httpx.AsyncClient(base_url=server) as http:
-        job_id, token = await running_job(events, state, ["cn0"])
+async def test_refusals_install_no_rule(
+    api: httpx.AsyncClient, bwvisu_system: BwvisuSystem, minicluster: Minicluster
+) -> None:
+    # A job without ports of its own: this test is its keyhole client.
+    job_id = await submit(api, "sleep", seconds="120", runtime="3")
+    try:
+        await wait_job(api, job_id, lambda j: j["state"] == "running")
+        nodes = await job_nodes(bwvisu_system, job_id)
+        stranger = next(n for n in minicluster.compute_nodes if n not in nodes)
+        async with bwvisu_system.stores() as (_, state):
+            token = await state.get_secret(f"token/{job_id}")
+        assert token is not None
         path = PATH_TEMPLATE.format(job_id=job_id)
+        sent: list[tuple[bytes, dict[str, str]]] = []
 
-        async def post(count: int = 1, nodes: tuple[str, ...] = ("cn0",), key: str = token,
-                       skew: int = 0, replay: tuple[bytes, dict[str, str]] | None = None) -> httpx.Response:
-            body, headers = replay or (request_body(count, list(nodes)), {})
-            if not replay:
-                ts = str(int(time.time()) + skew)
-                headers = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(key.encode(), "POST", path, ts, body)}
-            post.last = (body, headers)  # type: ignore[attr-defined]
-            return await http.post(path, content=body, headers=headers, timeout=60)
+        async def post(count: int = 1, nodes: list[str] = nodes, key: bytes = token, skew: int = 0,
+                       replay: tuple[bytes, dict[str, str]] | None = None) -> httpx.Response:
+            if replay is None:
+                body, ts = request_body(count, nodes), str(int(time.time()) + skew)
+                replay = body, {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(key, "POST", path, ts, body)}
+            sent.append(replay)
+            server = bwvisu_system.settings.keyholed_servers[0]
+            return await api.post(server + path, content=replay[0], headers=replay[1], auth=None,
+                                  timeout=60)
 
-        assert (await post(key="f" * 64)).status_code == 401
-        assert (await post(skew=-600)).status_code == 401
-        assert (await post(count=5)).status_code == 400
-        assert (await post(nodes=("cn0", "cn1"))).status_code == 403
-        assert (await post(nodes=("login0",))).status_code == 403
-        assert rules_of(job_id) == {"gw0": [], "gw1": []}
+        assert (await post(key=b"f" * 64)).status_code == 401  # forged signature
+        assert (await post(skew=-600)).status_code == 401  # stale timestamp
+        max_ports = bwvisu_system.settings.keyholed_max_forwarders_per_job
+        assert (await post(count=max_ports + 1)).status_code == 400
+        assert (await post(nodes=[*nodes, stranger])).status_code == 403
+        assert (await post(nodes=["login0"])).status_code == 403
+        assert rules_of(minicluster, job_id) == {gw: [] for gw in minicluster.gateway_nodes}
+        assert await held_by(bwvisu_system, job_id) == []
         granted = await post()
         assert granted.status_code == 200, granted.text
-        assert (await post(replay=post.last)).status_code == 409  # type: ignore[attr-defined]
+        replayed = await post(replay=sent[-1])
+        assert replayed.status_code == 409 and "replayed" in replayed.json()["detail"]
         second = await post()
         assert second.status_code == 409 and "already granted" in second.json()["detail"]
-        assert sum(len(v) for v in rules_of(job_id).values()) == 2  # only the one grant's rules
-        kinds = [type(e).__name__ for _, e in await events.read_job(job_id)]
-        assert kinds.count("PortsRefused") == 7 and kinds.count("PortsAssigned") == 1
-        await events.append([ev.JobEnded(job_id=job_id, slurm_state="COMPLETED")])
-        await _eventually(lambda: rules_of(job_id) == {"gw0": [], "gw1": []})
+        assert sum(len(r) for r in rules_of(minicluster, job_id).values()) == 2  # the one grant
+        async with bwvisu_system.events() as events:
+            kinds = [type(e).__name__ for _, e in await events.read_job(job_id)]
+        assert kinds.count("PortsRefused") == 7 and kinds.count("PortsAssigned") == 1, kinds
+    finally:
+        await cancel(api, job_id)
+    await wait_job(api, job_id, finished)
+    await assert_cleaned_up(bwvisu_system, minicluster, job_id)
 
 
-async def test_twenty_jobs_spread_over_both_gateways_and_ports_are_reused(stack: Stack) -> None:
-    await wait_agents(stack)
-    async with clients(stack) as (events, state, _):
-        made = [await running_job(events, state, ["cn0", "cn1"]) for _ in range(20)]
-        runs = await asyncio.gather(*(asyncio.to_thread(stack.keyhole_in, "cn0", j, t, 1, "cn[0-1]")
-                                      for j, t in made))
-        got = [exports(r.stdout) for r in runs]
-        assert all(g for g in got), [r.stderr for r in runs if not exports(r.stdout)]
-        assert {g["KEYHOLE_GATEWAY0"] for g in got} == set(GATEWAYS.values())
-        pairs = {(g["KEYHOLE_GATEWAY0"], g["KEYHOLE_EXTERNAL_PORT0"]) for g in got}
-        assert len(pairs) == 20 and len({g["KEYHOLE_PORT0"] for g in got}) == 20
-        for job_id, _ in made:
-            await events.append([ev.JobEnded(job_id=job_id, slurm_state="COMPLETED")])
-        await _eventually(lambda: all(rules_of(j) == {"gw0": [], "gw1": []} for j, _ in made), 20)
-        await _eventually_async(lambda: state.reservations(), expect={}, timeout=20)
+def agent_pid(system: BwvisuSystem, gateway: str, other_than: int | None = None,
+              timeout: float = 60) -> int:
+    """The pid of the system's gateway agent for `gateway` (a new one, if `other_than` is given)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid in system.pids("gateway_agent"):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if pid != other_than and gateway.encode() in argv:
+                return pid
+        assert time.monotonic() < deadline, f"no gateway agent for {gateway}"
+        time.sleep(0.2)
 
 
-async def test_agent_killed_rule_deleted_job_ended_then_restart_reconciles(stack: Stack) -> None:
-    await wait_agents(stack)
-    async with clients(stack) as (events, state, jobs):
-        made = [await running_job(events, state, ["cn0"]) for _ in range(4)]
-        runs = [await asyncio.to_thread(stack.keyhole_in, "cn0", j, t, 1, "cn0") for j, t in made]
-        gws = {j: exports(r.stdout)["KEYHOLE_GATEWAY0"] for (j, _), r in zip(made, runs, strict=True)}
-        victim_gw = "gw0"
-        on_victim = [j for j, ip in gws.items() if ip == GATEWAYS[victim_gw]]
-        assert len(on_victim) >= 2, gws  # least loaded: both gateways get two
-        keep, gone = on_victim[0], on_victim[1]
-        agent = stack.procs[f"agent-{victim_gw}"]
-        os.kill(agent.pid, signal.SIGKILL)
-        agent.wait()
-        deleted = rules_of(keep)[victim_gw][0].replace("-A ", "-D ", 1)
-        subprocess.run(["ip", "netns", "exec", victim_gw, "iptables", "-w", "-t", "nat",  # noqa: ASYNC221
-                        *shlex.split(deleted)], check=True)
-        await events.append([ev.JobEnded(job_id=gone, slurm_state="COMPLETED")])
-        assert len(rules_of(keep)[victim_gw]) == 1 and len(rules_of(gone)[victim_gw]) == 2
-        stack.start(f"agent-{victim_gw}", stack.agent_argv(victim_gw))
-        await _eventually(lambda: len(rules_of(keep)[victim_gw]) == 2 and not rules_of(gone)[victim_gw], 20)
-        await _eventually_async(lambda: _held_by(state, gone), expect=[])
-        for job_id, _ in made:
-            await events.append([ev.JobEnded(job_id=job_id, slurm_state="COMPLETED")])
-        await _eventually(lambda: all(rules_of(j) == {"gw0": [], "gw1": []} for j, _ in made), 20)
+async def test_killed_agent_comes_back_and_reconciles(
+    api: httpx.AsyncClient, bwvisu_system: BwvisuSystem, minicluster: Minicluster
+) -> None:
+    job_ids = await asyncio.gather(*(submit(api, "port-echo", seconds="180", runtime="4") for _ in range(4)))
+    try:
+        jobs = await asyncio.gather(*(wait_job(api, j, available) for j in job_ids))
+        by_gateway: dict[str, list[tuple[str, Job]]] = {}
+        for job_id, job in zip(job_ids, jobs, strict=True):
+            service = job["services"][0]
+            by_gateway.setdefault(gateway_of(bwvisu_system, service), []).append((job_id, service))
+        victim = max(by_gateway, key=lambda gw: len(by_gateway[gw]))  # 4 jobs, 2 gateways: >= 2
+        (keep, kept), (gone, _) = by_gateway[victim][:2]
+        old = agent_pid(bwvisu_system, victim)
+        # Stopped first, so that the supervisor cannot restart it before the changes below.
+        os.kill(old, signal.SIGSTOP)
+        try:
+            dnat = next(r for r in rules_of(minicluster, keep)[victim] if "-j DNAT" in r)
+            deleted = minicluster.in_host(victim, ["iptables", "-w", "-t", "nat",
+                                                   *shlex.split(dnat.replace("-A ", "-D ", 1))])
+            assert deleted.returncode == 0, deleted.stderr
+            await cancel(api, gone)
+            await wait_job(api, gone, finished)
+            assert len(rules_of(minicluster, gone)[victim]) == 2  # nobody removed them yet
+        finally:
+            os.kill(old, signal.SIGKILL)
+        new = await asyncio.to_thread(agent_pid, bwvisu_system, victim, old)
+        assert new != old
+        await eventually(lambda: len(rules_of(minicluster, keep)[victim]) == 2, "the deleted rule is back")
+        line = await asyncio.to_thread(greeting, kept["external-ip"], kept["external-port"])
+        assert line.startswith(f"port-echo {keep} ")
+        await assert_cleaned_up(bwvisu_system, minicluster, gone)
+    finally:
+        for job_id in job_ids:
+            await api.delete(f"/jobs/{job_id}")  # 404 for the one cancelled above
+    for job_id in job_ids:
+        await wait_job(api, job_id, finished)
+    await assert_cleaned_up(bwvisu_system, minicluster, *job_ids)
