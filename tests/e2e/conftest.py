@@ -23,6 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from bwvisu_cli.testbed import start_up, stop_up, wait_up, write_isolated_config
+from bwvisu_common.errors import BwvisuError
+
 REPO = Path(__file__).resolve().parents[2]
 MINICLUSTER = REPO / "deploy" / "minicluster" / "minicluster"
 CLUSTER_JSON = Path("/var/lib/bwvisu-minicluster/cluster.json")
@@ -236,21 +239,6 @@ def minicluster() -> Iterator[Minicluster]:
 # --- the whole bwvisu system on the minicluster ------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _with_port(address: str, port: int) -> str:
-    """`nats://h:1`, `h:1` or `http://h:1` with another port; the host stays."""
-    from bwvisu_common.settings import host_port
-
-    scheme = address.split("//", 1)[0] + "//" if "//" in address else ""
-    host, _ = host_port(address, port)
-    return f"{scheme}{host}:{port}"
-
-
 @dataclass
 class BwvisuSystem:
     """`bwvisu up` on the minicluster's config, with its own state dir and free ports."""
@@ -322,77 +310,25 @@ class BwvisuSystem:
             yield events
 
     def stop(self, timeout: float = 60) -> None:
-        import signal
-
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def _system_config(minicluster: Minicluster, state_dir: Path) -> dict[str, object]:
-    config = json.loads(minicluster.config_path.read_text())
-    config["state-dir"] = str(state_dir)
-    # Own ports, so that test sessions running at the same time each have their own system.
-    config["nats-servers"] = [_with_port(config.get("nats-servers", ["nats://127.0.0.1"])[0], _free_port())]
-    config["etcd-servers"] = [_with_port(config.get("etcd-servers", ["127.0.0.1"])[0], _free_port())]
-    keyhole_port = _free_port()
-    config.setdefault("keyhole-api", {})["port"] = keyhole_port
-    config["keyholed-servers"] = [_with_port(s, keyhole_port) for s in config.get("keyholed-servers", [])]
-    config.setdefault("runner-api", {})["port"] = _free_port()
-    from bwvisu_common.settings import Settings
-
-    if "web" in Settings.__struct_fields__:
-        config.setdefault("web", {})["port"] = _free_port()
-    return config
+        stop_up(self.process, timeout)
 
 
 @pytest.fixture(scope="session")
 def bwvisu_system(
     minicluster: Minicluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BwvisuSystem]:
-    """Every bwvisu service (`bwvisu up`) against the minicluster, for the whole session."""
-    import sys
+    """Every bwvisu service (`bwvisu up`) against the minicluster, for the whole session.
 
+    Own ports and state dir, so that test sessions running at the same time each have theirs."""
     base = tmp_path_factory.mktemp("bwvisu-system")
-    config_path = base / "bwvisu.json"
-    config_path.write_text(json.dumps(_system_config(minicluster, base / "state"), indent=2))
+    config_path = write_isolated_config(minicluster.config_path, base)
     log_path = base / "up.log"
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "bwvisu"), "--config", str(config_path), "up"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    system = BwvisuSystem(config_path, base / "state", process, log_path)
+    system = BwvisuSystem(config_path, base / "state", start_up(config_path, log_path), log_path)
     try:
-        _wait_up(system)
+        try:
+            wait_up(system.process, config_path, log_path)
+        except BwvisuError as exc:
+            pytest.fail(str(exc))
         yield system
     finally:
         system.stop()
-
-
-def _wait_up(system: BwvisuSystem, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    api = system.settings.runner_api
-    while True:
-        if system.process.poll() is not None:
-            output = system.log_path.read_text()[-4000:]
-            pytest.fail(f"bwvisu up exited ({system.process.returncode}):\n{output}")
-        status = system.cli("status")
-        if status.returncode == 0 and (not system.pids("runner_api") or _listens(api.host, api.port)):
-            return
-        if time.monotonic() > deadline:
-            system.stop()
-            pytest.fail(f"bwvisu did not come up in {timeout:.0f} s:\n{status.stdout}{status.stderr}\n"
-                        f"{system.log_path.read_text()[-4000:]}")
-        time.sleep(0.5)
-
-
-def _listens(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False

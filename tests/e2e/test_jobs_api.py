@@ -40,10 +40,12 @@ def wait_state(api: httpx.Client, job_id: str, states: set[str], timeout: float 
         time.sleep(0.3)
 
 
-def slurm_job_count(minicluster: Minicluster) -> int:
-    out = minicluster.ssh("login1", ["squeue", "--noheader", "--all", "--states=all", "--format=%i"])
+def slurm_jobs_of(system: BwvisuSystem, minicluster: Minicluster) -> list[str]:
+    """Names of the Slurm jobs this system tagged (other test sessions may share the cluster)."""
+    out = minicluster.ssh("login1", ["squeue", "--noheader", "--all", "--states=all", "--format=%j"])
     assert out.returncode == 0, out.stderr
-    return len(out.stdout.split())
+    tag = system.settings.scheduler.job_tag + "-"
+    return [name for name in out.stdout.split() if name.startswith(tag)]
 
 
 def test_submit_run_cancel_and_read_back(api: httpx.Client, minicluster: Minicluster) -> None:
@@ -87,7 +89,7 @@ async def submitted_since(system: BwvisuSystem, seq: int) -> list[ev.JobSubmitte
 async def test_hostile_values_are_refused_and_reach_neither_the_log_nor_slurm(
     api: httpx.Client, bwvisu_system: BwvisuSystem, minicluster: Minicluster
 ) -> None:
-    before = slurm_job_count(minicluster)
+    before = set(slurm_jobs_of(bwvisu_system, minicluster))
     async with bwvisu_system.events() as events:
         seq = await events.last_seq()
     for value in HOSTILE:
@@ -103,7 +105,7 @@ async def test_hostile_values_are_refused_and_reach_neither_the_log_nor_slurm(
     assert api.get(f"/cluster/check-user/{minicluster.missing_user}").status_code == 404
     assert api.get("/cluster/check-user/alice").json() == {"response": "success"}
     assert await submitted_since(bwvisu_system, seq) == []
-    assert slurm_job_count(minicluster) <= before  # jobs of earlier tests may have ended
+    assert set(slurm_jobs_of(bwvisu_system, minicluster)) <= before  # earlier tests' jobs may end
 
 
 def test_no_command_node_is_a_503_then_submits_work_again(

@@ -40,9 +40,10 @@ async def wait_until(system: BwvisuSystem, job_id: str, done, timeout: float = 6
             await asyncio.sleep(0.2)
 
 
-def slurm_jobs_named(minicluster: Minicluster, job_id: str) -> list[str]:
+def slurm_jobs_named(system: BwvisuSystem, minicluster: Minicluster, job_id: str) -> list[str]:
+    name = f"{system.settings.scheduler.job_tag}-{job_id}"
     proc = minicluster.ssh("login1", ["squeue", "--noheader", "--all", "--states=all",
-                                      f"--name=bwvisu-{job_id}", "--format=%i %T"])
+                                      f"--name={name}", "--format=%i %T"])
     assert proc.returncode == 0, proc.stderr
     return [line for line in proc.stdout.splitlines() if line.strip()]
 
@@ -59,7 +60,7 @@ async def test_submit_start_cancel_end(bwvisu_system: BwvisuSystem, minicluster:
     log, view = await wait_until(bwvisu_system, job_id, lambda v: v.state == "finished")
     ended = next(e for e in log if isinstance(e, ev.JobEnded))
     assert ended.slurm_state == "CANCELLED", view.details
-    assert len(slurm_jobs_named(minicluster, job_id)) == 1
+    assert len(slurm_jobs_named(bwvisu_system, minicluster, job_id)) == 1
     async with bwvisu_system.stores() as (_, state):
         for _ in range(50):
             if await state.get_secret(f"token/{job_id}") is None:
@@ -94,7 +95,7 @@ async def test_unknown_user_and_missing_variable(
     job_id = await submit(bwvisu_system)  # `seconds` missing
     log, _ = await wait_until(bwvisu_system, job_id, lambda v: v.state == "finished")
     assert isinstance(log[-1], ev.JobSubmitFailed) and "seconds" in log[-1].reason
-    assert slurm_jobs_named(minicluster, job_id) == []
+    assert slurm_jobs_named(bwvisu_system, minicluster, job_id) == []
 
 
 async def test_kill_9_mid_run_loses_and_duplicates_nothing(
@@ -112,7 +113,7 @@ async def test_kill_9_mid_run_loses_and_duplicates_nothing(
         log, view = await wait_until(bwvisu_system, job_id, lambda v: v.state == "finished", timeout=120)
         assert isinstance(log[-1], ev.JobEnded) and log[-1].slurm_state == "COMPLETED", view.details
         assert sum(isinstance(e, ev.JobQueued | ev.JobAdopted) for e in log) == 1
-        assert len(slurm_jobs_named(minicluster, job_id)) == 1
+        assert len(slurm_jobs_named(bwvisu_system, minicluster, job_id)) == 1
 
 
 async def test_check_user_asks_the_cluster(bwvisu_system: BwvisuSystem, minicluster: Minicluster) -> None:
