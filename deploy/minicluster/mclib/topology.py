@@ -43,8 +43,9 @@ DEFAULT_COMPUTE = 2
 PACKAGES = (
     "slurm-wlm", "munge", "openssh-server", "openssh-client", "iptables",
     "netcat-openbsd", "sudo", "xpra", "xvfb", "xterm", "iproute2", "procps", "python3",
-    # The applications the shipped templates start on compute nodes.
-    "jupyter-notebook",
+    # The applications the shipped templates start on compute nodes (xpra's server needs
+    # PIL to answer its HTML5 client).
+    "jupyter-notebook", "python3-pil",
 )
 
 
