@@ -33,6 +33,7 @@ class EventStoreContract:
         assert got[0][0] == first and got[-1][0] == last
         assert [s for s, _ in got] == sorted(s for s, _ in got)
         assert await store.read_job(job()) == []
+        assert [s for s, _ in await store.read_job(a, from_seq=first + 1)] == [s for s, _ in got[1:]]
 
     async def test_a_retried_event_is_stored_once(self, store):
         a = job()

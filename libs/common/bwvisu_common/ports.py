@@ -24,8 +24,11 @@ class EventStore(Protocol):
         """
         ...
 
-    async def read_job(self, job_id: str) -> list[tuple[int, AnyEvent]]:
-        """All events of one job, oldest first, with their stream sequences."""
+    async def read_job(self, job_id: str, from_seq: int = 1) -> list[tuple[int, AnyEvent]]:
+        """The job's events from stream sequence `from_seq` on, oldest first, with their sequences.
+
+        A caller holding the job's first event (its JobSubmitted) passes that event's sequence:
+        the whole history, found without scanning the stream before it."""
         ...
 
     def batches(self, after_seq: int, max_batch: int = 500) -> AsyncIterator[list[tuple[int, AnyEvent]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -74,25 +75,29 @@ class JobHandlers:
     async def handle(self, seq: int, event: ev.AnyEvent) -> None:
         match event:
             case ev.JobSubmitted():
-                await self.on_submitted(event)
+                await self.on_submitted(event, seq)
             case ev.JobCancelRequested():
                 await self.on_cancel_requested(event)
             case ev.JobEnded() | ev.JobSubmitFailed():
                 await self._state.delete_secret(token_key(event.job_id))
 
-    async def _current(self, job_id: str) -> tuple[JobView | None, int]:
-        stored = await self._events.read_job(job_id)
+    async def _current(self, job_id: str, from_seq: int = 1) -> tuple[JobView | None, int]:
+        stored = await self._events.read_job(job_id, from_seq)
         view = fold(list(stored))
         return view, (stored[-1][0] if stored else 0)
 
-    async def on_submitted(self, event: ev.JobSubmitted) -> None:
-        view, seq = await self._current(event.job_id)
+    async def on_submitted(self, event: ev.JobSubmitted, submitted_seq: int = 1) -> None:
+        # A job's history starts at its JobSubmitted: no need to look at the stream before it.
+        # Both reads at once: they sit on the path of every POST /jobs.
+        (view, seq), token = await asyncio.gather(
+            self._current(event.job_id, submitted_seq), self._state.get_secret(token_key(event.job_id))
+        )
         if _decided(view):
             return
         assert view is not None
         self.in_flight.add(event.job_id)
         try:
-            outcome = await self._submit(view, event)
+            outcome = await self._submit(view, event, token)
             await self._append_decision(event.job_id, seq, outcome)
         finally:
             self.in_flight.discard(event.job_id)
@@ -109,7 +114,7 @@ class JobHandlers:
                     return
         raise ConcurrencyConflict(job_id, seq)
 
-    async def _submit(self, view: JobView, event: ev.JobSubmitted) -> ev.Event:
+    async def _submit(self, view: JobView, event: ev.JobSubmitted, token: bytes | None) -> ev.Event:
         job_id = event.job_id
 
         def failed(reason: str, kind: str = "rejected") -> ev.JobSubmitFailed:
@@ -118,7 +123,6 @@ class JobHandlers:
 
         if view.cancel_requested:
             return failed("cancelled before it was submitted")
-        token = await self._state.get_secret(token_key(job_id))
         if token is None and ev.utcnow() - event.time > SUBMIT_DEADLINE:
             return failed("not submitted in time; please submit again", "unavailable")
         try:

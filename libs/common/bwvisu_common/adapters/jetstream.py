@@ -110,9 +110,9 @@ class JetStreamEventStore:
         assert seq is not None
         return seq
 
-    async def read_job(self, job_id: str) -> list[tuple[int, ev.AnyEvent]]:
+    async def read_job(self, job_id: str, from_seq: int = 1) -> list[tuple[int, ev.AnyEvent]]:
         found: list[tuple[int, ev.AnyEvent]] = []
-        seq = 1
+        seq = max(1, from_seq)
         while True:
             try:
                 msg = await self._js.get_msg(STREAM, seq=seq, subject=job_subject(job_id), next=True)

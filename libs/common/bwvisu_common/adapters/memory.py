@@ -44,8 +44,8 @@ class InMemoryEventStore:
     def _last_of(self, job_id: str) -> int:
         return next((s for s, e in reversed(self._log) if e.job_id == job_id), 0)
 
-    async def read_job(self, job_id: str) -> list[tuple[int, ev.AnyEvent]]:
-        return [(s, e) for s, e in self._log if e.job_id == job_id]
+    async def read_job(self, job_id: str, from_seq: int = 1) -> list[tuple[int, ev.AnyEvent]]:
+        return [(s, e) for s, e in self._log if e.job_id == job_id and s >= from_seq]
 
     async def last_seq(self) -> int:
         return len(self._log)
