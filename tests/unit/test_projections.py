@@ -39,6 +39,7 @@ def test_a_job_walks_the_whole_state_machine():
         states.append(job.state)
     assert states == [SUBMITTED, SUBMITTED, RUNNING, RUNNING, RUNNING, AVAILABLE, COMPLETING, FINISHED]
     assert job.slurm_id == "42" and job.nodes == ["cn0"] and job.exit_code == 0
+    assert job.started_at == history[2].time and job.submitted_at == history[0].time
     assert job.services == [] and job.seq == len(history)
 
 

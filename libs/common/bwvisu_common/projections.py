@@ -48,6 +48,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     exit_code: int | None = None
     failure: str = ""  # JobSubmitFailed's kind: rejected | unknown-user | unavailable
     submitted_at: datetime | None = None
+    started_at: datetime | None = None
     updated_at: datetime | None = None
     seq: int = 0
 
@@ -86,7 +87,8 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
             return {"state": FINISHED, "failure": kind, "details": f"submission failed: {reason}"}
         case ev.JobStarted(nodes=nodes):
             state = RUNNING if job.state == SUBMITTED else job.state
-            return {"state": state, "nodes": list(nodes), "details": "running"}
+            return {"state": state, "nodes": list(nodes), "details": "running",
+                    "started_at": job.started_at or event.time}
         case ev.JobDetailsChanged(details=details):
             return {"details": details}
         case ev.JobCompleting():

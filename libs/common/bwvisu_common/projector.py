@@ -60,6 +60,15 @@ class LiveJobs:
                 return None
         return self._jobs.get(job_id)
 
+    async def changed(self, after_seq: int, timeout: float) -> int:
+        """The sequence once any job changed after `after_seq` (or after `timeout` seconds)."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self._seq > after_seq), timeout)
+            except TimeoutError:
+                pass
+        return self._seq
+
     async def run(self, caught_up: asyncio.Event | None = None) -> None:
         """Follow the stream until cancelled; set `caught_up` once the backlog is applied."""
         while True:

@@ -15,11 +15,12 @@ from fastapi import FastAPI
 
 from bwvisu_common.connect import open_stores
 from bwvisu_common.errors import ConfigError, DependencyUnavailable
+from bwvisu_common.projector import LiveJobs
 from bwvisu_common.settings import Settings, templates_path
 from web_portal.adapters.auth import PamAuthenticator, TrustedHeaderAuthenticator
 from web_portal.adapters.bundle_files import load_bundles
 from web_portal.adapters.heartbeats import HeartbeatLog
-from web_portal.adapters.live_feed import LiveJobFeed, NoJobsYet
+from web_portal.adapters.live_feed import NoJobsYet
 from web_portal.adapters.runner_api import RunnerApiClient
 from web_portal.adapters.system import TcpProber, UnixGroups
 from web_portal.app import create_app
@@ -91,7 +92,7 @@ def build_app(settings: Settings) -> FastAPI:
             stack.push_async_callback(runner.aclose)
             events, state = await _open_stores_retrying(settings, stack)
             await beats.follow(events.nats)
-            feed = LiveJobFeed(events, state)
+            feed = LiveJobs(events, state)
             caught_up = asyncio.Event()
             follower = asyncio.create_task(feed.run(caught_up))
             stack.callback(follower.cancel)

@@ -51,8 +51,7 @@ class Portal:
         return job if job is not None and job.uid == user else None
 
     def card(self, job: JobView) -> Card:
-        started = self.feed.started_at(job.job_id)
-        return card(job, self.bundle_for(job), self.now(), started, self.external_ips)
+        return card(job, self.bundle_for(job), self.now(), self.external_ips)
 
     def cards(self, user: str | None) -> list[Card]:
         """The sessions of `user` (everyone's for None) to list now."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Protocol
 
 from bwvisu_common.projections import JobView
@@ -42,10 +41,6 @@ class JobFeed(Protocol):
     def get(self, job_id: str) -> JobView | None: ...
 
     def all(self) -> list[JobView]: ...
-
-    def started_at(self, job_id: str) -> datetime | None:
-        """When the job started running, if this process saw it happen."""
-        ...
 
     async def changed(self, after_seq: int, timeout: float) -> int:
         """The sequence once it moved past `after_seq`, or the current one after `timeout` s."""

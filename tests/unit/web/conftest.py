@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
+from bwvisu_common.projector import LiveJobs
 from bwvisu_common.settings import CommandNode, GatewayNode
 from tests.unit.web.fakes import USERS, FakeAuthenticator, FakeGroups, FakeProber, FakeRunner
-from web_portal.adapters.live_feed import LiveJobFeed
 from web_portal.app import create_app
 from web_portal.domain.bundles import Bundle, parse_bundle
 from web_portal.portal import Portal
@@ -46,7 +46,7 @@ def xpra_bundle() -> Bundle:
 class World:
     portal: Portal
     store: InMemoryEventStore
-    feed: LiveJobFeed
+    feed: LiveJobs
     runner: FakeRunner
     auth: FakeAuthenticator
 
@@ -58,7 +58,7 @@ class World:
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
     store = InMemoryEventStore()
-    feed = LiveJobFeed(store, InMemoryStateStore())
+    feed = LiveJobs(store, InMemoryStateStore())
     task = asyncio.create_task(feed.run())
     runner, auth = FakeRunner(store, feed), FakeAuthenticator()
     portal = Portal(

@@ -28,10 +28,10 @@ def test_a_queued_job_says_why_it_waits_in_words():
 
 def test_a_running_job_counts_down_from_its_start():
     started = NOW - timedelta(minutes=20)
-    c = card(job(state="running", details="running"), xpra_bundle(), NOW, started_at=started)
+    c = card(job(state="running", details="running", started_at=started), xpra_bundle(), NOW)
     assert c.words == "Starting…" and c.time_left == "1 h 10 min left"
     assert c.ends_at == (started + timedelta(minutes=90)).isoformat()
-    # Start unknown (before this process): the submission time, so never more time than there is.
+    # Start not known (an adopted job): the submission time, so never more time than there is.
     assert card(job(state="running"), xpra_bundle(), NOW).time_left == "1 h 20 min left"
 
 

@@ -54,9 +54,9 @@ class Card(msgspec.Struct, frozen=True, kw_only=True):
     nodes: str = ""
 
 
-def card(job: JobView, bundle: Bundle | None, now: datetime, started_at: datetime | None = None,
+def card(job: JobView, bundle: Bundle | None, now: datetime,
          external_ips: Mapping[str, str] | None = None) -> Card:
-    ends = end_time(job, bundle, started_at)
+    ends = end_time(job, bundle)
     return Card(
         job_id=job.job_id, uid=job.uid,
         app=bundle.title if bundle else job.template_name, icon=bundle.icon if bundle else "app",
@@ -111,10 +111,10 @@ def runtime_minutes(job: JobView, bundle: Bundle | None) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def end_time(job: JobView, bundle: Bundle | None, started_at: datetime | None) -> datetime | None:
+def end_time(job: JobView, bundle: Bundle | None) -> datetime | None:
     """When Slurm will stop the job: its start (else submission, an early bound) plus its run time."""
     minutes = runtime_minutes(job, bundle)
-    start = started_at or job.submitted_at
+    start = job.started_at or job.submitted_at
     if minutes is None or start is None or job.state not in (RUNNING, AVAILABLE, COMPLETING):
         return None
     return start + timedelta(minutes=minutes)
