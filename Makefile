@@ -18,6 +18,9 @@ install: $(VENV)/.installed
 
 demo: install
 	$(CLUSTER) up
+	@echo
+	@echo "Portal: http://127.0.0.1:8080/  (log in as alice, password: $$(python3 -c 'import json; print(json.load(open("/var/lib/bwvisu-minicluster/users.json"))["alice"])'))"
+	@echo
 	$(VENV)/bin/bwvisu --config $(CLUSTER_CONFIG) up
 
 test: install
