@@ -14,6 +14,22 @@ from bwvisu_cli.servers import etcd_command, free_port, nats_command, wait_liste
 from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
 
+LAYERS = ("unit", "contract", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fast layers first, so a broken unit fails in seconds, not after the minicluster.
+
+    Tests that take the whole cluster down and up run after every other test: a running
+    bwvisu (agents inside the gateways' namespaces) would not survive them."""
+
+    def order(item: pytest.Item) -> tuple[bool, int]:
+        parts = Path(str(item.fspath)).parts
+        layer = next((LAYERS.index(p) for p in parts if p in LAYERS), len(LAYERS))
+        return item.get_closest_marker("cluster_teardown") is not None, layer
+
+    items.sort(key=order)
+
 
 @dataclass(frozen=True)
 class Server:

@@ -179,6 +179,7 @@ def test_not_root_is_one_clear_error() -> None:
 
 
 # Keep this test last in the file: it tears the cluster down and builds it again.
+@pytest.mark.cluster_teardown
 def test_down_leaves_nothing_then_up_restores(minicluster: Minicluster) -> None:
     if other_sessions():
         pytest.skip("another test session on this machine is using the minicluster")
