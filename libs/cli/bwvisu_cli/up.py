@@ -7,7 +7,6 @@ import fcntl
 import importlib.util
 import json
 import os
-import secrets
 import socket
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import IO
 from bwvisu_cli.servers import etcd_command, free_port, listening, nats_command
 from bwvisu_cli.supervisor import Child, supervise
 from bwvisu_common.errors import BwvisuError
+from bwvisu_common.secret_files import ensure_secret_file
 from bwvisu_common.settings import Settings, host_port
 
 # Services in start order: (name, package, settings section that says where it listens).
@@ -133,24 +133,13 @@ def _runnable(package: str) -> bool:
     )
 
 
-def ensure_secret(path: Path) -> bool:
-    """Create a random secret file (mode 600) unless one exists; True if it was created."""
-    if path.exists():
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_urlsafe(24) + "\n")
-    return True
-
-
 def run_up(settings: Settings, config_path: str) -> None:
     state = Path(settings.state_dir)
     lock = _lock(state)
     try:
         children = plan(settings, config_path)
         password_file = Path(settings.runner_api.password_file)
-        if ensure_secret(password_file):
+        if ensure_secret_file(password_file):
             print(f"created the runner-api password for {settings.runner_api.user} in {password_file}")
 
         def started(running: list[Child]) -> None:

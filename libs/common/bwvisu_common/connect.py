@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from contextlib import AsyncExitStack
 
 from nats.aio.client import Client as NatsClient
 
 from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
+from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.settings import Settings, host_port
+
+log = logging.getLogger(__name__)
 
 
 async def close_nats(nc: NatsClient) -> None:
@@ -18,6 +23,19 @@ async def close_nats(nc: NatsClient) -> None:
     with contextlib.suppress(Exception):
         await nc.flush(timeout=2)
     await nc.close()
+
+
+async def open_stores_retrying(
+    settings: Settings, stack: AsyncExitStack, name: str
+) -> tuple[JetStreamEventStore, EtcdStateStore]:
+    """open_stores, until it works: NATS or etcd may not be there yet (`bwvisu up` starts them
+    first, but a restart of either must not kill a service); each failure is logged."""
+    while True:
+        try:
+            return await open_stores(settings, stack, name)
+        except DependencyUnavailable as exc:
+            log.warning("%s; retrying in 2 s", exc)
+            await asyncio.sleep(2)
 
 
 async def open_stores(

@@ -7,13 +7,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from pathlib import Path
 
 from fastapi import FastAPI
 
-from bwvisu_common.connect import open_stores
-from bwvisu_common.errors import ConfigError, DependencyUnavailable
+from bwvisu_common.connect import open_stores_retrying
 from bwvisu_common.projector import LiveJobs
+from bwvisu_common.secret_files import read_secret_file
 from bwvisu_common.settings import Settings
 from bwvisu_common.templates import FileTemplates
 from runner_api.adapters.cluster_queries import NatsJobLogs, NatsUserDirectory
@@ -23,28 +22,15 @@ from runner_api.handlers import Jobs
 log = logging.getLogger(__name__)
 
 
-def read_password(settings: Settings) -> str:
-    path = settings.runner_api.password_file
-    if not path:
-        raise ConfigError("runner-api.password-file: required (the bwvisu-web account's password)")
-    try:
-        password = Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"runner-api.password-file: cannot read {path}: {exc.strerror}") from exc
-    if not password:
-        raise ConfigError(f"runner-api.password-file: {path} is empty")
-    return password
-
-
 def build_app(settings: Settings) -> FastAPI:
-    password = read_password(settings)
+    password = read_secret_file(settings.runner_api.password_file, "runner-api.password-file")
     holder: dict[str, Jobs] = {}
     caught_up = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            events, state = await _open_stores_retrying(settings, stack)
+            events, state = await open_stores_retrying(settings, stack, "runner-api")
             live = LiveJobs(events, state)
             follower = asyncio.create_task(live.run(caught_up))
             stack.callback(follower.cancel)
@@ -57,13 +43,3 @@ def build_app(settings: Settings) -> FastAPI:
     external_ips = {g.label: g.external_ip for g in settings.gateway_nodes}
     return create_app(lambda: holder["jobs"], external_ips, settings.runner_api.user, password,
                       ready=caught_up.is_set, lifespan=lifespan)
-
-
-async def _open_stores_retrying(settings: Settings, stack: AsyncExitStack):  # type: ignore[no-untyped-def]
-    """NATS or etcd not there yet: say so and keep trying, as `bwvisu up` may start us first."""
-    while True:
-        try:
-            return await open_stores(settings, stack, "runner-api")
-        except DependencyUnavailable as exc:
-            log.warning("%s; retrying in 2 s", exc)
-            await asyncio.sleep(2)

@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from bwvisu_common.connect import open_stores
-from bwvisu_common.errors import ConfigError, DependencyUnavailable
+from bwvisu_common.connect import open_stores_retrying
 from bwvisu_common.projector import LiveJobs
+from bwvisu_common.secret_files import ensure_secret_file, read_secret_file
 from bwvisu_common.settings import Settings, templates_path
 from web_portal.adapters.auth import PamAuthenticator, TrustedHeaderAuthenticator
 from web_portal.adapters.bundle_files import load_bundles
@@ -39,34 +37,13 @@ def runner_api_url(settings: Settings) -> str:
     return f"{scheme}://{host}:{conf.port}"
 
 
-def read_runner_password(settings: Settings) -> str:
-    path = settings.runner_api.password_file
-    if not path:
-        raise ConfigError("runner-api.password-file: required (the portal logs in to runner-api with it)")
-    try:
-        password = Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"runner-api.password-file: cannot read {path}: {exc.strerror}") from exc
-    if not password:
-        raise ConfigError(f"runner-api.password-file: {path} is empty")
-    return password
-
-
 def session_secret(settings: Settings) -> str:
     """The cookie-signing key: from `web.session-secret-file`, else made once in the state dir."""
-    path = Path(settings.web.session_secret_file or Path(settings.state_dir) / "web-session.secret")
-    if not path.exists() and not settings.web.session_secret_file:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-    try:
-        secret = path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"web.session-secret-file: cannot read {path}: {exc.strerror}") from exc
-    if len(secret) < 32:
-        raise ConfigError(f"web.session-secret-file: {path} holds fewer than 32 characters")
-    return secret
+    if settings.web.session_secret_file:
+        return read_secret_file(settings.web.session_secret_file, "web.session-secret-file", 32)
+    path = Path(settings.state_dir) / "web-session.secret"
+    ensure_secret_file(path, nbytes=48)
+    return read_secret_file(path, "web.session-secret-file", 32)
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -74,7 +51,7 @@ def build_app(settings: Settings) -> FastAPI:
     templates_dir = templates_path(settings)
     bundles = load_bundles(Path(web.bundles_dir or templates_dir), templates_dir)
     runner = RunnerApiClient(runner_api_url(settings), settings.runner_api.user,
-                             read_runner_password(settings))
+                             read_secret_file(settings.runner_api.password_file, "runner-api.password-file"))
     beats = HeartbeatLog()
     portal = Portal(
         bundles=bundles, runner=runner, feed=NoJobsYet(), groups=UnixGroups(), prober=TcpProber(),
@@ -90,7 +67,7 @@ def build_app(settings: Settings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(runner.aclose)
-            events, state = await _open_stores_retrying(settings, stack)
+            events, state = await open_stores_retrying(settings, stack, "web-portal")
             await beats.follow(events.nats)
             feed = LiveJobs(events, state)
             caught_up = asyncio.Event()
@@ -104,13 +81,3 @@ def build_app(settings: Settings) -> FastAPI:
 
     return create_app(portal, session_secret(settings), web.secure_cookies, web.session_max_age,
                       lifespan=lifespan)
-
-
-async def _open_stores_retrying(settings: Settings, stack: AsyncExitStack):  # type: ignore[no-untyped-def]
-    """NATS or etcd not there yet: say so and keep trying, as `bwvisu up` may start us first."""
-    while True:
-        try:
-            return await open_stores(settings, stack, "web-portal")
-        except DependencyUnavailable as exc:
-            log.warning("%s; retrying in 2 s", exc)
-            await asyncio.sleep(2)
