@@ -96,8 +96,8 @@ def rules(minicluster: Minicluster, gateway: str) -> list[str]:
 
 
 def rules_of(minicluster: Minicluster, *job_ids: str) -> dict[str, list[str]]:
-    """Per gateway, the rules tagged with any of these jobs."""
-    tags = tuple(f"bwvisu:{j}" for j in job_ids)
+    """Per gateway, the rules tagged with any of these jobs (`<system's job tag>:<job id>`)."""
+    tags = tuple(f':{j}"' for j in job_ids)
     return {gw: [r for r in rules(minicluster, gw) if any(t in r for t in tags)]
             for gw in minicluster.gateway_nodes}
 
@@ -308,6 +308,10 @@ async def test_refusals_install_no_rule(
     await assert_cleaned_up(bwvisu_system, minicluster, job_id)
 
 
+FOREIGN = ["-A", "BWVISU-DNAT", "-p", "tcp", "--dport", "19999", "-m", "comment", "--comment",
+           "othersystem:job1", "-j", "DNAT", "--to-destination", "10.200.0.99:1"]
+
+
 def agent_pid(system: BwvisuSystem, gateway: str, other_than: int | None = None,
               timeout: float = 60) -> int:
     """The pid of the system's gateway agent for `gateway` (a new one, if `other_than` is given)."""
@@ -324,6 +328,26 @@ def agent_pid(system: BwvisuSystem, gateway: str, other_than: int | None = None,
         time.sleep(0.2)
 
 
+async def kill_and_restart(system: BwvisuSystem, minicluster: Minicluster, api: httpx.AsyncClient,
+                           gateway: str, keep: str, gone: str) -> None:
+    """kill -9 the gateway's agent; meanwhile a rule of `keep` is deleted and `gone` ends."""
+    old = agent_pid(system, gateway)
+    # Stopped first, so that the supervisor cannot restart it before the changes below.
+    os.kill(old, signal.SIGSTOP)
+    try:
+        dnat = next(r for r in rules_of(minicluster, keep)[gateway] if "-j DNAT" in r)
+        deleted = minicluster.in_host(gateway, ["iptables", "-w", "-t", "nat",
+                                                *shlex.split(dnat.replace("-A ", "-D ", 1))])
+        assert deleted.returncode == 0, deleted.stderr
+        await cancel(api, gone)
+        await wait_job(api, gone, finished)
+        assert len(rules_of(minicluster, gone)[gateway]) == 2  # nobody removed them yet
+    finally:
+        os.kill(old, signal.SIGKILL)
+    assert await asyncio.to_thread(agent_pid, system, gateway, old) != old  # the supervisor restarted it
+    await eventually(lambda: len(rules_of(minicluster, keep)[gateway]) == 2, "the deleted rule is back")
+
+
 async def test_killed_agent_comes_back_and_reconciles(
     api: httpx.AsyncClient, bwvisu_system: BwvisuSystem, minicluster: Minicluster
 ) -> None:
@@ -336,25 +360,16 @@ async def test_killed_agent_comes_back_and_reconciles(
             by_gateway.setdefault(gateway_of(bwvisu_system, service), []).append((job_id, service))
         victim = max(by_gateway, key=lambda gw: len(by_gateway[gw]))  # 4 jobs, 2 gateways: >= 2
         (keep, kept), (gone, _) = by_gateway[victim][:2]
-        old = agent_pid(bwvisu_system, victim)
-        # Stopped first, so that the supervisor cannot restart it before the changes below.
-        os.kill(old, signal.SIGSTOP)
+        # Another bwvisu's forward on the same gateway: not this system's to reconcile.
+        assert minicluster.in_host(victim, ["iptables", "-w", "-t", "nat", *FOREIGN]).returncode == 0
         try:
-            dnat = next(r for r in rules_of(minicluster, keep)[victim] if "-j DNAT" in r)
-            deleted = minicluster.in_host(victim, ["iptables", "-w", "-t", "nat",
-                                                   *shlex.split(dnat.replace("-A ", "-D ", 1))])
-            assert deleted.returncode == 0, deleted.stderr
-            await cancel(api, gone)
-            await wait_job(api, gone, finished)
-            assert len(rules_of(minicluster, gone)[victim]) == 2  # nobody removed them yet
+            await kill_and_restart(bwvisu_system, minicluster, api, victim, keep, gone)
+            line = await asyncio.to_thread(greeting, kept["external-ip"], kept["external-port"])
+            assert line.startswith(f"port-echo {keep} ")
+            await assert_cleaned_up(bwvisu_system, minicluster, gone)
+            assert any('"othersystem:job1"' in rule for rule in rules(minicluster, victim))
         finally:
-            os.kill(old, signal.SIGKILL)
-        new = await asyncio.to_thread(agent_pid, bwvisu_system, victim, old)
-        assert new != old
-        await eventually(lambda: len(rules_of(minicluster, keep)[victim]) == 2, "the deleted rule is back")
-        line = await asyncio.to_thread(greeting, kept["external-ip"], kept["external-port"])
-        assert line.startswith(f"port-echo {keep} ")
-        await assert_cleaned_up(bwvisu_system, minicluster, gone)
+            minicluster.in_host(victim, ["iptables", "-w", "-t", "nat", "-D", *FOREIGN[1:]])
     finally:
         for job_id in job_ids:
             await api.delete(f"/jobs/{job_id}")  # 404 for the one cancelled above

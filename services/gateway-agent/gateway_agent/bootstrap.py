@@ -14,6 +14,7 @@ from bwvisu_common.settings import Settings
 from gateway_agent.adapters.iptables import IptablesFirewall
 from gateway_agent.adapters.prober import TcpProber
 from gateway_agent.agent import GatewayAgent
+from gateway_agent.domain.rules import rule_tag
 
 
 async def build(settings: Settings, gateway: str,
@@ -21,9 +22,15 @@ async def build(settings: Settings, gateway: str,
     nodes = {g.label: g for g in settings.gateway_nodes}
     if gateway not in nodes:
         raise ConfigError(f"--gateway {gateway!r} is not in gateway-nodes ({', '.join(nodes) or 'none'})")
+    try:
+        # Rules carry the system's job tag: two bwvisus sharing a gateway (a test system beside
+        # the real one) never reconcile away each other's forwards.
+        tag = rule_tag(settings.scheduler.job_tag)
+    except ValueError as exc:
+        raise ConfigError(f"scheduler.job-tag: {exc}") from exc
     events, state = await open_stores(settings, stack, f"gateway-agent-{gateway}")
     nc = events.nats
     jobs = LiveJobs(events, state)
-    agent = GatewayAgent(gateway, nodes[gateway].internal_ip, events, state, jobs, IptablesFirewall(),
+    agent = GatewayAgent(gateway, nodes[gateway].internal_ip, events, state, jobs, IptablesFirewall(tag=tag),
                          TcpProber())
     return agent, jobs, events, nc

@@ -14,11 +14,16 @@ log = logging.getLogger(__name__)
 
 
 class IptablesFirewall:
-    """iptables in the current network namespace (or behind `prefix`, e.g. `ip netns exec NS`)."""
+    """iptables in the current network namespace (or behind `prefix`, e.g. `ip netns exec NS`).
 
-    def __init__(self, prefix: Sequence[str] = (), iptables: str = "iptables") -> None:
+    Sees and changes only the rules tagged `tag`: another bwvisu's rules on the same gateway
+    are left alone.
+    """
+
+    def __init__(self, prefix: Sequence[str] = (), iptables: str = "iptables", tag: str = r.TAG) -> None:
         self._prefix = list(prefix)
         self._iptables = iptables
+        self._tag = tag
         self._lock = asyncio.Lock()  # one change at a time: each reads the chains first
 
     async def _run(self, *argv: str, stdin: str | None = None, check: bool = True) -> tuple[int, str]:
@@ -38,9 +43,12 @@ class IptablesFirewall:
             # --noflush: only these lines change; -w: wait for the xtables lock, never fail on it.
             await self._run(f"{self._iptables}-restore", "--noflush", "-w", stdin=r.batch(lines))
 
-    async def _present(self) -> list[r.RuleLine]:
+    async def _save(self) -> str:
         _, out = await self._run(f"{self._iptables}-save", "-t", "nat")
-        return r.parse_save(out)
+        return out
+
+    async def _present(self) -> list[r.RuleLine]:
+        return r.parse_save(await self._save(), self._tag)
 
     async def ensure_chains(self) -> None:
         async with self._lock:
@@ -58,7 +66,15 @@ class IptablesFirewall:
 
     async def install(self, rules: Sequence[ForwardRule]) -> None:
         async with self._lock:
-            await self._restore(r.missing_lines(rules, await self._present()))
+            saved = await self._save()
+            lines = r.missing_lines(rules, r.parse_save(saved, self._tag), self._tag)
+            # Another bwvisu's forward on the same port would shadow ours: the port is not free.
+            clash = r.foreign_ports(saved, self._tag) & {f.external_port for f in rules
+                                                         if r.dnat_line(f, self._tag) in lines}
+            if clash:
+                raise FirewallError(f"port(s) {', '.join(map(str, sorted(clash)))} are forwarded "
+                                    "by another bwvisu on this gateway")
+            await self._restore(lines)
 
     async def remove_jobs(self, job_ids: Collection[str]) -> list[ForwardRule]:
         wanted = set(job_ids)

@@ -1,9 +1,10 @@
 """Forward rules and their iptables text: what the agent installs, in its own chains only.
 
-Each forward is two rules tagged `bwvisu:<job id>`: a DNAT in BWVISU-DNAT (hooked into nat
-PREROUTING) and a MASQUERADE in BWVISU-SNAT (nat POSTROUTING), so that replies come back
-through the gateway whatever the compute node's default route is. The rules are written in
-the form `iptables-save` prints them, and read back by meaning, not by text.
+Each forward is two rules tagged `<job tag>:<job id>` (`bwvisu:<job id>` by default): a DNAT
+in BWVISU-DNAT (hooked into nat PREROUTING) and a MASQUERADE in BWVISU-SNAT (nat POSTROUTING),
+so that replies come back through the gateway whatever the compute node's default route is.
+The rules are written in the form `iptables-save` prints them, and read back by meaning, not
+by text. Rules with another tag belong to another bwvisu on the same gateway: never ours.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ SNAT_CHAIN = "BWVISU-SNAT"
 # (built-in chain, our chain) jumps installed once per gateway.
 HOOKS = (("PREROUTING", DNAT_CHAIN), ("POSTROUTING", SNAT_CHAIN))
 TAG = "bwvisu:"
+_TAG = re.compile(r"[A-Za-z0-9_.-]{1,32}:")
 _JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 
@@ -54,14 +56,22 @@ class RuleLine:
     text: str = ""
 
 
-def dnat_line(rule: ForwardRule) -> str:
+def rule_tag(job_tag: str) -> str:
+    """The comment prefix of one bwvisu's rules, from its Slurm job tag (`bwvisu` -> `bwvisu:`)."""
+    tag = f"{job_tag}:"
+    if not _TAG.fullmatch(tag):
+        raise ValueError(f"job tag {job_tag!r} cannot tag iptables rules")
+    return tag
+
+
+def dnat_line(rule: ForwardRule, tag: str = TAG) -> str:
     return (f"-A {DNAT_CHAIN} -p tcp -m tcp --dport {rule.external_port} -m comment --comment "
-            f"\"{TAG}{rule.job_id}\" -j DNAT --to-destination {rule.target_ip}:{rule.internal_port}")
+            f"\"{tag}{rule.job_id}\" -j DNAT --to-destination {rule.target_ip}:{rule.internal_port}")
 
 
-def snat_line(rule: ForwardRule) -> str:
+def snat_line(rule: ForwardRule, tag: str = TAG) -> str:
     return (f"-A {SNAT_CHAIN} -d {rule.target_ip}/32 -p tcp -m tcp --dport {rule.internal_port} "
-            f"-m comment --comment \"{TAG}{rule.job_id}\" -j MASQUERADE")
+            f"-m comment --comment \"{tag}{rule.job_id}\" -j MASQUERADE")
 
 
 def batch(lines: Iterable[str]) -> str:
@@ -69,15 +79,15 @@ def batch(lines: Iterable[str]) -> str:
     return "*nat\n" + "".join(line + "\n" for line in lines) + "COMMIT\n"
 
 
-def missing_lines(wanted: Iterable[ForwardRule], present: Iterable[RuleLine]) -> list[str]:
+def missing_lines(wanted: Iterable[ForwardRule], present: Iterable[RuleLine], tag: str = TAG) -> list[str]:
     """The rule lines of `wanted` that are not in the chains yet (either half of a forward)."""
     have = {_key(line) for line in present}
     lines = []
     for rule in sorted(set(wanted)):
         if ("dnat", rule.job_id, rule.external_port, rule.target_ip, rule.internal_port) not in have:
-            lines.append(dnat_line(rule))
+            lines.append(dnat_line(rule, tag))
         if ("snat", rule.job_id, 0, rule.target_ip, rule.internal_port) not in have:
-            lines.append(snat_line(rule))
+            lines.append(snat_line(rule, tag))
     return lines
 
 
@@ -92,25 +102,31 @@ def forwards(present: Iterable[RuleLine]) -> list[ForwardRule]:
                                internal_port=r.internal_port) for r in present if r.kind == "dnat"})
 
 
-def parse_save(text: str) -> list[RuleLine]:
-    """Our tagged rules in `iptables-save -t nat` output; anything else is ignored."""
+def foreign_ports(text: str, tag: str = TAG) -> set[int]:
+    """External ports that DNAT rules of our chain not tagged `tag` (another bwvisu's) use."""
+    return {line.external_port for line in parse_save(text, tag="")
+            if line.kind == "dnat" and not line.job_id.startswith(tag)}
+
+
+def parse_save(text: str, tag: str = TAG) -> list[RuleLine]:
+    """Our rules (tagged `tag`) in `iptables-save -t nat` output; anything else is ignored."""
     found = []
     for raw in text.splitlines():
         if not raw.startswith((f"-A {DNAT_CHAIN} ", f"-A {SNAT_CHAIN} ")):
             continue
-        parsed = _parse_line(raw)
+        parsed = _parse_line(raw, tag)
         if parsed is not None:
             found.append(parsed)
     return found
 
 
-def _parse_line(raw: str) -> RuleLine | None:
+def _parse_line(raw: str, tag: str) -> RuleLine | None:
     args = shlex.split(raw)
     opts = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("-")}
     comment = opts.get("--comment", "")
-    if not comment.startswith(TAG):
+    if not comment.startswith(tag):
         return None
-    job = comment[len(TAG):]
+    job = comment[len(tag):]
     try:
         if opts.get("-A") == DNAT_CHAIN and opts.get("-j") == "DNAT":
             ip, _, port = opts["--to-destination"].partition(":")
