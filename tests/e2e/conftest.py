@@ -45,24 +45,6 @@ def run_minicluster(*args: str, timeout: float = 300) -> subprocess.CompletedPro
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def _descendants(pid: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                stat = (proc / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        children = [p for p, parent in parents.items() if parent == current]
-        found += children
-        todo += children
-    return found
-
-
 @dataclass(frozen=True)
 class Minicluster:
     """Facts about the running minicluster, plus helpers to reach its hosts."""
@@ -132,12 +114,14 @@ class Minicluster:
         return int((self.state_dir / "run" / f"sshd-{host}.pid").read_text())
 
     def stop_sshd(self, host: str) -> None:
-        """Kill a login node's sshd and every session it holds (bwvisu's open connections too);
-        `repair()` starts it again."""
-        pid = self.sshd_pid(host)
-        for victim in [pid, *_descendants(pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(victim, signal.SIGKILL)
+        """Kill every sshd in a login node's namespace: the listener and every session, also
+        those a killed listener left behind (bwvisu's open connections); `repair()` restarts it."""
+        pids = subprocess.run(["ip", "netns", "pids", host], capture_output=True, text=True,
+                              check=True).stdout.split()
+        for pid in map(int, pids):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                    os.kill(pid, signal.SIGKILL)
 
     def repair(self) -> None:
         """Run `minicluster up` again: restarts whatever a test stopped."""

@@ -146,7 +146,7 @@ def test_sudo_refuses_root_and_unknown_users(minicluster: Minicluster) -> None:
 
 def test_login1_serves_while_login0_sshd_is_down(minicluster: Minicluster) -> None:
     mc = minicluster
-    os.kill(mc.sshd_pid("login0"), 15)
+    mc.stop_sshd("login0")
     try:
         wait_until("login0 refusing", lambda: mc.ssh("login0", ["true"], timeout=10)
                    .returncode != 0)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from bwvisu_cli.servers import free_port
+from bwvisu_cli.testbed import stop_up
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.etcd import EtcdStateStore
 
@@ -86,8 +87,7 @@ def test_up_status_second_up_and_a_clean_stop(config: Path):
             wait_for(lambda pid=pid: not os.path.exists(f"/proc/{pid}") or _zombie(pid), 5)
         assert bwvisu(config, "status").returncode == 3
     finally:
-        if up.poll() is None:
-            up.kill()
+        stop_up(up)
 
 
 def _zombie(pid: int) -> bool:
@@ -132,3 +132,18 @@ async def test_rebuild_state_reproduces_the_read_model(config: Path, nats_server
         assert await state.load_jobs() == before
     finally:
         await state.close()
+
+
+def test_children_do_not_outlive_a_killed_up(config: Path):
+    up = subprocess.Popen([*BWVISU, "--config", str(config), "up"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        status_file = config.parent / "state" / "up.json"
+        wait_for(status_file.exists)
+        children = [c["pid"] for c in json.loads(status_file.read_text())["processes"]]
+        up.kill()  # no chance to stop anything itself
+        up.wait()
+        for pid in children:
+            wait_for(lambda pid=pid: not os.path.exists(f"/proc/{pid}") or _zombie(pid), 15)
+    finally:
+        stop_up(up)

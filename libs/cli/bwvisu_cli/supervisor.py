@@ -4,6 +4,7 @@ stops them all in reverse order on Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import signal
 import time
@@ -18,6 +19,13 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE = 10.0
 MAX_BACKOFF = 30.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when `bwvisu up` dies, even by SIGKILL, so that no
+    server or service outlives it holding its ports."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -47,6 +55,7 @@ class Child:
             self.process = await asyncio.create_subprocess_exec(
                 *self.argv, stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+                preexec_fn=_die_with_parent,
             )
         if self.listen:
             await self._wait_listening(ready_timeout)
