@@ -1,5 +1,7 @@
 # The README's two commands: `make demo` brings the whole system up on the minicluster,
 # `make test` runs every test (unit, contract, integration, e2e on the minicluster).
+# Both need root: `install` takes the Debian packages the minicluster and the tests use
+# (Slurm, sshd, iptables, xpra, …) before the venv.
 
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
@@ -9,6 +11,7 @@ CLUSTER_CONFIG := /var/lib/bwvisu-minicluster/bwvisu.json
 .PHONY: demo test install test-fast bench lint down clean
 
 $(VENV)/.installed: pyproject.toml
+	$(CLUSTER) packages
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools
 	$(PY) -m pip install -q -e '.[dev]'

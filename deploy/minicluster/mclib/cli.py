@@ -120,6 +120,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p_up.add_argument("--compute", type=int, default=None, metavar="N",
                       help=f"number of compute nodes (1..{MAX_COMPUTE}, default {DEFAULT_COMPUTE})")
     sub.add_parser("down", help="remove everything the cluster made")
+    sub.add_parser("packages", help="only install the Debian packages the cluster needs")
     p_status = sub.add_parser("status", help="show hosts, daemons and sinfo")
     p_status.add_argument("--json", action="store_true")
     p_shell = sub.add_parser("shell", help="a shell (or COMMAND) inside a host's namespace")
@@ -150,6 +151,10 @@ def main(argv: list[str]) -> int:
                 return up(args.compute) if args.cmd == "up" else down()
         if args.cmd == "status":
             return status(args.json)
+        if args.cmd == "packages":
+            with _exclusive():
+                packages.ensure()
+            return 0
         return shell(args.host, args.command)
     except MiniclusterError as exc:
         print(f"minicluster: error: {exc}", file=sys.stderr)
