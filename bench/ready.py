@@ -115,6 +115,8 @@ def main() -> int:
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="the cluster's bwvisu config")
     args = parser.parse_args()
     source = Path(args.config)
+    if not source.exists():
+        sys.exit(f"{source} does not exist: bring the minicluster up first (deploy/minicluster/minicluster up)")
     with tempfile.TemporaryDirectory(prefix="bwvisu-bench-ready-") as tmp:
         config = write_isolated_config(source, Path(tmp))
         log = Path(tmp) / "up.log"

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import shlex
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -114,6 +115,9 @@ def main() -> None:
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--user", default="alice")
     args = parser.parse_args()
+    if not Path(args.config).exists():
+        sys.exit(f"{args.config} does not exist: bring the minicluster up first "
+                 "(deploy/minicluster/minicluster up)")
     asyncio.run(bench(args.n, Path(args.config), args.user))
 
 
