@@ -116,7 +116,8 @@ def main() -> int:
     args = parser.parse_args()
     source = Path(args.config)
     if not source.exists():
-        sys.exit(f"{source} does not exist: bring the minicluster up first (deploy/minicluster/minicluster up)")
+        sys.exit(f"{source} does not exist: bring the minicluster up first "
+                 "(deploy/minicluster/minicluster up)")
     with tempfile.TemporaryDirectory(prefix="bwvisu-bench-ready-") as tmp:
         config = write_isolated_config(source, Path(tmp))
         log = Path(tmp) / "up.log"
