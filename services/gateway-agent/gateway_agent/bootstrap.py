@@ -7,12 +7,12 @@ from contextlib import AsyncExitStack
 from nats.aio.client import Client as NatsClient
 
 from bwvisu_common.adapters.jetstream import JetStreamEventStore
+from bwvisu_common.adapters.tcp_prober import TcpProber
 from bwvisu_common.connect import open_stores
 from bwvisu_common.errors import ConfigError
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.settings import Settings
 from gateway_agent.adapters.iptables import IptablesFirewall
-from gateway_agent.adapters.prober import TcpProber
 from gateway_agent.agent import GatewayAgent
 from gateway_agent.domain.rules import rule_tag
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from bwvisu_common.adapters.tcp_prober import TcpProber
 from bwvisu_common.connect import open_stores_retrying
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.secret_files import ensure_secret_file, read_secret_file
@@ -20,7 +21,7 @@ from web_portal.adapters.bundle_files import load_bundles
 from web_portal.adapters.heartbeats import HeartbeatLog
 from web_portal.adapters.live_feed import NoJobsYet
 from web_portal.adapters.runner_api import RunnerApiClient
-from web_portal.adapters.system import TcpProber, UnixGroups
+from web_portal.adapters.system import UnixGroups
 from web_portal.app import create_app
 from web_portal.portal import Portal
 from web_portal.security import Revocations

@@ -89,5 +89,5 @@ class FakeProber:
     def __init__(self, up: set[str]) -> None:
         self.up = up
 
-    async def answers(self, host: str, port: int, timeout: float) -> bool:
+    async def is_open(self, host: str, port: int, timeout: float) -> bool:
         return host in self.up

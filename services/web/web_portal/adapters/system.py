@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import grp
 import pwd
 
@@ -22,17 +20,3 @@ class UnixGroups:
             return pwd.getpwnam(user).pw_gid == entry.gr_gid
         except KeyError:
             return False
-
-
-class TcpProber:
-    """A TCP connect with a timeout: the command node's sshd answers, or it does not."""
-
-    async def answers(self, host: str, port: int, timeout: float) -> bool:
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        except (OSError, TimeoutError):
-            return False
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True

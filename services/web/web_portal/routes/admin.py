@@ -66,7 +66,7 @@ def agent_status(portal: Portal, gateway: str) -> str:
 async def command_node_rows(portal: Portal) -> list[CommandNodeRow]:
     """Whether each command node's sshd accepts a connection from here, asked in parallel."""
     nodes = portal.command_nodes
-    answers = await asyncio.gather(*(portal.prober.answers(n.ip, n.port, PROBE_TIMEOUT) for n in nodes))
+    answers = await asyncio.gather(*(portal.prober.is_open(n.ip, n.port, PROBE_TIMEOUT) for n in nodes))
     return [CommandNodeRow(name=n.label, address=f"{n.ip}:{n.port}",
                            status="up (sshd answers)" if ok else "down (no answer)")
             for n, ok in zip(nodes, answers, strict=True)]

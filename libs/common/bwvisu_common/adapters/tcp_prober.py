@@ -1,4 +1,5 @@
-"""TcpProber: a TCP connect, like `nc -z`."""
+"""TcpProber: a TCP connect, like `nc -z` (gateway agents probe forwarded ports with it, the
+portal's admin page the command nodes' sshd)."""
 
 from __future__ import annotations
 
