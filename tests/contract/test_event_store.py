@@ -54,30 +54,42 @@ class EventStoreContract:
         assert [e.slurm_id for _, e in await store.read_job(a) if isinstance(e, ev.JobQueued)] == ["1"]
 
     async def test_two_racing_writers_never_interleave(self, store):
-        """Both decide on the same version; exactly one history wins, the other must re-read."""
+        """Both decide on what they read; every stored event was decided on exactly the history
+        before it, so no writer's event lands on a history it did not see."""
         a = job()
         base = await store.append([ev.JobSubmitted(job_id=a, uid="alice", template_name="t")], 0)
+        conflicts = 0
 
-        async def writer(name: str) -> str:
+        async def writer(name: str, rounds: int) -> None:
+            nonlocal conflicts
             version = base
-            for _ in range(20):
-                events = [ev.JobDetailsChanged(job_id=a, details=f"{name}-{i}") for i in range(3)]
+            done = 0
+            while done < rounds:
+                event = ev.JobDetailsChanged(job_id=a, details=f"{name}-{done}@{version}")
                 try:
-                    await store.append(events, version)
-                    return name
+                    version = await store.append([event], version)
+                    done += 1
                 except ConcurrencyConflict:
+                    conflicts += 1
                     version = (await store.read_job(a))[-1][0]
-                    await asyncio.sleep(0)
-            return "gave up"
+                await asyncio.sleep(0)
 
-        results = await asyncio.gather(writer("x"), writer("y"))
-        details = [e.details for _, e in await store.read_job(a) if isinstance(e, ev.JobDetailsChanged)]
-        # Each writer's three events are contiguous: no x-0, y-0, x-1 interleaving.
-        assert sorted(results) == ["x", "y"]
-        groups = [details[i : i + 3] for i in range(0, len(details), 3)]
-        for group in groups:
-            assert len({d.split("-")[0] for d in group}) == 1, details
-            assert [d.split("-")[1] for d in group] == ["0", "1", "2"], details
+        await asyncio.gather(writer("x", 15), writer("y", 15))
+        history = await store.read_job(a)
+        assert len(history) == 31 and conflicts > 0, "the writers did not race"
+        for (previous_seq, _), (_, event) in zip(history, history[1:], strict=False):
+            assert event.details.endswith(f"@{previous_seq}"), [e.details for _, e in history[1:]]
+        for name in ("x", "y"):
+            mine = [e.details.split("@")[0] for _, e in history if getattr(e, "details", "").startswith(name)]
+            assert mine == [f"{name}-{i}" for i in range(15)]
+
+    async def test_a_conflict_mid_batch_appends_nothing_more(self, store):
+        a = job()
+        base = await store.append([ev.JobSubmitted(job_id=a, uid="alice", template_name="t")], 0)
+        await store.append([ev.JobDetailsChanged(job_id=a, details="other writer")], base)
+        with pytest.raises(ConcurrencyConflict):
+            await store.append([ev.JobDetailsChanged(job_id=a, details=f"late-{i}") for i in range(3)], base)
+        assert [e.details for _, e in (await store.read_job(a))[1:]] == ["other writer"]
 
     async def test_batches_deliver_everything_after_a_sequence(self, store):
         a = job()
