@@ -8,7 +8,7 @@ PY        := $(VENV)/bin/python
 CLUSTER   := deploy/minicluster/minicluster
 CLUSTER_CONFIG := /var/lib/bwvisu-minicluster/bwvisu.json
 
-.PHONY: demo test install test-fast bench lint down clean
+.PHONY: demo test install test-fast bench bench-cluster lint down clean
 
 $(VENV)/.installed: pyproject.toml
 	$(CLUSTER) packages
@@ -34,6 +34,13 @@ test-fast: install
 
 bench: install
 	$(PY) -m bench.events
+	$(PY) -m bench.scheduler
+	$(PY) -m bench.gateway
+
+bench-cluster: install
+	$(CLUSTER) up
+	$(PY) -m bench.submit
+	$(PY) -m bench.ready
 
 lint: install
 	$(VENV)/bin/ruff check libs services tests bench
