@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -145,5 +146,29 @@ def test_children_do_not_outlive_a_killed_up(config: Path):
         up.wait()
         for pid in children:
             wait_for(lambda pid=pid: not os.path.exists(f"/proc/{pid}") or _zombie(pid), 15)
+    finally:
+        stop_up(up)
+
+
+def test_runner_api_serves_tls_when_configured(config: Path):
+    cert, key = config.parent / "api.crt", config.parent / "api.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    data = json.loads(config.read_text())
+    data["runner-api"].update({"tls-cert": str(cert), "tls-key": str(key)})
+    config.write_text(json.dumps(data))
+    up = subprocess.Popen([*BWVISU, "--config", str(config), "up"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        wait_for((config.parent / "state" / "up.json").exists)
+        url = f"127.0.0.1:{data['runner-api']['port']}"
+        password = (config.parent / "state" / "secrets" / "bwvisu-web.password").read_text().strip()
+        answer = httpx.get(f"https://{url}/jobs", auth=("bwvisu-web", password), verify=ssl.create_default_context(cafile=str(cert)),
+                           timeout=10)
+        assert answer.status_code == 200 and answer.json() == {"jobs": []}
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://{url}/jobs", timeout=5)  # plain HTTP is not served
     finally:
         stop_up(up)
