@@ -165,8 +165,8 @@ def test_runner_api_serves_tls_when_configured(config: Path):
         wait_for((config.parent / "state" / "up.json").exists)
         url = f"127.0.0.1:{data['runner-api']['port']}"
         password = (config.parent / "state" / "secrets" / "bwvisu-web.password").read_text().strip()
-        answer = httpx.get(f"https://{url}/jobs", auth=("bwvisu-web", password), verify=ssl.create_default_context(cafile=str(cert)),
-                           timeout=10)
+        trust = ssl.create_default_context(cafile=str(cert))
+        answer = httpx.get(f"https://{url}/jobs", auth=("bwvisu-web", password), verify=trust, timeout=10)
         assert answer.status_code == 200 and answer.json() == {"jobs": []}
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://{url}/jobs", timeout=5)  # plain HTTP is not served
