@@ -44,6 +44,7 @@ bench-cluster: install
 
 lint: install
 	$(VENV)/bin/ruff check libs services tests bench
+	$(VENV)/bin/mypy
 
 down:
 	$(CLUSTER) down

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bwvisu_cli.servers import free_port, listening
 from bwvisu_common.errors import BwvisuError
@@ -25,22 +26,22 @@ def _with_port(address: str, port: int) -> str:
     return f"{scheme}{host}:{port}"
 
 
-def isolated_config(config: dict[str, object], state_dir: Path) -> dict[str, object]:
+def isolated_config(config: dict[str, Any], state_dir: Path) -> dict[str, Any]:
     """`config` with a fresh state dir and free ports for NATS, etcd and every API."""
     out = dict(config, **{"state-dir": str(state_dir)})
-    nats = list(config.get("nats-servers", ["nats://127.0.0.1"]))  # type: ignore[call-overload]
-    etcd = list(config.get("etcd-servers", ["127.0.0.1"]))  # type: ignore[call-overload]
+    nats = list(config.get("nats-servers", ["nats://127.0.0.1"]))
+    etcd = list(config.get("etcd-servers", ["127.0.0.1"]))
     out["nats-servers"] = [_with_port(nats[0], free_port())]
     out["etcd-servers"] = [_with_port(etcd[0], free_port())]
     keyhole = free_port()
-    out["keyhole-api"] = {**dict(config.get("keyhole-api", {})), "port": keyhole}  # type: ignore[arg-type]
-    servers = list(config.get("keyholed-servers", []))  # type: ignore[call-overload]
+    out["keyhole-api"] = {**dict(config.get("keyhole-api", {})), "port": keyhole}
+    servers = list(config.get("keyholed-servers", []))
     out["keyholed-servers"] = [_with_port(s, keyhole) for s in servers]
     for section in ("runner-api", "web"):
-        out[section] = {**dict(config.get(section, {})), "port": free_port()}  # type: ignore[arg-type]
+        out[section] = {**dict(config.get(section, {})), "port": free_port()}
     # A tag of its own: a watcher adopts every Slurm job with its tag, so two systems on one
     # cluster must not share one (nor be a prefix of the other's: no "bwvisu-…").
-    scheduler = dict(config.get("scheduler", {}))  # type: ignore[call-overload]
+    scheduler = dict(config.get("scheduler", {}))
     out["scheduler"] = {**scheduler, "job-tag": f"bwvtest{secrets.token_hex(3)}"}
     return out
 

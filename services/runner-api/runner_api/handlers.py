@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable, InvalidInput
@@ -94,7 +95,7 @@ class Jobs:
                 return
             except ConcurrencyConflict:
                 # Something happened to the job meanwhile; look again before deciding.
-                await self._live.wait_for(job_id, lambda j, seq=job.seq: j.seq > seq, 2.0)
+                await self._live.wait_for(job_id, _newer_than(job.seq), 2.0)
         raise DependencyUnavailable(f"job {job_id} changes too fast to cancel; try again")
 
     async def user_exists(self, uid: str) -> bool:
@@ -104,6 +105,10 @@ class Jobs:
         if exists:
             self._known_users[uid] = time.monotonic()
         return exists
+
+
+def _newer_than(seq: int) -> Callable[[JobView], bool]:
+    return lambda job: job.seq > seq
 
 
 def _decided(job: JobView) -> bool:

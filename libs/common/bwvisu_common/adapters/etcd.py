@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import aetcd
 import grpc
@@ -26,7 +26,7 @@ _job_encoder = msgspec.json.Encoder()
 _job_decoder = msgspec.json.Decoder(JobView)
 
 
-def _translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """aetcd and gRPC errors never leave this adapter: they become DependencyUnavailable."""
 
     @functools.wraps(fn)
@@ -66,7 +66,7 @@ class EtcdStateStore:
     async def close(self) -> None:
         await self._etcd.close()
 
-    async def _txn(self, compare: list[object], success: list[object]) -> tuple[bool, list[object]]:
+    async def _txn(self, compare: list[Any], success: list[Any]) -> tuple[bool, list[Any]]:
         ok, responses = await self._etcd.transaction(compare=compare, success=success, failure=[])
         return bool(ok), responses
 
