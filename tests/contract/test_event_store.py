@@ -83,6 +83,17 @@ class EventStoreContract:
             mine = [e.details.split("@")[0] for _, e in history if getattr(e, "details", "").startswith(name)]
             assert mine == [f"{name}-{i}" for i in range(15)]
 
+    async def test_several_events_go_in_together_and_a_retry_stores_them_once(self, store):
+        a = job()
+        base = await store.append([ev.JobSubmitted(job_id=a, uid="alice", template_name="t")], 0)
+        batch = [ev.JobStarted(job_id=a, nodes=["cn0"]), ev.JobCompleting(job_id=a),
+                 ev.JobEnded(job_id=a, slurm_state="COMPLETED", exit_code=0)]
+        last = await store.append(batch, base)
+        assert await store.append(batch, base) == last, "a retried batch answers as the first time"
+        stored = await store.read_job(a)
+        assert [e for _, e in stored[1:]] == batch and stored[-1][0] == last
+        assert [s for s, _ in stored[1:]] == [last - 2, last - 1, last], "stored contiguously"
+
     async def test_a_conflict_mid_batch_appends_nothing_more(self, store):
         a = job()
         base = await store.append([ev.JobSubmitted(job_id=a, uid="alice", template_name="t")], 0)

@@ -16,7 +16,7 @@ class EventStore(Protocol):
     """The append-only log of job events; stream sequence numbers order everything."""
 
     async def append(self, events: Sequence[Event], expected_version: int | None = None) -> int:
-        """Append events of ONE job in order; return the sequence of the last one.
+        """Append events of ONE job in order, all or none; return the sequence of the last one.
 
         `expected_version` is the sequence of the job's last event the caller decided on
         (0: the job has no event yet). If another event came in between, raise

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import msgspec
@@ -23,8 +26,11 @@ log = logging.getLogger(__name__)
 STREAM = "BWVISU_EVENTS"
 SUBJECT_PREFIX = "bwvisu.jobs."
 ALL_SUBJECTS = SUBJECT_PREFIX + ">"
-# JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence check.
+# JetStream's error codes: a failed Nats-Expected-Last-Subject-Sequence check, and an atomic
+# batch whose message ids were stored already (a retried batch).
 WRONG_LAST_SEQUENCE = 10071
+BATCH_ALREADY_STORED = 10201
+EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 
 
 def job_subject(job_id: str) -> str:
@@ -63,6 +69,7 @@ class JetStreamEventStore:
 
     def __init__(self, nc: NatsClient, *, replicas: int = 1, timeout: float = 5.0) -> None:
         self._nc = nc
+        self._timeout = timeout
         self._js: JetStreamContext = nc.jetstream(timeout=timeout)
         self._replicas = replicas
 
@@ -72,17 +79,22 @@ class JetStreamEventStore:
         return self._nc
 
     async def ensure_stream(self) -> None:
-        """Create the stream, or leave an existing one as it is (idempotent)."""
+        """Create the stream, or leave an existing one as it is (idempotent); atomic batches on."""
         config = StreamConfig(
             name=STREAM, subjects=[ALL_SUBJECTS], storage=StorageType.FILE,
-            num_replicas=self._replicas, duplicate_window=120.0,
+            num_replicas=self._replicas, duplicate_window=120.0, allow_atomic=True,
         )
         try:
             try:
-                await self._js.stream_info(STREAM)
+                info = await self._js.stream_info(STREAM)
             except nats.js.errors.NotFoundError:
                 await self._js.add_stream(config)
                 log.info("created stream %s (replicas %d)", STREAM, self._replicas)
+                return
+            if not info.config.allow_atomic:
+                # A stream made by an earlier version: several events of one decision go in at once.
+                await self._js.update_stream(dataclasses.replace(info.config, allow_atomic=True))
+                log.info("stream %s now takes atomic batches", STREAM)
         except (TimeoutError, nats.errors.Error) as exc:
             raise DependencyUnavailable(f"JetStream did not create stream {STREAM}: {exc}") from exc
 
@@ -92,23 +104,53 @@ class JetStreamEventStore:
         job_id = events[0].job_id
         if any(e.job_id != job_id for e in events):
             raise BwvisuError("append takes the events of one job at a time")
-        seq = expected_version
-        for event in events:
-            headers = {"Nats-Msg-Id": event.event_id}
-            if seq is not None:
-                headers["Nats-Expected-Last-Subject-Sequence"] = str(seq)
-            try:
-                ack = await self._js.publish(job_subject(job_id), ev.encode(event), headers=headers)
-            except nats.js.errors.APIError as exc:
-                if exc.err_code == WRONG_LAST_SEQUENCE:
-                    raise ConcurrencyConflict(job_id, seq or 0) from exc
-                raise DependencyUnavailable(f"JetStream refused an event: {exc}") from exc
-            except (TimeoutError, nats.errors.Error) as exc:
-                raise DependencyUnavailable(f"JetStream did not store an event: {exc!r}") from exc
-            # A duplicate ack carries the sequence of the copy stored first.
-            seq = ack.seq
-        assert seq is not None
-        return seq
+        if len(events) > 1:
+            return await self._append_batch(job_id, events, expected_version)
+        headers = {"Nats-Msg-Id": events[0].event_id}
+        if expected_version is not None:
+            headers[EXPECTED_LAST] = str(expected_version)
+        try:
+            ack = await self._js.publish(job_subject(job_id), ev.encode(events[0]), headers=headers)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise ConcurrencyConflict(job_id, expected_version or 0) from exc
+            raise DependencyUnavailable(f"JetStream refused an event: {exc}") from exc
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise DependencyUnavailable(f"JetStream did not store an event: {exc!r}") from exc
+        # A duplicate ack carries the sequence of the copy stored first.
+        return int(ack.seq)
+
+    async def _append_batch(self, job_id: str, events: Sequence[ev.Event], expected: int | None) -> int:
+        """All events or none (JetStream's atomic batch): a decision is never stored in part."""
+        subject, batch_id = job_subject(job_id), uuid.uuid4().hex
+        try:
+            for n, event in enumerate(events, 1):
+                headers = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(n),
+                           "Nats-Msg-Id": event.event_id}
+                if n == 1 and expected is not None:
+                    headers[EXPECTED_LAST] = str(expected)
+                if n < len(events):
+                    # Only the commit is acknowledged; the server answers for the whole batch.
+                    await self._nc.publish(subject, ev.encode(event), headers=headers)
+                    continue
+                headers["Nats-Batch-Commit"] = "1"
+                reply = await self._nc.request(subject, ev.encode(event), headers=headers,
+                                               timeout=self._timeout)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise DependencyUnavailable(f"JetStream did not store the events: {exc!r}") from exc
+        answer = json.loads(reply.data)
+        error = answer.get("error")
+        if error is None:
+            return int(answer["seq"])
+        if error.get("err_code") == WRONG_LAST_SEQUENCE:
+            raise ConcurrencyConflict(job_id, expected or 0)
+        if error.get("err_code") == BATCH_ALREADY_STORED:
+            # A retry of a batch that went in: answer as the first attempt would have.
+            last_id = events[-1].event_id
+            stored = [s for s, e in await self.read_job(job_id) if e.event_id == last_id]
+            if stored:
+                return stored[0]
+        raise DependencyUnavailable(f"JetStream refused the events: {error.get('description', error)}")
 
     async def read_job(self, job_id: str, from_seq: int = 1) -> list[tuple[int, ev.AnyEvent]]:
         found: list[tuple[int, ev.AnyEvent]] = []

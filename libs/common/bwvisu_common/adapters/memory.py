@@ -26,19 +26,16 @@ class InMemoryEventStore:
         job_id = events[0].job_id
         if any(e.job_id != job_id for e in events):
             raise BwvisuError("append takes the events of one job at a time")
-        seq = expected_version
-        for event in events:
-            if event.event_id in self._seen_ids:
-                seq = self._seen_ids[event.event_id]
-                continue
-            if seq is not None and self._last_of(job_id) != seq:
-                raise ConcurrencyConflict(job_id, seq)
+        if events[-1].event_id in self._seen_ids:
+            return self._seen_ids[events[-1].event_id]  # a retry of what went in: stored once
+        if expected_version is not None and self._last_of(job_id) != expected_version:
+            raise ConcurrencyConflict(job_id, expected_version)
+        for event in events:  # all or nothing, as JetStream's atomic batch
             seq = len(self._log) + 1
             self._log.append((seq, ev.decode(ev.encode(event))))
             self._seen_ids[event.event_id] = seq
         async with self._grew:
             self._grew.notify_all()
-        assert seq is not None
         return seq
 
     def _last_of(self, job_id: str) -> int:
