@@ -105,3 +105,22 @@ async def test_live_jobs_answer_waiters_as_events_arrive(event_store, state_stor
         assert await live.wait_for("never", lambda j: True, timeout=0.2) is None
     finally:
         task.cancel()
+
+
+async def test_two_projectors_at_once_write_the_same_read_model_as_one(event_store, state_store):
+    """HA: both follow the stream; the guarded writes let each batch in once, whoever wins."""
+    tasks = [asyncio.create_task(Projector(event_store, state_store, max_batch=7).run()) for _ in range(2)]
+    try:
+        histories = await fill(event_store, 30, seed=5)
+        last = await event_store.last_seq()
+        for _ in range(200):
+            projected, seq = await state_store.load_jobs()
+            if seq == last:
+                break
+            await asyncio.sleep(0.05)
+        assert seq == last
+        for job in histories:
+            assert projected[job] == fold(await event_store.read_job(job))
+    finally:
+        for task in tasks:
+            task.cancel()
