@@ -44,7 +44,8 @@ def test_an_available_job_connects_to_the_gateways_external_address():
 
 def test_how_a_job_ended_is_told():
     b = xpra_bundle()
-    assert card(job(state="finished", cancel_requested=True), b, NOW).words == "Cancelled"
+    cancelled = card(job(state="finished", cancel_requested=True, exit_code=143), b, NOW)
+    assert cancelled.words == "Cancelled" and cancelled.why == "", "Slurm's signal is no error"
     refused = job(state="finished", failure="rejected", details="submission failed: bad partition")
     failed = card(refused, b, NOW)
     assert failed.words == "Could not start" and failed.why == "bad partition" and not failed.can_cancel

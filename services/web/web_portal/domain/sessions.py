@@ -97,7 +97,8 @@ def why(job: JobView) -> str:
     if job.state == FINISHED:
         if details.startswith("submission failed: "):
             return details.removeprefix("submission failed: ")
-        if job.exit_code not in (None, 0):
+        if job.exit_code not in (None, 0) and not job.cancel_requested:
+            # A cancelled job's non-zero code is Slurm's signal, not the application failing.
             return f"Exit code {job.exit_code}; the log below may say why."
     if details.startswith("port request refused"):
         return details
