@@ -75,3 +75,15 @@ def test_host_port_accepts_urls_and_bare_hosts():
     assert host_port("nats://10.1.1.1:4333", 4222) == ("10.1.1.1", 4333)
     assert host_port("etcd1", 2379) == ("etcd1", 2379)
     assert host_port("127.0.0.1:2380", 2379) == ("127.0.0.1", 2380)
+
+
+def test_the_shipped_configs_load():
+    from pathlib import Path
+
+    deploy = Path(__file__).resolve().parents[2] / "deploy" / "config"
+    for name in ("local.json", "example.json"):
+        settings = load_settings(deploy / name)
+        assert settings.command_nodes, name
+    example = load_settings(deploy / "example.json")
+    assert example.stream_replicas == 3 and len(example.etcd_servers) == 3
+    assert example.web.auth == "header" and example.web.trusted_proxies == ["127.0.0.1"]

@@ -46,7 +46,18 @@ async def open_stores(
     stack.push_async_callback(close_nats, nc)
     events = JetStreamEventStore(nc, replicas=settings.stream_replicas)
     await events.ensure_stream()
-    host, port = host_port(settings.etcd_servers[0], 2379, "etcd-servers[0]")
-    state = await EtcdStateStore.connect(host, port)
+    state = await _first_etcd_answering(settings)
     stack.push_async_callback(state.close)
     return events, state
+
+
+async def _first_etcd_answering(settings: Settings) -> EtcdStateStore:
+    """The first of `etcd-servers` that answers: one member down does not stop a service."""
+    problems = []
+    for i, address in enumerate(settings.etcd_servers):
+        host, port = host_port(address, 2379, f"etcd-servers[{i}]")
+        try:
+            return await EtcdStateStore.connect(host, port)
+        except DependencyUnavailable as exc:
+            problems.append(str(exc))
+    raise DependencyUnavailable("; ".join(problems) or "no etcd-servers configured")
