@@ -7,9 +7,12 @@ change is a new struct name, so that every event ever stored stays decodable.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import msgspec
+
+from bwvisu_common.errors import BwvisuError
 
 
 def new_event_id() -> str:
@@ -19,6 +22,16 @@ def new_event_id() -> str:
 def new_job_id() -> str:
     # Our own ids, not Slurm's: a cluster runs other jobs too (DESIGN.md section 3).
     return uuid.uuid4().hex[:16]
+
+
+def job_of(events: Sequence[Event]) -> str:
+    """The one job a batch of events is about; an empty or mixed batch is a programming error."""
+    if not events:
+        raise BwvisuError("append needs at least one event")
+    job_id = events[0].job_id
+    if any(e.job_id != job_id for e in events):
+        raise BwvisuError("append takes the events of one job at a time")
+    return job_id
 
 
 def utcnow() -> datetime:

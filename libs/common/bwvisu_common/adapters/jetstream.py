@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from bwvisu_common import events as ev
-from bwvisu_common.errors import BwvisuError, ConcurrencyConflict, DependencyUnavailable
+from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
 from bwvisu_common.ports import Handler
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,7 @@ class JetStreamEventStore:
             raise DependencyUnavailable(f"JetStream did not create stream {STREAM}: {exc}") from exc
 
     async def append(self, events: Sequence[ev.Event], expected_version: int | None = None) -> int:
-        if not events:
-            raise BwvisuError("append needs at least one event")
-        job_id = events[0].job_id
-        if any(e.job_id != job_id for e in events):
-            raise BwvisuError("append takes the events of one job at a time")
+        job_id = ev.job_of(events)
         if len(events) > 1:
             return await self._append_batch(job_id, events, expected_version)
         headers = {"Nats-Msg-Id": events[0].event_id}

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 from bwvisu_common import events as ev
-from bwvisu_common.errors import BwvisuError, ConcurrencyConflict
+from bwvisu_common.errors import ConcurrencyConflict
 from bwvisu_common.ports import Handler
 from bwvisu_common.projections import JobView
 
@@ -21,11 +21,7 @@ class InMemoryEventStore:
         self._grew = asyncio.Condition()
 
     async def append(self, events: Sequence[ev.Event], expected_version: int | None = None) -> int:
-        if not events:
-            raise BwvisuError("append needs at least one event")
-        job_id = events[0].job_id
-        if any(e.job_id != job_id for e in events):
-            raise BwvisuError("append takes the events of one job at a time")
+        job_id = ev.job_of(events)
         if events[-1].event_id in self._seen_ids:
             return self._seen_ids[events[-1].event_id]  # a retry of what went in: stored once
         if expected_version is not None and self._last_of(job_id) != expected_version:
