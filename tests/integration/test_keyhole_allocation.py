@@ -53,11 +53,17 @@ async def _service(event_store: JetStreamEventStore, state_store: EtcdStateStore
         "keyholed-port-range": {"min": 20000, "max": 20149},
     }).encode())
     health = GatewayHealth()
-    health.beat("gw0")
-    health.beat("gw1")
+
+    async def heartbeats() -> None:
+        # As live agents do: a slow run must not outlast the gateways' last sign of life.
+        while True:
+            health.beat("gw0")
+            health.beat("gw1")
+            await asyncio.sleep(1)
+
     jobs = LiveJobs(event_store, state_store)
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(jobs.run()),
+    tasks = [asyncio.create_task(heartbeats()), asyncio.create_task(jobs.run()),
              asyncio.create_task(event_store.consume(f"agent-{uuid.uuid4().hex[:8]}", agent.handle, stop))]
     yield KeyholeService(settings, event_store, state_store, jobs, health,
                          tuning=Tuning(agent_timeout=10, attempts=6, picks_per_gateway=20))
