@@ -12,6 +12,8 @@ CLUSTER_CONFIG := /var/lib/bwvisu-minicluster/bwvisu.json
 
 $(VENV)/.installed: pyproject.toml
 	$(CLUSTER) packages
+	@# Debian's chromium for the browser tests (Playwright's own browser download does not work here).
+	[ -x /usr/bin/chromium ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools
 	$(PY) -m pip install -q -e '.[dev]'
