@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bwvisu_cli.testbed import start_up, stop_up, wait_up, write_isolated_config
+from bwvisu_cli.servers import listening
+from bwvisu_cli.testbed import isolated_system, runner_api_client_args
 from bwvisu_common.settings import Settings, load_settings
 
 DEFAULT_CONFIG = "/var/lib/bwvisu-minicluster/bwvisu.json"
@@ -35,19 +34,11 @@ TARGET = 1.0  # seconds, DESIGN.md section 8
 DELAY = 2  # seconds between the grant and the application listening
 
 
-def connects(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 async def first_connect(host: str, port: int, timeout: float = 30) -> float:
     """perf_counter() at the first connection through the gateway that succeeds."""
     deadline = time.monotonic() + timeout
     while True:
-        if await asyncio.to_thread(connects, host, port):
+        if await asyncio.to_thread(listening, host, port):
             return time.perf_counter()
         if time.monotonic() > deadline:
             raise TimeoutError(f"nothing answered on {host}:{port} in {timeout:.0f} s")
@@ -102,10 +93,7 @@ async def one_job(api: httpx.AsyncClient) -> float:
 async def measure(config_path: Path, n: int) -> list[float]:
     settings = load_settings(config_path)
     await wait_agents(settings)
-    password = Path(settings.runner_api.password_file).read_text().strip()
-    api_url = f"http://{settings.runner_api.host}:{settings.runner_api.port}"
-    async with httpx.AsyncClient(base_url=api_url, auth=(settings.runner_api.user, password),
-                                 timeout=90) as api:
+    async with httpx.AsyncClient(**runner_api_client_args(settings), timeout=90) as api:
         return [await one_job(api) for _ in range(n)]
 
 
@@ -118,15 +106,8 @@ def main() -> int:
     if not source.exists():
         sys.exit(f"{source} does not exist: bring the minicluster up first "
                  "(deploy/minicluster/minicluster up)")
-    with tempfile.TemporaryDirectory(prefix="bwvisu-bench-ready-") as tmp:
-        config = write_isolated_config(source, Path(tmp))
-        log = Path(tmp) / "up.log"
-        process = start_up(config, log)
-        try:
-            wait_up(process, config, log)
-            lat = sorted(asyncio.run(measure(config, args.n)))
-        finally:
-            stop_up(process)
+    with isolated_system(source) as config:
+        lat = sorted(asyncio.run(measure(config, args.n)))
     p50 = statistics.median(lat)
     p95 = lat[min(len(lat) - 1, int(round(0.95 * len(lat))) - 1)]
     print(f"app listening -> available in GET /jobs/<id>, {args.n} jobs")

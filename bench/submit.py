@@ -16,7 +16,6 @@ import asyncio
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import asyncssh
 import httpx
 
-from bwvisu_cli.testbed import start_up, stop_up, wait_up, write_isolated_config
+from bwvisu_cli.testbed import isolated_system, runner_api_client_args
 from bwvisu_common.events import new_job_id
 from bwvisu_common.settings import Settings, load_settings
 from scheduler_adapter.adapters.slurm import SlurmCli
@@ -64,24 +63,14 @@ def p(values: list[float], q: float) -> float:
 
 async def post_jobs(n: int, config_path: Path, uid: str) -> list[float]:
     """POST /jobs latencies on a bwvisu of its own, started and stopped here."""
-    with tempfile.TemporaryDirectory(prefix="bwvisu-bench-") as tmp:
-        config = write_isolated_config(config_path, Path(tmp))
-        log = Path(tmp) / "up.log"
-        process = start_up(config, log)
-        try:
-            wait_up(process, config, log)
-            api = load_settings(config).runner_api
-            password = Path(api.password_file).read_text().strip()
-            body = {"uid": uid, "template-name": "sleep", "variables": {"seconds": "0", "runtime": "1"}}
-            async with httpx.AsyncClient(base_url=f"http://{api.host}:{api.port}", auth=(api.user, password),
-                                         timeout=60) as client:
+    with isolated_system(config_path) as config:
+        body = {"uid": uid, "template-name": "sleep", "variables": {"seconds": "0", "runtime": "1"}}
+        async with httpx.AsyncClient(**runner_api_client_args(load_settings(config)), timeout=60) as client:
 
-                async def one() -> None:
-                    (await client.post("/jobs", json=body)).raise_for_status()
+            async def one() -> None:
+                (await client.post("/jobs", json=body)).raise_for_status()
 
-                return await timed(n, one)
-        finally:
-            stop_up(process)
+            return await timed(n, one)
 
 
 def line(label: str, values: list[float], base: float) -> str:

@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bwvisu_cli.servers import listening
+from bwvisu_cli.testbed import runner_api_client_args
 from bwvisu_common import events as ev
 from bwvisu_common.keyhole_client import (
     PATH_TEMPLATE,
@@ -42,10 +44,7 @@ CHAINS = ("BWVISU-DNAT", "BWVISU-SNAT")
 @pytest.fixture
 async def api(bwvisu_system: BwvisuSystem) -> AsyncIterator[httpx.AsyncClient]:
     """runner-api as the web frontend calls it: basic auth as `bwvisu-web`."""
-    settings = bwvisu_system.settings
-    password = Path(settings.runner_api.password_file).read_text().strip()
-    async with httpx.AsyncClient(base_url=bwvisu_system.runner_api_url, timeout=90,
-                                 auth=(settings.runner_api.user, password)) as client:
+    async with httpx.AsyncClient(**runner_api_client_args(bwvisu_system.settings), timeout=90) as client:
         yield client
 
 
@@ -202,7 +201,7 @@ async def test_two_node_job_gets_one_internal_port_free_on_both_nodes(
         held = await held_by(bwvisu_system, job_id)
         assert {f"nodeports/{n}/{port}" for n in nodes} <= set(held)
         for node in nodes:
-            await eventually(lambda n=node: _answers(minicluster.hosts[n], port), f"{node}:{port} listens")
+            await eventually(lambda n=node: listening(minicluster.hosts[n], port), f"{node}:{port} listens")
             assert greeting(minicluster.hosts[node], port) == f"port-echo {job_id} {node} {port}"
         # The gateway forwards to the first node (the one running the batch script).
         through = greeting(service["external-ip"], service["external-port"])
@@ -211,14 +210,6 @@ async def test_two_node_job_gets_one_internal_port_free_on_both_nodes(
         await cancel(api, job_id)
     await wait_job(api, job_id, finished)
     await assert_cleaned_up(bwvisu_system, minicluster, job_id)
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 async def test_twenty_jobs_spread_over_both_gateways_then_everything_is_released(

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from bwvisu_cli.testbed import runner_api_client_args
 from bwvisu_common import events as ev
 from tests.e2e.conftest import BwvisuSystem, Minicluster
 
@@ -23,10 +24,7 @@ HOSTILE = [
 
 @pytest.fixture(scope="module")
 def api(bwvisu_system: BwvisuSystem) -> Iterator[httpx.Client]:
-    settings = bwvisu_system.settings
-    password = open(settings.runner_api.password_file).read().strip()
-    with httpx.Client(base_url=bwvisu_system.runner_api_url, auth=(settings.runner_api.user, password),
-                      timeout=90) as client:
+    with httpx.Client(**runner_api_client_args(bwvisu_system.settings), timeout=90) as client:
         yield client
 
 

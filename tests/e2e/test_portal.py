@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bwvisu_cli.servers import free_port, listening
 from tests.e2e.conftest import REPO, BwvisuSystem, Minicluster
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -29,20 +29,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def listens(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -70,7 +56,7 @@ def portal(bwvisu_system: BwvisuSystem, tmp_path_factory: pytest.TempPathFactory
     result = Portal(f"http://127.0.0.1:{port}", log_path)
     try:
         deadline = time.monotonic() + 90
-        while not listens("127.0.0.1", port):
+        while not listening("127.0.0.1", port):
             assert process.poll() is None, f"the portal exited:\n{result.log()}"
             assert time.monotonic() < deadline, f"the portal did not listen:\n{result.log()}"
             time.sleep(0.3)

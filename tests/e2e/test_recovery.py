@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bwvisu_cli.testbed import start_up, stop_up, wait_up, write_isolated_config
+from bwvisu_cli.testbed import isolated_system, runner_api_client_args
 from bwvisu_common.settings import load_settings
 from tests.e2e.conftest import Minicluster
 
@@ -25,14 +25,8 @@ SLEEP = {"uid": "alice", "template-name": "sleep", "variables": {"seconds": "1",
 
 @pytest.fixture(scope="module")
 def own_system(minicluster: Minicluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    base = tmp_path_factory.mktemp("recovery")
-    config = write_isolated_config(minicluster.config_path, base)
-    process = start_up(config, base / "up.log")
-    try:
-        wait_up(process, config, base / "up.log")
+    with isolated_system(minicluster.config_path, tmp_path_factory.mktemp("recovery")) as config:
         yield config
-    finally:
-        stop_up(process)
 
 
 def child_pid(config: Path, name: str) -> int:
@@ -42,10 +36,7 @@ def child_pid(config: Path, name: str) -> int:
 
 @pytest.mark.parametrize("server", ["nats-server", "etcd"])
 def test_a_killed_server_comes_back_and_submits_work_again(own_system: Path, server: str) -> None:
-    api = load_settings(own_system).runner_api
-    password = Path(api.password_file).read_text().strip()
-    with httpx.Client(base_url=f"http://{api.host}:{api.port}", auth=(api.user, password),
-                      timeout=90) as client:
+    with httpx.Client(**runner_api_client_args(load_settings(own_system)), timeout=90) as client:
         assert client.post("/jobs", json=SLEEP).status_code == 200
         os.kill(child_pid(own_system, server), signal.SIGKILL)
         answers = []

@@ -3,18 +3,21 @@ its own state directory and free ports, started with `bwvisu up` as a child proc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bwvisu_cli.servers import free_port, listening
 from bwvisu_common.errors import BwvisuError
-from bwvisu_common.settings import host_port, load_settings
+from bwvisu_common.settings import Settings, host_port, load_settings
 
 BWVISU = str(Path(sys.executable).parent / "bwvisu")
 
@@ -88,3 +91,25 @@ def stop_up(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def isolated_system(source: Path, base: Path | None = None) -> Iterator[Path]:
+    """`bwvisu up` on an isolated copy of the config at `source`, for the block; yields its config."""
+    with contextlib.ExitStack() as stack:
+        if base is None:
+            base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bwvisu-testbed-")))
+        config = write_isolated_config(source, base)
+        log = base / "up.log"
+        process = start_up(config, log)
+        stack.callback(stop_up, process)
+        wait_up(process, config, log)
+        yield config
+
+
+def runner_api_client_args(settings: Settings) -> dict[str, Any]:
+    """base_url and basic auth for an httpx client of this system's runner-api."""
+    api = settings.runner_api
+    password = Path(api.password_file).read_text().strip()
+    scheme = "https" if api.tls_cert else "http"
+    return {"base_url": f"{scheme}://{api.host}:{api.port}", "auth": (api.user, password)}
