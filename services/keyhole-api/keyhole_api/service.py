@@ -157,10 +157,10 @@ class KeyholeService:
             for _ in range(self._tuning.picks_per_gateway):
                 taken_ext = {int(k.rsplit("/", 1)[1]) for k in held if k.startswith(f"ports/{gateway}/")}
                 taken_ext |= {p for g, p in avoid.external if g == gateway}
-                taken_int = set(avoid.internal)
-                for node in req.nodes:
-                    taken_int |= {int(k.rsplit("/", 1)[1]) for k in await self._state.reservations(
-                        f"nodeports/{node}/")}
+                # One read of every node's held ports, not one per node.
+                node_held = await self._state.reservations("nodeports/")
+                taken_int = set(avoid.internal) | {
+                    int(k.rsplit("/", 1)[1]) for k in node_held if k.split("/")[1] in req.nodes}
                 forwards = pick_forwards(req.count, (r.min, r.max), taken_external=taken_ext,
                                          taken_internal=taken_int,
                                          static=self._settings.debug.keyholed_static_forwarding)
