@@ -68,6 +68,20 @@ class StateStoreContract:
             await asyncio.sleep(0.2)
         assert await store.get_secret("token/y") is None
 
+    async def test_revoked_logins_are_remembered_until_their_ttl(self, store):
+        assert not await store.login_revoked("sid-a")
+        await store.revoke_login("sid-a", ttl=60)
+        await store.revoke_login("sid-b", ttl=1)
+        assert await store.login_revoked("sid-a") and await store.login_revoked("sid-b")
+        assert not await store.login_revoked("sid-c"), "only the revoked ids"
+        await store.wipe_projection()
+        assert await store.login_revoked("sid-a"), "a rebuilt projection does not forget them"
+        for _ in range(50):
+            if not await store.login_revoked("sid-b"):
+                break
+            await asyncio.sleep(0.2)
+        assert not await store.login_revoked("sid-b") and await store.login_revoked("sid-a")
+
 
 class TestInMemoryStateStore(StateStoreContract):
     @pytest.fixture

@@ -90,3 +90,11 @@ class StateStore(Protocol):
     async def delete_secret(self, name: str) -> None:
         """Forget a secret now."""
         ...
+
+    async def revoke_login(self, login_id: str, ttl: int) -> None:
+        """Remember for `ttl` seconds that a portal login ended, for every replica and restart."""
+        ...
+
+    async def login_revoked(self, login_id: str) -> bool:
+        """Whether the portal login was revoked (and the revocation has not expired yet)."""
+        ...

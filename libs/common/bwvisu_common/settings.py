@@ -100,6 +100,11 @@ class Web(_Section, frozen=True, kw_only=True):
     runner_api_url: str = ""  # default: from runner-api's host and port
     bundles_dir: str = ""  # default: the templates directory
     login_delay: float = 1.0  # seconds added to every failed login
+    # Failed logins within `login-window` seconds, then 429 until the oldest one is older:
+    login_window: float = 300.0
+    login_max_failures_per_address: int = 10  # from one source address
+    login_max_failures: int = 200  # from everywhere together, per portal replica
+    revocation_check_interval: float = 2.0  # seconds a logout elsewhere may take to reach this replica
 
 
 class Settings(_Section, frozen=True, kw_only=True):
@@ -148,6 +153,13 @@ def _check(s: Settings) -> None:
         fail("web.auth", f"Expected 'pam' or 'header', got {s.web.auth!r}")
     if s.web.auth == "header" and not s.web.trusted_proxies:
         fail("web.trusted-proxies", "Expected the proxy addresses whose header to trust (auth 'header')")
+    for name, value in (("login-window", s.web.login_window),
+                        ("login-max-failures-per-address", s.web.login_max_failures_per_address),
+                        ("login-max-failures", s.web.login_max_failures)):
+        if value <= 0:
+            fail(f"web.{name}", f"Expected a number > 0, got {value}")
+    if s.web.revocation_check_interval < 0:
+        fail("web.revocation-check-interval", "Expected a number >= 0")
     labels = [g.label for g in s.gateway_nodes]
     if len(set(labels)) != len(labels):
         fail("gateway-nodes", f"Expected unique gateway names, got {labels}")

@@ -14,7 +14,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from web_portal.errors import NotFound, RunnerUnavailable
+from web_portal.errors import AmbiguousUser, NotFound, RunnerUnavailable
 from web_portal.portal import Portal
 from web_portal.routes import admin, apps, auth, sessions
 from web_portal.security import Forbidden, LoginRequired
@@ -78,6 +78,10 @@ def _add_error_pages(app: FastAPI) -> None:
             return PlainTextResponse("log in first", status_code=401)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+    @app.exception_handler(AmbiguousUser)
+    async def ambiguous_user(request: Request, exc: AmbiguousUser) -> Response:
+        return render(request, "error.html", 400, title="Bad request", message=str(exc))
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from bwvisu_common.adapters.tcp_prober import TcpProber
 from bwvisu_common.connect import open_stores_retrying
+from bwvisu_common.errors import ConfigError
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.secret_files import ensure_secret_file, read_secret_file
 from bwvisu_common.settings import Settings, templates_path
@@ -23,8 +24,10 @@ from web_portal.adapters.live_feed import NoJobsYet
 from web_portal.adapters.runner_api import RunnerApiClient
 from web_portal.adapters.system import UnixGroups
 from web_portal.app import create_app
+from web_portal.domain.client_address import Network, parse_networks
+from web_portal.domain.login_limits import LoginLimits
 from web_portal.portal import Portal
-from web_portal.security import Revocations
+from web_portal.revocations import Revocations
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,13 @@ def session_secret(settings: Settings) -> str:
     return read_secret_file(path, "web.session-secret-file", 32)
 
 
+def trusted_networks(settings: Settings) -> list[Network]:
+    try:
+        return parse_networks(settings.web.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(f"web.trusted-proxies: {exc}") from exc
+
+
 def build_app(settings: Settings) -> FastAPI:
     web = settings.web
     templates_dir = templates_path(settings)
@@ -61,7 +71,11 @@ def build_app(settings: Settings) -> FastAPI:
                      if web.auth == "header" else None),
         admin_group=web.admin_group, keep_finished_minutes=web.finished_sessions_kept_for,
         login_delay=web.login_delay, gateways=list(settings.gateway_nodes),
-        command_nodes=list(settings.command_nodes), beats=beats, revocations=Revocations(web.session_max_age),
+        command_nodes=list(settings.command_nodes), beats=beats,
+        login_limits=LoginLimits(web.login_max_failures_per_address, web.login_max_failures,
+                                 web.login_window),
+        session_max_age=web.session_max_age, trusted_networks=trusted_networks(settings),
+        revocations=Revocations(cache_for=web.revocation_check_interval),
     )
 
     @contextlib.asynccontextmanager
@@ -76,6 +90,7 @@ def build_app(settings: Settings) -> FastAPI:
             stack.callback(follower.cancel)
             await asyncio.wait_for(caught_up.wait(), 60)
             portal.feed = feed
+            portal.revocations.store = state
             log.info("portal ready on http://%s:%d/ with %d application(s): %s", web.host, web.port,
                      len(bundles), ", ".join(sorted(bundles)) or "none")
             yield

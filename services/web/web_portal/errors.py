@@ -32,3 +32,7 @@ class Rejected(WebError):
 
 class RunnerUnavailable(WebError):
     """runner-api, or the cluster behind it, does not answer."""
+
+
+class AmbiguousUser(WebError):
+    """The single sign-on header came twice or named several users: a 400, never a login."""

@@ -9,9 +9,11 @@ from bwvisu_common.projections import JobView
 from bwvisu_common.settings import CommandNode, GatewayNode
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
 from web_portal.domain.bundles import Bundle
+from web_portal.domain.client_address import Network
+from web_portal.domain.login_limits import LoginLimits
 from web_portal.domain.sessions import Card, card, sessions_of
 from web_portal.ports import Authenticator, GatewayBeats, GroupDirectory, JobFeed, JobRunner, Prober
-from web_portal.security import Revocations
+from web_portal.revocations import Revocations
 
 
 @dataclass
@@ -29,9 +31,12 @@ class Portal:
     admin_group: str = "bwvisu-admin"
     keep_finished_minutes: float = 60.0
     login_delay: float = 1.0
+    login_limits: LoginLimits = field(default_factory=lambda: LoginLimits(10, 200, 300.0))
+    session_max_age: int = 12 * 3600
+    trusted_networks: list[Network] = field(default_factory=list)  # web.trusted-proxies
     gateways: list[GatewayNode] = field(default_factory=list)
     command_nodes: list[CommandNode] = field(default_factory=list)
-    revocations: Revocations = field(default_factory=lambda: Revocations(12 * 3600))
+    revocations: Revocations = field(default_factory=Revocations)
     clock: type[datetime] = datetime
 
     def now(self) -> datetime:

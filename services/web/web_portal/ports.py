@@ -67,3 +67,11 @@ class Prober(Protocol):
     """Whether something answers on a TCP address."""
 
     async def is_open(self, host: str, port: int, timeout: float) -> bool: ...
+
+
+class RevokedLogins(Protocol):
+    """Ended portal logins, shared by every replica (the state store)."""
+
+    async def revoke_login(self, login_id: str, ttl: int) -> None: ...
+
+    async def login_revoked(self, login_id: str) -> bool: ...

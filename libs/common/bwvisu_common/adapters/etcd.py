@@ -42,7 +42,7 @@ def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutin
 
 
 class EtcdStateStore:
-    """Keys live under one prefix: jobs/, projection-seq, reservations/, secrets/."""
+    """Keys live under one prefix: jobs/, projection-seq, reservations/, secrets/, web/revoked/."""
 
     def __init__(self, client: aetcd.Client, prefix: str = "/bwvisu/") -> None:
         self._etcd = client
@@ -51,6 +51,7 @@ class EtcdStateStore:
         self._seq = f"{prefix}projection-seq".encode()
         self._reservations = f"{prefix}reservations/"
         self._secrets = f"{prefix}secrets/"
+        self._revoked = f"{prefix}web/revoked/"
 
     @classmethod
     async def connect(cls, host: str, port: int, prefix: str = "/bwvisu/") -> EtcdStateStore:
@@ -168,6 +169,16 @@ class EtcdStateStore:
     @_translated
     async def delete_secret(self, name: str) -> None:
         await self._etcd.delete(f"{self._secrets}{name}".encode())
+
+    @_translated
+    async def revoke_login(self, login_id: str, ttl: int) -> None:
+        # A lease of the cookie's remaining lifetime: etcd forgets it once the cookie is dead anyway.
+        lease = await self._etcd.lease(max(ttl, 1))
+        await self._etcd.put(f"{self._revoked}{login_id}".encode(), b"revoked", lease=lease)
+
+    @_translated
+    async def login_revoked(self, login_id: str) -> bool:
+        return await self._etcd.get(f"{self._revoked}{login_id}".encode()) is not None
 
 
 def _prefix_end(prefix: str) -> bytes:

@@ -76,6 +76,7 @@ class InMemoryStateStore:
         self.seq = 0
         self.held: dict[str, str] = {}
         self._secrets: dict[str, tuple[bytes, float]] = {}
+        self._revoked: dict[str, float] = {}
 
     async def load_jobs(self) -> tuple[dict[str, JobView], int]:
         return dict(self.jobs), self.seq
@@ -117,3 +118,11 @@ class InMemoryStateStore:
 
     async def delete_secret(self, name: str) -> None:
         self._secrets.pop(name, None)
+
+    async def revoke_login(self, login_id: str, ttl: int) -> None:
+        now = time.monotonic()
+        self._revoked = {k: t for k, t in self._revoked.items() if t > now}
+        self._revoked[login_id] = now + max(ttl, 1)
+
+    async def login_revoked(self, login_id: str) -> bool:
+        return self._revoked.get(login_id, 0.0) > time.monotonic()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Iterable
 
 import pam
+from starlette.datastructures import Headers
 
 from bwvisu_common.errors import ConfigError, InvalidInput
 from bwvisu_common.validation import check_uid
+from web_portal.domain.client_address import is_trusted, parse_networks
+from web_portal.errors import AmbiguousUser
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +40,25 @@ class TrustedHeaderAuthenticator:
     def __init__(self, header: str, proxies: Iterable[str]) -> None:
         self.header = header
         try:
-            self._networks = [ipaddress.ip_network(p, strict=False) for p in proxies]
+            self._networks = parse_networks(proxies)
         except ValueError as exc:
             raise ConfigError(f"web.trusted-proxies: {exc}") from exc
 
-    def user(self, client_host: str | None, headers: dict[str, str]) -> str | None:
-        """The user the proxy names; None when the request did not come through a trusted proxy."""
-        if client_host is None:
+    def user(self, client_host: str | None, headers: Headers) -> str | None:
+        """The user the proxy names; None when the request did not come through a trusted proxy.
+
+        AmbiguousUser when the header comes twice or holds a list: which one the proxy meant
+        (and which one the client smuggled past it) cannot be told, so neither is believed.
+        """
+        if not is_trusted(client_host, self._networks):
             return None
-        try:
-            address = ipaddress.ip_address(client_host)
-        except ValueError:
-            return None
-        if not any(address in net for net in self._networks):
-            return None
-        name = headers.get(self.header.lower(), "").strip()
+        values = headers.getlist(self.header)
+        if len(values) > 1 or any("," in v for v in values):
+            log.warning("trusted proxy %s sent %d %s header(s) with a list; refused",
+                        client_host, len(values), self.header)
+            raise AmbiguousUser(f"The {self.header} header came more than once or named several "
+                                "users; the portal will not guess which one is meant.")
+        name = values[0].strip() if values else ""
         try:
             return check_uid(name) if name else None
         except InvalidInput:

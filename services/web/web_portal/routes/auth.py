@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -12,17 +13,20 @@ from starlette.datastructures import FormData
 
 from bwvisu_common.errors import InvalidInput
 from bwvisu_common.validation import check_uid
+from web_portal.domain.login_limits import Refused
 from web_portal.portal import Portal
-from web_portal.security import LoginRequired, checked_form, current_user, end_login, start_login
+from web_portal.security import (
+    LoginRequired,
+    checked_form,
+    current_user,
+    end_login,
+    source_address,
+    start_login,
+)
 from web_portal.views import render
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-
-# Consecutive failures per user name: each one doubles the delay, up to this factor.
-MAX_BACKOFF = 8
-_failures: dict[str, int] = {}
-
 
 def safe_next(target: str) -> str:
     """Only our own paths: `next` must not send a fresh login to another site."""
@@ -32,7 +36,7 @@ def safe_next(target: str) -> str:
 @router.get("/")
 async def home(request: Request) -> Response:
     try:
-        current_user(request)
+        await current_user(request)
     except LoginRequired:
         if request.app.state.portal.header_auth is None:
             return RedirectResponse("/login", status_code=303)
@@ -53,19 +57,35 @@ async def login(request: Request, form: Annotated[FormData, Depends(checked_form
     target = safe_next(str(form.get("next", "/apps")))
     if portal.authenticator is None:
         return RedirectResponse("/", status_code=303)
+    address, started = source_address(request), time.monotonic()
+    refused = portal.login_limits.begin(address, started)
+    if refused is not None:
+        return _too_many(request, refused, address, username, target)
     if await _check(portal, username, password):
-        _failures.pop(username, None)
+        portal.login_limits.succeeded(address, started)
         start_login(request, username)
-        log.info("%s logged in", username)
+        log.info("%s logged in from %s", username, address)
         return RedirectResponse(target, status_code=303)
-    count = _failures.get(username, 0)
-    if len(_failures) > 10_000:
-        _failures.clear()
-    _failures[username] = count + 1
-    # Every failure costs time, more so for repeated guesses at one name; the event loop runs on.
-    await asyncio.sleep(portal.login_delay * min(2**count, MAX_BACKOFF))
+    log.info("failed login from %s", address)  # not the name: people type passwords into it
+    # Every failure also costs time; the event loop runs on.
+    await asyncio.sleep(portal.login_delay)
     return render(request, "login.html", 401, next=target, username=username,
                   error="Wrong user name or password.")
+
+
+def _too_many(request: Request, refused: Refused, address: str, username: str, target: str) -> Response:
+    whence = "from your address" if refused.scope == "address" else "on this portal"
+    log.warning("login refused: too many failed logins %s (%s), retry after %d s",
+                whence, address if refused.scope == "address" else "all addresses", refused.retry_after)
+    response = render(request, "login.html", 429, next=target, username=username,
+                      error=f"Too many failed logins {whence}. "
+                            f"Try again in {_duration(refused.retry_after)}.")
+    response.headers["Retry-After"] = str(refused.retry_after)
+    return response
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds} seconds" if seconds < 120 else f"{(seconds + 59) // 60} minutes"
 
 
 async def _check(portal: Portal, username: str, password: str) -> bool:
@@ -80,5 +100,5 @@ async def _check(portal: Portal, username: str, password: str) -> bool:
 
 @router.post("/logout")
 async def logout(request: Request, form: Annotated[FormData, Depends(checked_form)]) -> Response:
-    end_login(request)
+    await end_login(request)
     return RedirectResponse("/login", status_code=303)
