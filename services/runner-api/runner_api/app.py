@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from bwvisu_common.errors import DependencyUnavailable, InvalidInput
@@ -35,7 +36,9 @@ def create_app(
     ready: Callable[[], bool] = lambda: True, lifespan: Any = None,
 ) -> FastAPI:
     """`jobs` is called per request, so the app can exist before its connections do."""
-    app = FastAPI(title="bwvisu runner-api", version="1", lifespan=lifespan,
+    # The docs are ours to serve, behind the same credential: they map the API for an attacker.
+    app = FastAPI(title="bwvisu runner-api", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None,
                   description="The web frontend's job API (compatible with the bwVisu middleware API).")
     def authorized(credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> None:
         # Compare both fields, always, in constant time: no early exit tells what was wrong.
@@ -76,6 +79,8 @@ def create_app(
             raise NotFound(f"no such user: {user_name}")
         return {"response": "success"}
 
+    _add_docs(app, auth)
+
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         ok = ready()
@@ -83,6 +88,22 @@ def create_app(
 
     _add_error_handlers(app)
     return app
+
+
+def _add_docs(app: FastAPI, auth: list[Any]) -> None:
+    """OpenAPI at /openapi.json, /docs and /redoc, for the API's own client only."""
+
+    @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", dependencies=auth, include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
+
+    @app.get("/redoc", dependencies=auth, include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
 
 
 async def _json_body(request: Request) -> object:
