@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from bwvisu_common.errors import ConfigError
+from bwvisu_common.settings import parse_settings
+from web_portal.bootstrap import trusted_networks
 from web_portal.domain.client_address import client_address, parse_networks
 from web_portal.domain.login_limits import LoginLimits, Refused
 
@@ -86,3 +91,22 @@ def test_the_client_address_is_the_right_most_hop_not_of_a_trusted_proxy(peer, x
 def test_a_bad_trusted_proxy_entry_is_named():
     with pytest.raises(ValueError, match="'10.0.0.300'"):
         parse_networks(["10.0.0.0/8", "10.0.0.300"])
+
+
+@pytest.mark.parametrize(("web", "named"), [
+    ({"login-window": 0}, "web.login-window"),
+    ({"login-max-failures-per-address": 0}, "web.login-max-failures-per-address"),
+    ({"login-max-failures": -1}, "web.login-max-failures"),
+    ({"revocation-check-interval": -1}, "web.revocation-check-interval"),
+])
+def test_the_limits_in_the_config_must_be_positive(web, named):
+    data = {"bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "10.0.0.2"}], "web": web}
+    with pytest.raises(ConfigError, match=named):
+        parse_settings(json.dumps(data).encode(), "bwvisu.json")
+
+
+def test_a_bad_trusted_proxy_in_the_config_names_the_field():
+    data = {"bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "10.0.0.2"}],
+            "web": {"trusted-proxies": ["proxy.example.org"]}}
+    with pytest.raises(ConfigError, match=r"web\.trusted-proxies: .*proxy\.example\.org"):
+        trusted_networks(parse_settings(json.dumps(data).encode(), "bwvisu.json"))
