@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import Request
@@ -82,6 +83,25 @@ async def current_user(request: Request) -> str:
         request.session.clear()
         raise LoginRequired("this login was ended")
     return str(user)
+
+
+async def while_logged_in(request: Request, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+    """A long answer (a live stream) that ends once its login is revoked or too old.
+
+    The login was checked when the stream began; without this, a copied cookie's stream would
+    go on telling the owner's sessions after the logout."""
+    portal = request.app.state.portal
+    sid, at = request.session.get("sid"), request.session.get("at")
+    try:
+        async for part in stream:
+            if portal.header_auth is None and (
+                    not isinstance(at, int) or time.time() - at > portal.session_max_age
+                    or await portal.revocations.revoked(str(sid))):
+                return
+            yield part
+    finally:
+        if isinstance(stream, AsyncGenerator):
+            await stream.aclose()
 
 
 async def checked_form(request: Request) -> FormData:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from bwvisu_common.adapters.memory import InMemoryStateStore
 from bwvisu_common.errors import DependencyUnavailable
@@ -16,6 +18,7 @@ from web_portal.domain.client_address import parse_networks
 from web_portal.domain.login_limits import LoginLimits
 from web_portal.portal import Portal
 from web_portal.revocations import Revocations
+from web_portal.security import while_logged_in
 
 
 def client_of(portal: Portal) -> httpx.AsyncClient:
@@ -185,3 +188,25 @@ async def test_from_an_untrusted_peer_the_sso_header_is_ignored_however_often(wo
     async with world.client() as client:
         r = await client.get("/sessions", headers=[("X-Remote-User", "a"), ("X-Remote-User", "b")])
         assert r.status_code == 403
+
+
+async def test_a_live_stream_ends_when_its_login_is_revoked_elsewhere(world: World):
+    store = InMemoryStateStore()
+    world.portal.revocations = Revocations(store, cache_for=0.0)
+    scope = {"type": "http", "app": create_app(world.portal, SECRET), "headers": [],
+             "session": {"user": "alice", "sid": "sid-1", "at": int(time.time())}}
+    closed = []
+
+    async def forever():
+        try:
+            while True:
+                yield "event\n\n"
+        finally:
+            closed.append(True)
+
+    stream = while_logged_in(Request(scope), forever())
+    assert await anext(stream) == "event\n\n"
+    await store.revoke_login("sid-1", ttl=60)  # a logout on another replica
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    assert closed, "the inner stream was closed too"

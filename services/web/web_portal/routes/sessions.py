@@ -13,7 +13,7 @@ from starlette.datastructures import FormData
 
 from web_portal.errors import NotFound, RunnerUnavailable
 from web_portal.portal import Portal
-from web_portal.security import checked_form, csrf_token, current_user
+from web_portal.security import checked_form, csrf_token, current_user, while_logged_in
 from web_portal.views import render, render_fragment
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ async def session_list(request: Request, user: User) -> Response:
 @router.get("/sessions/events")
 async def session_events(request: Request, user: User) -> StreamingResponse:
     portal: Portal = request.app.state.portal
-    stream = live_cards(portal, user, csrf_token(request))
+    stream = while_logged_in(request, live_cards(portal, user, csrf_token(request)))
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
