@@ -210,3 +210,14 @@ async def test_a_live_stream_ends_when_its_login_is_revoked_elsewhere(world: Wor
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
     assert closed, "the inner stream was closed too"
+
+
+async def test_reaching_a_limit_is_logged_once_not_per_refused_attempt(limited: World,
+                                                                       caplog: pytest.LogCaptureFixture):
+    async with limited.client() as client:
+        with caplog.at_level("INFO", logger="web_portal.routes.auth"):
+            for _ in range(10):
+                await login_from(client, "198.51.100.7", "alice", "guess")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["3 failed logins from 198.51.100.7 within 600 s: refusing it for now"]
+    assert not any("guess" in r.getMessage() for r in caplog.records), "no password in the log"

@@ -73,6 +73,10 @@ class LoginLimits:
         return len(self._by_address.get(address, ()))
 
     @property
+    def total_failures(self) -> int:
+        return len(self._all)
+
+    @property
     def tracked_addresses(self) -> int:
         return len(self._by_address)
 

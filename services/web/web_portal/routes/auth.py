@@ -28,6 +28,7 @@ from web_portal.views import render
 log = logging.getLogger(__name__)
 router = APIRouter()
 
+
 def safe_next(target: str) -> str:
     """Only our own paths: `next` must not send a fresh login to another site."""
     return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
@@ -67,16 +68,28 @@ async def login(request: Request, form: Annotated[FormData, Depends(checked_form
         log.info("%s logged in from %s", username, address)
         return RedirectResponse(target, status_code=303)
     log.info("failed login from %s", address)  # not the name: people type passwords into it
+    _log_limit_reached(portal, address)
     # Every failure also costs time; the event loop runs on.
     await asyncio.sleep(portal.login_delay)
     return render(request, "login.html", 401, next=target, username=username,
                   error="Wrong user name or password.")
 
 
+def _log_limit_reached(portal: Portal, address: str) -> None:
+    # Once when a limit is reached, not per refused attempt: a flood must not flood the log too.
+    limits = portal.login_limits
+    if limits.failures(address) == limits.per_address:
+        log.warning("%d failed logins from %s within %g s: refusing it for now", limits.per_address,
+                    address, limits.window)
+    if limits.total_failures == limits.total:
+        log.warning("%d failed logins from all addresses within %g s: refusing every login for now",
+                    limits.total, limits.window)
+
+
 def _too_many(request: Request, refused: Refused, address: str, username: str, target: str) -> Response:
     whence = "from your address" if refused.scope == "address" else "on this portal"
-    log.warning("login refused: too many failed logins %s (%s), retry after %d s",
-                whence, address if refused.scope == "address" else "all addresses", refused.retry_after)
+    log.debug("login from %s refused (%s limit), retry after %d s", address, refused.scope,
+              refused.retry_after)
     response = render(request, "login.html", 429, next=target, username=username,
                       error=f"Too many failed logins {whence}. "
                             f"Try again in {_duration(refused.retry_after)}.")
