@@ -75,6 +75,7 @@ class KeyholeApi(_Section, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 4243
     timestamp_window: float = 60.0
+    max_body_bytes: int = 4096  # a port request is ~200 bytes; larger bodies get 413 unread
 
 
 class Scheduler(_Section, frozen=True, kw_only=True):
