@@ -16,6 +16,7 @@ from bwvisu_common.validation import check_uid
 from runner_api.domain import job_json, parse_submission
 from runner_api.errors import NotFound, SubmitFailed
 from runner_api.handlers import Jobs
+from runner_api.reasons import SERVICE_UNAVAILABLE, client_details
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +114,14 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SubmitFailed)
     async def submit_failed(_: Request, exc: SubmitFailed) -> JSONResponse:
-        return _answer(SUBMIT_FAILURE_STATUS.get(exc.kind, 400), str(exc))
+        # The full reason (hosts, sbatch's words) stays in the job's history and this log.
+        log.info("submission failed (%s): %s", exc.kind, exc)
+        return _answer(SUBMIT_FAILURE_STATUS.get(exc.kind, 400), client_details(exc.kind, str(exc)))
 
     @app.exception_handler(DependencyUnavailable)
-    async def unavailable(_: Request, exc: DependencyUnavailable) -> JSONResponse:
-        return _answer(503, f"the cluster or a bwvisu service is unavailable: {exc}")
+    async def unavailable(request: Request, exc: DependencyUnavailable) -> JSONResponse:
+        log.warning("answering 503 on %s %s: %s", request.method, request.url.path, exc)
+        return _answer(503, SERVICE_UNAVAILABLE)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
