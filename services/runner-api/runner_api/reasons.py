@@ -52,5 +52,5 @@ def scheduler_line(complaint: str) -> str:
 
 
 def _redact(text: str) -> str:
-    text = _HOST_CLAUSE.sub(lambda m: m.group(0).split()[0] + " a cluster host", _ADDRESS.sub("<address>", text))
-    return text[:_MAX]
+    text = _ADDRESS.sub("<address>", text)
+    return _HOST_CLAUSE.sub(lambda m: m.group(0).split()[0] + " a cluster host", text)[:_MAX]

@@ -15,6 +15,7 @@ from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.projector import LiveJobs
 from runner_api.app import create_app
 from runner_api.handlers import Jobs
+from runner_api.reasons import UNAVAILABLE
 
 PASSWORD = "s3cret-web"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"bwvisu-web:{PASSWORD}".encode()).decode()}
@@ -172,7 +173,7 @@ async def test_an_unreachable_cluster_is_a_503(api):
     scheduler.mode = "fail"
     r = await client.post("/jobs", json=body(), headers=AUTH)
     assert r.status_code == 503
-    assert r.json()["response"] == "submission failed: the cluster cannot be reached right now; try again later"
+    assert r.json()["response"] == f"submission failed: {UNAVAILABLE}"
 
 
 async def test_a_refused_job_tells_the_client_what_sbatch_said_without_internal_hosts(api):

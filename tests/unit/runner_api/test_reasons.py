@@ -12,7 +12,8 @@ from runner_api.reasons import UNAVAILABLE, client_details, client_reason
      UNAVAILABLE),
     ("unavailable", "no scheduler answered within 30 s", UNAVAILABLE),
     ("rejected", "sbatch refused the job: sbatch: error: Batch job submission failed: "
-                 "Invalid partition name specified", "the scheduler refused the job: Invalid partition name specified"),
+                 "Invalid partition name specified",
+     "the scheduler refused the job: Invalid partition name specified"),
     ("rejected", "sbatch refused the job: sbatch: error: invalid partition specified: gpu; "
                  "sbatch: error: Unable to allocate resources: Invalid partition name specified",
      "the scheduler refused the job: invalid partition specified: gpu"),
