@@ -348,3 +348,14 @@ async def test_http_edge_caps_bodies_and_counts_unauthenticated_refusals(world: 
         health = (await client.get("/healthz")).json()
     assert health["refused-unauthenticated"] == {"body-too-large": 2, "bad-timestamp": 1}
     assert await world.events.last_seq() == before
+
+
+async def test_a_flood_of_refusals_is_counted_but_logged_only_in_part(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    await world.job("j1")
+    for _ in range(50):
+        with pytest.raises(Refused):
+            await world.ask("j1", token=b"guess" * 8)
+    assert world.service.unauthenticated == {"bad-signature": 50}
+    lines = [r for r in caplog.records if "unauthenticated" in r.getMessage()]
+    assert len(lines) == 10 and "'j1'" in lines[0].getMessage()

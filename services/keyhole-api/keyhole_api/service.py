@@ -28,6 +28,8 @@ from keyhole_api.domain.verify import (
 from keyhole_api.health import GatewayHealth
 
 log = logging.getLogger(__name__)
+LOG_INTERVAL = 10.0  # seconds; at most LOG_BURST unauthenticated refusals logged in each
+LOG_BURST = 10
 
 
 class NoCapacity(BwvisuError):
@@ -78,6 +80,7 @@ class KeyholeService:
         self._gateways = {g.label: g for g in settings.gateway_nodes}
         self._seen: dict[str, float] = {}  # signatures already used -> when they expire
         self.unauthenticated: Counter[str] = Counter()  # refusals before authentication, by kind
+        self._log_window = (float("-inf"), 0)  # (start, refusals in it) for logging them
 
     async def request_ports(self, job_id: str, path: str, timestamp: str | None,
                             signature: str | None, body: bytes) -> dict[str, object]:
@@ -119,9 +122,20 @@ class KeyholeService:
             raise
 
     def refuse_unauthenticated(self, kind: str, job_id: str, reason: str) -> None:
-        """Count and log a refusal of a request not known to come from the job."""
+        """Count and log a refusal of a request not known to come from the job.
+
+        A flood must not flood the log either: a few lines per interval, then a summary.
+        """
         self.unauthenticated[kind or "other"] += 1
-        log.warning("refused an unauthenticated request for job %r: %s", job_id[:80], reason)
+        now = self._clock()
+        if now - self._log_window[0] >= LOG_INTERVAL:
+            if self._log_window[1] > LOG_BURST:
+                log.warning("%d more unauthenticated request(s) refused in the last %.0f s (counted in "
+                            "/healthz)", self._log_window[1] - LOG_BURST, LOG_INTERVAL)
+            self._log_window = (now, 0)
+        self._log_window = (self._log_window[0], self._log_window[1] + 1)
+        if self._log_window[1] <= LOG_BURST:
+            log.warning("refused an unauthenticated request for job %r: %s", job_id[:80], reason)
 
     def _seen_before(self, signature: str, window: float) -> bool:
         """Whether this signature was verified before: a replay, which may only re-read a grant.
