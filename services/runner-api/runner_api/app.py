@@ -12,11 +12,11 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from bwvisu_common.errors import DependencyUnavailable, InvalidInput
+from bwvisu_common.reasons import SERVICE_UNAVAILABLE, client_details
 from bwvisu_common.validation import check_uid
 from runner_api.domain import job_json, parse_submission
 from runner_api.errors import NotFound, SubmitFailed
 from runner_api.handlers import Jobs
-from runner_api.reasons import SERVICE_UNAVAILABLE, client_details
 
 log = logging.getLogger(__name__)
 

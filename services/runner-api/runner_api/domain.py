@@ -9,8 +9,8 @@ import msgspec
 
 from bwvisu_common.errors import InvalidInput
 from bwvisu_common.projections import JobView
+from bwvisu_common.reasons import client_details
 from bwvisu_common.validation import check_template_name, check_uid, check_variables
-from runner_api.reasons import client_details
 
 
 class Submission(msgspec.Struct, frozen=True, kw_only=True):

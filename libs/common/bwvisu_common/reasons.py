@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 UNAVAILABLE = "the cluster cannot be reached right now; try again later"
-SERVICE_UNAVAILABLE = "bwvisu cannot reach one of its services right now; try again later"
+SERVICE_UNAVAILABLE = "the cluster or a bwvisu service is unavailable right now; try again later"
 SBATCH_REFUSED = "sbatch refused the job: "  # how the scheduler adapter words a refusal
 FAILED_PREFIX = "submission failed: "  # how the read model words a failed job's details
 _SCHEDULER_ERROR = re.compile(r"^(?:sbatch:\s*error:\s*)+", re.IGNORECASE)

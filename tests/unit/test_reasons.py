@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner_api.reasons import UNAVAILABLE, client_details, client_reason
+from bwvisu_common.reasons import UNAVAILABLE, client_details, client_reason
 
 
 @pytest.mark.parametrize(("kind", "reason", "shown"), [
