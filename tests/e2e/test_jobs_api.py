@@ -115,6 +115,9 @@ def test_no_command_node_is_a_503_then_submits_work_again(
         r = api.post("/jobs", json={"uid": "bob", "template-name": "sleep",
                                     "variables": {"seconds": "1", "runtime": "1"}})
         assert r.status_code == 503, r.text
+        said = r.json()["response"]
+        assert "try again later" in said  # what to do, not which host failed how
+        assert not any(name in said or ip in said for name, ip in minicluster.hosts.items()), said
     finally:
         minicluster.repair()
     deadline = time.monotonic() + 60
@@ -124,6 +127,18 @@ def test_no_command_node_is_a_503_then_submits_work_again(
             break
         time.sleep(1)
     assert r.status_code == 200, r.text
+
+
+def test_sbatchs_refusal_reaches_the_client_without_internal_hosts(
+    api: httpx.Client, bwvisu_system: BwvisuSystem, minicluster: Minicluster
+) -> None:
+    r = api.post("/jobs", json={"uid": "alice", "template-name": "sleep",
+                                "variables": {"seconds": "1", "partition": "nope-partition"}})
+    said = r.json()["response"]
+    assert r.status_code == 400, said
+    assert said.startswith("submission failed: the scheduler refused the job: "), said
+    assert "partition" in said.lower() and "sbatch: error" not in said
+    assert not any(name in said or ip in said for name, ip in minicluster.hosts.items()), said
 
 
 def test_a_restarted_runner_api_gives_the_same_answers(

@@ -1,4 +1,4 @@
-"""The stream itself: an older stream is upgraded in place, keeping its events."""
+"""The stream itself: an older stream is upgraded in place, keeping its events; it is bounded."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import pytest
 from nats.js.api import StorageType, StreamConfig
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.jetstream import ALL_SUBJECTS, STREAM, JetStreamEventStore, connect_nats
+from bwvisu_common.adapters.jetstream import (
+    ALL_SUBJECTS,
+    STREAM,
+    JetStreamEventStore,
+    StreamLimits,
+    connect_nats,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,4 +36,31 @@ async def test_a_stream_without_atomic_batches_is_upgraded_and_keeps_its_events(
             "JobSubmitted", "JobQueued", "JobStarted"]
     finally:
         await js.purge_stream(STREAM)
+        await nc.close()
+
+
+async def test_the_stream_is_bounded_and_an_unbounded_one_gets_the_limits(nats_server):
+    nc = await connect_nats([nats_server.url], "test")
+    js = nc.jetstream()
+    try:
+        await js.delete_stream(STREAM)
+    except Exception:  # noqa: BLE001 - absent is fine
+        pass
+    try:
+        await js.add_stream(StreamConfig(name=STREAM, subjects=[ALL_SUBJECTS], storage=StorageType.FILE))
+        assert (await js.stream_info(STREAM)).config.max_msgs_per_subject in (None, -1)
+        await JetStreamEventStore(nc).ensure_stream()  # the defaults
+        config = (await js.stream_info(STREAM)).config
+        assert config.max_bytes == 8 * 1024**3 and config.max_msgs_per_subject == 10_000
+        assert config.max_age == 180 * 86400 and config.allow_atomic
+
+        small = JetStreamEventStore(nc, limits=StreamLimits(max_bytes=10**6, max_age=3600, max_per_job=100))
+        await small.ensure_stream()  # configured other limits: the stream follows
+        config = (await js.stream_info(STREAM)).config
+        assert (config.max_bytes, config.max_age, config.max_msgs_per_subject) == (10**6, 3600, 100)
+        for i in range(105):
+            await small.append([ev.PortClosed(job_id="noisy", external_port=20000 + i)])
+        assert len(await small.read_job("noisy")) == 100  # a runaway job is capped
+    finally:
+        await js.delete_stream(STREAM)
         await nc.close()

@@ -114,3 +114,74 @@ async def test_ports_in_use_are_released_and_other_ports_forwarded(
         assert sum(k.startswith("nodeports/") for k in held) == 4  # 2 ports x 2 nodes
         kinds = [type(e).__name__ for _, e in await event_store.read_job(job)]
         assert kinds.count("PortsUnavailable") == 2 and kinds[-1] == "PortsForwarded"
+
+
+def _signed(job_id: str, count: int, nodes: list[str], token: bytes = TOKEN,
+            timestamp: str = "") -> tuple[str, str, str, bytes]:
+    path, body = PATH_TEMPLATE.format(job_id=job_id), request_body(count, nodes)
+    ts = timestamp or str(int(time.time()))
+    return path, ts, sign(token, "POST", path, ts, body), body
+
+
+async def test_a_grant_whose_answer_was_lost_is_answered_again_by_any_replica(
+        event_store: JetStreamEventStore, state_store: EtcdStateStore) -> None:
+    async for first in _service(event_store, state_store, ScriptedAgent(event_store)):
+        job = await _job(event_store, state_store, ["cn0"])
+        request = _signed(job, 2, ["cn0"])
+        lost = await first.request_ports(job, *request)  # the client never saw this answer
+        assert await first.request_ports(job, *request) == lost  # the same signed request again
+        async for other in _service(event_store, state_store, ScriptedAgent(event_store)):
+            # Another replica (or this one restarted): no memory, the grant lives in etcd.
+            assert await other.request_ports(job, *_signed(job, 2, ["cn0"])) == lost
+            assert await other.request_ports(job, *request) == lost
+        kinds = [type(e).__name__ for _, e in await event_store.read_job(job)]
+        assert kinds.count("PortsAssigned") == 1 and kinds.count("PortsRequested") == 1
+        assert sum(k.startswith("ports/") for k in await state_store.reservations("ports/")) == 2
+
+
+async def test_concurrent_requests_of_one_job_on_two_replicas_share_one_grant(
+        event_store: JetStreamEventStore, state_store: EtcdStateStore) -> None:
+    agent = ScriptedAgent(event_store)
+    async for one in _service(event_store, state_store, agent):
+        async for two in _service(event_store, state_store, agent):
+            job = await _job(event_store, state_store, ["cn0"])
+            answers = await asyncio.gather(*(s.request_ports(job, *_signed(job, 1, ["cn0"]))
+                                             for s in (one, two, one, two)))
+            assert all(a == answers[0] for a in answers)
+            kinds = [type(e).__name__ for _, e in await event_store.read_job(job)]
+            assert kinds.count("PortsAssigned") == 1
+
+
+async def test_a_flood_of_unauthenticated_requests_adds_nothing_and_the_job_still_gets_its_ports(
+        event_store: JetStreamEventStore, state_store: EtcdStateStore) -> None:
+    import httpx
+
+    from bwvisu_common.keyhole_client import SIGNATURE_HEADER, TIMESTAMP_HEADER
+    from keyhole_api.app import create_app
+
+    async for service in _service(event_store, state_store, ScriptedAgent(event_store)):
+        job = await _job(event_store, state_store, ["cn0"])
+        before = await event_store.read_job(job)
+        app = create_app(service, GatewayHealth())
+        path, now = PATH_TEMPLATE.format(job_id=job), str(int(time.time()))
+        floods: list[tuple[bytes, dict[str, bytes | str]]] = []
+        for i in range(60):
+            _, ts, sig, body = _signed(job, 1, ["cn0"], token=b"guess%d" % i)
+            floods.append((body, {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sig}))  # bad signature
+            _, ts, sig, body = _signed(job, 1, ["cn0"], timestamp=str(int(time.time()) - 3600))
+            floods.append((body, {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sig}))  # stale (a replay)
+            floods.append((body, {TIMESTAMP_HEADER: b"\xb2", SIGNATURE_HEADER: sig}))  # "²"
+            floods.append((b"x" * 10_000, {TIMESTAMP_HEADER: now, SIGNATURE_HEADER: "0"}))  # too big
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://k") as client:
+            answers = await asyncio.gather(*(client.post(path, content=b, headers=h) for b, h in floods))
+            assert sorted({a.status_code for a in answers}) == [401, 413]
+            assert await event_store.read_job(job) == before  # nothing appended to the job's subject
+            _, ts, sig, body = _signed(job, 1, ["cn0"])
+            granted = await client.post(path, content=body, headers={TIMESTAMP_HEADER: ts,
+                                                                      SIGNATURE_HEADER: sig})
+            assert granted.status_code == 200 and len(granted.json()["forwards"]) == 1
+            counted = (await client.get("/healthz")).json()["refused-unauthenticated"]
+        assert counted == {"bad-signature": 60, "stale-timestamp": 60, "bad-timestamp": 60,
+                           "body-too-large": 60}
+        kinds = [type(e).__name__ for _, e in await event_store.read_job(job)]
+        assert kinds == ["JobSubmitted", "JobStarted", "PortsRequested", "PortsAssigned", "PortsForwarded"]

@@ -121,15 +121,12 @@ async def test_a_valid_request_gets_forwarded_ports(world: World) -> None:
 
 
 @pytest.mark.parametrize(("how", "status", "reason"), [
-    ({"token": b"forged" * 8}, 401, "bad signature"),
-    ({"skew": -3600}, 401, "stale timestamp"),
-    ({"skew": 3600}, 401, "stale timestamp"),
     ({"count": 5}, 400, "too many ports"),
     ({"nodes": ["cn1"]}, 403, "not the job's nodes: cn1"),
     ({"nodes": ["cn0", "login0"]}, 403, "not the job's nodes: login0"),
     ({"body": b"not json"}, 400, "JSON"),
 ])
-async def test_refusals_are_4xx_recorded_and_assign_nothing(
+async def test_refusals_of_the_job_are_4xx_recorded_and_assign_nothing(
         world: World, how: dict[str, object], status: int, reason: str) -> None:
     await world.job("j1")
     with pytest.raises(Refused) as refused:
@@ -140,17 +137,95 @@ async def test_refusals_are_4xx_recorded_and_assign_nothing(
     assert await world.state.reservations() == {}
 
 
-async def test_replay_and_second_request_are_refused(world: World) -> None:
+@pytest.mark.parametrize(("how", "reason", "kind"), [
+    ({"token": b"forged" * 8}, "bad signature", "bad-signature"),
+    ({"skew": -3600}, "stale timestamp", "stale-timestamp"),
+    ({"skew": 3600}, "stale timestamp", "stale-timestamp"),
+    ({"timestamp": "\u00b2"}, "malformed timestamp", "bad-timestamp"),
+    ({"timestamp": "\u0661\u0662"}, "malformed timestamp", "bad-timestamp"),  # Arabic-Indic digits
+    ({"timestamp": "-5"}, "malformed timestamp", "bad-timestamp"),
+])
+async def test_unauthenticated_refusals_are_401_counted_and_not_recorded(
+        world: World, how: dict[str, object], reason: str, kind: str) -> None:
+    await world.job("j1")
+    before = await world.events.last_seq()
+    with pytest.raises(Refused) as refused:
+        await world.ask("j1", **how)  # type: ignore[arg-type]
+    assert refused.value.status == 401 and reason in refused.value.reason
+    assert await world.events.last_seq() == before  # nothing an unknown sender says is appended
+    assert world.service.unauthenticated == {kind: 1}
+    assert await world.state.reservations() == {}
+
+
+@pytest.mark.parametrize("node", ["cn0\nforged", "cn0 x", "-cn0", "cn0;reboot", "c" * 254, "a..b", "ü"])
+async def test_bad_node_names_are_refused_without_echoing_them(world: World, node: str,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    await world.job("j1")
+    with pytest.raises(Refused) as refused:
+        await world.ask("j1", nodes=[node])
+    assert refused.value.status == 400 and "not host names" in refused.value.reason
+    assert node not in refused.value.reason and node not in caplog.text
+    events = [e for _, e in await world.events.read_job("j1")]
+    assert not any(node in str(e) for e in events)
+
+
+async def test_a_retry_of_the_same_signed_request_gets_the_same_ports(world: World) -> None:
+    await world.job("j1")
+    path, body, ts = PATH_TEMPLATE.format(job_id="j1"), request_body(2, ["cn0"]), str(int(time.time()))
+    sig = sign(TOKEN, "POST", path, ts, body)
+    first = await world.service.request_ports("j1", path, ts, sig, body)  # its answer got lost
+    again = await world.service.request_ports("j1", path, ts, sig, body)
+    fresh = await world.ask("j1", count=2)  # the client's next attempt signs a new body
+    assert again == first and fresh == first
+    assert (await world.kinds("j1")).count("PortsAssigned") == 1
+    with pytest.raises(Refused, match="2 port.s. were already granted") as refused:
+        await world.ask("j1", count=1)
+    assert refused.value.status == 409
+
+
+async def test_concurrent_requests_of_one_job_share_one_grant(world: World) -> None:
+    await world.job("j1")
+    answers = await asyncio.gather(*(world.ask("j1") for _ in range(3)))
+    assert answers[0] == answers[1] == answers[2]
+    assert (await world.kinds("j1")).count("PortsAssigned") == 1
+
+
+async def test_a_restarted_service_answers_with_the_standing_grant(world: World) -> None:
+    await world.job("j1")
+    first = await world.ask("j1")
+    jobs = LiveJobs(world.events, world.state)  # a new replica: no memory of the first request
+    task = asyncio.create_task(jobs.run())
+    try:
+        other = KeyholeService(make_settings(), world.events, world.state, jobs, world.health,
+                               tuning=Tuning(start_wait=0.3, agent_timeout=0.3))
+        path, body, ts = PATH_TEMPLATE.format(job_id="j1"), request_body(1, ["cn0"]), str(int(time.time()))
+        again = await other.request_ports("j1", path, ts, sign(TOKEN, "POST", path, ts, body), body)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert again == first and (await world.kinds("j1")).count("PortsAssigned") == 1
+
+
+async def test_a_replay_without_a_standing_grant_gets_nothing(world: World) -> None:
+    world.health.forget("gw0")
+    world.health.forget("gw1")
     await world.job("j1")
     path, body, ts = PATH_TEMPLATE.format(job_id="j1"), request_body(1, ["cn0"]), str(int(time.time()))
     sig = sign(TOKEN, "POST", path, ts, body)
-    await world.service.request_ports("j1", path, ts, sig, body)
+    with pytest.raises(NoCapacity):
+        await world.service.request_ports("j1", path, ts, sig, body)
+    world.health.beat("gw0")
     with pytest.raises(Refused, match="replayed request"):
         await world.service.request_ports("j1", path, ts, sig, body)
-    with pytest.raises(Refused, match="already granted") as refused:
-        await world.ask("j1")
-    assert refused.value.status == 409
-    assert (await world.kinds("j1")).count("PortsAssigned") == 1
+    assert "PortsAssigned" not in await world.kinds("j1")
+
+
+async def test_a_grant_left_without_progress_is_taken_over(world: World) -> None:
+    await world.job("j1")
+    await world.state.reserve(["grants/j1"], "j1")  # a replica died right after reserving
+    world.service._tuning.stale_grant = 0.0
+    answer = await world.ask("j1")
+    assert answer["gateway"] == "gw0" and (await world.kinds("j1")).count("PortsAssigned") == 1
 
 
 async def test_unknown_job_is_404_without_an_event(world: World) -> None:
@@ -158,6 +233,7 @@ async def test_unknown_job_is_404_without_an_event(world: World) -> None:
         await world.ask("nosuchjob")
     assert refused.value.status == 404
     assert await world.events.last_seq() == 0
+    assert world.service.unauthenticated == {"unknown-job": 1}
 
 
 async def test_a_job_not_running_is_refused(world: World) -> None:
@@ -243,3 +319,43 @@ async def test_http_edge_maps_refusals_and_grants(world: World) -> None:
         granted = await client.post(path, content=body, headers=headers)
         assert granted.status_code == 200 and granted.json()["forwards"][0]["external-ip"] == "1.2.3.30"
         assert (await client.get("/healthz")).json()["gateways-alive"] == ["gw0", "gw1"]
+
+
+async def test_http_edge_caps_bodies_and_counts_unauthenticated_refusals(world: World) -> None:
+    import httpx
+
+    from bwvisu_common.keyhole_client import SIGNATURE_HEADER, TIMESTAMP_HEADER
+    from keyhole_api.app import create_app
+
+    await world.job("j1")
+    app = create_app(world.service, world.health, max_body=4096)
+    path, ts = PATH_TEMPLATE.format(job_id="j1"), str(int(time.time()))
+    big = b"{" + b" " * 5000 + b"}"
+    headers = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(TOKEN, "POST", path, ts, big)}
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):  # no Content-Length: counted as it arrives
+            yield b" " * 1000
+
+    before = await world.events.last_seq()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://k") as client:
+        assert (await client.post(path, content=big, headers=headers)).status_code == 413
+        chunked = await client.post(path, content=chunks(), headers=headers)
+        assert chunked.status_code == 413
+        body = request_body(1, ["cn0"])
+        odd = {TIMESTAMP_HEADER: b"\xb2", SIGNATURE_HEADER: b"00"}  # read back as "²" (latin-1)
+        assert (await client.post(path, content=body, headers=odd)).status_code == 401
+        health = (await client.get("/healthz")).json()
+    assert health["refused-unauthenticated"] == {"body-too-large": 2, "bad-timestamp": 1}
+    assert await world.events.last_seq() == before
+
+
+async def test_a_flood_of_refusals_is_counted_but_logged_only_in_part(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    await world.job("j1")
+    for _ in range(50):
+        with pytest.raises(Refused):
+            await world.ask("j1", token=b"guess" * 8)
+    assert world.service.unauthenticated == {"bad-signature": 50}
+    lines = [r for r in caplog.records if "unauthenticated" in r.getMessage()]
+    assert len(lines) == 10 and "'j1'" in lines[0].getMessage()

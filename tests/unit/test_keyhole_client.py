@@ -62,6 +62,7 @@ def test_signature_covers_method_path_timestamp_and_body() -> None:
 
 
 TOKEN = "0123456789abcdef" * 4
+CUT = -1  # a stub "status": the answer is cut short
 
 
 class _Stub(BaseHTTPRequestHandler):
@@ -76,9 +77,13 @@ class _Stub(BaseHTTPRequestHandler):
         self.seen.append({"path": self.path, "signed": ok, "body": json.loads(body)})
         code, answer = self.answers.pop(0) if self.answers else (200, {})
         data = json.dumps(answer).encode()
-        self.send_response(code)
+        self.send_response(code if code > 0 else 200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if code == CUT:  # the answer is lost half-way: the connection drops
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+            return
         self.wfile.write(data)
 
     def log_message(self, *args: object) -> None:
@@ -137,3 +142,13 @@ def test_a_refusal_stops_the_job_with_a_clear_message(stub: str) -> None:
     assert "node cn9 is not one of the job's nodes" in proc.stderr
     assert "stopping the job" in proc.stderr
     assert len(_Stub.seen) == 1  # a permanent refusal is not retried
+
+
+@pytest.mark.parametrize("lost", [(CUT, FORWARDS), (502, {"detail": "proxy lost the upstream"})])
+def test_an_answer_lost_on_the_way_is_asked_for_again(stub: str, lost: tuple[int, dict[str, object]]) -> None:
+    # keyhole-api answers a retry of a standing grant with the same ports; the client must ask.
+    _Stub.answers = [lost, (200, FORWARDS)]
+    proc = _run_block([stub])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "20001 10.0.0.30 20101 20002"
+    assert len(_Stub.seen) == 2 and all(s["signed"] for s in _Stub.seen)

@@ -45,6 +45,9 @@ def test_the_original_bwvisu_fields_are_accepted_as_they_are():
         ({"keyholed-max-forwarders-per-job": 0}, "keyholed-max-forwarders-per-job"),
         ({"gateway-nodez": []}, "gateway-nodez"),
         ({"etcd-servers": ["host:notaport"]}, "etcd-servers[0]"),
+        ({"keyhole-api": {"max-body-bytes": 10}}, "keyhole-api.max-body-bytes"),
+        ({"stream-max-bytes": -1}, "stream-max-bytes"),
+        ({"stream-max-events-per-job": 5}, "stream-max-events-per-job"),
     ],
 )
 def test_a_wrong_missing_or_unknown_field_is_named(change, named):

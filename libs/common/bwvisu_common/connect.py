@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 from nats.aio.client import Client as NatsClient
 
 from bwvisu_common.adapters.etcd import EtcdStateStore
-from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
+from bwvisu_common.adapters.jetstream import JetStreamEventStore, StreamLimits, connect_nats
 from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.settings import Settings, host_port
 
@@ -38,13 +38,18 @@ async def open_stores_retrying(
             await asyncio.sleep(2)
 
 
+def stream_limits(settings: Settings) -> StreamLimits:
+    return StreamLimits(max_bytes=settings.stream_max_bytes, max_age=settings.stream_max_age * 86400,
+                        max_per_job=settings.stream_max_events_per_job)
+
+
 async def open_stores(
     settings: Settings, stack: AsyncExitStack, name: str
 ) -> tuple[JetStreamEventStore, EtcdStateStore]:
     """Connect to NATS and etcd, make sure the stream exists, close both with `stack`."""
     nc = await connect_nats(settings.nats_servers, name)
     stack.push_async_callback(close_nats, nc)
-    events = JetStreamEventStore(nc, replicas=settings.stream_replicas)
+    events = JetStreamEventStore(nc, replicas=settings.stream_replicas, limits=stream_limits(settings))
     await events.ensure_stream()
     state = await _first_etcd_answering(settings)
     stack.push_async_callback(state.close)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import random
@@ -137,6 +138,10 @@ def post_once(server: str, job_id: str, token: bytes, count: int, nodes: list[st
         if exc.code in PERMANENT:
             raise KeyholeError(f"{server} refused the request ({exc.code}): {detail}") from None
         raise OSError(f"{server} answered {exc.code}: {detail}") from None
+    except (http.client.HTTPException, ValueError, TypeError) as exc:
+        # The answer was lost on the way (cut short, garbled): the grant may stand, and
+        # keyhole-api answers a retry with the same ports.
+        raise OSError(f"{server}: the answer was lost ({type(exc).__name__})") from None
 
 
 def _detail(exc: urllib.error.HTTPError) -> str:

@@ -75,6 +75,7 @@ class KeyholeApi(_Section, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 4243
     timestamp_window: float = 60.0
+    max_body_bytes: int = 4096  # a port request is ~200 bytes; larger bodies get 413 unread
 
 
 class Scheduler(_Section, frozen=True, kw_only=True):
@@ -122,6 +123,9 @@ class Settings(_Section, frozen=True, kw_only=True):
     # Ours, beyond the original bwVisu fields:
     nats_servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     stream_replicas: int = 1
+    stream_max_bytes: int = 8 * 1024**3  # the job event stream's bounds; 0: none
+    stream_max_age: float = 180.0  # days
+    stream_max_events_per_job: int = 10_000
     state_dir: str = ".bwvisu"
     templates_dir: str = ""
     ssh: Ssh = Ssh()
@@ -143,10 +147,18 @@ def _check(s: Settings) -> None:
     r = s.keyholed_port_range
     if not (1 <= r.min <= r.max <= 65535):
         fail("keyholed-port-range", f"Expected 1 <= min <= max <= 65535, got {r.min}..{r.max}")
+    if s.keyhole_api.max_body_bytes < 512:
+        fail("keyhole-api.max-body-bytes", "Expected at least 512 (a port request must fit)")
     if s.keyholed_max_forwarders_per_job < 1:
         fail("keyholed-max-forwarders-per-job", "Expected a number >= 1")
     if not 1 <= s.stream_replicas <= 5:
         fail("stream-replicas", "Expected 1 to 5")
+    for name, value in (("stream-max-bytes", s.stream_max_bytes), ("stream-max-age", s.stream_max_age),
+                        ("stream-max-events-per-job", s.stream_max_events_per_job)):
+        if value < 0:
+            fail(name, "Expected a number >= 0 (0: no bound)")
+    if 0 < s.stream_max_events_per_job < 100:
+        fail("stream-max-events-per-job", "Expected 0 or at least 100 (a job's history must fit)")
     for i, addr in enumerate(s.etcd_servers):
         host_port(addr, 2379, f"etcd-servers[{i}]")
     if s.web.auth not in ("pam", "header"):

@@ -11,12 +11,28 @@ from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.keyhole_client import PATH_TEMPLATE, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from keyhole_api.domain.verify import Refused
 from keyhole_api.health import GatewayHealth
-from keyhole_api.service import KeyholeService, NoCapacity
+from keyhole_api.service import GrantPending, KeyholeService, NoCapacity
 
 log = logging.getLogger(__name__)
 
 
-def create_app(service: KeyholeService, health: GatewayHealth) -> FastAPI:
+async def capped_body(request: Request, limit: int) -> bytes:
+    """The body, read only up to `limit` bytes: a longer one is refused before it is all read.
+
+    Content-Length is checked first; a chunked body (no length) is counted as it arrives.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared and (not declared.isascii() or not declared.isdigit() or int(declared) > limit):
+        raise Refused(413, f"request body larger than {limit} bytes", kind="body-too-large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Refused(413, f"request body larger than {limit} bytes", kind="body-too-large")
+    return bytes(body)
+
+
+def create_app(service: KeyholeService, health: GatewayHealth, *, max_body: int = 4096) -> FastAPI:
     app = FastAPI(title="bwvisu keyhole-api", description="Forwarded ports for running jobs.")
 
     @app.exception_handler(Refused)
@@ -27,6 +43,10 @@ def create_app(service: KeyholeService, health: GatewayHealth) -> FastAPI:
     async def no_capacity(_: Request, exc: NoCapacity) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
+    @app.exception_handler(GrantPending)
+    async def pending(_: Request, exc: GrantPending) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
     @app.exception_handler(DependencyUnavailable)
     async def unavailable(_: Request, exc: DependencyUnavailable) -> JSONResponse:
         log.warning("answering 503: %s", exc)
@@ -35,13 +55,18 @@ def create_app(service: KeyholeService, health: GatewayHealth) -> FastAPI:
     @app.post(PATH_TEMPLATE)
     async def request_ports(job_id: str, request: Request) -> dict[str, object]:
         """Forward ports to a running job; the request is signed with the job's token."""
-        body = await request.body()
+        try:
+            body = await capped_body(request, max_body)
+        except Refused as refusal:
+            service.refuse_unauthenticated(refusal.kind, job_id, refusal.reason)
+            raise
         return await service.request_ports(
             job_id, request.url.path, request.headers.get(TIMESTAMP_HEADER),
             request.headers.get(SIGNATURE_HEADER), body)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:
-        return {"status": "ok", "gateways-alive": health.alive()}
+        return {"status": "ok", "gateways-alive": health.alive(),
+                "refused-unauthenticated": dict(service.unauthenticated)}
 
     return app

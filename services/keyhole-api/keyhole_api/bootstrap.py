@@ -43,4 +43,5 @@ async def build(settings: Settings, stack: AsyncExitStack) -> FastAPI:
         await asyncio.gather(follower, return_exceptions=True)
 
     stack.push_async_callback(stop_follower)
-    return create_app(KeyholeService(settings, events, state, jobs, health), health)
+    return create_app(KeyholeService(settings, events, state, jobs, health), health,
+                      max_body=settings.keyhole_api.max_body_bytes)

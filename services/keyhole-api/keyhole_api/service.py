@@ -28,10 +28,16 @@ from keyhole_api.domain.verify import (
 from keyhole_api.health import GatewayHealth
 
 log = logging.getLogger(__name__)
+LOG_INTERVAL = 10.0  # seconds; at most LOG_BURST unauthenticated refusals logged in each
+LOG_BURST = 10
 
 
 class NoCapacity(BwvisuError):
     """No live gateway could forward the ports (none alive, ranges full, agents failing)."""
+
+
+class GrantPending(BwvisuError):
+    """The job's grant is being made by another request; the client should ask again."""
 
 
 @dataclass
@@ -47,6 +53,8 @@ class Tuning:
     agent_timeout: float = 10.0  # how long an agent may take to forward
     attempts: int = 4  # assignments tried before giving up
     picks_per_gateway: int = 8  # reservation races lost before trying the next gateway
+    grant_wait: float = 10.0  # how long a retry waits for a grant another request is making
+    stale_grant: float = 90.0  # a grant without any event for this long was left by a dead replica
 
 
 @dataclass
@@ -71,28 +79,40 @@ class KeyholeService:
         self._tuning = tuning or Tuning()
         self._gateways = {g.label: g for g in settings.gateway_nodes}
         self._seen: dict[str, float] = {}  # signatures already used -> when they expire
+        self.unauthenticated: Counter[str] = Counter()  # refusals before authentication, by kind
+        self._log_window = (float("-inf"), 0)  # (start, refusals in it) for logging them
 
     async def request_ports(self, job_id: str, path: str, timestamp: str | None,
                             signature: str | None, body: bytes) -> dict[str, object]:
-        """The answer for the client, or Refused (4xx) / NoCapacity (503)."""
+        """The answer for the client, or Refused (4xx) / NoCapacity or GrantPending (503).
+
+        Idempotent: while the job's grant stands, a retry (the same signed request again, or
+        a fresh one) gets the same ports, rebuilt from the job's read model.
+        """
         window = self._settings.keyhole_api.timestamp_window
-        token = await self._state.get_secret(f"token/{job_id}") if JOB_ID.fullmatch(job_id) else None
-        if token is None:
-            # Not recorded: an event would make up a job that does not exist.
-            raise Refused(404, "no such job, or it has ended")
         try:
+            token = await self._state.get_secret(f"token/{job_id}") if JOB_ID.fullmatch(job_id) else None
+            if token is None:
+                raise Refused(404, "no such job, or it has ended", kind="unknown-job")
             check_timestamp(timestamp, self._clock(), window)
             assert timestamp is not None
             check_signature(token, "POST", path, timestamp, body, signature)
-            self._check_replay(str(signature), window)
+        except Refused as refusal:
+            # Not recorded: whoever sent it is not known to be the job (DESIGN.md §6).
+            self.refuse_unauthenticated(refusal.kind, job_id, refusal.reason)
+            raise
+        replayed = self._seen_before(str(signature), window)
+        try:
             req = parse_body(body)
             job = await self._running(job_id)
             check_request(req, job, max_ports=self._settings.keyholed_max_forwarders_per_job,
                           suffix=self._settings.forwarding_hostname_suffix)
-            if not await self._state.reserve([grant_key(job_id)], job_id):
-                raise Refused(409, "ports were already granted to this job")
+            if replayed or not await self._state.reserve([grant_key(job_id)], job_id):
+                answer = await self._standing(job_id, req, may_take_over=not replayed)
+                if answer is not None:
+                    return answer
         except Refused as refusal:
-            log.warning("job %s: refused (%d): %s", job_id, refusal.status, refusal.reason)
+            log.warning("job %r: refused (%d): %s", job_id, refusal.status, refusal.reason)
             await self._events.append([ev.PortsRefused(job_id=job_id, reason=refusal.reason)])
             raise
         try:
@@ -101,12 +121,76 @@ class KeyholeService:
             await self._state.release([grant_key(job_id)], job_id)  # a later retry may try again
             raise
 
-    def _check_replay(self, signature: str, window: float) -> None:
+    def refuse_unauthenticated(self, kind: str, job_id: str, reason: str) -> None:
+        """Count and log a refusal of a request not known to come from the job.
+
+        A flood must not flood the log either: a few lines per interval, then a summary.
+        """
+        self.unauthenticated[kind or "other"] += 1
+        now = self._clock()
+        if now - self._log_window[0] >= LOG_INTERVAL:
+            if self._log_window[1] > LOG_BURST:
+                log.warning("%d more unauthenticated request(s) refused in the last %.0f s (counted in "
+                            "/healthz)", self._log_window[1] - LOG_BURST, LOG_INTERVAL)
+            self._log_window = (now, 0)
+        self._log_window = (self._log_window[0], self._log_window[1] + 1)
+        if self._log_window[1] <= LOG_BURST:
+            log.warning("refused an unauthenticated request for job %r: %s", job_id[:80], reason)
+
+    def _seen_before(self, signature: str, window: float) -> bool:
+        """Whether this signature was verified before: a replay, which may only re-read a grant.
+
+        Only verified signatures are remembered, so the memory grows with the jobs' own
+        requests, never with anyone else's; entries go once the timestamp window is over.
+        """
         now = self._clock()
         self._seen = {s: t for s, t in self._seen.items() if t > now}
         if signature in self._seen:
-            raise Refused(409, "replayed request")
+            return True
         self._seen[signature] = now + 2 * window + 1
+        return False
+
+    async def _standing(self, job_id: str, req: PortRequest, *,
+                        may_take_over: bool) -> dict[str, object] | None:
+        """The answer of the job's standing grant, waiting while another request makes it.
+
+        None: the grant was given back (or found stuck) and is now ours to make.
+        """
+        deadline = self._clock() + self._tuning.grant_wait
+        while True:
+            view = self._jobs.get(job_id)
+            if view is not None and view.services and view.gateway in self._gateways:
+                if len(view.services) != req.count:
+                    raise Refused(409, f"{len(view.services)} port(s) were already granted to this job; "
+                                       f"a job gets one grant")
+                log.info("job %r: answering again with its standing grant on %s", job_id, view.gateway)
+                return self._answer(job_id, view.gateway, [
+                    ev.Forward(internal_port=s.internal_port, external_port=s.external_port)
+                    for s in view.services])
+            if view is not None and view.state == FINISHED:
+                raise Refused(409, "job ended while its ports were being forwarded")
+            if not may_take_over:
+                if grant_key(job_id) not in await self._state.reservations(grant_key(job_id)):
+                    raise Refused(409, "replayed request, and no grant stands to answer it with")
+            elif await self._take_over(job_id, view):
+                return None
+            left = deadline - self._clock()
+            if left <= 0:
+                raise GrantPending("the job's ports are still being forwarded; ask again")
+            await self._jobs.wait_for(job_id, lambda j: bool(j.services) or j.state == FINISHED,
+                                      min(left, 1.0))
+
+    async def _take_over(self, job_id: str, view: JobView | None) -> bool:
+        """Reserve the grant if it was given back, or if it is stuck (its maker died mid-way)."""
+        if await self._state.reserve([grant_key(job_id)], job_id):
+            return True
+        updated = view.updated_at.timestamp() if view is not None and view.updated_at else None
+        if updated is None or self._clock() - updated < self._tuning.stale_grant:
+            return False
+        log.warning("job %r: taking over a grant without progress for %.0f s", job_id,
+                    self._clock() - updated)
+        await self._state.release([grant_key(job_id)], job_id)
+        return await self._state.reserve([grant_key(job_id)], job_id)
 
     async def _running(self, job_id: str) -> JobView:
         """The job once the lifecycle shows it started (the watcher may lag behind the script)."""
@@ -130,7 +214,7 @@ class KeyholeService:
                                              self._tuning.agent_timeout)
             if view is not None and view.services and view.gateway == alloc.gateway:
                 log.info("job %s: %d port(s) forwarded on %s", job_id, req.count, alloc.gateway)
-                return self._answer(job_id, alloc)
+                return self._answer(job_id, alloc.gateway, alloc.forwards)
             await self._state.release(alloc.keys, job_id)
             if view is None:
                 last = f"gateway {alloc.gateway} did not answer in time"
@@ -173,11 +257,11 @@ class KeyholeService:
                 held = await self._state.reservations("ports/")  # lost a race: look again
         return None
 
-    def _answer(self, job_id: str, alloc: Allocation) -> dict[str, object]:
-        ip = self._gateways[alloc.gateway].external_ip
-        return {"job-id": job_id, "gateway": alloc.gateway, "forwards": [
+    def _answer(self, job_id: str, gateway: str, forwards: list[ev.Forward]) -> dict[str, object]:
+        ip = self._gateways[gateway].external_ip
+        return {"job-id": job_id, "gateway": gateway, "forwards": [
             {"internal-port": f.internal_port, "external-port": f.external_port, "external-ip": ip,
-             "gateway": alloc.gateway} for f in alloc.forwards]}
+             "gateway": gateway} for f in forwards]}
 
 
 def _settled(job: JobView, assigned_seq: int) -> bool:

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from bwvisu_common.errors import DependencyUnavailable, InvalidInput
+from bwvisu_common.reasons import SERVICE_UNAVAILABLE, client_details
 from bwvisu_common.validation import check_uid
 from runner_api.domain import job_json, parse_submission
 from runner_api.errors import NotFound, SubmitFailed
@@ -134,11 +135,14 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SubmitFailed)
     async def submit_failed(_: Request, exc: SubmitFailed) -> JSONResponse:
-        return _answer(SUBMIT_FAILURE_STATUS.get(exc.kind, 400), str(exc))
+        # The full reason (hosts, sbatch's words) stays in the job's history and this log.
+        log.info("submission failed (%s): %s", exc.kind, exc)
+        return _answer(SUBMIT_FAILURE_STATUS.get(exc.kind, 400), client_details(exc.kind, str(exc)))
 
     @app.exception_handler(DependencyUnavailable)
-    async def unavailable(_: Request, exc: DependencyUnavailable) -> JSONResponse:
-        return _answer(503, f"the cluster or a bwvisu service is unavailable: {exc}")
+    async def unavailable(request: Request, exc: DependencyUnavailable) -> JSONResponse:
+        log.warning("answering 503 on %s %s: %s", request.method, request.url.path, exc)
+        return _answer(503, SERVICE_UNAVAILABLE)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -9,6 +9,7 @@ import msgspec
 
 from bwvisu_common.errors import InvalidInput
 from bwvisu_common.projections import JobView
+from bwvisu_common.reasons import client_details
 from bwvisu_common.validation import check_template_name, check_uid, check_variables
 
 
@@ -50,5 +51,5 @@ def job_json(job: JobView, external_ips: Mapping[str, str]) -> dict[str, Any]:
         ],
         "state": job.state,
         "uid": job.uid,
-        "details": job.details,
+        "details": client_details(job.failure, job.details),
     }

@@ -13,6 +13,7 @@ from bwvisu_common import events as ev
 from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.projector import LiveJobs
+from bwvisu_common.reasons import UNAVAILABLE
 from runner_api.app import create_app
 from runner_api.handlers import Jobs
 
@@ -43,6 +44,11 @@ class FakeTemplates:
         return name in {"xpra-desktop", "jupyter"}
 
 
+UNREACHABLE = "the cluster cannot be reached: no command node answered: login0 (10.200.0.10:22): refused"
+REFUSAL = ("sbatch refused the job: sudo: unable to resolve host login7.internal; "
+           "sbatch: error: Batch job submission failed: Invalid account on 10.200.0.1 specified")
+
+
 class ScriptedScheduler:
     """Answers JobSubmitted as scheduler-adapter would: queued, refused, or silence."""
 
@@ -56,9 +62,10 @@ class ScriptedScheduler:
             return
         if self.mode == "queue":
             answer: ev.Event = ev.JobQueued(job_id=event.job_id, slurm_id=str(next(self.slurm_ids)))
+        elif self.mode == "refuse":
+            answer = ev.JobSubmitFailed(job_id=event.job_id, kind="rejected", reason=REFUSAL)
         else:
-            answer = ev.JobSubmitFailed(job_id=event.job_id, reason="no command node answers",
-                                        kind="unavailable")
+            answer = ev.JobSubmitFailed(job_id=event.job_id, reason=UNREACHABLE, kind="unavailable")
         await self.store.append([answer], seq)
 
 
@@ -161,11 +168,29 @@ async def test_an_unreachable_cluster_is_a_503(api):
     client, store, scheduler, users = api
     users.down = True
     r = await client.post("/jobs", json=body(uid="bob"), headers=AUTH)
-    assert r.status_code == 503
+    assert r.status_code == 503 and r.json()["response"].endswith("try again later")
     users.down = False
     scheduler.mode = "fail"
     r = await client.post("/jobs", json=body(), headers=AUTH)
-    assert r.status_code == 503 and "no command node answers" in r.json()["response"]
+    assert r.status_code == 503
+    assert r.json()["response"] == f"submission failed: {UNAVAILABLE}"
+
+
+async def test_a_refused_job_tells_the_client_what_sbatch_said_without_internal_hosts(api):
+    client, store, scheduler, _ = api
+    scheduler.mode = "refuse"
+    r = await client.post("/jobs", json=body(), headers=AUTH)
+    said = r.json()["response"]
+    assert r.status_code == 400 and said.startswith(
+        "submission failed: the scheduler refused the job: Invalid account")
+    assert "login" not in said and "10.200" not in said and "sudo" not in said
+    batches = store.batches(0)
+    history = await anext(batches)
+    await batches.aclose()
+    failed = history[-1][1]
+    assert isinstance(failed, ev.JobSubmitFailed) and failed.reason == REFUSAL  # the history keeps it all
+    details = (await client.get(f"/jobs/{failed.job_id}", headers=AUTH)).json()["details"]
+    assert details == said
 
 
 async def test_a_silent_scheduler_is_a_503_and_the_job_is_recorded_as_failed(api):

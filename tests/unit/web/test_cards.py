@@ -55,6 +55,15 @@ def test_how_a_job_ended_is_told():
     assert card(job(cancel_requested=True), b, NOW).words == "Cancelling…"
 
 
+def test_a_failed_submission_shows_no_internal_hosts():
+    down = job(state="finished", failure="unavailable",
+               details="submission failed: the cluster cannot be reached: login0 (10.200.0.10): refused")
+    refused = job(state="finished", failure="rejected", details="submission failed: sbatch refused the job: "
+                  "sbatch: error: Batch job submission failed: Invalid account on 10.200.0.1")
+    assert card(down, None, NOW).why == "the cluster cannot be reached right now; try again later"
+    assert card(refused, None, NOW).why == "the scheduler refused the job: Invalid account on <address>"
+
+
 def test_finished_sessions_age_out_and_users_see_only_their_own():
     jobs = [job(job_id="old", state="finished", updated_at=NOW - timedelta(minutes=61)),
             job(job_id="recent", state="finished", updated_at=NOW - timedelta(minutes=59)),

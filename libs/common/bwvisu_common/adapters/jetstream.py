@@ -15,7 +15,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
@@ -31,6 +31,29 @@ ALL_SUBJECTS = SUBJECT_PREFIX + ">"
 WRONG_LAST_SEQUENCE = 10071
 BATCH_ALREADY_STORED = 10201
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamLimits:
+    """Bounds of the stream, so that it cannot grow without end (0: no bound).
+
+    The oldest events go first (a finished job's, in practice); a job whose subject holds
+    `max_per_job` events loses its oldest, which only a runaway job ever reaches.
+    """
+
+    max_bytes: int = 8 * 1024**3
+    max_age: float = 180 * 86400.0  # seconds
+    max_per_job: int = 10_000
+
+    def apply(self, config: StreamConfig) -> StreamConfig:
+        return dataclasses.replace(
+            config, max_bytes=self.max_bytes or -1, max_age=self.max_age or 0.0,
+            max_msgs_per_subject=self.max_per_job or -1, discard=DiscardPolicy.OLD)
+
+    def differ(self, config: StreamConfig) -> bool:
+        wanted = self.apply(config)
+        return any(getattr(config, f) != getattr(wanted, f)
+                   for f in ("max_bytes", "max_age", "max_msgs_per_subject", "discard"))
 
 
 def job_subject(job_id: str) -> str:
@@ -67,8 +90,10 @@ async def connect_nats(servers: Sequence[str], name: str) -> NatsClient:
 class JetStreamEventStore:
     """The event log: one subject per job, the event id as Nats-Msg-Id for deduplication."""
 
-    def __init__(self, nc: NatsClient, *, replicas: int = 1, timeout: float = 5.0) -> None:
+    def __init__(self, nc: NatsClient, *, replicas: int = 1, timeout: float = 5.0,
+                 limits: StreamLimits | None = None) -> None:
         self._nc = nc
+        self._limits = limits or StreamLimits()
         self._timeout = timeout
         self._js: JetStreamContext = nc.jetstream(timeout=timeout)
         self._replicas = replicas
@@ -79,11 +104,12 @@ class JetStreamEventStore:
         return self._nc
 
     async def ensure_stream(self) -> None:
-        """Create the stream, or leave an existing one as it is (idempotent); atomic batches on."""
-        config = StreamConfig(
+        """Create the stream, or bring an existing one up to date (idempotent): atomic batches on,
+        the configured limits."""
+        config = self._limits.apply(StreamConfig(
             name=STREAM, subjects=[ALL_SUBJECTS], storage=StorageType.FILE,
             num_replicas=self._replicas, duplicate_window=120.0, allow_atomic=True,
-        )
+        ))
         try:
             try:
                 info = await self._js.stream_info(STREAM)
@@ -91,10 +117,12 @@ class JetStreamEventStore:
                 await self._js.add_stream(config)
                 log.info("created stream %s (replicas %d)", STREAM, self._replicas)
                 return
-            if not info.config.allow_atomic:
-                # A stream made by an earlier version: several events of one decision go in at once.
-                await self._js.update_stream(dataclasses.replace(info.config, allow_atomic=True))
-                log.info("stream %s now takes atomic batches", STREAM)
+            if not info.config.allow_atomic or self._limits.differ(info.config):
+                # A stream made by an earlier version or with other limits: several events of
+                # one decision go in at once, and the stream is bounded as configured.
+                await self._js.update_stream(self._limits.apply(
+                    dataclasses.replace(info.config, allow_atomic=True)))
+                log.info("stream %s updated: atomic batches, limits %s", STREAM, self._limits)
         except (TimeoutError, nats.errors.Error) as exc:
             raise DependencyUnavailable(f"JetStream did not create stream {STREAM}: {exc}") from exc
 

@@ -11,15 +11,26 @@ from bwvisu_common.keyhole_client import sign
 from bwvisu_common.projections import AVAILABLE, RUNNING, JobView
 
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# ASCII digits only: str.isdigit() also takes "²", which int() then rejects.
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# A host name (dot-separated labels; `_` as some sites name nodes), which is all a Slurm
+# node plus the forwarding suffix can be.
+NODE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(?:\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*")
+MAX_NODES = 256
 
 
 class Refused(Exception):
-    """A request keyhole-api turns down; `status` is the HTTP answer, `reason` says why."""
+    """A request keyhole-api turns down; `status` is the HTTP answer, `reason` says why.
 
-    def __init__(self, status: int, reason: str) -> None:
+    `kind` is set for refusals before the request is authenticated: those are counted
+    under it and logged, never recorded as events (DESIGN.md §6).
+    """
+
+    def __init__(self, status: int, reason: str, kind: str = "") -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -29,17 +40,19 @@ class PortRequest:
 
 
 def check_timestamp(timestamp: str | None, now: float, window: float) -> None:
-    if not timestamp or not timestamp.isdigit():
-        raise Refused(401, "missing or malformed timestamp")
+    if not timestamp or not TIMESTAMP.fullmatch(timestamp):
+        raise Refused(401, "missing or malformed timestamp (whole seconds since the epoch)",
+                      kind="bad-timestamp")
     if abs(now - int(timestamp)) > window:
-        raise Refused(401, f"stale timestamp: {int(now) - int(timestamp)} s off (window {window:g} s)")
+        raise Refused(401, f"stale timestamp: {int(now) - int(timestamp)} s off (window {window:g} s)",
+                      kind="stale-timestamp")
 
 
 def check_signature(token: bytes, method: str, path: str, timestamp: str, body: bytes,
                     signature: str | None) -> None:
     expected = sign(token, method, path, timestamp, body)
     if not signature or not hmac.compare_digest(expected.encode(), signature.encode()):
-        raise Refused(401, "bad signature")
+        raise Refused(401, "bad signature", kind="bad-signature")
 
 
 def parse_body(body: bytes) -> PortRequest:
@@ -52,6 +65,13 @@ def parse_body(body: bytes) -> PortRequest:
         raise Refused(400, "`count` must be a whole number >= 1")
     if not isinstance(nodes, list) or not nodes or not all(isinstance(n, str) and n for n in nodes):
         raise Refused(400, "`nodes` must be a non-empty list of host names")
+    if len(nodes) > MAX_NODES:
+        raise Refused(400, f"`nodes` lists more than {MAX_NODES} hosts")
+    # Checked before any name reaches an event or a log line; the answer does not echo them.
+    bad = sum(1 for n in nodes if not NODE.fullmatch(n))
+    if bad:
+        raise Refused(400, f"`nodes` holds {bad} name(s) that are not host names "
+                           "(letters, digits, '-' and '.', at most 253 characters)")
     return PortRequest(count=count, nodes=nodes)
 
 

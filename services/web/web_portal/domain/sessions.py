@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from bwvisu_common.projections import AVAILABLE, COMPLETING, FINISHED, RUNNING, SUBMITTED, JobView
+from bwvisu_common.reasons import client_details
 from web_portal.domain.bundles import Bundle
 
 STATE_WORDS = {
@@ -96,7 +97,8 @@ def why(job: JobView) -> str:
         return "Waiting for the application to answer."
     if job.state == FINISHED:
         if details.startswith("submission failed: "):
-            return details.removeprefix("submission failed: ")
+            # Without internal host names or sbatch's raw words (the history keeps those).
+            return client_details(job.failure, details).removeprefix("submission failed: ")
         if job.exit_code not in (None, 0) and not job.cancel_requested:
             # A cancelled job's non-zero code is Slurm's signal, not the application failing.
             return f"Exit code {job.exit_code}; the log below may say why."

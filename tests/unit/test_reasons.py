@@ -1,0 +1,38 @@
+"""What the API's client reads about a failed submission: actionable, no internal hosts."""
+
+from __future__ import annotations
+
+import pytest
+
+from bwvisu_common.reasons import UNAVAILABLE, client_details, client_reason
+
+
+@pytest.mark.parametrize(("kind", "reason", "shown"), [
+    ("unavailable", "the cluster cannot be reached: no command node answered: login0 (10.200.0.10)",
+     UNAVAILABLE),
+    ("unavailable", "no scheduler answered within 30 s", UNAVAILABLE),
+    ("rejected", "sbatch refused the job: sbatch: error: Batch job submission failed: "
+                 "Invalid partition name specified",
+     "the scheduler refused the job: Invalid partition name specified"),
+    ("rejected", "sbatch refused the job: sbatch: error: invalid partition specified: gpu; "
+                 "sbatch: error: Unable to allocate resources: Invalid partition name specified",
+     "the scheduler refused the job: invalid partition specified: gpu"),
+    ("rejected", "sbatch refused the job: sbatch: error: Requested time limit 1:00:00 too long",
+     "the scheduler refused the job: Requested time limit 1:00:00 too long"),
+    ("rejected", "sbatch refused the job: Sorry, user bwvisu may not run sbatch as alice on login0.",
+     "the scheduler refused the job"),
+    ("rejected", "sbatch refused the job: sbatch: error: no answer from slurmctld at 10.200.0.1:6817",
+     "the scheduler refused the job: no answer from slurmctld at <address>"),
+    ("rejected", "sbatch refused the job: sbatch: error: controller on ctl1.cluster.example is down",
+     "the scheduler refused the job: controller on a cluster host is down"),
+    ("rejected", "no such template: xpra", "no such template: xpra"),
+    ("unknown-user", "no such user: carol", "no such user: carol"),
+])
+def test_client_reason(kind: str, reason: str, shown: str) -> None:
+    assert client_reason(kind, reason) == shown
+
+
+def test_details_of_other_jobs_are_left_alone() -> None:
+    assert client_details("", "queued as Slurm job 12") == "queued as Slurm job 12"
+    assert client_details("unavailable", "submission failed: login0 down") == (
+        "submission failed: " + UNAVAILABLE)
