@@ -81,9 +81,10 @@ class Scheduler(_Section, frozen=True, kw_only=True):
     poll_interval: float = 2.0
     absent_polls_to_finish: int = 3
     job_tag: str = "bwvisu"
-    # Who may be a job's user (besides never root, never the command nodes' `user`): a uid of at
-    # least this (the usual UID_MIN of /etc/login.defs), and, if set, membership in this group.
+    # Who may be a job's user (besides never root, never the command nodes' `user`): a uid within
+    # login.defs' usual UID_MIN..UID_MAX, and, if set, membership in this group.
     min_uid: int = 1000
+    max_uid: int = 60000
     required_group: str = ""
 
 
@@ -148,6 +149,8 @@ def _check(s: Settings) -> None:
         fail("stream-replicas", "Expected 1 to 5")
     if s.scheduler.min_uid < 1:
         fail("scheduler.min-uid", "Expected a uid >= 1 (root never runs jobs)")
+    if s.scheduler.max_uid < s.scheduler.min_uid:
+        fail("scheduler.max-uid", "Expected a uid >= scheduler.min-uid")
     for i, addr in enumerate(s.etcd_servers):
         host_port(addr, 2379, f"etcd-servers[{i}]")
     if s.web.auth not in ("pam", "header"):

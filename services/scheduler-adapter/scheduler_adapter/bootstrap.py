@@ -42,7 +42,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
                           keyhole_servers=list(settings.keyholed_servers),
                           hostname_suffix=settings.forwarding_hostname_suffix)
     sched = settings.scheduler
-    policy = UserPolicy(min_uid=sched.min_uid, required_group=sched.required_group,
+    policy = UserPolicy(min_uid=sched.min_uid, max_uid=sched.max_uid, required_group=sched.required_group,
                         middleware_accounts=frozenset(node.user for node in settings.command_nodes))
     users = UserGate(scheduler, policy)
     handlers = JobHandlers(events, state, scheduler, FileTemplates(settings.templates_dir), config,

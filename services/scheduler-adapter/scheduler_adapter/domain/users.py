@@ -33,9 +33,11 @@ def parse_id(text: str) -> Identity:
 
 @dataclass(frozen=True, slots=True)
 class UserPolicy:
-    """The site's rule for job users: a minimum uid and/or a group; some accounts never."""
+    """The site's rule for job users: a uid range and/or a group; some accounts never."""
 
     min_uid: int = 1000
+    # UID_MAX of login.defs: above it live `nobody` (65534) and other accounts nobody logs in as.
+    max_uid: int = 60000
     required_group: str = ""
     # The accounts the middleware logs in as on its command nodes: they hold the sudo rule.
     middleware_accounts: Collection[str] = ()
@@ -48,6 +50,8 @@ class UserPolicy:
             return f"{who.name} is the middleware's own account"
         if who.uid < self.min_uid:
             return f"uid {who.uid} of {who.name} is below the site's minimum {self.min_uid}"
+        if who.uid > self.max_uid:
+            return f"uid {who.uid} of {who.name} is above the site's maximum {self.max_uid}"
         if self.required_group and self.required_group not in who.groups:
             return f"{who.name} is not a member of {self.required_group}"
         return None
