@@ -85,7 +85,7 @@ def test_lines_that_are_no_record_are_skipped_and_the_rest_still_parse() -> None
         "COMPLETED|None|cn0|bob|0|bwvisu-bbb|missing id\n"
         "|RUNNING|None|cn0|bob|0|bwvisu-empty-id\n"
         "12_3|RUNNING|None|cn0|bob|0|bwvisu-array\n"
-        "13|RUNNING|None|cn0|bad user|0|bwvisu-space\n"
+        "13|RUNNING|None|cn0||0|bwvisu-no-user\n"
         "\n"
         "9|RUNNING|None|cn0|bob|0|bwvisu-bbb\n"
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass, field
 
 
@@ -62,9 +61,6 @@ SQUEUE_FORMAT = ",".join(f"{f}:|" for f in SQUEUE_FIELDS[:-1]) + f",{SQUEUE_FIEL
 # The same without the name: nothing in it is chosen by a user, so every line is Slurm's own.
 SQUEUE_NAMELESS_FORMAT = ",".join(f"{f}:|" for f in SQUEUE_FIELDS[:-1])
 
-_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", re.ASCII)
-
-
 @dataclass(frozen=True, slots=True)
 class SqueueEntry:
     """One job as squeue lists it."""
@@ -102,35 +98,34 @@ def parse_squeue(text: str, tag_prefix: str | None = None) -> SqueueAnswer:
     entries: list[SqueueEntry] = []
     seen: set[str] = set()
     ambiguous: set[str] = set()
-    skipped = records = 0
-    sample = ""
+    bad: list[str] = []
+    records = 0
+    prefix = tag_prefix or ""
     for line in text.splitlines():
         fields = line.split("|", 6)
-        if len(fields) != 7 or not _record_id(fields[0]):
-            if line.strip():
-                skipped += 1
-                sample = sample or repr(line[:40])
-            continue
         slurm_id = fields[0].strip()
+        # A record starts with a job id (`123`, or an array/het job's `123_4`, `123+1`).
+        if len(fields) != 7 or not slurm_id[:1].isdigit():
+            if line.strip():
+                bad.append(line)
+            continue
         records += 1
         if slurm_id in seen:
             ambiguous.add(slurm_id)
         seen.add(slurm_id)
         name = fields[6].rstrip()
-        if tag_prefix is not None and not name.startswith(tag_prefix):
+        if not name.startswith(prefix):
             continue
         user = fields[4].strip()
-        if not slurm_id.isdigit() or not _USER.fullmatch(user):
-            skipped += 1  # ours are never array jobs, and every user has a name
-            sample = sample or repr(line[:40])
+        if not slurm_id.isdigit() or not user:
+            bad.append(line)  # ours are never array jobs, and every job has a user
             continue
-        entries.append(SqueueEntry(
-            slurm_id=slurm_id, state=fields[1].strip(), reason=fields[2].strip(),
-            nodelist=fields[3].strip(), user=user, exit_code=decode_exit(fields[5]), name=name,
-        ))
+        entries.append(SqueueEntry(slurm_id, fields[1].strip(), fields[2].strip(), fields[3].strip(),
+                                   user, decode_exit(fields[5]), name))
     if ambiguous:
         entries = [e for e in entries if e.slurm_id not in ambiguous]
-    return SqueueAnswer(entries, skipped, frozenset(ambiguous), sample, records)
+    sample = repr(bad[0][:40]) if bad else ""
+    return SqueueAnswer(entries, len(bad), frozenset(ambiguous), sample, records)
 
 
 def parse_nameless(text: str) -> list[SqueueEntry]:
@@ -146,12 +141,6 @@ def parse_nameless(text: str) -> list[SqueueEntry]:
             name="",
         ))
     return entries
-
-
-def _record_id(raw: str) -> bool:
-    # A job id, or an array/het job's (`123_4`, `123_[5-9]`, `123+1`): digits first in any case.
-    raw = raw.strip()
-    return bool(raw) and raw[0].isdigit()
 
 
 def decode_exit(raw: str) -> int | None:
