@@ -69,6 +69,7 @@ def diff(
     """
     by_slurm_id = {e.slurm_id: e for e in entries}
     known = {v.job_id: v for v in views}
+    prefix = job_name(tag, "")
     out = Diff()
     for view in known.values():
         if view.state == FINISHED or not view.slurm_id:
@@ -78,11 +79,12 @@ def diff(
             if view.job_id in absent:
                 out.absent[view.job_id] = absent[view.job_id]
             continue
-        entry = by_slurm_id.get(view.slurm_id)
-        if entry is None or not _owns(view, entry, tag):
+        entry = by_slurm_id.pop(view.slurm_id, None)
+        if entry is None or entry.user != view.uid or entry.name != prefix + view.job_id:
+            if entry is not None:
+                by_slurm_id[entry.slurm_id] = entry  # someone else's: looked at as unclaimed below
             _missing(view, absent, absent_polls_to_finish, out)
         else:
-            del by_slurm_id[view.slurm_id]
             out.appends.extend(_compare(view, entry))
     for entry in by_slurm_id.values():
         _unclaimed(entry, known, tag, in_flight, out)
@@ -98,10 +100,6 @@ def settle(views: Iterable[JobView], entries: Iterable[SqueueEntry]) -> list[App
         if entry is not None and entry.user == view.uid:
             appends.extend(_compare(view, entry))
     return appends
-
-
-def _owns(view: JobView, entry: SqueueEntry, tag: str) -> bool:
-    return entry.user == view.uid and entry.name == job_name(tag, view.job_id)
 
 
 def diff_error(views: Iterable[JobView], message: str) -> list[Append]:
