@@ -11,8 +11,8 @@ from bwvisu_common.projections import fold
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.fake import FakeCommandRunner, fake_id
 from scheduler_adapter.adapters.slurm import SlurmCli
-from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
 from scheduler_adapter.domain.users import UserPolicy
+from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig, token_key, token_ttl
 from scheduler_adapter.ports import CommandResult
 from scheduler_adapter.users import UserGate

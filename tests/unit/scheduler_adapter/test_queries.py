@@ -13,7 +13,8 @@ from scheduler_adapter.ports import CommandResult
 from scheduler_adapter.users import UserGate
 
 
-async def reply(runner: FakeCommandRunner, request: bytes, policy: UserPolicy | None = None) -> CheckUserReply:
+async def reply(runner: FakeCommandRunner, request: bytes,
+                policy: UserPolicy | None = None) -> CheckUserReply:
     gate = UserGate(SlurmCli(runner), policy or UserPolicy())
     answer = await queries.answer(gate, request)
     return msgspec.json.decode(answer, type=CheckUserReply)

@@ -4,14 +4,14 @@ import pytest
 
 from bwvisu_common.keyhole_client import expand_hostlist
 from scheduler_adapter.domain.slurm import (
+    SQUEUE_NAMELESS_FORMAT,
     STATE_MAP,
     Lifecycle,
     decode_exit,
     job_id_from_name,
     lifecycle,
-    parse_sbatch_id,
-    SQUEUE_NAMELESS_FORMAT,
     parse_nameless,
+    parse_sbatch_id,
     parse_squeue,
 )
 

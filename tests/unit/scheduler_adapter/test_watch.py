@@ -145,7 +145,8 @@ def test_a_running_job_of_a_failed_submit_is_a_stray() -> None:
 def test_a_slurm_job_named_like_ours_with_another_id_or_user_is_not_ours() -> None:
     view = queued()  # alice's job j1 is Slurm job 100
     # bob's Slurm job 555, named like j1, says "completed": j1 is not touched.
-    d = run([view], [entry("RUNNING", slurm_id="100", nodes="cn0"), entry("COMPLETED", slurm_id="555", user="bob")])
+    d = run([view], [entry("RUNNING", slurm_id="100", nodes="cn0"),
+                     entry("COMPLETED", slurm_id="555", user="bob")])
     assert kinds(d) == ["JobStarted"]
     # A line with j1's Slurm id but bob as user or another name is not j1's: j1 counts as missing.
     for impostor in (entry("COMPLETED", user="bob"), entry("COMPLETED", job_id="other")):

@@ -166,7 +166,8 @@ def _unclaimed(
     if view.state != FINISHED and not view.slurm_id:
         # Submitted, then a crash before JobQueued: the tag tells which Slurm job it became.
         out.adoptions.append(Claim(job_id, view.seq, view.uid, entry))
-    elif view.state == FINISHED and view.slurm_id != entry.slurm_id and entry.lifecycle is not Lifecycle.FINISHED:
+    elif (view.state == FINISHED and view.slurm_id != entry.slurm_id
+          and entry.lifecycle is not Lifecycle.FINISHED):
         out.strays.append(Claim(job_id, view.seq, view.uid, entry))
 
 
