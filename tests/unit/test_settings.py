@@ -45,6 +45,9 @@ def test_the_original_bwvisu_fields_are_accepted_as_they_are():
         ({"keyholed-max-forwarders-per-job": 0}, "keyholed-max-forwarders-per-job"),
         ({"gateway-nodez": []}, "gateway-nodez"),
         ({"etcd-servers": ["host:notaport"]}, "etcd-servers[0]"),
+        ({"scheduler": {"min-uid": 0}}, "scheduler.min-uid"),
+        ({"scheduler": {"min-uid": 1000, "max-uid": 999}}, "scheduler.max-uid"),
+        ({"scheduler": {"required-group": 5}}, "scheduler.required-group"),
     ],
 )
 def test_a_wrong_missing_or_unknown_field_is_named(change, named):
