@@ -18,6 +18,7 @@ from scheduler_adapter.ports import Scheduler
 log = logging.getLogger(__name__)
 
 APPEND_CONCURRENCY = 32
+MAX_RECHECK = 200
 
 
 class Watcher:
@@ -87,6 +88,9 @@ class Watcher:
         """Ask Slurm once more, without job names, about jobs whose squeue line was repeated."""
         if not unsure:
             return []
+        # Bounded: a flood of forged lines must not turn into one enormous squeue argv; the rest
+        # wait for a later poll.
+        unsure = unsure[:MAX_RECHECK]
         try:
             entries = await self._scheduler.examine([v.slurm_id for v in unsure])
         except SchedulerUnavailable as exc:
