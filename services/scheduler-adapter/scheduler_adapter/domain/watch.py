@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
@@ -147,10 +148,16 @@ def _compare(view: JobView, entry: SqueueEntry) -> list[Append]:
 
 
 def _nodes(entry: SqueueEntry) -> list[str]:
+    return list(_expand(entry.nodelist))
+
+
+# Many jobs share a node list (one node, or the same block of nodes): expand each once.
+@functools.lru_cache(maxsize=4096)
+def _expand(nodelist: str) -> tuple[str, ...]:
     try:
-        return expand_hostlist(entry.nodelist)
+        return tuple(expand_hostlist(nodelist))
     except ValueError:
-        return [entry.nodelist] if entry.nodelist else []
+        return (nodelist,) if nodelist else ()
 
 
 def _unclaimed(
