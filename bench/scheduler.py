@@ -42,7 +42,7 @@ def synthetic(n: int) -> tuple[str, list[JobView]]:
 
 def parse_and_diff(text: str, views: list[JobView]) -> tuple[float, int]:
     t0 = time.perf_counter()
-    entries = parse_squeue(text, "bwvisu-")
+    entries = parse_squeue(text, "bwvisu-").entries
     result = diff(views, entries, tag="bwvisu", absent={}, absent_polls_to_finish=3)
     return time.perf_counter() - t0, sum(len(a.events) for a in result.appends)
 

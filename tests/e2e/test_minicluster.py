@@ -142,6 +142,12 @@ def test_sudo_refuses_root_and_unknown_users(minicluster: Minicluster) -> None:
     missing = mc.ssh("login0", ["sudo", "-n", "-u", mc.missing_user, "id"])
     assert missing.returncode != 0
     assert "unknown user" in missing.stderr
+    # Only members of the users' group: no system account, not the service account itself.
+    for account in ("munge", "daemon", "bwvisu"):
+        system = mc.ssh("login0", ["sudo", "-n", "-u", account, "squeue", "--version"])
+        assert system.returncode != 0, account
+        assert "password is required" in system.stderr or "not allowed" in system.stderr, account
+    assert mc.ssh("login0", ["sudo", "-n", "-u", "bob", "squeue", "--version"]).returncode == 0
 
 
 def test_login1_serves_while_login0_sshd_is_down(minicluster: Minicluster) -> None:

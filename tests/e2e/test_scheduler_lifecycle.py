@@ -126,6 +126,8 @@ async def test_check_user_asks_the_cluster(bwvisu_system: BwvisuSystem, miniclus
     try:
         for uid, exists in (("alice", True), (minicluster.missing_user, False)):
             msg = await nc.request(CHECK_USER, msgspec.json.encode(CheckUser(uid=uid)), timeout=10)
-            assert msgspec.json.decode(msg.data, type=CheckUserReply) == CheckUserReply(exists=exists)
+            reply = msgspec.json.decode(msg.data, type=CheckUserReply)
+            assert (reply.exists, reply.error) == (exists, "")
+            assert exists or reply.reason == f"no such user on the cluster: {uid}"
     finally:
         await nc.drain()

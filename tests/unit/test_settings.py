@@ -48,6 +48,9 @@ def test_the_original_bwvisu_fields_are_accepted_as_they_are():
         ({"keyhole-api": {"max-body-bytes": 10}}, "keyhole-api.max-body-bytes"),
         ({"stream-max-bytes": -1}, "stream-max-bytes"),
         ({"stream-max-events-per-job": 5}, "stream-max-events-per-job"),
+        ({"scheduler": {"min-uid": 0}}, "scheduler.min-uid"),
+        ({"scheduler": {"min-uid": 1000, "max-uid": 999}}, "scheduler.max-uid"),
+        ({"scheduler": {"required-group": 5}}, "scheduler.required-group"),
     ],
 )
 def test_a_wrong_missing_or_unknown_field_is_named(change, named):

@@ -1,6 +1,7 @@
 """Cluster users, the bwvisu service account, its SSH key and sudo rules."""
 from __future__ import annotations
 
+import grp
 import json
 import os
 import pwd
@@ -18,6 +19,7 @@ from .topology import (
     STATE,
     SUDOERS,
     USERS,
+    USERS_GROUP,
     USERS_JSON,
 )
 
@@ -27,7 +29,7 @@ SUDOERS_TEXT = f"""\
 # Written by deploy/minicluster; removed by `minicluster down`.
 # sudo starts the command in the target user's home, so Slurm jobs run there.
 Defaults:{SERVICE_USER} !requiretty, runcwd=~
-{SERVICE_USER} ALL=(ALL,!root) NOPASSWD: {SUDO_COMMANDS}
+{SERVICE_USER} ALL=(%{USERS_GROUP}) NOPASSWD: {SUDO_COMMANDS}
 """
 KEY_FILE = SSH_DIR / "id_ed25519"
 
@@ -69,11 +71,23 @@ def ensure_users() -> dict[str, str]:
     for name in USERS:
         _ensure_user(name, HOME_PREFIX / name)
         passwords.setdefault(name, secrets.token_urlsafe(12))
+    ensure_users_group()
     passwords = {name: passwords[name] for name in USERS}
     write_file(USERS_JSON, json.dumps(passwords, indent=2) + "\n", 0o600)
     run(["chpasswd"], input="".join(f"{u}:{p}\n" for u, p in passwords.items()))
     ensure_missing_user_absent()
     return passwords
+
+
+def ensure_users_group() -> None:
+    """The users' group (the sudo rule's target), with alice and bob in it."""
+    try:
+        grp.getgrnam(USERS_GROUP)
+    except KeyError:
+        run(["groupadd", USERS_GROUP])
+    for name in USERS:
+        if _user(name) is not None and name not in grp.getgrnam(USERS_GROUP).gr_mem:
+            run(["usermod", "--append", "--groups", USERS_GROUP, name])
 
 
 def ensure_missing_user_absent() -> None:
@@ -124,6 +138,8 @@ def remove_users() -> None:
         if _ours(name):
             terminate(pids_of_uid(_user(name).pw_uid), timeout=2)  # type: ignore[union-attr]
             run(["userdel", "--force", name], check=False)
+    if any(g.gr_name == USERS_GROUP for g in grp.getgrall()):
+        run(["groupdel", USERS_GROUP], check=False)
 
 
 def remove_sudoers() -> None:

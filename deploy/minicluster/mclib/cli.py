@@ -25,6 +25,9 @@ def up(n_compute: int | None) -> int:
         n_compute = sum(h.role == "compute" for h in recorded) if recorded else DEFAULT_COMPUTE
     hosts = make_hosts(n_compute)
     if collect(hosts)["up"]:
+        # A cluster built by an older version gets the current sudo rule without a rebuild.
+        accounts.ensure_users_group()
+        accounts.ensure_sudoers()
         say(f"already up; bwvisu config: {BWVISU_CONFIG}")
         return 0
     build(hosts)

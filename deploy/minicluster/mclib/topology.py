@@ -35,6 +35,8 @@ FORWARD_COMMENT = "bwvisu-minicluster"
 USERS = ("alice", "bob")
 MISSING_USER = "mallory"
 SERVICE_USER = "bwvisu"
+# The cluster's users are its members; the service account may sudo only to them.
+USERS_GROUP = "bwvisu-users"
 PARTITION = "debug"
 NODE_CPUS = 8  # advertised per compute node (SlurmdParameters=config_overrides)
 MAX_COMPUTE = 10

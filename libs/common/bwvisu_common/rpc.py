@@ -16,6 +16,8 @@ class CheckUserReply(msgspec.Struct, frozen=True, kw_only=True):
 
     exists: bool = False
     error: str = ""
+    # When `exists` is False: why the user may not run jobs (no such user, a system account, ...).
+    reason: str = ""
 
 
 JOB_LOG = "bwvisu.rpc.job-log"

@@ -82,6 +82,11 @@ class Scheduler(_Section, frozen=True, kw_only=True):
     poll_interval: float = 2.0
     absent_polls_to_finish: int = 3
     job_tag: str = "bwvisu"
+    # Who may be a job's user (besides never root, never the command nodes' `user`): a uid within
+    # login.defs' usual UID_MIN..UID_MAX, and, if set, membership in this group.
+    min_uid: int = 1000
+    max_uid: int = 60000
+    required_group: str = ""
 
 
 class Web(_Section, frozen=True, kw_only=True):
@@ -159,6 +164,10 @@ def _check(s: Settings) -> None:
             fail(name, "Expected a number >= 0 (0: no bound)")
     if 0 < s.stream_max_events_per_job < 100:
         fail("stream-max-events-per-job", "Expected 0 or at least 100 (a job's history must fit)")
+    if s.scheduler.min_uid < 1:
+        fail("scheduler.min-uid", "Expected a uid >= 1 (root never runs jobs)")
+    if s.scheduler.max_uid < s.scheduler.min_uid:
+        fail("scheduler.max-uid", "Expected a uid >= scheduler.min-uid")
     for i, addr in enumerate(s.etcd_servers):
         host_port(addr, 2379, f"etcd-servers[{i}]")
     if s.web.auth not in ("pam", "header"):

@@ -76,8 +76,7 @@ def create_app(
 
     @app.get("/cluster/check-user/{user_name}", dependencies=auth)
     async def check_user(user_name: str) -> dict[str, str]:
-        if not await jobs().user_exists(check_uid(user_name)):
-            raise NotFound(f"no such user: {user_name}")
+        await jobs().check_user(check_uid(user_name))
         return {"response": "success"}
 
     _add_docs(app, auth)

@@ -38,8 +38,7 @@ class Jobs:
         """Record JobSubmitted and answer once Slurm took the job or refused it."""
         if not self._templates.exists(sub.template_name):
             raise InvalidInput("template-name", f"no template named {sub.template_name!r}")
-        if not await self.user_exists(sub.uid):
-            raise NotFound(f"no such user on the cluster: {sub.uid}")
+        await self.check_user(sub.uid)
         job_id = ev.new_job_id()
         submitted = ev.JobSubmitted(job_id=job_id, uid=sub.uid, template_name=sub.template_name,
                                     variables=sub.variables)
@@ -98,13 +97,14 @@ class Jobs:
                 await self._live.wait_for(job_id, _newer_than(job.seq), 2.0)
         raise DependencyUnavailable(f"job {job_id} changes too fast to cancel; try again")
 
-    async def user_exists(self, uid: str) -> bool:
+    async def check_user(self, uid: str) -> None:
+        """Raises NotFound, saying why, unless `uid` may run jobs (a real user of the cluster)."""
         if time.monotonic() - self._known_users.get(uid, -USER_CACHE_SECONDS) < USER_CACHE_SECONDS:
-            return True
-        exists = await self._users.exists(uid)
-        if exists:
-            self._known_users[uid] = time.monotonic()
-        return exists
+            return
+        refusal = await self._users.refusal(uid)
+        if refusal is not None:
+            raise NotFound(refusal)
+        self._known_users[uid] = time.monotonic()
 
 
 def _newer_than(seq: int) -> Callable[[JobView], bool]:

@@ -6,10 +6,10 @@ from typing import Protocol
 
 
 class UserDirectory(Protocol):
-    """Answers whether a user exists on the cluster."""
+    """Answers whether a user may run jobs on the cluster (exists, and is no system account)."""
 
-    async def exists(self, uid: str) -> bool:
-        """True or False from the cluster; DependencyUnavailable when nobody could ask it."""
+    async def refusal(self, uid: str) -> str | None:
+        """None if `uid` may run jobs, else why not; DependencyUnavailable when nobody could ask."""
         ...
 
 

@@ -14,7 +14,9 @@ from bwvisu_common.settings import Settings
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.adapters.ssh import AsyncSshRunner
+from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig
+from scheduler_adapter.users import UserGate
 from scheduler_adapter.watcher import Watcher
 
 
@@ -26,6 +28,7 @@ class App:
     scheduler: SlurmCli
     handlers: JobHandlers
     watcher: Watcher
+    users: UserGate
 
 
 async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
@@ -38,9 +41,14 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     config = SubmitConfig(home_prefix=settings.bwvisu_home_prefix, tag=tag,
                           keyhole_servers=list(settings.keyholed_servers),
                           hostname_suffix=settings.forwarding_hostname_suffix)
-    handlers = JobHandlers(events, state, scheduler, FileTemplates(settings.templates_dir), config)
+    sched = settings.scheduler
+    policy = UserPolicy(min_uid=sched.min_uid, max_uid=sched.max_uid, required_group=sched.required_group,
+                        middleware_accounts=frozenset(node.user for node in settings.command_nodes))
+    users = UserGate(scheduler, policy)
+    handlers = JobHandlers(events, state, scheduler, FileTemplates(settings.templates_dir), config,
+                           users=users)
     jobs = LiveJobs(events, state)
     watcher = Watcher(scheduler, jobs.all, events, tag=tag, interval=settings.scheduler.poll_interval,
                       absent_polls_to_finish=settings.scheduler.absent_polls_to_finish,
                       in_flight=handlers.in_flight)
-    return App(events.nats, events, jobs, scheduler, handlers, watcher)
+    return App(events.nats, events, jobs, scheduler, handlers, watcher, users)

@@ -16,6 +16,7 @@ from bwvisu_common.projections import FINISHED, JobView, fold
 from bwvisu_common.validation import check_template_name
 from scheduler_adapter.domain.render import JobContext, render_script
 from scheduler_adapter.domain.slurm import job_name
+from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.errors import (
     CommandOutcomeUnknown,
     SchedulerError,
@@ -25,6 +26,7 @@ from scheduler_adapter.errors import (
     UnknownUser,
 )
 from scheduler_adapter.ports import Scheduler, Templates
+from scheduler_adapter.users import UserGate
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,10 @@ class JobHandlers:
     """Handles the events scheduler-adapter acts on, each at least once and safely more often."""
 
     def __init__(self, events: EventStore, state: StateStore, scheduler: Scheduler,
-                 templates: Templates, config: SubmitConfig, in_flight: set[str] | None = None) -> None:
+                 templates: Templates, config: SubmitConfig, in_flight: set[str] | None = None,
+                 users: UserGate | None = None) -> None:
         self._events = events
+        self._users = users if users is not None else UserGate(scheduler, UserPolicy())
         self._state = state
         self._scheduler = scheduler
         self._templates = templates
@@ -128,12 +132,16 @@ class JobHandlers:
         try:
             if token is not None:
                 # An earlier attempt got as far as sbatch: find its job before any new submit.
-                slurm_id = await self._scheduler.find(job_id)
+                slurm_id = await self._scheduler.find(job_id, event.uid)
                 if slurm_id is not None:
                     log.info("job %s: found Slurm job %s from an earlier attempt", job_id, slurm_id)
                     return ev.JobQueued(job_id=job_id, slurm_id=slurm_id)
             secret = token.decode() if token is not None else secrets.token_hex(32)
             script = self._render(event, secret)
+            # Checked here, where the facts are, whatever runner-api asked before.
+            refusal = await self._users.refusal(event.uid)
+            if refusal is not None:
+                return failed(refusal, "unknown-user")
             await self._state.put_secret(token_key(job_id), secret.encode(), token_ttl(event.variables))
             done = await self._scheduler.submit(event.uid, script, job_id)
         except TemplateError as exc:

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from scheduler_adapter.domain.slurm import SqueueEntry
+from scheduler_adapter.domain.slurm import SqueueAnswer, SqueueEntry
+from scheduler_adapter.domain.users import Identity
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,20 @@ class Scheduler(Protocol):
         """Queue the script as `uid`; raises SubmitRejected, UnknownUser or SchedulerUnavailable."""
         ...
 
-    async def find(self, job_id: str) -> str | None:
-        """The Slurm id of the job tagged with our job id, if Slurm knows one."""
+    async def find(self, job_id: str, uid: str) -> str | None:
+        """The Slurm id of `uid`'s job tagged with our job id, if Slurm knows one."""
         ...
 
-    async def poll(self) -> list[SqueueEntry]:
+    async def confirm(self, slurm_id: str, uid: str, job_id: str) -> bool:
+        """Whether Slurm job `slurm_id` is `uid`'s and tagged with our job id (Slurm's filters say so)."""
+        ...
+
+    async def poll(self) -> SqueueAnswer:
         """Every job tagged as bwvisu's, in ONE squeue call; raises SchedulerUnavailable."""
+        ...
+
+    async def examine(self, slurm_ids: Sequence[str]) -> list[SqueueEntry]:
+        """These Slurm jobs as squeue lists them, without names (nothing a user chose); may be fewer."""
         ...
 
     async def cancel(self, uid: str, slurm_id: str) -> None:
@@ -63,8 +72,8 @@ class Scheduler(Protocol):
         """The last `lines` lines of a file, read as `uid` ("" while it does not exist)."""
         ...
 
-    async def user_exists(self, uid: str) -> bool:
-        """Whether the cluster knows the user; raises SchedulerUnavailable."""
+    async def identify(self, uid: str) -> Identity | None:
+        """The user's uid and groups on the cluster, None if there is no such user."""
         ...
 
 

@@ -18,6 +18,7 @@ from bwvisu_common.templates import job_log_path
 from bwvisu_common.validation import check_uid
 from scheduler_adapter.errors import SchedulerUnavailable
 from scheduler_adapter.ports import Scheduler
+from scheduler_adapter.users import UserGate
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ _encode = msgspec.json.Encoder().encode
 MAX_LOG_LINES = 1000
 
 
-async def answer(scheduler: Scheduler, request: bytes) -> bytes:
+async def answer(users: UserGate, request: bytes) -> bytes:
     """The JSON CheckUserReply for one JSON CheckUser request."""
     try:
         uid = check_uid(_decode(request).uid)
@@ -37,7 +38,8 @@ async def answer(scheduler: Scheduler, request: bytes) -> bytes:
     except InvalidInput:
         return _encode(CheckUserReply(exists=False))  # not a possible user name: nobody has it
     try:
-        return _encode(CheckUserReply(exists=await scheduler.user_exists(uid)))
+        refusal = await users.refusal(uid)
+        return _encode(CheckUserReply(exists=refusal is None, reason=refusal or ""))
     except SchedulerUnavailable as exc:
         log.warning("check-user %s: %s", uid, exc)
         return _encode(CheckUserReply(error=f"the cluster cannot be reached: {exc}"))
@@ -60,11 +62,12 @@ async def answer_job_log(scheduler: Scheduler, home_prefix: str, request: bytes)
     return _encode(JobLogReply(text=text))
 
 
-async def serve(nc: NatsClient, scheduler: Scheduler, home_prefix: str) -> list[Subscription]:
+async def serve(nc: NatsClient, scheduler: Scheduler, users: UserGate,
+                home_prefix: str) -> list[Subscription]:
     """Answer both kinds of request in the queue group."""
 
     async def on_check_user(msg: Msg) -> None:
-        reply = await answer(scheduler, msg.data)
+        reply = await answer(users, msg.data)
         if msg.reply:
             await msg.respond(reply)
 

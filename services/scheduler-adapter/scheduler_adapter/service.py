@@ -28,7 +28,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         caught_up = asyncio.Event()
         tasks = [asyncio.create_task(app.jobs.run(caught_up), name="read-model")]
         await caught_up.wait()
-        subscriptions = await queries.serve(app.nc, app.scheduler, settings.bwvisu_home_prefix)
+        subscriptions = await queries.serve(app.nc, app.scheduler, app.users,
+                                            settings.bwvisu_home_prefix)
         tasks += [
             asyncio.create_task(app.events.consume(DURABLE, app.handlers.handle, stop), name="handlers"),
             asyncio.create_task(app.watcher.run(stop), name="watcher"),

@@ -10,14 +10,15 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
 from bwvisu_common.ports import EventStore
 from bwvisu_common.projections import JobView
-from scheduler_adapter.domain.slurm import SqueueEntry
-from scheduler_adapter.domain.watch import Append, diff, diff_error
+from scheduler_adapter.domain.slurm import SqueueAnswer
+from scheduler_adapter.domain.watch import Append, Claim, adopt, diff, diff_error, settle
 from scheduler_adapter.errors import SchedulerError, SchedulerUnavailable
 from scheduler_adapter.ports import Scheduler
 
 log = logging.getLogger(__name__)
 
 APPEND_CONCURRENCY = 32
+MAX_RECHECK = 200
 
 
 class Watcher:
@@ -36,6 +37,7 @@ class Watcher:
         self._absent: dict[str, int] = {}
         self._error: str | None = None
         self._cancelled: set[str] = set()
+        self._noise = (0, 0)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set; a failing cycle is logged and the next one tries again."""
@@ -53,7 +55,7 @@ class Watcher:
         """One cycle; returns how many jobs got new events."""
         views = list(self._views())
         try:
-            entries = await self._scheduler.poll()
+            answer = await self._scheduler.poll()
         except SchedulerUnavailable as exc:
             if self._error is None:
                 log.warning("cannot poll Slurm: %s; job states stay as they are", exc)
@@ -62,12 +64,51 @@ class Watcher:
         if self._error is not None:
             log.info("polling Slurm works again")
             self._error = None
-        result = diff(views, entries, tag=self._tag, absent=self._absent,
-                      absent_polls_to_finish=self._threshold, in_flight=self._in_flight)
+        self._report(answer)
+        result = diff(views, answer.entries, tag=self._tag, absent=self._absent,
+                      absent_polls_to_finish=self._threshold, in_flight=self._in_flight,
+                      ambiguous=answer.ambiguous)
         self._absent = result.absent
-        applied = await self._apply(result.appends)
+        appends = result.appends + await self._settle(result.unsure)
+        appends += [adopt(claim) for claim in result.adoptions if await self._confirmed(claim)]
+        applied = await self._apply(appends)
         await self._cancel_strays(result.strays)
         return applied
+
+    def _report(self, answer: SqueueAnswer) -> None:
+        # Another user's job name can hold a newline; say so once per change, not every poll.
+        noise = (answer.skipped, len(answer.ambiguous))
+        if noise != self._noise and any(noise):
+            log.warning("squeue: %d line(s) that are no job record skipped (first: %s); "
+                        "%d Slurm id(s) printed more than once set aside",
+                        answer.skipped, answer.sample or "-", len(answer.ambiguous))
+        self._noise = noise
+
+    async def _settle(self, unsure: list[JobView]) -> list[Append]:
+        """Ask Slurm once more, without job names, about jobs whose squeue line was repeated."""
+        if not unsure:
+            return []
+        # Bounded: a flood of forged lines must not turn into one enormous squeue argv; the rest
+        # wait for a later poll.
+        unsure = unsure[:MAX_RECHECK]
+        try:
+            entries = await self._scheduler.examine([v.slurm_id for v in unsure])
+        except SchedulerUnavailable as exc:
+            log.warning("cannot re-check %d job(s) with forged squeue lines: %s", len(unsure), exc)
+            return []
+        return settle(unsure, entries)
+
+    async def _confirmed(self, claim: Claim) -> bool:
+        """Slurm itself says this Slurm job has the claimed name and user (squeue filters, no parsing)."""
+        try:
+            ok = await self._scheduler.confirm(claim.entry.slurm_id, claim.uid, claim.job_id)
+        except SchedulerUnavailable as exc:
+            log.warning("cannot confirm Slurm job %s for job %s: %s", claim.entry.slurm_id, claim.job_id, exc)
+            return False
+        if not ok:
+            log.warning("squeue listed Slurm job %s as job %s of %s, but Slurm does not confirm it",
+                        claim.entry.slurm_id, claim.job_id, claim.uid)
+        return ok
 
     async def _apply(self, appends: Sequence[Append]) -> int:
         limit = asyncio.Semaphore(APPEND_CONCURRENCY)
@@ -86,14 +127,15 @@ class Watcher:
 
         return sum(await asyncio.gather(*(one(a) for a in appends)))
 
-    async def _cancel_strays(self, strays: list[SqueueEntry]) -> None:
-        for entry in strays:
-            if entry.slurm_id in self._cancelled:
+    async def _cancel_strays(self, strays: list[Claim]) -> None:
+        for claim in strays:
+            entry = claim.entry
+            if entry.slurm_id in self._cancelled or not await self._confirmed(claim):
                 continue
-            log.warning("Slurm job %s (%s) belongs to a bwvisu job that is over; cancelling it",
-                        entry.slurm_id, entry.name)
+            log.warning("Slurm job %s belongs to bwvisu job %s, which is over; cancelling it",
+                        entry.slurm_id, claim.job_id)
             try:
-                await self._scheduler.cancel(entry.user, entry.slurm_id)
+                await self._scheduler.cancel(claim.uid, entry.slurm_id)
                 self._cancelled.add(entry.slurm_id)
             except SchedulerError as exc:
                 log.warning("cannot cancel stray Slurm job %s: %s", entry.slurm_id, exc)

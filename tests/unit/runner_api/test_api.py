@@ -27,11 +27,13 @@ class FakeUsers:
         self.asked: list[str] = []
         self.down = False
 
-    async def exists(self, uid: str) -> bool:
+    async def refusal(self, uid: str) -> str | None:
         self.asked.append(uid)
         if self.down:
             raise DependencyUnavailable("no command node answers")
-        return uid in USERS
+        if uid == "bwvisu":
+            return "bwvisu is the middleware's own account"
+        return None if uid in USERS else f"no such user on the cluster: {uid}"
 
 
 class FakeLogs:
@@ -155,6 +157,15 @@ async def test_unknown_user_is_a_404_and_records_nothing(api):
     assert (await client.get("/cluster/check-user/mallory", headers=AUTH)).status_code == 404
     r = await client.get("/cluster/check-user/bob", headers=AUTH)
     assert r.status_code == 200 and r.json() == {"response": "success"}
+
+
+async def test_a_refused_account_gets_the_reason_and_records_nothing(api):
+    client, store, _, _ = api
+    r = await client.post("/jobs", json=body(uid="bwvisu"), headers=AUTH)
+    assert r.status_code == 404 and "middleware's own account" in r.json()["response"]
+    assert await store.last_seq() == 0
+    r = await client.get("/cluster/check-user/bwvisu", headers=AUTH)
+    assert r.status_code == 404 and "middleware's own account" in r.json()["response"]
 
 
 async def test_known_users_are_not_asked_again_for_each_submit(api):

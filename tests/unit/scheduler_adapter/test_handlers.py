@@ -9,13 +9,17 @@ from bwvisu_common import events as ev
 from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projections import fold
 from bwvisu_common.templates import FileTemplates
-from scheduler_adapter.adapters.fake import FakeCommandRunner
+from scheduler_adapter.adapters.fake import FakeCommandRunner, fake_id
 from scheduler_adapter.adapters.slurm import SlurmCli
+from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig, token_key, token_ttl
 from scheduler_adapter.ports import CommandResult
+from scheduler_adapter.users import UserGate
 
 SBATCH = ["sudo", "-n", "-u", "*", "sbatch", "**"]
+USERS: dict[str, tuple[int, list[str]]] = {"alice": (1001, ["alice"]), "bob": (1002, ["bob"]),
+                                           "bwvisu": (1500, ["bwvisu"]), "munge": (101, ["munge"])}
 TEMPLATE = "#!/bin/bash\n#SBATCH --output={{log_path}}\n#KEYHOLE-REQUEST-PORTS 1\nsleep {{seconds}}\n"
 
 
@@ -25,10 +29,12 @@ class World:
         (tmp / "twice.sh.mustache").write_text("#KEYHOLE-REQUEST-PORTS 1\n#KEYHOLE-REQUEST-PORTS 1\n")
         self.events = InMemoryEventStore()
         self.state = InMemoryStateStore()
-        self.runner = FakeCommandRunner()
+        self.runner = FakeCommandRunner().on(["id", "--", "*"], fake_id(USERS))
+        slurm = SlurmCli(self.runner, "bwvisu", lookup_attempts=1)
         self.handlers = JobHandlers(
-            self.events, self.state, SlurmCli(self.runner, "bwvisu", lookup_attempts=1),
-            FileTemplates(tmp), SubmitConfig(home_prefix="/home", keyhole_servers=["http://k:4243"]))
+            self.events, self.state, slurm,
+            FileTemplates(tmp), SubmitConfig(home_prefix="/home", keyhole_servers=["http://k:4243"]),
+            users=UserGate(slurm, UserPolicy(middleware_accounts={"bwvisu"})))
 
     async def submit(self, job_id: str = "j1", uid: str = "alice", template: str = "sleep",
                      **variables: str) -> ev.JobSubmitted:
@@ -55,7 +61,7 @@ async def test_submit_renders_stores_a_token_and_records_the_slurm_id(world: Wor
     assert isinstance(log[1], ev.JobQueued) and log[1].slurm_id == "4711"
     token = await world.state.get_secret(token_key("j1"))
     assert token is not None and len(token) == 64 and int(token, 16) >= 0
-    [call] = world.runner.calls
+    [call] = world.runner.calls_of("sbatch")
     assert call.input is not None
     assert "#SBATCH --output=/home/alice/bwvisu-job-j1.out" in call.input and "sleep 5" in call.input
     assert token.decode() in call.input  # the job gets its token in the script...
@@ -94,7 +100,7 @@ async def test_bad_templates_and_variables_fail_without_sbatch(
 ])
 async def test_sbatch_failures_become_submit_failed_events(world: World, outcome: object, kind: str) -> None:
     world.runner.on(SBATCH, outcome)  # type: ignore[arg-type]
-    await world.submit(uid="mallory")
+    await world.submit(uid="bob")
     failed = (await world.log())[-1]
     assert isinstance(failed, ev.JobSubmitFailed) and failed.kind == kind
     await world.handlers.handle(3, failed)
@@ -169,3 +175,17 @@ async def test_job_ended_deletes_the_token(world: World) -> None:
 def test_token_lifetime_follows_the_runtime() -> None:
     assert token_ttl({"runtime": "60"}) == token_ttl({}) + 3600
     assert token_ttl({"runtime": "junk"}) == token_ttl({})
+
+
+@pytest.mark.parametrize(("uid", "why"), [
+    ("bwvisu", "the middleware's own account"),
+    ("munge", "uid 101 of munge is below the site's minimum 1000"),
+    ("mallory", "no such user on the cluster: mallory"),
+])
+async def test_no_system_or_middleware_account_reaches_sbatch(world: World, uid: str, why: str) -> None:
+    world.runner.on(SBATCH, "4711\n")
+    await world.submit(uid=uid)
+    failed = (await world.log())[-1]
+    assert isinstance(failed, ev.JobSubmitFailed) and failed.kind == "unknown-user"
+    assert why in failed.reason
+    assert world.runner.calls_of("sbatch") == []

@@ -1,17 +1,22 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 from bwvisu_common.rpc import CheckUser, CheckUserReply, JobLog, JobLogReply
 from scheduler_adapter import queries
-from scheduler_adapter.adapters.fake import FakeCommandRunner
+from scheduler_adapter.adapters.fake import FakeCommandRunner, fake_id
 from scheduler_adapter.adapters.slurm import SlurmCli
+from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.errors import SchedulerUnavailable
 from scheduler_adapter.ports import CommandResult
+from scheduler_adapter.users import UserGate
 
 
-async def reply(runner: FakeCommandRunner, request: bytes) -> CheckUserReply:
-    answer = await queries.answer(SlurmCli(runner), request)
+async def reply(runner: FakeCommandRunner, request: bytes,
+                policy: UserPolicy | None = None) -> CheckUserReply:
+    gate = UserGate(SlurmCli(runner), policy or UserPolicy())
+    answer = await queries.answer(gate, request)
     return msgspec.json.decode(answer, type=CheckUserReply)
 
 
@@ -21,10 +26,42 @@ def request(uid: str) -> bytes:
 
 async def test_existing_and_missing_users() -> None:
     runner = FakeCommandRunner()
-    runner.on(["id", "--", "alice"], "uid=1001(alice)\n")
+    runner.on(["id", "--", "alice"], "uid=1001(alice) gid=1001(alice) groups=1001(alice)\n")
     runner.on(["id", "--", "mallory"], CommandResult(1, "", "id: 'mallory': no such user"))
     assert await reply(runner, request("alice")) == CheckUserReply(exists=True)
-    assert await reply(runner, request("mallory")) == CheckUserReply(exists=False)
+    assert await reply(runner, request("mallory")) == CheckUserReply(
+        exists=False, reason="no such user on the cluster: mallory")
+
+
+@pytest.mark.parametrize(("uid", "reason"), [
+    ("bwvisu", "bwvisu is the middleware's own account"),
+    ("munge", "uid 101 of munge is below the site's minimum 1000"),
+    ("nobody", "uid 65534 of nobody is above the site's maximum 60000"),
+    ("daemon", "uid 1 of daemon is below the site's minimum 1000"),
+    ("root", "root is the superuser"),
+    ("alice", "alice is not a member of hpcusers"),
+])
+async def test_system_and_middleware_accounts_are_no_users(uid: str, reason: str) -> None:
+    runner = FakeCommandRunner().on(["id", "--", "*"], fake_id({
+        "bwvisu": (1500, ["bwvisu", "hpcusers"]), "munge": (101, ["munge", "hpcusers"]),
+        "nobody": (65534, ["nogroup"]), "daemon": (1, ["daemon", "hpcusers"]), "root": (0, ["root"]),
+        "alice": (1001, ["alice"]), "bob": (1002, ["bob", "hpcusers"])}))
+    policy = UserPolicy(min_uid=1000, required_group="hpcusers", middleware_accounts={"bwvisu"})
+    assert await reply(runner, request(uid), policy) == CheckUserReply(exists=False, reason=reason)
+    assert await reply(runner, request("bob"), policy) == CheckUserReply(exists=True)
+
+
+async def test_yes_is_remembered_briefly_and_no_is_not() -> None:
+    now = [0.0]
+    runner = FakeCommandRunner().on(["id", "--", "*"], fake_id({"alice": (1001, ["alice"]),
+                                                                "munge": (101, ["munge"])}))
+    gate = UserGate(SlurmCli(runner), UserPolicy(), clock=lambda: now[0], ttl=60)
+    for _ in range(3):
+        assert await gate.refusal("alice") is None
+        assert await gate.refusal("munge") is not None
+    assert len(runner.calls) == 4  # alice once, munge every time
+    now[0] = 61.0
+    assert await gate.refusal("alice") is None and len(runner.calls) == 5
 
 
 async def test_impossible_names_never_reach_the_cluster() -> None:

@@ -4,6 +4,8 @@ import pytest
 
 from scheduler_adapter.adapters.fake import FakeCommandRunner
 from scheduler_adapter.adapters.slurm import SlurmCli
+from scheduler_adapter.domain.slurm import Lifecycle
+from scheduler_adapter.domain.users import Identity
 from scheduler_adapter.errors import (
     CommandOutcomeUnknown,
     SchedulerError,
@@ -14,7 +16,7 @@ from scheduler_adapter.errors import (
 from scheduler_adapter.ports import CommandResult
 
 SBATCH = ["sudo", "-n", "-u", "*", "sbatch", "--parsable", "--job-name=bwvisu-*"]
-FIND = ["squeue", "--noheader", "--all", "--states=all", "--name=bwvisu-j1", "--format=%i"]
+FIND = ["squeue", "--noheader", "--all", "--states=all", "--name=bwvisu-j1", "--users=alice", "--format=%i"]
 
 
 def cli(runner: FakeCommandRunner) -> SlurmCli:
@@ -64,8 +66,8 @@ async def test_unknown_outcome_without_a_tagged_job_stays_unknown() -> None:
 async def test_poll_is_one_squeue_for_all_jobs_and_keeps_only_ours() -> None:
     runner = FakeCommandRunner().on(["squeue", "**"], "1|RUNNING|None|cn0|alice|0|bwvisu-a\n"
                                                        "2|RUNNING|None|cn0|bob|0|someone-else\n")
-    entries = await cli(runner).poll()
-    assert [e.slurm_id for e in entries] == ["1"]
+    answer = await cli(runner).poll()
+    assert [e.slurm_id for e in answer.entries] == ["1"]
     [call] = runner.calls
     assert call.argv[:4] == ["squeue", "--noheader", "--all", "--states=all"]
 
@@ -91,12 +93,37 @@ async def test_cancel_runs_scancel_as_the_user() -> None:
     await cli(done).cancel("alice", "17")  # already over: nothing to do
 
 
-async def test_user_exists_asks_id() -> None:
+async def test_identify_asks_id_once_for_uid_and_groups() -> None:
     runner = FakeCommandRunner()
-    runner.on(["id", "--", "alice"], "uid=1001(alice) gid=1001(alice)\n")
+    runner.on(["id", "--", "alice"], "uid=1001(alice) gid=1001(alice) groups=1001(alice),2000(hpcusers)\n")
+    runner.on(["id", "--", "carol"], "uid=1003(carol) gid=1003(carol) Gruppen=1003(carol)\n")
     runner.on(["id", "--", "mallory"], CommandResult(1, "", "id: 'mallory': no such user\n"))
     runner.on(["id", "--", "broken"], CommandResult(1, "", "something else"))
-    assert await cli(runner).user_exists("alice") is True
-    assert await cli(runner).user_exists("mallory") is False
-    with pytest.raises(SchedulerUnavailable):
-        await cli(runner).user_exists("broken")
+    runner.on(["id", "--", "odd"], "uid=oops\n")
+    assert await cli(runner).identify("alice") == Identity("alice", 1001, frozenset({"alice", "hpcusers"}))
+    assert await cli(runner).identify("carol") == Identity("carol", 1003, frozenset({"carol"}))
+    assert await cli(runner).identify("mallory") is None
+    for broken in ("broken", "odd"):
+        with pytest.raises(SchedulerUnavailable):
+            await cli(runner).identify(broken)
+
+
+async def test_find_and_confirm_let_slurm_filter_by_name_and_user() -> None:
+    runner = FakeCommandRunner()
+    runner.on(["squeue", "**"], "4712\n")
+    assert await cli(runner).find("j1", "alice") == "4712"
+    assert "--users=alice" in runner.calls[-1].argv and "--name=bwvisu-j1" in runner.calls[-1].argv
+    assert "--format=%i" in runner.calls[-1].argv  # ids only: no name is printed, none can forge one
+    assert await cli(runner).confirm("4712", "alice", "j1") is True
+    assert await cli(runner).confirm("4713", "alice", "j1") is False
+    gone = FakeCommandRunner().on(["squeue", "**"], CommandResult(
+        1, "", "slurm_load_jobs error: Invalid job id specified"))
+    assert await cli(gone).confirm("4712", "alice", "j1") is False
+
+
+async def test_examine_prints_no_names() -> None:
+    runner = FakeCommandRunner().on(["squeue", "**"], "7|RUNNING|None|cn0|bob|0|\n")
+    [entry] = await cli(runner).examine(["7"])
+    assert (entry.slurm_id, entry.user, entry.lifecycle) == ("7", "bob", Lifecycle.RUNNING)
+    assert ",Name" not in " ".join(runner.calls[0].argv) and "--jobs=7" in runner.calls[0].argv
+    assert await cli(runner).examine([]) == [] and len(runner.calls) == 1

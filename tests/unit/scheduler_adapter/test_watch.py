@@ -3,7 +3,7 @@ from __future__ import annotations
 from bwvisu_common import events as ev
 from bwvisu_common.projections import JobView, evolve
 from scheduler_adapter.domain.slurm import SqueueEntry
-from scheduler_adapter.domain.watch import ABSENT, UNREACHABLE, Diff, diff, diff_error
+from scheduler_adapter.domain.watch import ABSENT, UNREACHABLE, Diff, adopt, diff, diff_error, settle
 
 TAG = "bwvisu"
 
@@ -109,30 +109,61 @@ def test_jobs_not_yet_queued_are_not_counted_absent() -> None:
     assert d.appends == [] and d.absent == {}
 
 
-def test_tagged_jobs_unknown_to_the_projection_are_adopted() -> None:
-    d = run([], [entry("RUNNING", slurm_id="7", job_id="lost1", nodes="cn0", user="bob")])
-    assert len(d.appends) == 1
-    adopted = d.appends[0]
-    assert adopted.expected_seq == 0
-    assert adopted.events == [ev.JobAdopted(job_id="lost1", slurm_id="7", uid="bob",
-                                            event_id=adopted.events[0].event_id,
-                                            time=adopted.events[0].time)]
-    # Old finished jobs of a log we never had are history, not adopted.
-    assert run([], [entry("COMPLETED", slurm_id="8", job_id="old")]).appends == []
+def test_tagged_jobs_nobody_submitted_are_never_adopted() -> None:
+    # Anyone can name a Slurm job `bwvisu-<anything>`: without a JobSubmitted it is not ours.
+    assert run([], [entry("RUNNING", slurm_id="7", job_id="lost1", nodes="cn0", user="bob")]) == Diff()
 
 
-def test_a_submitted_job_found_in_slurm_is_adopted_unless_being_submitted() -> None:
-    submitted = evolve(None, ev.JobSubmitted(job_id="j1", uid="alice", template_name="t"), 5)
-    d = run([submitted], [entry("COMPLETED", slurm_id="9")])
-    assert kinds(d) == ["JobAdopted"] and d.appends[0].expected_seq == 5
-    assert run([submitted], [entry("RUNNING", slurm_id="9")], in_flight=("j1",)).appends == []
+def submitted(job_id: str = "j1", uid: str = "alice", seq: int = 5) -> JobView:
+    return evolve(None, ev.JobSubmitted(job_id=job_id, uid=uid, template_name="t"), seq)
+
+
+def test_a_submitted_job_found_in_slurm_is_a_claim_to_confirm_unless_being_submitted() -> None:
+    d = run([submitted()], [entry("COMPLETED", slurm_id="9")])
+    assert d.appends == []
+    [claim] = d.adoptions
+    assert (claim.job_id, claim.expected_seq, claim.uid, claim.entry.slurm_id) == ("j1", 5, "alice", "9")
+    append = adopt(claim)
+    assert [type(e).__name__ for e in append.events] == ["JobAdopted"] and append.expected_seq == 5
+    assert run([submitted()], [entry("RUNNING", slurm_id="9")], in_flight=("j1",)).adoptions == []
+
+
+def test_only_the_submitting_users_slurm_job_can_be_adopted() -> None:
+    # bob names his Slurm job after alice's bwvisu job: it is not hers.
+    assert run([submitted()], [entry("RUNNING", slurm_id="9", user="bob")]) == Diff()
 
 
 def test_a_running_job_of_a_failed_submit_is_a_stray() -> None:
     failed = evolve(evolve(None, ev.JobSubmitted(job_id="j1", uid="alice", template_name="t"), 1),
                     ev.JobSubmitFailed(job_id="j1", reason="lost", kind="unavailable"), 2)
     d = run([failed], [entry("RUNNING", slurm_id="9")])
-    assert d.appends == [] and [s.slurm_id for s in d.strays] == ["9"]
+    assert d.appends == [] and [(s.entry.slurm_id, s.uid) for s in d.strays] == [("9", "alice")]
+    # Another user's job named like it is no stray of ours: we would cancel a stranger's job.
+    assert run([failed], [entry("RUNNING", slurm_id="9", user="bob")]).strays == []
+
+
+def test_a_slurm_job_named_like_ours_with_another_id_or_user_is_not_ours() -> None:
+    view = queued()  # alice's job j1 is Slurm job 100
+    # bob's Slurm job 555, named like j1, says "completed": j1 is not touched.
+    d = run([view], [entry("RUNNING", slurm_id="100", nodes="cn0"),
+                     entry("COMPLETED", slurm_id="555", user="bob")])
+    assert kinds(d) == ["JobStarted"]
+    # A line with j1's Slurm id but bob as user or another name is not j1's: j1 counts as missing.
+    for impostor in (entry("COMPLETED", user="bob"), entry("COMPLETED", job_id="other")):
+        d = run([view], [impostor])
+        assert d.appends == [] and d.absent == {"j1": 1}
+
+
+def test_a_repeated_slurm_id_decides_nothing_and_is_rechecked_without_names() -> None:
+    view = queued()
+    d = diff([view], [], tag=TAG, absent={"j1": 1}, absent_polls_to_finish=2, ambiguous={"100"})
+    assert d.appends == [] and d.unsure == [view] and d.absent == {"j1": 1}
+    # The name-free answer decides, if Slurm id and user match.
+    nameless = SqueueEntry(slurm_id="100", state="RUNNING", reason="None", nodelist="cn0", user="alice",
+                           exit_code=0, name="")
+    assert [type(e).__name__ for a in settle([view], [nameless]) for e in a.events] == ["JobStarted"]
+    assert settle([view], [SqueueEntry(slurm_id="100", state="COMPLETED", reason="None", nodelist="",
+                                       user="bob", exit_code=0, name="")]) == []
 
 
 def test_foreign_and_untagged_jobs_are_ignored() -> None:

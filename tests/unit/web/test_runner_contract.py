@@ -32,8 +32,8 @@ class Setup:
 
 
 class _Users:
-    async def exists(self, uid: str) -> bool:
-        return uid in USERS
+    async def refusal(self, uid: str) -> str | None:
+        return None if uid in USERS else f"no such user on the cluster: {uid}"
 
 
 class _Templates:

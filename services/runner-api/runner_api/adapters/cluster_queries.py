@@ -21,18 +21,18 @@ async def _ask(nc: NatsClient, subject: str, request: msgspec.Struct, timeout: f
 
 
 class NatsUserDirectory:
-    """Whether a user exists: `id <user>` on a command node, via a core NATS request."""
+    """Whether a user may run jobs: `id <user>` on a command node and the site's rule, via core NATS."""
 
     def __init__(self, nc: NatsClient, timeout: float = 20.0) -> None:
         self._nc = nc
         self._timeout = timeout
 
-    async def exists(self, uid: str) -> bool:
+    async def refusal(self, uid: str) -> str | None:
         reply = msgspec.json.decode(await _ask(self._nc, CHECK_USER, CheckUser(uid=uid), self._timeout),
                                     type=CheckUserReply)
         if reply.error:
             raise DependencyUnavailable(reply.error)
-        return reply.exists
+        return None if reply.exists else (reply.reason or f"no such user on the cluster: {uid}")
 
 
 class NatsJobLogs:

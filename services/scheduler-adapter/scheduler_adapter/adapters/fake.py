@@ -85,3 +85,17 @@ def _program(argv: list[str]) -> str:
     if argv[:2] == ["sudo", "-n"] and len(argv) > 4:
         return argv[4]
     return argv[0] if argv else ""
+
+
+def fake_id(users: dict[str, tuple[int, Sequence[str]]]) -> Responder:
+    """Answers `id -- <user>` as coreutils does, from {name: (uid, [groups, primary first])}."""
+
+    def answer(argv: list[str], _: str | None) -> CommandResult:
+        name = argv[-1]
+        if name not in users:
+            return CommandResult(1, "", f"id: '{name}': no such user")
+        uid, groups = users[name]
+        listed = ",".join(f"{uid + i}({g})" for i, g in enumerate(groups))
+        return CommandResult(0, f"uid={uid}({name}) gid={uid}({groups[0]}) groups={listed}\n", "")
+
+    return answer

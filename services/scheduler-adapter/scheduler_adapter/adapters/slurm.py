@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from scheduler_adapter.domain.slurm import (
     SQUEUE_FORMAT,
+    SQUEUE_NAMELESS_FORMAT,
+    SqueueAnswer,
     SqueueEntry,
     job_name,
+    parse_nameless,
     parse_sbatch_id,
     parse_squeue,
     tag_prefix,
 )
+from scheduler_adapter.domain.users import Identity, parse_id
 from scheduler_adapter.errors import (
     CommandOutcomeUnknown,
     SchedulerError,
@@ -61,7 +66,7 @@ class SlurmCli:
             result = await self._runner.run(argv, input=script, idempotent=False)
         except CommandOutcomeUnknown as exc:
             log.warning("job %s: %s; looking for the tagged job instead of submitting again", job_id, exc)
-            return await self._resolve_unknown(job_id, exc)
+            return await self._resolve_unknown(job_id, uid, exc)
         if result.exit_status != 0:
             complaint = _complaint(result)
             if _is_unknown_user(complaint):
@@ -72,38 +77,60 @@ class SlurmCli:
         except ValueError as exc:
             raise SubmitRejected(str(exc)) from exc
 
-    async def _resolve_unknown(self, job_id: str, cause: CommandOutcomeUnknown) -> Submitted:
+    async def _resolve_unknown(self, job_id: str, uid: str, cause: CommandOutcomeUnknown) -> Submitted:
         for attempt in range(self._lookup_attempts):
             if attempt:
                 await asyncio.sleep(self._lookup_delay)
             try:
-                slurm_id = await self.find(job_id)
+                slurm_id = await self.find(job_id, uid)
             except SchedulerUnavailable:
                 continue
             if slurm_id is not None:
                 return Submitted(slurm_id)
         raise CommandOutcomeUnknown(f"{cause}; no tagged job found (yet)")
 
-    async def find(self, job_id: str) -> str | None:
-        name = job_name(self._tag, job_id)
-        argv = ["squeue", "--noheader", "--all", "--states=all", f"--name={name}", "--format=%i"]
+    async def find(self, job_id: str, uid: str) -> str | None:
+        # Slurm filters by exact name and user; only ids are printed, so no name can forge one.
+        argv = ["squeue", "--noheader", "--all", "--states=all", f"--name={job_name(self._tag, job_id)}",
+                f"--users={uid}", "--format=%i"]
         result = await self._runner.run(argv)
         if result.exit_status != 0:
             raise SchedulerUnavailable(f"squeue failed: {_complaint(result)}")
-        ids = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+        ids = [line.strip() for line in result.stdout.splitlines() if line.strip().isdigit()]
         return ids[0] if ids else None
 
-    async def poll(self) -> list[SqueueEntry]:
+    async def confirm(self, slurm_id: str, uid: str, job_id: str) -> bool:
+        argv = ["squeue", "--noheader", "--all", "--states=all", f"--jobs={slurm_id}",
+                f"--name={job_name(self._tag, job_id)}", f"--users={uid}", "--format=%i"]
+        result = await self._runner.run(argv)
+        if result.exit_status != 0:
+            if "invalid job id" in _complaint(result).lower():
+                return False  # gone from Slurm: nothing to confirm
+            raise SchedulerUnavailable(f"squeue failed: {_complaint(result)}")
+        return slurm_id in (line.strip() for line in result.stdout.splitlines())
+
+    async def poll(self) -> SqueueAnswer:
         # One call for every job: --all covers hidden partitions, --states=all keeps just-finished
         # jobs (with their final state and exit code) for Slurm's MinJobAge.
         argv = ["squeue", "--noheader", "--all", "--states=all", f"--Format={SQUEUE_FORMAT}"]
         result = await self._runner.run(argv)
         if result.exit_status != 0:
             raise SchedulerUnavailable(f"squeue failed: {_complaint(result)}")
-        try:
-            return parse_squeue(result.stdout, tag_prefix(self._tag))
-        except ValueError as exc:
-            raise SchedulerUnavailable(f"squeue answered something unreadable: {exc}") from exc
+        answer = parse_squeue(result.stdout, tag_prefix(self._tag))
+        if answer.skipped and not answer.records:
+            # Not one job record: an error message on stdout, never an empty queue.
+            raise SchedulerUnavailable(f"squeue answered something unreadable: {answer.sample}")
+        return answer
+
+    async def examine(self, slurm_ids: Sequence[str]) -> list[SqueueEntry]:
+        if not slurm_ids:
+            return []
+        argv = ["squeue", "--noheader", "--all", "--states=all", f"--jobs={','.join(slurm_ids)}",
+                f"--Format={SQUEUE_NAMELESS_FORMAT}"]
+        result = await self._runner.run(argv)
+        if result.exit_status != 0 and "invalid job id" not in _complaint(result).lower():
+            raise SchedulerUnavailable(f"squeue failed: {_complaint(result)}")
+        return parse_nameless(result.stdout)
 
     async def cancel(self, uid: str, slurm_id: str) -> None:
         result = await self._runner.run(_sudo(uid, "scancel", slurm_id))
@@ -123,11 +150,15 @@ class SlurmCli:
             return ""  # the job has not started writing yet
         raise SchedulerUnavailable(f"tail of {path} as {uid} failed: {complaint}")
 
-    async def user_exists(self, uid: str) -> bool:
+    async def identify(self, uid: str) -> Identity | None:
+        # Run without sudo: `id` reads the user database only. One call gives uid and groups.
         result = await self._runner.run(["id", "--", uid])
         if result.exit_status == 0:
-            return True
+            try:
+                return parse_id(result.stdout)
+            except ValueError as exc:
+                raise SchedulerUnavailable(f"id {uid}: {exc}") from exc
         complaint = _complaint(result)
         if _is_unknown_user(complaint):
-            return False
+            return None
         raise SchedulerUnavailable(f"id {uid} failed: {complaint}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class Lifecycle(enum.Enum):
@@ -52,10 +52,14 @@ def lifecycle(slurm_state: str) -> Lifecycle:
     return STATE_MAP.get(word, Lifecycle.UNKNOWN)
 
 
-# squeue -O fields, '|' after each; Name is last because other users' job names may hold '|'.
+# squeue -O fields, '|' after each. Name is last: a job name may hold '|' and even a newline, so a
+# user can make squeue print lines of their choosing. Such lines either fail to parse (counted,
+# skipped) or repeat a Slurm id squeue printed already (both copies are set aside as ambiguous),
+# and the watcher matches a job by Slurm id, user and name together (see domain/watch.py).
 SQUEUE_FIELDS = ("JobID", "State", "Reason", "NodeList", "UserName", "exit_code", "Name")
 SQUEUE_FORMAT = ",".join(f"{f}:|" for f in SQUEUE_FIELDS[:-1]) + f",{SQUEUE_FIELDS[-1]}:"
-
+# The same without the name: nothing in it is chosen by a user, so every line is Slurm's own.
+SQUEUE_NAMELESS_FORMAT = ",".join(f"{f}:|" for f in SQUEUE_FIELDS[:-1])
 
 @dataclass(frozen=True, slots=True)
 class SqueueEntry:
@@ -74,22 +78,67 @@ class SqueueEntry:
         return lifecycle(self.state)
 
 
-def parse_squeue(text: str, tag_prefix: str | None = None) -> list[SqueueEntry]:
+@dataclass(frozen=True, slots=True)
+class SqueueAnswer:
+    """One squeue answer: the tagged jobs, and what could not be trusted in it."""
+
+    entries: list[SqueueEntry] = field(default_factory=list)
+    # Lines that are no job record (e.g. the rest of a job name holding a newline).
+    skipped: int = 0
+    # Slurm ids printed more than once: one copy is a forgery, and which one cannot be told.
+    ambiguous: frozenset[str] = frozenset()
+    # A repr'd prefix of the first skipped line, for the log.
+    sample: str = ""
+    # Lines that were job records, ours or not.
+    records: int = 0
+
+
+def parse_squeue(text: str, tag_prefix: str | None = None) -> SqueueAnswer:
     """squeue's lines (SQUEUE_FORMAT) as entries; with `tag_prefix`, only jobs named with it."""
     entries: list[SqueueEntry] = []
+    seen: set[str] = set()
+    ambiguous: set[str] = set()
+    bad: list[str] = []
+    records = 0
+    prefix = tag_prefix or ""
     for line in text.splitlines():
-        if not line.strip():
-            continue
         fields = line.split("|", 6)
-        if len(fields) != 7:
-            raise ValueError(f"unexpected squeue line: {line[:200]!r}")
-        slurm_id, state, reason, nodelist, user, raw_exit, name = fields
-        name = name.rstrip()
-        if tag_prefix is not None and not name.startswith(tag_prefix):
+        slurm_id = fields[0].strip()
+        # A record starts with a job id (`123`, or an array/het job's `123_4`, `123+1`).
+        if len(fields) != 7 or not slurm_id[:1].isdigit():
+            if line.strip():
+                bad.append(line)
+            continue
+        records += 1
+        if slurm_id in seen:
+            ambiguous.add(slurm_id)
+        seen.add(slurm_id)
+        name = fields[6].rstrip()
+        if not name.startswith(prefix):
+            continue
+        user = fields[4].strip()
+        if not slurm_id.isdigit() or not user:
+            bad.append(line)  # ours are never array jobs, and every job has a user
+            continue
+        entries.append(SqueueEntry(slurm_id, fields[1].strip(), fields[2].strip(), fields[3].strip(),
+                                   user, decode_exit(fields[5]), name))
+    if ambiguous:
+        entries = [e for e in entries if e.slurm_id not in ambiguous]
+    sample = repr(bad[0][:40]) if bad else ""
+    return SqueueAnswer(entries, len(bad), frozenset(ambiguous), sample, records)
+
+
+def parse_nameless(text: str) -> list[SqueueEntry]:
+    """squeue's lines in SQUEUE_NAMELESS_FORMAT (no user-chosen text); the name is left empty."""
+    entries: list[SqueueEntry] = []
+    for line in text.splitlines():
+        fields = line.split("|")
+        if len(fields) < 6 or not fields[0].strip().isdigit():
             continue
         entries.append(SqueueEntry(
-            slurm_id=slurm_id.strip(), state=state.strip(), reason=reason.strip(),
-            nodelist=nodelist.strip(), user=user.strip(), exit_code=decode_exit(raw_exit), name=name,
+            slurm_id=fields[0].strip(), state=fields[1].strip(), reason=fields[2].strip(),
+            nodelist=fields[3].strip(), user=fields[4].strip(), exit_code=decode_exit(fields[5]),
+            name="",
         ))
     return entries
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from bwvisu_common import events as ev
 from bwvisu_common.keyhole_client import expand_hostlist
 from bwvisu_common.projections import AVAILABLE, COMPLETING, FINISHED, RUNNING, SUBMITTED, JobView
-from scheduler_adapter.domain.slurm import Lifecycle, SqueueEntry, job_id_from_name
+from scheduler_adapter.domain.slurm import Lifecycle, SqueueEntry, job_id_from_name, job_name
 
 UNREACHABLE = "Slurm cannot be asked right now: "
 # slurm_state of a JobEnded for a job that left squeue without a final word.
@@ -25,13 +26,27 @@ class Append:
     events: list[ev.Event]
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A tagged Slurm job that names one of our jobs: acted on only once Slurm confirms it."""
+
+    job_id: str
+    expected_seq: int
+    uid: str
+    entry: SqueueEntry
+
+
 @dataclass
 class Diff:
     appends: list[Append] = field(default_factory=list)
     # job id -> consecutive successful polls the job was missing from.
     absent: dict[str, int] = field(default_factory=dict)
+    # Submitted jobs without a recorded Slurm id that a tagged Slurm job of their user may be.
+    adoptions: list[Claim] = field(default_factory=list)
     # Active Slurm jobs tagged as ours whose bwvisu job is already over: to cancel.
-    strays: list[SqueueEntry] = field(default_factory=list)
+    strays: list[Claim] = field(default_factory=list)
+    # Jobs whose Slurm id squeue printed twice (once forged): ask Slurm again without names.
+    unsure: list[JobView] = field(default_factory=list)
 
 
 def pending_details(reason: str) -> str:
@@ -46,22 +61,46 @@ def diff(
     absent: dict[str, int],
     absent_polls_to_finish: int,
     in_flight: Collection[str] = (),
+    ambiguous: Collection[str] = frozenset(),
 ) -> Diff:
-    """Compare one successful squeue answer with every job we know."""
+    """Compare one successful squeue answer with every job we know.
+
+    A Slurm job is a bwvisu job's only if its Slurm id is the one recorded for it AND its user is
+    the job's AND its name is the job's tagged name: a name alone is anyone's to choose.
+    """
     by_slurm_id = {e.slurm_id: e for e in entries}
     known = {v.job_id: v for v in views}
+    prefix = job_name(tag, "")
     out = Diff()
     for view in known.values():
         if view.state == FINISHED or not view.slurm_id:
             continue
+        if view.slurm_id in ambiguous:
+            out.unsure.append(view)
+            if view.job_id in absent:
+                out.absent[view.job_id] = absent[view.job_id]
+            continue
         entry = by_slurm_id.pop(view.slurm_id, None)
-        if entry is None:
+        if entry is None or entry.user != view.uid or entry.name != prefix + view.job_id:
+            if entry is not None:
+                by_slurm_id[entry.slurm_id] = entry  # someone else's: looked at as unclaimed below
             _missing(view, absent, absent_polls_to_finish, out)
         else:
             out.appends.extend(_compare(view, entry))
     for entry in by_slurm_id.values():
         _unclaimed(entry, known, tag, in_flight, out)
     return out
+
+
+def settle(views: Iterable[JobView], entries: Iterable[SqueueEntry]) -> list[Append]:
+    """Decisions for unsure jobs from a name-free squeue answer: Slurm id and user must match."""
+    by_slurm_id = {e.slurm_id: e for e in entries}
+    appends: list[Append] = []
+    for view in views:
+        entry = by_slurm_id.get(view.slurm_id)
+        if entry is not None and entry.user == view.uid:
+            appends.extend(_compare(view, entry))
+    return appends
 
 
 def diff_error(views: Iterable[JobView], message: str) -> list[Append]:
@@ -109,10 +148,16 @@ def _compare(view: JobView, entry: SqueueEntry) -> list[Append]:
 
 
 def _nodes(entry: SqueueEntry) -> list[str]:
+    return list(_expand(entry.nodelist))
+
+
+# Many jobs share a node list (one node, or the same block of nodes): expand each once.
+@functools.lru_cache(maxsize=4096)
+def _expand(nodelist: str) -> tuple[str, ...]:
     try:
-        return expand_hostlist(entry.nodelist)
+        return tuple(expand_hostlist(nodelist))
     except ValueError:
-        return [entry.nodelist] if entry.nodelist else []
+        return (nodelist,) if nodelist else ()
 
 
 def _unclaimed(
@@ -122,16 +167,18 @@ def _unclaimed(
     if job_id is None or job_id in in_flight:
         return
     view = known.get(job_id)
-    active = entry.lifecycle is not Lifecycle.FINISHED
-    if view is None:
-        if active:  # finished jobs of a log we never had are history, not ours to track
-            out.appends.append(Append(job_id, 0, [_adopt(job_id, entry)]))
-    elif view.state != FINISHED and not view.slurm_id:
+    # Only a job somebody submitted through us, and only as the user it was submitted for.
+    if view is None or entry.user != view.uid:
+        return
+    if view.state != FINISHED and not view.slurm_id:
         # Submitted, then a crash before JobQueued: the tag tells which Slurm job it became.
-        out.appends.append(Append(job_id, view.seq, [_adopt(job_id, entry)]))
-    elif active and view.state == FINISHED and view.slurm_id != entry.slurm_id:
-        out.strays.append(entry)
+        out.adoptions.append(Claim(job_id, view.seq, view.uid, entry))
+    elif (view.state == FINISHED and view.slurm_id != entry.slurm_id
+          and entry.lifecycle is not Lifecycle.FINISHED):
+        out.strays.append(Claim(job_id, view.seq, view.uid, entry))
 
 
-def _adopt(job_id: str, entry: SqueueEntry) -> ev.JobAdopted:
-    return ev.JobAdopted(job_id=job_id, slurm_id=entry.slurm_id, uid=entry.user)
+def adopt(claim: Claim) -> Append:
+    entry = claim.entry
+    return Append(claim.job_id, claim.expected_seq,
+                  [ev.JobAdopted(job_id=claim.job_id, slurm_id=entry.slurm_id, uid=entry.user)])
