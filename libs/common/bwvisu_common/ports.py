@@ -90,3 +90,7 @@ class StateStore(Protocol):
     async def delete_secret(self, name: str) -> None:
         """Forget a secret now."""
         ...
+
+    async def secret_names(self, prefix: str = "") -> list[str]:
+        """Names of the stored secrets under `prefix` (not their values): for sweeping."""
+        ...

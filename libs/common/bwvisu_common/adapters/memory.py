@@ -117,3 +117,8 @@ class InMemoryStateStore:
 
     async def delete_secret(self, name: str) -> None:
         self._secrets.pop(name, None)
+
+    async def secret_names(self, prefix: str = "") -> list[str]:
+        now = time.monotonic()
+        live = (n for n, (_, expires) in self._secrets.items() if now < expires)
+        return sorted(n for n in live if n.startswith(prefix))
