@@ -10,12 +10,12 @@ from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projections import fold
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.fake import FakeCommandRunner
-from scheduler_adapter.adapters.slurm import SlurmCli
+from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli
 from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig, token_key, token_ttl
 from scheduler_adapter.ports import CommandResult
 
-SBATCH = ["sudo", "-n", "-u", "*", "sbatch", "**"]
+SBATCH = [*PRIVATE_UMASK, "sudo", "-n", "-u", "*", "sbatch", "**"]
 TEMPLATE = "#!/bin/bash\n#SBATCH --output={{log_path}}\n#KEYHOLE-REQUEST-PORTS 1\nsleep {{seconds}}\n"
 
 
