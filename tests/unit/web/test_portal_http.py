@@ -228,3 +228,9 @@ async def test_the_sso_header_is_believed_only_from_trusted_proxies(world: World
             r = await client.get("/sessions", headers={"X-Remote-User": "bob"})
             assert r.status_code == 200 and ">bob<" in r.text
             assert (await client.get("/sessions")).status_code == 403
+
+
+async def test_forms_may_lead_only_here_and_to_the_gateways(alice: httpx.AsyncClient):
+    # Connect's answer redirects to a gateway; CSP's form-action governs that redirect too.
+    csp = (await alice.get("/sessions")).headers["content-security-policy"]
+    assert "form-action 'self' http://192.0.2.30:* https://192.0.2.30:*;" in csp

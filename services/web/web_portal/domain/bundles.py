@@ -127,7 +127,8 @@ def _check_connect_url(url: str, fail: Fail) -> None:
         fail("connect-url", f"bad placeholder: {exc}")
     unknown = names - URL_PLACEHOLDERS
     if unknown:
-        fail("connect-url", f"unknown placeholder {sorted(unknown)[0]!r}; use {{host}}, {{port}}, {{job_id}}, {{secret}}")
+        fail("connect-url",
+             f"unknown placeholder {sorted(unknown)[0]!r}; use {{host}}, {{port}}, {{job_id}}, {{secret}}")
 
 
 def _check_field(f: FormField, where: str, fail: Fail) -> None:
