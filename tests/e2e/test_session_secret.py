@@ -13,6 +13,9 @@ import asyncio
 import re
 import stat
 import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import httpx
 import msgspec
@@ -33,6 +36,13 @@ from tests.e2e.test_portal import (  # noqa: F401 (pytest fixtures used by name)
 )
 
 pytestmark = pytest.mark.timeout(600)
+T = TypeVar("T")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from this sync test (Playwright's loop owns this thread)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def api_client(system: BwvisuSystem) -> httpx.Client:
@@ -114,12 +124,12 @@ def test_jupyter_opens_only_with_the_portals_connect_and_its_secret_stays_put(
             r = bob.post(f"/sessions/{job_id}/connect", data={"csrf": token})
             assert r.status_code == 404 and secret not in r.text and "location" not in r.headers
 
-        keyhole_token, stored = asyncio.run(stored_secrets(bwvisu_system, job_id))
+        keyhole_token, stored = run_async(stored_secrets(bwvisu_system, job_id))
         assert keyhole_token is not None and stored == secret.encode()
         command_lines = compute_node_command_lines(minicluster)
         assert "jupyter" in command_lines, "the notebook runs on a compute node"
         assert secret not in command_lines and keyhole_token.decode() not in command_lines
-        events = asyncio.run(every_event_of(bwvisu_system, job_id))
+        events = run_async(every_event_of(bwvisu_system, job_id))
         assert secret.encode() not in events and keyhole_token not in events
         logs = all_service_logs(bwvisu_system, portal)
         assert secret not in logs and keyhole_token.decode() not in logs
@@ -143,6 +153,6 @@ def test_jupyter_opens_only_with_the_portals_connect_and_its_secret_stays_put(
 def assert_secrets_gone(system: BwvisuSystem, job_id: str, timeout: float = 30) -> None:
     """The job is over: its keyhole token and session secret leave etcd (not only at their TTL)."""
     deadline = time.monotonic() + timeout
-    while asyncio.run(stored_secrets(system, job_id)) != (None, None):
+    while run_async(stored_secrets(system, job_id)) != (None, None):
         assert time.monotonic() < deadline, "the job's token or secret outlived it in etcd"
         time.sleep(0.3)
