@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -174,6 +175,9 @@ def test_alice_starts_a_desktop_connects_and_cancels_and_bob_sees_nothing(
         assert secret not in page.content(), "the sessions page never holds the secret"
         xpra.close()
         check_a_stranger_gets_no_desktop(browser, url.replace(f"&password={secret}", ""))
+        job_log = minicluster.home("alice") / f"bwvisu-job-{job_id}.out"
+        assert stat.S_IMODE(job_log.stat().st_mode) == 0o600, oct(job_log.stat().st_mode)
+        assert secret not in job_log.read_text(errors="replace"), "Xpra logged its password"
         assert nat_rules(minicluster, job_id), "the gateway has no rule for the job"
 
         card.get_by_test_id("cancel").click()
