@@ -83,6 +83,15 @@ class StateStoreContract:
         assert not await store.login_revoked("sid-b") and await store.login_revoked("sid-a")
 
 
+    async def test_secret_names_list_what_is_stored_not_what_was_deleted(self, store):
+        for name in ("token/a", "session/a", "token/b"):
+            await store.put_secret(name, b"v" * 64, ttl=60)
+        await store.delete_secret("token/b")
+        await store.delete_secret("token/never-stored")  # no error
+        assert sorted(await store.secret_names()) == ["session/a", "token/a"]
+        assert await store.secret_names("session/") == ["session/a"]
+
+
 class TestInMemoryStateStore(StateStoreContract):
     @pytest.fixture
     def store(self):
@@ -94,3 +103,11 @@ class TestEtcdStateStore(StateStoreContract):
     @pytest.fixture
     def store(self, state_store):
         return state_store
+
+    async def test_deleting_a_secret_also_revokes_its_lease(self, store):
+        await store.put_secret("token/z", b"v" * 64, ttl=600)
+        kv = await store._etcd.get(f"{store._secrets}token/z".encode())
+        assert kv is not None and kv.lease
+        await store.delete_secret("token/z")
+        # A revoked lease has TTL -1: nothing of the job's secret waits for its expiry.
+        assert (await store._etcd.get_lease_info(kv.lease)).TTL == -1

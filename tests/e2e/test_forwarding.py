@@ -127,10 +127,18 @@ async def assert_cleaned_up(system: BwvisuSystem, minicluster: Minicluster, *job
     await eventually(released, "reservations released")
 
 
-def greeting(host: str, port: int, timeout: float = 5) -> str:
-    """The first line a port-echo job sends, and proof that it echoes."""
+async def secret_of(api: httpx.AsyncClient, job_id: str, uid: str = "alice") -> str:
+    """The job's session secret, as runner-api tells the job's owner."""
+    job = (await api.get(f"/jobs/{job_id}", params={"uid": uid})).json()
+    return str(job["connect"]["secret"])
+
+
+def greeting(host: str, port: int, secret: str, timeout: float = 5) -> str:
+    """The first line a port-echo job sends once given its secret, and proof that it echoes."""
     with socket.create_connection((host, port), timeout=timeout) as conn:
         f = conn.makefile("rwb")
+        f.write(secret.encode() + b"\n")
+        f.flush()
         line = f.readline().decode().strip()
         f.write(b"ping\n")
         f.flush()
@@ -200,11 +208,12 @@ async def test_two_node_job_gets_one_internal_port_free_on_both_nodes(
         # The port was checked free and reserved on both nodes, so both could bind it.
         held = await held_by(bwvisu_system, job_id)
         assert {f"nodeports/{n}/{port}" for n in nodes} <= set(held)
+        secret = await secret_of(api, job_id)
         for node in nodes:
             await eventually(lambda n=node: listening(minicluster.hosts[n], port), f"{node}:{port} listens")
-            assert greeting(minicluster.hosts[node], port) == f"port-echo {job_id} {node} {port}"
+            assert greeting(minicluster.hosts[node], port, secret) == f"port-echo {job_id} {node} {port}"
         # The gateway forwards to the first node (the one running the batch script).
-        through = greeting(service["external-ip"], service["external-port"])
+        through = greeting(service["external-ip"], service["external-port"], secret)
         assert through == f"port-echo {job_id} {nodes[0]} {port}"
     finally:
         await cancel(api, job_id)
@@ -228,7 +237,9 @@ async def test_twenty_jobs_spread_over_both_gateways_then_everything_is_released
             for job_id, job in current.items():
                 if job["state"] == "available" and job_id not in seen:
                     service = job["services"][0]
-                    line = await asyncio.to_thread(greeting, service["external-ip"], service["external-port"])
+                    secret = await secret_of(api, job_id)
+                    line = await asyncio.to_thread(greeting, service["external-ip"], service["external-port"],
+                                                   secret)
                     _, who, node, port = line.split()  # the job's own server answers through its gateway
                     assert (who, int(port)) == (job_id, service["internal-port"]), line
                     seen[job_id] = node, service
@@ -403,7 +414,8 @@ async def test_killed_agent_comes_back_and_reconciles(
         assert minicluster.in_host(victim, ["iptables", "-w", "-t", "nat", *FOREIGN]).returncode == 0
         try:
             await kill_and_restart(bwvisu_system, minicluster, api, victim, keep, gone)
-            line = await asyncio.to_thread(greeting, kept["external-ip"], kept["external-port"])
+            line = await asyncio.to_thread(greeting, kept["external-ip"], kept["external-port"],
+                                           await secret_of(api, keep))
             assert line.startswith(f"port-echo {keep} ")
             await assert_cleaned_up(bwvisu_system, minicluster, gone)
             assert any('"othersystem:job1"' in rule for rule in rules(minicluster, victim))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -158,19 +159,25 @@ def test_alice_starts_a_desktop_connects_and_cancels_and_bob_sees_nothing(
         page.screenshot(path=str(ARTIFACTS / "portal-sessions.png"), full_page=True)
         check_bob_sees_nothing(portal, minicluster, job_id)
 
-
-        connect = card.get_by_test_id("connect")
-        href = connect.get_attribute("href") or ""
-        assert re.fullmatch(r"http://10\.200\.0\.3\d:\d+/index\.html\?autoconnect=true", href), href
+        # One click: the portal's Connect opens the desktop already authenticated, in a new tab.
         with context.expect_page() as opened:
-            connect.click()
+            card.get_by_test_id("connect").click()
         xpra = opened.value
         xpra.wait_for_selector("#screen div.window", timeout=60_000)
         xpra.wait_for_timeout(2000)  # let the xterm paint
         xpra.screenshot(path=str(ARTIFACTS / "portal-xpra-desktop.png"))
         titles = xpra.locator("#screen div.window .windowtitle").all_inner_texts()
         assert any("xterm" in t.lower() or "@" in t for t in titles), titles
+        url = xpra.url
+        assert re.fullmatch(r"http://10\.200\.0\.3\d:\d+/index\.html\?autoconnect=true&password=[0-9a-f]{64}",
+                            url), url
+        secret = url.rsplit("password=", 1)[1]
+        assert secret not in page.content(), "the sessions page never holds the secret"
         xpra.close()
+        check_a_stranger_gets_no_desktop(browser, url.replace(f"&password={secret}", ""))
+        job_log = minicluster.home("alice") / f"bwvisu-job-{job_id}.out"
+        assert stat.S_IMODE(job_log.stat().st_mode) == 0o600, oct(job_log.stat().st_mode)
+        assert secret not in job_log.read_text(errors="replace"), "Xpra logged its password"
         assert nat_rules(minicluster, job_id), "the gateway has no rule for the job"
 
         card.get_by_test_id("cancel").click()
@@ -193,6 +200,25 @@ def test_alice_starts_a_desktop_connects_and_cancels_and_bob_sees_nothing(
     finally:
         page.screenshot(path=str(ARTIFACTS / "portal-after-cancel.png"), full_page=True)
         context.close()
+
+
+def check_a_stranger_gets_no_desktop(browser, url: str) -> None:  # type: ignore[no-untyped-def]
+    """Anyone else who finds the gateway's port (no portal login, no secret) gets no window."""
+    stranger = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        xpra = stranger.new_page()
+        xpra.goto(url)
+        # Xpra's client loads (it is a static page), connects, is asked for the password it
+        # does not have, and falls back to its connect form with the reason.
+        xpra.get_by_text("You were disconnected").wait_for(timeout=60_000)
+        xpra.screenshot(path=str(ARTIFACTS / "xpra-without-secret.png"))
+        assert xpra.locator("#screen div.window").count() == 0, "a desktop without the secret"
+        for wrong in ("&password=" + "0" * 64, "&password="):
+            xpra.goto(url + wrong)
+            xpra.get_by_text("You were disconnected").wait_for(timeout=60_000)
+            assert xpra.locator("#screen div.window").count() == 0, wrong
+    finally:
+        stranger.close()
 
 
 def is_tail_of(shown: str, log_file: Path) -> bool:
@@ -221,3 +247,4 @@ def check_bob_sees_nothing(portal: Portal, minicluster: Minicluster, job_id: str
         assert bob.get(f"/sessions/{job_id}/log").status_code == 404
         token = csrf_of(bob.get("/apps").text)
         assert bob.post(f"/sessions/{job_id}/cancel", data={"csrf": token}).status_code == 404
+        assert bob.post(f"/sessions/{job_id}/connect", data={"csrf": token}).status_code == 404

@@ -14,7 +14,7 @@ from bwvisu_common.adapters.jetstream import JetStreamEventStore
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.fake import FakeCommandRunner, fake_id
-from scheduler_adapter.adapters.slurm import SlurmCli
+from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig, token_key
 from scheduler_adapter.watcher import Watcher
 
@@ -49,7 +49,7 @@ async def test_submitted_to_finished_through_the_real_stream(
 ) -> None:
     squeue: list[str] = [""]
     runner = FakeCommandRunner().on(["id", "--", "*"], fake_id({"alice": (1001, ["alice"])}))
-    runner.on(["sudo", "-n", "-u", "alice", "sbatch", "**"], "42\n")
+    runner.on([*PRIVATE_UMASK, "sudo", "-n", "-u", "alice", "sbatch", "**"], "42\n")
     runner.on(["squeue", "**"], lambda argv, input: _ok(squeue[0]))
     async with running(event_store, state_store, runner) as jobs:
         await event_store.append([ev.JobSubmitted(job_id="j1", uid="alice", template_name="sleep",

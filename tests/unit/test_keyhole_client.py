@@ -16,8 +16,10 @@ from bwvisu_common.keyhole import keyhole_block
 from bwvisu_common.keyhole_client import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    KeyholeError,
     canonical,
     expand_hostlist,
+    exports,
     job_nodes,
     sign,
 )
@@ -102,8 +104,10 @@ def stub() -> Iterator[str]:
 
 
 def _run_block(servers: list[str], after: str = 'echo "$KEYHOLE_PORT0 $KEYHOLE_GATEWAY0 '
-               '$KEYHOLE_EXTERNAL_PORT0 $KEYHOLE_PORT1"; env') -> subprocess.CompletedProcess[str]:
-    block = keyhole_block(2, job_id="job1", token=TOKEN, servers=servers, hostname_suffix="-ib")
+               '$KEYHOLE_EXTERNAL_PORT0 $KEYHOLE_PORT1"; env',
+               session_secret: str = "") -> subprocess.CompletedProcess[str]:
+    block = keyhole_block(2, job_id="job1", token=TOKEN, servers=servers, hostname_suffix="-ib",
+                          session_secret=session_secret)
     script = f"#!/bin/bash\nset -u\n{block}\n{after}\n"
     env = {"PATH": "/usr/bin:/bin", "SLURM_JOB_NODELIST": "cn[0-1]", "SLURMD_NODENAME": "cn1"}
     return subprocess.run(["/bin/bash", "-c", script], capture_output=True, text=True, env=env,
@@ -152,3 +156,37 @@ def test_an_answer_lost_on_the_way_is_asked_for_again(stub: str, lost: tuple[int
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == "20001 10.0.0.30 20101 20002"
     assert len(_Stub.seen) == 2 and all(s["signed"] for s in _Stub.seen)
+
+SESSION = "feedface" * 8
+
+
+def test_the_session_secret_reaches_the_jobs_environment_and_no_command_line(stub: str) -> None:
+    _Stub.answers = [(200, FORWARDS)]
+    # What every process of the job sees: its environment, and every command line while it runs.
+    after = 'env; (echo "$BWVISU_SESSION_SECRET" | sha256sum); ps -eo args'
+    proc = _run_block([stub], after=after, session_secret=SESSION)
+    assert proc.returncode == 0, proc.stderr
+    assert f"BWVISU_SESSION_SECRET={SESSION}" in proc.stdout.splitlines()
+    assert f"TOKEN={TOKEN}" not in proc.stdout and TOKEN not in proc.stdout
+    command_lines = proc.stdout.split(hashlib.sha256(f"{SESSION}\n".encode()).hexdigest(), 1)[1]
+    assert SESSION not in command_lines
+    assert SESSION not in proc.stderr
+
+
+def test_without_a_session_secret_nothing_is_exported(stub: str) -> None:
+    _Stub.answers = [(200, FORWARDS)]
+    proc = _run_block([stub], after="env")
+    assert proc.returncode == 0, proc.stderr
+    assert "BWVISU_SESSION_SECRET" not in proc.stdout
+
+
+def test_the_session_secret_is_only_inside_the_heredoc_and_must_be_plain() -> None:
+    block = keyhole_block(1, job_id="j", token=TOKEN, servers=["http://x"], hostname_suffix="",
+                          session_secret=SESSION)
+    assert [line for line in block.splitlines() if SESSION in line] == [SESSION]
+    with pytest.raises(ValueError, match="session secret"):
+        keyhole_block(1, job_id="j", token=TOKEN, servers=["http://x"], hostname_suffix="",
+                      session_secret="x'; reboot")
+    with pytest.raises(KeyholeError, match="session secret"):
+        exports(FORWARDS, "a b")
+    assert exports(FORWARDS, SESSION)[-1] == f"export BWVISU_SESSION_SECRET={SESSION}"

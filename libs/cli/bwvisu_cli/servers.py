@@ -36,6 +36,9 @@ def etcd_command(host: str, port: int, peer_port: int, data_dir: Path) -> list[s
         "--listen-client-urls", client, "--advertise-client-urls", client,
         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
         "--initial-cluster", f"bwvisu={peer}", "--log-level", "warn",
+        # etcd keeps every old revision until compacted: a deleted job token or session secret
+        # would stay readable at its old revision. Compacting every few minutes ends that.
+        "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "5m",
     ]
 
 

@@ -3,15 +3,23 @@
 The block runs the keyhole client (keyhole_client.py, embedded whole) with python3. The
 script comes in on fd 3 and the token on stdin, both as quoted heredocs: the token is on
 no command line and in no exported variable, so the application never sees it.
+
+The session secret (what the job's application demands of whoever connects) travels on
+the same stdin, as the second line; the client prints it back as an `export` that the
+block evaluates in the script's own shell. So it ends up only in the environment of the
+job's processes (readable through /proc by its owner alone), never on a command line.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 from pathlib import Path
 
 import msgspec
+
+from bwvisu_common.keyhole_client import SESSION_SECRET_VAR as SESSION_SECRET_VAR
 
 DIRECTIVE = re.compile(r"^#KEYHOLE-REQUEST-PORTS[ \t]+(\d+)[ \t]*$", re.MULTILINE)
 
@@ -21,17 +29,38 @@ _TOKEN_END = "BWVISU_KEYHOLE_TOKEN_EOF"
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_.~+/=-]+")
 
 
+def token_key(job_id: str) -> str:
+    """Where the state store keeps the job's keyhole token (it signs the job's port request)."""
+    return f"token/{job_id}"
+
+
+def session_secret_key(job_id: str) -> str:
+    """Where the state store keeps the job's session secret (its application demands it)."""
+    return f"session/{job_id}"
+
+
+def new_session_secret() -> str:
+    """256 random bits, in characters every application takes in a URL, a header or a line."""
+    return secrets.token_hex(32)
+
+
 def client_source() -> str:
     return CLIENT_FILE.read_text()
 
 
-def keyhole_block(count: int, *, job_id: str, token: str, servers: list[str], hostname_suffix: str) -> str:
-    """Bash that asks for `count` forwarded ports and exports KEYHOLE_PORT<I> etc."""
+def keyhole_block(count: int, *, job_id: str, token: str, servers: list[str], hostname_suffix: str,
+                  session_secret: str = "") -> str:
+    """Bash that asks for `count` forwarded ports and exports KEYHOLE_PORT<I> etc.
+
+    With `session_secret`, it also exports BWVISU_SESSION_SECRET for the application.
+    """
     source = client_source()
     if any(line == _SCRIPT_END for line in source.splitlines()):
         raise ValueError("the keyhole client must not contain its own heredoc delimiter")
     if not _TOKEN_CHARS.fullmatch(token):
         raise ValueError("the job token must be plain printable characters")
+    if session_secret and not _TOKEN_CHARS.fullmatch(session_secret):
+        raise ValueError("the session secret must be plain printable characters")
     # `--opt=value`: a value starting with "-" (a suffix like "-ib") stays a value.
     argv = [f"--job-id={job_id}", f"--count={count}", f"--hostname-suffix={hostname_suffix}"]
     argv += [f"--server={server}" for server in servers]
@@ -41,6 +70,7 @@ def keyhole_block(count: int, *, job_id: str, token: str, servers: list[str], ho
         source.rstrip("\n"),
         _SCRIPT_END,
         token,
+        *([session_secret] if session_secret else []),
         _TOKEN_END,
         ") || { echo 'keyhole: no ports forwarded; stopping the job' >&2; exit 1; }",
         'eval "$__bwvisu_keyhole"',

@@ -5,8 +5,9 @@ embeds this very file into the batch script. It is also imported, so that keyhol
 verifies with the same canonical signing function the client signs with.
 
 As a script: `python3 keyhole_client.py --job-id ID --count N --server URL...` with the
-job token on stdin. It prints `export KEYHOLE_PORT<I>=...` lines for the script to eval,
-or a message on stderr and exits non-zero.
+job token on stdin (and, on a second line, the session secret if the job has one). It
+prints `export KEYHOLE_PORT<I>=...` lines (and `export BWVISU_SESSION_SECRET=...`) for the
+script to eval, or a message on stderr and exits non-zero.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ PATH_TEMPLATE = "/v1/jobs/{job_id}/ports"
 # 4xx answers a retry cannot change; everything else (5xx, 408, 429, no answer) is transient.
 PERMANENT = frozenset({400, 401, 403, 404, 405, 409, 413, 422})
 
+
+SESSION_SECRET_VAR = "BWVISU_SESSION_SECRET"
+_PLAIN = re.compile(r"[A-Za-z0-9_.~+/=-]+")
 
 # No cluster has more nodes in one range; a larger one is a mistake or an attack.
 MAX_RANGE = 100_000
@@ -173,8 +177,10 @@ def request_ports(servers: list[str], job_id: str, token: bytes, count: int, nod
     raise KeyholeError(f"no keyhole server granted the ports in time (last: {last})")
 
 
-def exports(answer: dict[str, object]) -> list[str]:
-    """`export KEYHOLE_PORT<I>=...` lines for the forwards in keyhole-api's answer."""
+def exports(answer: dict[str, object], session_secret: str = "") -> list[str]:
+    """`export KEYHOLE_PORT<I>=...` lines for the forwards in keyhole-api's answer.
+
+    The session secret comes last, so that the job only gets it with its ports."""
     lines = []
     forwards = answer.get("forwards")
     if not isinstance(forwards, list):
@@ -184,6 +190,10 @@ def exports(answer: dict[str, object]) -> list[str]:
                   f"KEYHOLE_GATEWAY{i}": str(fwd["external-ip"]),
                   f"KEYHOLE_EXTERNAL_PORT{i}": int(fwd["external-port"])}
         lines.append("export " + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in values.items()))
+    if session_secret:
+        if not _PLAIN.fullmatch(session_secret):
+            raise KeyholeError("the session secret on stdin is not plain printable characters")
+        lines.append(f"export {SESSION_SECRET_VAR}={shlex.quote(session_secret)}")
     return lines
 
 
@@ -196,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-wait", type=float, default=180.0)
     args = parser.parse_args(argv)
     token = sys.stdin.readline().strip().encode()
+    session_secret = sys.stdin.readline().strip()
     try:
         if not token:
             raise KeyholeError("no job token on stdin")
@@ -205,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         nodes = job_nodes(nodelist, os.environ.get("SLURMD_NODENAME", ""), args.hostname_suffix)
         answer = request_ports(args.servers, args.job_id, token, args.count, nodes,
                                time.monotonic() + args.max_wait)
-        lines = exports(answer)
+        lines = exports(answer, session_secret)
     except (KeyholeError, ValueError) as exc:
         print(f"keyhole: could not get {args.count} forwarded port(s): {exc}", file=sys.stderr)
         return 1

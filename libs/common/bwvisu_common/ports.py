@@ -98,3 +98,7 @@ class StateStore(Protocol):
     async def login_revoked(self, login_id: str) -> bool:
         """Whether the portal login was revoked (and the revocation has not expired yet)."""
         ...
+
+    async def secret_names(self, prefix: str = "") -> list[str]:
+        """Names of the stored secrets under `prefix` (not their values): for sweeping."""
+        ...

@@ -15,7 +15,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from bwvisu_common.errors import DependencyUnavailable, InvalidInput
 from bwvisu_common.reasons import SERVICE_UNAVAILABLE, client_details
 from bwvisu_common.validation import check_uid
-from runner_api.domain import job_json, parse_submission
+from runner_api.domain import connect_json, job_json, parse_submission
 from runner_api.errors import NotFound, SubmitFailed
 from runner_api.handlers import Jobs
 
@@ -35,8 +35,11 @@ class Unauthorized(Exception):
 def create_app(
     jobs: Callable[[], Jobs], external_ips: Mapping[str, str], user: str, password: str,
     ready: Callable[[], bool] = lambda: True, lifespan: Any = None,
+    connect_urls: Callable[[str], str] = lambda template: "",
 ) -> FastAPI:
-    """`jobs` is called per request, so the app can exist before its connections do."""
+    """`jobs` is called per request, so the app can exist before its connections do.
+
+    `connect_urls` gives a template's connect-url pattern (its app bundle's), "" for none."""
     # The docs are ours to serve, behind the same credential: they map the API for an attacker.
     app = FastAPI(title="bwvisu runner-api", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None,
@@ -61,8 +64,14 @@ def create_app(
         return {"jobs": jobs().running(None if uid is None else check_uid(uid))}
 
     @app.get("/jobs/{job_id}", dependencies=auth)
-    async def get_job(job_id: str) -> dict[str, Any]:
-        return job_json(jobs().get(job_id), external_ips)
+    async def get_job(job_id: str, uid: str | None = None) -> dict[str, Any]:
+        """The job. With `?uid=<its owner>` also `connect`: the session secret and the app's URL."""
+        job = jobs().get_for(job_id, None if uid is None else check_uid(uid))
+        answer = job_json(job, external_ips)
+        secret = await jobs().session_secret(job) if uid is not None else ""
+        if secret:
+            answer["connect"] = connect_json(job, secret, connect_urls(job.template_name), external_ips)
+        return answer
 
     @app.get("/jobs/{job_id}/log", dependencies=auth)
     async def job_log(job_id: str, lines: int = 100, uid: str | None = None) -> dict[str, str]:

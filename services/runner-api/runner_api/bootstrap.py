@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 
 from fastapi import FastAPI
 
+from bwvisu_common.app_links import bundle_connect_url
 from bwvisu_common.connect import open_stores_retrying
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.secret_files import read_secret_file
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 def build_app(settings: Settings) -> FastAPI:
     password = read_secret_file(settings.runner_api.password_file, "runner-api.password-file")
     holder: dict[str, Jobs] = {}
+    templates = FileTemplates(settings.templates_dir)
     caught_up = asyncio.Event()
 
     @contextlib.asynccontextmanager
@@ -34,12 +36,13 @@ def build_app(settings: Settings) -> FastAPI:
             live = LiveJobs(events, state)
             follower = asyncio.create_task(live.run(caught_up))
             stack.callback(follower.cancel)
-            holder["jobs"] = Jobs(events, live, NatsUserDirectory(events.nats),
-                                  FileTemplates(settings.templates_dir), NatsJobLogs(events.nats))
+            holder["jobs"] = Jobs(events, live, NatsUserDirectory(events.nats), templates,
+                                  NatsJobLogs(events.nats), secrets=state)
             await asyncio.wait_for(caught_up.wait(), 60)
             log.info("runner-api ready: read model at stream sequence %d", live.seq)
             yield
 
     external_ips = {g.label: g.external_ip for g in settings.gateway_nodes}
     return create_app(lambda: holder["jobs"], external_ips, settings.runner_api.user, password,
-                      ready=caught_up.is_set, lifespan=lifespan)
+                      ready=caught_up.is_set, lifespan=lifespan,
+                      connect_urls=lambda name: bundle_connect_url(templates.directory, name))

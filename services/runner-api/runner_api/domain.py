@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from bwvisu_common.app_links import fill_connect_url
 from bwvisu_common.errors import InvalidInput
 from bwvisu_common.projections import JobView
 from bwvisu_common.reasons import client_details
@@ -53,3 +54,17 @@ def job_json(job: JobView, external_ips: Mapping[str, str]) -> dict[str, Any]:
         "uid": job.uid,
         "details": client_details(job.failure, job.details),
     }
+
+
+def connect_json(job: JobView, secret: str, url_pattern: str,
+                 external_ips: Mapping[str, str]) -> dict[str, str]:
+    """What the job's owner needs to open its application: the secret, and a URL where one is known.
+
+    The URL needs a forwarded port (and a bundle with a connect-url); until then only the secret."""
+    answer = {"secret": secret}
+    if url_pattern and job.services:
+        service = job.services[0]
+        host = external_ips.get(service.gateway, service.gateway)
+        answer["url"] = fill_connect_url(url_pattern, host=host, port=service.external_port,
+                                         job_id=job.job_id, secret=secret)
+    return answer

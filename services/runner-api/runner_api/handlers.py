@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable, InvalidInput
-from bwvisu_common.ports import EventStore
+from bwvisu_common.keyhole import session_secret_key
+from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.projections import FINISHED, JobView
 from bwvisu_common.projector import LiveJobs
 from runner_api.domain import Submission
@@ -25,7 +26,8 @@ class Jobs:
     """Submit, cancel and look up jobs; check users."""
 
     def __init__(self, events: EventStore, live: LiveJobs, users: UserDirectory,
-                 templates: TemplateCatalog, logs: JobLogs, submit_timeout: float = 60.0) -> None:
+                 templates: TemplateCatalog, logs: JobLogs, submit_timeout: float = 60.0,
+                 secrets: StateStore | None = None) -> None:
         self._events = events
         self._live = live
         self._users = users
@@ -33,6 +35,7 @@ class Jobs:
         self._logs = logs
         self._submit_timeout = submit_timeout
         self._known_users: dict[str, float] = {}
+        self._secrets = secrets
 
     async def submit(self, sub: Submission) -> str:
         """Record JobSubmitted and answer once Slurm took the job or refused it."""
@@ -69,6 +72,20 @@ class Jobs:
         if job is None:
             raise NotFound("no such job")
         return job
+
+    def get_for(self, job_id: str, uid: str | None) -> JobView:
+        """The job; with `uid`, only if that user owns it (another user's job does not exist)."""
+        job = self.get(job_id)
+        if uid is not None and job.uid != uid:
+            raise NotFound("no such job")
+        return job
+
+    async def session_secret(self, job: JobView) -> str:
+        """The job's session secret ("" once the job is over or if it has none). Owners only."""
+        if self._secrets is None or job.state == FINISHED:
+            return ""
+        found = await self._secrets.get_secret(session_secret_key(job.job_id))
+        return found.decode() if found is not None else ""
 
     async def log_tail(self, job_id: str, lines: int, uid: str | None = None) -> str:
         job = self._live.get(job_id)

@@ -8,10 +8,12 @@ import logging
 import signal
 from contextlib import AsyncExitStack
 
+from bwvisu_common.errors import DependencyUnavailable
+from bwvisu_common.projections import JobView
 from bwvisu_common.settings import Settings
 from scheduler_adapter import queries
 from scheduler_adapter.bootstrap import bootstrap
-from scheduler_adapter.handlers import DURABLE
+from scheduler_adapter.handlers import DURABLE, JobHandlers
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +36,23 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             asyncio.create_task(app.events.consume(DURABLE, app.handlers.handle, stop), name="handlers"),
             asyncio.create_task(app.watcher.run(stop), name="watcher"),
         ]
+        sweep = asyncio.create_task(_sweep(app.handlers, app.jobs.all()), name="sweep-secrets")
         log.info("scheduler-adapter running (%d command nodes)", len(settings.command_nodes))
         await _until_stopped(stop, tasks)
         for subscription in subscriptions:
             await subscription.unsubscribe()
-        for task in tasks:
+        for task in (*tasks, sweep):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, sweep, return_exceptions=True)
     log.info("scheduler-adapter stopped")
+
+
+async def _sweep(handlers: JobHandlers, views: list[JobView]) -> None:
+    """Once at start: secrets of jobs that ended while this service was down go now, not at their TTL."""
+    try:
+        await handlers.sweep_secrets(views)
+    except DependencyUnavailable as exc:
+        log.warning("could not sweep the secrets of ended jobs: %s", exc)
 
 
 async def _until_stopped(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:

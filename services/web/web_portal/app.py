@@ -32,16 +32,33 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 
+
+
+def with_form_targets(headers: list[tuple[bytes, bytes]], origins: list[str]) -> list[tuple[bytes, bytes]]:
+    """The headers with `origins` added to CSP's form-action: Connect's form is answered with a
+    redirect to the application on a gateway, and form-action also governs that redirect."""
+    extra = "".join(f" {o}" for o in origins).encode()
+    return [(k, v.replace(b"form-action 'self'", b"form-action 'self'" + extra))
+            if k == b"content-security-policy" else (k, v) for k, v in headers]
+
+
+def gateway_origins(portal: Portal) -> list[str]:
+    """Where Connect may lead: any port of a gateway's external address."""
+    hosts = sorted({g.external_ip for g in portal.gateways if g.external_ip})
+    return [f"{scheme}://{host}:*" for host in hosts for scheme in ("http", "https")]
+
+
 class SecurityHeaders:
     """Adds the same safe headers to every answer (no framing, no foreign scripts)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.app = app
+        self.headers = SECURITY_HEADERS if headers is None else headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                message["headers"] = list(message.get("headers", [])) + self.headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
@@ -54,7 +71,7 @@ def create_app(portal: Portal, session_secret: str, secure_cookies: bool = False
     app.state.portal = portal
     app.add_middleware(SessionMiddleware, secret_key=session_secret, session_cookie=SESSION_COOKIE,
                        max_age=session_max_age, same_site="lax", https_only=secure_cookies)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, headers=with_form_targets(SECURITY_HEADERS, gateway_origins(portal)))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (auth, apps, sessions, admin):
         app.include_router(module.router)

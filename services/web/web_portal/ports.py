@@ -31,6 +31,11 @@ class JobRunner(Protocol):
         """The end of the job's log, read as its owner `uid`; NotFound if not theirs."""
         ...
 
+    async def connect_url(self, job_id: str, uid: str) -> str:
+        """The application's URL with the session secret, for its owner `uid`; NotFound if not
+        theirs or if it has none (yet)."""
+        ...
+
 
 class JobFeed(Protocol):
     """The live read model of every job, and a way to wait for it to change."""

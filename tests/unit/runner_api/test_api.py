@@ -12,6 +12,7 @@ import pytest
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.errors import DependencyUnavailable
+from bwvisu_common.keyhole import session_secret_key
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.reasons import UNAVAILABLE
 from runner_api.app import create_app
@@ -20,6 +21,8 @@ from runner_api.handlers import Jobs
 PASSWORD = "s3cret-web"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"bwvisu-web:{PASSWORD}".encode()).decode()}
 USERS = {"alice", "bob"}
+SECRET = "0f" * 32
+CONNECT_URLS = {"xpra-desktop": "http://{host}:{port}/index.html?autoconnect=true&password={secret}"}
 
 
 class FakeUsers:
@@ -54,8 +57,9 @@ REFUSAL = ("sbatch refused the job: sudo: unable to resolve host login7.internal
 class ScriptedScheduler:
     """Answers JobSubmitted as scheduler-adapter would: queued, refused, or silence."""
 
-    def __init__(self, store: InMemoryEventStore) -> None:
+    def __init__(self, store: InMemoryEventStore, state: InMemoryStateStore | None = None) -> None:
         self.store = store
+        self.state = state
         self.mode = "queue"
         self.slurm_ids = iter(range(100, 10_000))
 
@@ -63,6 +67,8 @@ class ScriptedScheduler:
         if not isinstance(event, ev.JobSubmitted) or self.mode == "silent":
             return
         if self.mode == "queue":
+            if self.state is not None:
+                await self.state.put_secret(session_secret_key(event.job_id), SECRET.encode(), 600)
             answer: ev.Event = ev.JobQueued(job_id=event.job_id, slurm_id=str(next(self.slurm_ids)))
         elif self.mode == "refuse":
             answer = ev.JobSubmitFailed(job_id=event.job_id, kind="rejected", reason=REFUSAL)
@@ -74,11 +80,12 @@ class ScriptedScheduler:
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[httpx.AsyncClient, InMemoryEventStore, ScriptedScheduler, FakeUsers]]:
     store, state = InMemoryEventStore(), InMemoryStateStore()
-    live, users, scheduler = LiveJobs(store, state), FakeUsers(), ScriptedScheduler(store)
+    live, users, scheduler = LiveJobs(store, state), FakeUsers(), ScriptedScheduler(store, state)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(live.run()), asyncio.create_task(store.consume("s", scheduler, stop))]
-    jobs = Jobs(store, live, users, FakeTemplates(), FakeLogs(), submit_timeout=0.5)
-    app = create_app(lambda: jobs, {"gw0": "192.0.2.30"}, "bwvisu-web", PASSWORD)
+    jobs = Jobs(store, live, users, FakeTemplates(), FakeLogs(), submit_timeout=0.5, secrets=state)
+    app = create_app(lambda: jobs, {"gw0": "192.0.2.30"}, "bwvisu-web", PASSWORD,
+                     connect_urls=CONNECT_URLS.get)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
         yield client, store, scheduler, users
     stop.set()
@@ -120,6 +127,27 @@ async def test_an_available_job_lists_its_services_with_the_gateways_external_ip
     got = (await client.get(f"/jobs/{job_id}", headers=AUTH)).json()
     assert got["state"] == "available"
     assert got["services"] == [{"internal-port": 20001, "external-port": 21001, "external-ip": "192.0.2.30"}]
+
+
+async def test_only_the_owner_named_in_the_query_gets_the_secret_and_the_url(api):
+    client, store, _, _ = api
+    job_id = (await client.post("/jobs", json=body(), headers=AUTH)).json()["job-id"]
+    mine = (await client.get(f"/jobs/{job_id}?uid=alice", headers=AUTH)).json()
+    assert mine["connect"] == {"secret": SECRET}, "no port yet: the secret, but no URL"
+    fwd = [ev.Forward(internal_port=20001, external_port=21001)]
+    await store.append([ev.JobStarted(job_id=job_id, nodes=["cn0"]),
+                        ev.PortsForwarded(job_id=job_id, gateway="gw0", forwards=fwd)])
+    await asyncio.sleep(0.05)
+    mine = (await client.get(f"/jobs/{job_id}?uid=alice", headers=AUTH)).json()
+    assert mine["connect"] == {
+        "secret": SECRET, "url": f"http://192.0.2.30:21001/index.html?autoconnect=true&password={SECRET}"}
+    anyone = await client.get(f"/jobs/{job_id}", headers=AUTH)
+    assert anyone.status_code == 200 and SECRET not in anyone.text
+    bobs = await client.get(f"/jobs/{job_id}?uid=bob", headers=AUTH)
+    assert bobs.status_code == 404 and SECRET not in bobs.text
+    await store.append([ev.JobEnded(job_id=job_id, slurm_state="COMPLETED", exit_code=0)])
+    await asyncio.sleep(0.05)
+    assert "connect" not in (await client.get(f"/jobs/{job_id}?uid=alice", headers=AUTH)).json()
 
 
 @pytest.mark.parametrize(

@@ -7,17 +7,18 @@ import pytest
 
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
-from bwvisu_common.projections import fold
+from bwvisu_common.keyhole import session_secret_key
+from bwvisu_common.projections import JobView, fold
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.fake import FakeCommandRunner, fake_id
-from scheduler_adapter.adapters.slurm import SlurmCli
+from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli
 from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig, token_key, token_ttl
 from scheduler_adapter.ports import CommandResult
 from scheduler_adapter.users import UserGate
 
-SBATCH = ["sudo", "-n", "-u", "*", "sbatch", "**"]
+SBATCH = [*PRIVATE_UMASK, "sudo", "-n", "-u", "*", "sbatch", "**"]
 USERS: dict[str, tuple[int, list[str]]] = {"alice": (1001, ["alice"]), "bob": (1002, ["bob"]),
                                            "bwvisu": (1500, ["bwvisu"]), "munge": (101, ["munge"])}
 TEMPLATE = "#!/bin/bash\n#SBATCH --output={{log_path}}\n#KEYHOLE-REQUEST-PORTS 1\nsleep {{seconds}}\n"
@@ -27,6 +28,7 @@ class World:
     def __init__(self, tmp: Path) -> None:
         (tmp / "sleep.sh.mustache").write_text(TEMPLATE)
         (tmp / "twice.sh.mustache").write_text("#KEYHOLE-REQUEST-PORTS 1\n#KEYHOLE-REQUEST-PORTS 1\n")
+        (tmp / "plain.sh.mustache").write_text("#!/bin/bash\nsleep {{seconds}}\n")
         self.events = InMemoryEventStore()
         self.state = InMemoryStateStore()
         self.runner = FakeCommandRunner().on(["id", "--", "*"], fake_id(USERS))
@@ -189,3 +191,57 @@ async def test_no_system_or_middleware_account_reaches_sbatch(world: World, uid:
     assert isinstance(failed, ev.JobSubmitFailed) and failed.kind == "unknown-user"
     assert why in failed.reason
     assert world.runner.calls_of("sbatch") == []
+
+
+async def test_a_job_with_ports_gets_its_own_session_secret_in_its_script_only(world: World) -> None:
+    world.runner.on(SBATCH, "4711\n")
+    await world.submit("j1")
+    await world.submit("j2")
+    first = await world.state.get_secret(session_secret_key("j1"))
+    second = await world.state.get_secret(session_secret_key("j2"))
+    assert first is not None and second is not None and first != second and len(first) == 64
+    assert first != await world.state.get_secret(token_key("j1")), "not the keyhole token"
+    script = world.runner.calls_of("sbatch")[0].input or ""
+    # One line, inside the keyhole client's stdin heredoc: no command line, no variable set by hand.
+    assert [line for line in script.splitlines() if first.decode() in line] == [first.decode()]
+    assert all(first.decode() not in repr(e) for e in await world.log("j1"))
+
+
+async def test_a_job_without_ports_has_no_session_secret(world: World) -> None:
+    world.runner.on(SBATCH, "4711\n")
+    await world.submit(template="plain")
+    assert await world.state.get_secret(session_secret_key("j1")) is None
+    assert await world.state.get_secret(token_key("j1")) is not None
+
+
+async def test_a_retried_submit_renders_the_secrets_it_stored_first(world: World) -> None:
+    await world.state.put_secret(token_key("j1"), b"a" * 64, 3600)
+    await world.state.put_secret(session_secret_key("j1"), b"b" * 64, 3600)
+    world.runner.on(["squeue", "**"], "")
+    world.runner.on(["sudo", "-n", "-u", "*", "squeue", "**"], "")
+    world.runner.on(SBATCH, "4711\n")
+    await world.submit()
+    script = world.runner.calls_of("sbatch")[0].input or ""
+    assert "a" * 64 in script and "b" * 64 in script
+
+
+@pytest.mark.parametrize("end", [
+    ev.JobEnded(job_id="j1", slurm_state="CANCELLED", exit_code=0),
+    ev.JobSubmitFailed(job_id="j1", reason="no", kind="rejected"),
+])
+async def test_the_end_of_a_job_deletes_its_token_and_session_secret(world: World, end: ev.Event) -> None:
+    world.runner.on(SBATCH, "4711\n")
+    await world.submit()
+    assert await world.state.get_secret(session_secret_key("j1")) is not None
+    await world.handlers.handle(await world.events.append([end]), end)  # type: ignore[arg-type]
+    assert await world.state.secret_names() == []
+
+
+async def test_the_start_up_sweep_deletes_only_the_secrets_of_finished_jobs(world: World) -> None:
+    for job_id in ("done", "running", "unknown"):
+        await world.state.put_secret(token_key(job_id), b"t" * 64, 3600)
+        await world.state.put_secret(session_secret_key(job_id), b"s" * 64, 3600)
+    views = [JobView(job_id="done", state="finished"), JobView(job_id="running", state="running")]
+    assert await world.handlers.sweep_secrets(views) == 2
+    assert await world.state.secret_names() == [
+        "session/running", "session/unknown", "token/running", "token/unknown"]

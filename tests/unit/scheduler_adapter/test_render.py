@@ -99,3 +99,25 @@ def test_template_names_cannot_escape_the_directory(tmp_path) -> None:
     assert templates.load("ok") == "x"
     assert templates.load("../ok") is None and templates.load("missing") is None
     assert templates.names() == ["ok"]
+
+
+@pytest.mark.parametrize("name", FileTemplates().names())
+def test_every_shipped_template_sets_umask_077_before_any_command(name: str) -> None:
+    template = FileTemplates().load(name) or ""
+    commands = [line for line in template.splitlines()
+                if line.strip() and not line.startswith("#") and not line.startswith("{{")]
+    assert commands[0] == "umask 077", (name, commands[:2])
+
+
+@pytest.mark.parametrize(("name", "use"), [
+    ("xpra-desktop", "--tcp-auth=env:name=BWVISU_SESSION_SECRET"),
+    ("xpra-singularity", 'SINGULARITYENV_XPRA_PASSWORD="$BWVISU_SESSION_SECRET"'),
+    ("jupyter-notebook", 'export JUPYTER_TOKEN="$BWVISU_SESSION_SECRET"'),
+    ("port-echo", 'os.environ["BWVISU_SESSION_SECRET"]'),
+])
+def test_templates_with_ports_demand_the_session_secret_without_a_command_line(name: str, use: str) -> None:
+    template = FileTemplates().load(name) or ""
+    assert use in template
+    # Only assignments to the environment expand it; no program gets it as an argument.
+    expanding = [line for line in template.splitlines() if "$BWVISU_SESSION_SECRET" in line]
+    assert all(line.startswith("export ") for line in expanding), expanding

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from scheduler_adapter.adapters.fake import FakeCommandRunner
-from scheduler_adapter.adapters.slurm import SlurmCli
+from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli
 from scheduler_adapter.domain.slurm import Lifecycle
 from scheduler_adapter.domain.users import Identity
 from scheduler_adapter.errors import (
@@ -15,8 +15,9 @@ from scheduler_adapter.errors import (
 )
 from scheduler_adapter.ports import CommandResult
 
-SBATCH = ["sudo", "-n", "-u", "*", "sbatch", "--parsable", "--job-name=bwvisu-*"]
+SBATCH = [*PRIVATE_UMASK, "sudo", "-n", "-u", "*", "sbatch", "--parsable", "--job-name=bwvisu-*"]
 FIND = ["squeue", "--noheader", "--all", "--states=all", "--name=bwvisu-j1", "--users=alice", "--format=%i"]
+
 
 
 def cli(runner: FakeCommandRunner) -> SlurmCli:
@@ -28,14 +29,16 @@ async def test_submit_pipes_the_script_as_the_user_and_parses_the_id() -> None:
     done = await cli(runner).submit("alice", "#!/bin/bash\necho hi\n", "j1")
     assert done.slurm_id == "4711"
     [call] = runner.calls
-    assert call.argv == ["sudo", "-n", "-u", "alice", "sbatch", "--parsable", "--job-name=bwvisu-j1"]
+    sbatch = ["sudo", "-n", "-u", "alice", "sbatch", "--parsable", "--job-name=bwvisu-j1"]
+    assert call.argv == [*PRIVATE_UMASK, *sbatch]
     assert call.input == "#!/bin/bash\necho hi\n"
     assert call.idempotent is False
 
 
 async def test_unknown_user_and_rejections_are_told_apart() -> None:
     runner = FakeCommandRunner()
-    runner.on([*SBATCH[:3], "mallory", *SBATCH[4:]],
+    at = SBATCH.index("-u") + 1
+    runner.on([*SBATCH[:at], "mallory", *SBATCH[at + 1:]],
               CommandResult(1, "", "sudo: unknown user mallory\nsudo: error initializing audit plugin\n"))
     runner.on(SBATCH, CommandResult(1, "", "sbatch: error: invalid partition specified: nope\n"))
     with pytest.raises(UnknownUser):

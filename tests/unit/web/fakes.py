@@ -16,6 +16,11 @@ USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 TEMPLATES = {"xpra-desktop", "web-app"}
 
 
+def secret_of(job_id: str) -> str:
+    """The session secret runner-api would hand the owner (a fixed fake per job)."""
+    return f"secret-{job_id}"
+
+
 class FakeAuthenticator:
     def __init__(self, users: Mapping[str, str] = USERS) -> None:
         self.users = dict(users)
@@ -71,6 +76,14 @@ class FakeRunner:
         if job is None or job.uid != uid:
             raise NotFound("no such job")
         return "\n".join(self.logs.get(job_id, "").splitlines()[-lines:])
+
+    async def connect_url(self, job_id: str, uid: str) -> str:
+        self._check_up()
+        job = self.live.get(job_id)
+        if job is None or job.uid != uid or not job.services or job.state == FINISHED:
+            raise NotFound("no such session")
+        port = job.services[0].external_port
+        return f"http://192.0.2.30:{port}/index.html?autoconnect=true&password={secret_of(job_id)}"
 
     def _check_up(self) -> None:
         if self.down:

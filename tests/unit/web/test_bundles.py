@@ -108,3 +108,12 @@ def test_every_shipped_bundle_loads_against_the_shipped_templates():
         text = FileTemplates(templates).load(bundle.template) or ""
         for f in bundle.fields:
             assert f"{{{{{f.name}}}}}" in text or f"{{{{#{f.name}}}}}" in text, (bundle.name, f.name)
+        if "#KEYHOLE-REQUEST-PORTS" in text and bundle.connect_url:
+            # Its application demands the session secret: Connect must carry it.
+            assert "{secret}" in bundle.connect_url, bundle.name
+
+
+def test_the_secret_placeholder_is_known_and_others_are_not():
+    assert parse(changed("connect-url", "http://{host}:{port}/?token={secret}")).connect_url.endswith("{secret}")
+    with pytest.raises(BundleError, match=r"\{secret\}"):
+        parse(changed("connect-url", "http://{host}:{port}/?token={token}"))

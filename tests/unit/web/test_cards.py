@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from bwvisu_common.projections import JobView, Service
 from tests.unit.web.conftest import xpra_bundle
 from web_portal.domain.sessions import card, sessions_of
@@ -22,7 +24,7 @@ def job(**kw: object) -> JobView:
 def test_a_queued_job_says_why_it_waits_in_words():
     c = card(job(details="waiting: Resources"), xpra_bundle(), NOW)
     assert c.words == "Waiting in the queue" and "nodes it needs are busy" in c.why
-    assert c.time_left == "Runs for 1 h 30 min once started" and c.can_cancel and not c.connect_url
+    assert c.time_left == "Runs for 1 h 30 min once started" and c.can_cancel and not c.can_connect
     assert "QOSOdd" in card(job(details="waiting: QOSOdd"), xpra_bundle(), NOW).why
 
 
@@ -35,11 +37,12 @@ def test_a_running_job_counts_down_from_its_start():
     assert card(job(state="running"), xpra_bundle(), NOW).time_left == "1 h 20 min left"
 
 
-def test_an_available_job_connects_to_the_gateways_external_address():
+def test_an_available_job_can_connect_but_its_card_holds_no_url():
     services = [Service(internal_port=20001, external_port=21001, gateway="gw0", open=True)]
     c = card(job(state="available", services=services), xpra_bundle(), NOW, external_ips=IPS)
-    assert c.words == "Ready"
-    assert c.connect_url == "http://192.0.2.30:21001/index.html?autoconnect=true"
+    assert c.words == "Ready" and c.can_connect
+    assert "21001" not in msgspec.json.encode(c).decode(), "the URL (with its secret) comes on Connect only"
+    assert not card(job(state="running", services=services), xpra_bundle(), NOW).can_connect
 
 
 def test_how_a_job_ended_is_told():

@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 
 from bwvisu_common import events as ev
 from tests.unit.web.conftest import World, csrf_of, login
+from tests.unit.web.fakes import secret_of
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
 from web_portal.adapters.heartbeats import HeartbeatLog
 from web_portal.routes import admin, apps, auth, sessions
@@ -61,7 +62,8 @@ async def test_every_state_changing_form_needs_the_csrf_token(world: World, alic
     job_id = await world.runner.submit("alice", "xpra-desktop", LAUNCH)
     routes = [r for m in (admin, apps, auth, sessions) for r in m.router.routes]
     posts = [r.path for r in routes if isinstance(r, APIRoute) and "POST" in r.methods]
-    assert set(posts) == {"/login", "/logout", "/apps/{name}", "/sessions/{job_id}/cancel"}
+    assert set(posts) == {"/login", "/logout", "/apps/{name}", "/sessions/{job_id}/cancel",
+                          "/sessions/{job_id}/connect"}
     for path in posts:
         url = path.replace("{name}", "xpra-desktop").replace("{job_id}", job_id)
         for form in ({}, {"csrf": "not-the-token"}):
@@ -117,6 +119,28 @@ async def test_bob_cannot_see_read_or_cancel_alices_session(world: World, alice:
     assert (await alice.get(f"/sessions/{job.job_id}/log")).text == "alice's secret output"
 
 
+async def test_connect_sends_only_the_owner_to_the_app_with_its_secret(
+        world: World, alice: httpx.AsyncClient, bob: httpx.AsyncClient):
+    await launch(alice)
+    (job,) = world.feed.all()
+    url = f"/sessions/{job.job_id}/connect"
+    token = csrf_of((await alice.get("/sessions")).text)
+    assert (await alice.post(url, data={"csrf": token})).status_code == 404, "nothing to connect to yet"
+    fwd = [ev.Forward(internal_port=20001, external_port=21001)]
+    await world.store.append([ev.JobStarted(job_id=job.job_id, nodes=["cn0"]),
+                              ev.PortsForwarded(job_id=job.job_id, gateway="gw0", forwards=fwd),
+                              ev.PortOpen(job_id=job.job_id, external_port=21001)])
+    await world.feed.wait_for(job.job_id, lambda j: j.state == "available", 2)
+    page = (await alice.get("/sessions")).text
+    assert url in page and secret_of(job.job_id) not in page, "the card has Connect, not the secret"
+    r = await alice.post(url, data={"csrf": token})
+    assert r.status_code == 303 and r.headers["cache-control"] == "no-store"
+    assert r.headers["location"] == (
+        f"http://192.0.2.30:21001/index.html?autoconnect=true&password={secret_of(job.job_id)}")
+    r = await bob.post(url, data={"csrf": csrf_of((await bob.get("/apps")).text)})
+    assert r.status_code == 404 and secret_of(job.job_id) not in r.text
+
+
 async def test_alice_cancels_her_session(world: World, alice: httpx.AsyncClient):
     await launch(alice)
     (job,) = world.feed.all()
@@ -157,7 +181,8 @@ async def test_the_live_stream_sends_the_card_again_when_the_job_changes(world: 
     while '"available"' not in message:
         message = await asyncio.wait_for(anext(stream), 2)
     card = json.loads(message.split("data: ", 1)[1])["cards"][0]
-    assert "http://192.0.2.30:21001/index.html?autoconnect=true" in card["html"]
+    assert 'action="/sessions/' + job_id + '/connect"' in card["html"]
+    assert "21001" not in card["html"] and secret_of(job_id) not in card["html"]
     assert 'name="csrf" value="token"' in card["html"]
     await stream.aclose()
 
@@ -203,3 +228,9 @@ async def test_the_sso_header_is_believed_only_from_trusted_proxies(world: World
             r = await client.get("/sessions", headers={"X-Remote-User": "bob"})
             assert r.status_code == 200 and ">bob<" in r.text
             assert (await client.get("/sessions")).status_code == 403
+
+
+async def test_forms_may_lead_only_here_and_to_the_gateways(alice: httpx.AsyncClient):
+    # Connect's answer redirects to a gateway; CSP's form-action governs that redirect too.
+    csp = (await alice.get("/sessions")).headers["content-security-policy"]
+    assert "form-action 'self' http://192.0.2.30:* https://192.0.2.30:*;" in csp

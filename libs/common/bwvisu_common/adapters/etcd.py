@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Sequence
@@ -168,7 +169,19 @@ class EtcdStateStore:
 
     @_translated
     async def delete_secret(self, name: str) -> None:
-        await self._etcd.delete(f"{self._secrets}{name}".encode())
+        key = f"{self._secrets}{name}".encode()
+        found = await self._etcd.get(key)
+        if found is not None and found.lease:
+            # Revoking the lease deletes the key with it, and leaves no lease behind until its TTL.
+            with contextlib.suppress(aetcd.ClientError):
+                await self._etcd.revoke_lease(found.lease)
+        await self._etcd.delete(key)
+
+    @_translated
+    async def secret_names(self, prefix: str = "") -> list[str]:
+        found = await self._etcd.get_prefix(f"{self._secrets}{prefix}".encode(), keys_only=True)
+        cut = len(self._secrets)
+        return [kv.key.decode()[cut:] for kv in found]
 
     @_translated
     async def revoke_login(self, login_id: str, ttl: int) -> None:

@@ -126,3 +126,8 @@ class InMemoryStateStore:
 
     async def login_revoked(self, login_id: str) -> bool:
         return self._revoked.get(login_id, 0.0) > time.monotonic()
+
+    async def secret_names(self, prefix: str = "") -> list[str]:
+        now = time.monotonic()
+        live = (n for n, (_, expires) in self._secrets.items() if now < expires)
+        return sorted(n for n in live if n.startswith(prefix))

@@ -82,6 +82,8 @@ class FakeCommandRunner:
 
 
 def _program(argv: list[str]) -> str:
+    if argv[:2] == ["sh", "-c"] and len(argv) > 4:
+        argv = argv[4:]  # a umask set before the real command (SlurmCli's PRIVATE_UMASK)
     if argv[:2] == ["sudo", "-n"] and len(argv) > 4:
         return argv[4]
     return argv[0] if argv else ""

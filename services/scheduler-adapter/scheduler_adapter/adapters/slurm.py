@@ -37,6 +37,12 @@ def _sudo(uid: str, *argv: str) -> list[str]:
     return ["sudo", "-n", "-u", uid, *argv]
 
 
+# sbatch's umask becomes the job's: slurmstepd creates the --output file with it before the
+# script's first line runs. 077 keeps a job's log its user's alone (sudo keeps the stricter of
+# this and its own). A constant, not built from input.
+PRIVATE_UMASK = ["sh", "-c", 'umask 077 && exec "$@"', "sh"]
+
+
 def _complaint(result: CommandResult) -> str:
     lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
     # sudo's audit-plugin noise comes after the line that matters.
@@ -60,7 +66,8 @@ class SlurmCli:
         self._lookup_delay = lookup_delay
 
     async def submit(self, uid: str, script: str, job_id: str) -> Submitted:
-        argv = _sudo(uid, "sbatch", "--parsable", f"--job-name={job_name(self._tag, job_id)}")
+        sbatch = _sudo(uid, "sbatch", "--parsable", f"--job-name={job_name(self._tag, job_id)}")
+        argv = [*PRIVATE_UMASK, *sbatch]
         try:
             # The script travels on stdin: it is never written to a file by us.
             result = await self._runner.run(argv, input=script, idempotent=False)

@@ -57,6 +57,19 @@ class RunnerApiClient:
             raise _unavailable(r, _answer(r))
         return str(r.json().get("log", ""))
 
+    async def connect_url(self, job_id: str, uid: str) -> str:
+        # The answer carries the session secret: it is used, never logged.
+        r = await self._call("GET", f"/jobs/{quote(job_id, safe='')}", params={"uid": uid})
+        if r.status_code == 404:
+            raise NotFound("no such session")
+        if r.status_code != 200:
+            raise _unavailable(r, _answer(r))
+        connect = _answer(r).get("connect")
+        url = connect.get("url") if isinstance(connect, dict) else None
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise NotFound("the session has nothing to connect to (yet)")
+        return url
+
     async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             return await self._http.request(method, url, **kwargs)

@@ -7,19 +7,18 @@ portal with a clear message instead of showing a form that cannot work.
 
 from __future__ import annotations
 
-import string
 from collections.abc import Callable
 from typing import Literal, NoReturn
 
 import msgspec
 
+from bwvisu_common.app_links import URL_PLACEHOLDERS, placeholders
 from bwvisu_common.errors import InvalidInput
 from bwvisu_common.validation import check_template_name, check_value, check_variables
 from web_portal.errors import BundleError
 
 SUFFIX = ".app.json"
 ICONS = ("app", "desktop", "notebook", "cube", "chart")
-URL_PLACEHOLDERS = {"host", "port", "job_id"}
 
 Fail = Callable[[str, str], NoReturn]
 FieldType = Literal["integer", "choice", "text", "checkbox"]
@@ -59,7 +58,8 @@ class Bundle(_Strict, frozen=True, kw_only=True):
     description: str = ""
     icon: str = "app"
     template: str
-    connect_url: str = ""  # e.g. "http://{host}:{port}/index.html?autoconnect=true"; "" = no button
+    # e.g. "http://{host}:{port}/index.html?autoconnect=true&password={secret}"; "" = no button
+    connect_url: str = ""
     runtime_field: str = ""  # the integer field holding the run time in minutes
     fields: list[FormField] = []
 
@@ -122,12 +122,13 @@ def _check_connect_url(url: str, fail: Fail) -> None:
     if not url.startswith(("http://", "https://")):
         fail("connect-url", "must start with http:// or https://")
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(url) if name is not None}
+        names = placeholders(url)
     except ValueError as exc:
         fail("connect-url", f"bad placeholder: {exc}")
     unknown = names - URL_PLACEHOLDERS
     if unknown:
-        fail("connect-url", f"unknown placeholder {sorted(unknown)[0]!r}; use {{host}}, {{port}}, {{job_id}}")
+        fail("connect-url",
+             f"unknown placeholder {sorted(unknown)[0]!r}; use {{host}}, {{port}}, {{job_id}}, {{secret}}")
 
 
 def _check_field(f: FormField, where: str, fail: Fail) -> None:

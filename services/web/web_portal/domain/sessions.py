@@ -48,7 +48,7 @@ class Card(msgspec.Struct, frozen=True, kw_only=True):
     why: str = ""  # why it waits, or how it ended
     time_left: str = ""
     ends_at: str = ""  # ISO time, for the page's own countdown
-    connect_url: str = ""
+    can_connect: bool = False  # Connect goes through the portal, which fetches the URL with its secret
     can_cancel: bool = False
     submitted_at: str = ""  # ISO time
     submitted_text: str = ""  # the same, for people
@@ -63,7 +63,7 @@ def card(job: JobView, bundle: Bundle | None, now: datetime,
         app=bundle.title if bundle else job.template_name, icon=bundle.icon if bundle else "app",
         state=job.state, words=state_words(job), why=why(job),
         time_left=time_left(job, bundle, ends, now), ends_at=ends.isoformat() if ends else "",
-        connect_url=connect_url(job, bundle, external_ips or {}),
+        can_connect=can_connect(job, bundle),
         can_cancel=job.state != FINISHED and not job.cancel_requested,
         submitted_at=job.submitted_at.isoformat(timespec="seconds") if job.submitted_at else "",
         submitted_text=job.submitted_at.strftime("%Y-%m-%d %H:%M UTC") if job.submitted_at else "",
@@ -140,12 +140,12 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
 
-def connect_url(job: JobView, bundle: Bundle | None, external_ips: Mapping[str, str]) -> str:
-    if job.state != AVAILABLE or bundle is None or not bundle.connect_url or not job.services:
-        return ""
-    service = job.services[0]
-    host = external_ips.get(service.gateway, service.gateway)
-    return bundle.connect_url.format(host=host, port=service.external_port, job_id=job.job_id)
+def can_connect(job: JobView, bundle: Bundle | None) -> bool:
+    """Whether Connect has somewhere to go: the application listens and its bundle has a URL.
+
+    The URL itself (it carries the session secret) is never in a card: the Connect route
+    fetches it for the owner when pressed."""
+    return job.state == AVAILABLE and bundle is not None and bool(bundle.connect_url) and bool(job.services)
 
 
 def visible(job: JobView, now: datetime, keep_minutes: float) -> bool:
