@@ -74,8 +74,9 @@ async def world() -> AsyncIterator[World]:
 async def test_an_assignment_is_checked_forwarded_and_confirmed(world: World) -> None:
     await world.running_job("j1", ["cn0", "cn1"])
     await world.assign("j1", ["cn0", "cn1"], [(21000, 20000)])
-    assert await world.firewall.rules() == [ForwardRule(job_id="j1", external_port=20000, target_ip="10.0.0.20",
-                                                        internal_port=21000, gateway_ip=GW_IP)]
+    assert await world.firewall.rules() == [ForwardRule(job_id="j1", external_port=20000,
+                                                        target_ip="10.0.0.20", internal_port=21000,
+                                                        gateway_ip=GW_IP)]
     assert (await world.kinds("j1"))[-1] == "PortsForwarded"
     # The internal port was free on BOTH nodes and the external one here.
     assert set(world.prober.probed) == {("10.0.0.20", 21000), ("10.0.0.21", 21000), (GW_IP, 20000)}

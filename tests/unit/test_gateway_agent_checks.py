@@ -66,13 +66,15 @@ def rule(port: int = 20000, source: str = "") -> ForwardRule:
     (["cn0"], [], "no ports"),
 ])
 async def test_a_forged_assignment_is_refused_and_nothing_installed(
-        make_world: Callable[[bool], World], nodes: list[str], ports: list[tuple[int, int]], why: str) -> None:
+        make_world: Callable[[bool], World], nodes: list[str], ports: list[tuple[int, int]],
+        why: str) -> None:
     world = make_world(False)
     await world.running_job("j1", ["cn0"])
     await world.assign("j1", nodes, ports)
     assert await world.firewall.rules() == []
     last = await last_event(world, "j1")
-    assert isinstance(last, ev.PortsUnavailable) and last.reason.startswith("refused: ") and why in last.reason
+    assert isinstance(last, ev.PortsUnavailable) and last.reason.startswith("refused: ")
+    assert why in last.reason
     assert world.prober.probed == []  # not even probed: nothing is asked of a stranger host
 
 
