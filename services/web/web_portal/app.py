@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web_portal.errors import NotFound, RunnerUnavailable
 from web_portal.portal import Portal
-from web_portal.routes import admin, apps, auth, sessions
+from web_portal.routes import admin, apps, auth, connect, sessions
 from web_portal.security import Forbidden, LoginRequired
 from web_portal.views import render
 
@@ -31,17 +33,29 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}")
+
+
+def security_headers(gateway_hosts: Iterable[str] = ()) -> list[tuple[bytes, bytes]]:
+    """SECURITY_HEADERS, with the gateways as form targets: browsers hold the redirect of a
+    form (Connect's 303 to the application) to `form-action` too."""
+    origins = "".join(f" {scheme}://{host}:*" for host in sorted(set(gateway_hosts))
+                      if _HOST.fullmatch(host) for scheme in ("http", "https"))
+    csp = SECURITY_HEADERS[0][1].replace(b"form-action 'self'", f"form-action 'self'{origins}".encode())
+    return [(b"content-security-policy", csp), *SECURITY_HEADERS[1:]]
+
 
 class SecurityHeaders:
     """Adds the same safe headers to every answer (no framing, no foreign scripts)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.app = app
+        self.headers = SECURITY_HEADERS if headers is None else headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                message["headers"] = list(message.get("headers", [])) + self.headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
@@ -54,9 +68,9 @@ def create_app(portal: Portal, session_secret: str, secure_cookies: bool = False
     app.state.portal = portal
     app.add_middleware(SessionMiddleware, secret_key=session_secret, session_cookie=SESSION_COOKIE,
                        max_age=session_max_age, same_site="lax", https_only=secure_cookies)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, headers=security_headers(g.external_ip for g in portal.gateways))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, apps, sessions, admin):
+    for module in (auth, apps, sessions, connect, admin):
         app.include_router(module.router)
 
     @app.get("/healthz")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 
 from bwvisu_common.adapters.tcp_prober import TcpProber
 from bwvisu_common.connect import open_stores_retrying
+from bwvisu_common.errors import ConfigError
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.secret_files import ensure_secret_file, read_secret_file
 from bwvisu_common.settings import Settings, templates_path
@@ -47,6 +49,13 @@ def session_secret(settings: Settings) -> str:
     return read_secret_file(path, "web.session-secret-file", 32)
 
 
+def trusted_networks(proxies: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(p, strict=False) for p in proxies]
+    except ValueError as exc:
+        raise ConfigError(f"web.trusted-proxies: {exc}") from exc
+
+
 def build_app(settings: Settings) -> FastAPI:
     web = settings.web
     templates_dir = templates_path(settings)
@@ -62,6 +71,8 @@ def build_app(settings: Settings) -> FastAPI:
         admin_group=web.admin_group, keep_finished_minutes=web.finished_sessions_kept_for,
         login_delay=web.login_delay, gateways=list(settings.gateway_nodes),
         command_nodes=list(settings.command_nodes), beats=beats, revocations=Revocations(web.session_max_age),
+        trusted_proxies=trusted_networks(web.trusted_proxies),
+        restrict_forwards=settings.restrict_forwards_to_clients,
     )
 
     @contextlib.asynccontextmanager

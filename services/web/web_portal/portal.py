@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -32,6 +33,10 @@ class Portal:
     gateways: list[GatewayNode] = field(default_factory=list)
     command_nodes: list[CommandNode] = field(default_factory=list)
     revocations: Revocations = field(default_factory=lambda: Revocations(12 * 3600))
+    # Proxies whose X-Forwarded-For names the client (web.trusted-proxies), and whether a
+    # forward accepts only the client addresses its owner connected from.
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
+    restrict_forwards: bool = False
     clock: type[datetime] = datetime
 
     def now(self) -> datetime:

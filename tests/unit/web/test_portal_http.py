@@ -14,7 +14,7 @@ from bwvisu_common import events as ev
 from tests.unit.web.conftest import World, csrf_of, login
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
 from web_portal.adapters.heartbeats import HeartbeatLog
-from web_portal.routes import admin, apps, auth, sessions
+from web_portal.routes import admin, apps, auth, connect, sessions
 from web_portal.routes.sessions import live_cards
 
 LAUNCH = {"runtime": "30", "cores": "2", "partition": "debug"}
@@ -59,9 +59,10 @@ async def test_a_forged_cookie_is_not_a_login(world: World):
 
 async def test_every_state_changing_form_needs_the_csrf_token(world: World, alice: httpx.AsyncClient):
     job_id = await world.runner.submit("alice", "xpra-desktop", LAUNCH)
-    routes = [r for m in (admin, apps, auth, sessions) for r in m.router.routes]
+    routes = [r for m in (admin, apps, auth, sessions, connect) for r in m.router.routes]
     posts = [r.path for r in routes if isinstance(r, APIRoute) and "POST" in r.methods]
-    assert set(posts) == {"/login", "/logout", "/apps/{name}", "/sessions/{job_id}/cancel"}
+    assert set(posts) == {"/login", "/logout", "/apps/{name}", "/sessions/{job_id}/cancel",
+                          "/sessions/{job_id}/connect"}
     for path in posts:
         url = path.replace("{name}", "xpra-desktop").replace("{job_id}", job_id)
         for form in ({}, {"csrf": "not-the-token"}):
@@ -157,7 +158,7 @@ async def test_the_live_stream_sends_the_card_again_when_the_job_changes(world: 
     while '"available"' not in message:
         message = await asyncio.wait_for(anext(stream), 2)
     card = json.loads(message.split("data: ", 1)[1])["cards"][0]
-    assert "http://192.0.2.30:21001/index.html?autoconnect=true" in card["html"]
+    assert f'action="/sessions/{job_id}/connect"' in card["html"]
     assert 'name="csrf" value="token"' in card["html"]
     await stream.aclose()
 
