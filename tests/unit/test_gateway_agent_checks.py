@@ -154,3 +154,17 @@ def test_the_checks_and_the_addresses_are_pure() -> None:
                ev.ClientAddressAllowed(job_id="j", address="192.0.2.1")]
     assert allowed_addresses(history) == ["192.0.2.1"]
     assert allowed_addresses([*history, ev.JobEnded(job_id="j", slurm_state="COMPLETED")]) == []
+
+
+async def test_a_gateway_whose_external_address_is_not_ipv4_does_not_start() -> None:
+    from contextlib import AsyncExitStack
+
+    from bwvisu_common.errors import ConfigError
+    from bwvisu_common.settings import parse_settings
+    from gateway_agent.bootstrap import build
+
+    config = (b'{"bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "10.0.0.2"}], "gateway-nodes": '
+              b'[{"name": "gw0", "internal-ip": "10.0.0.30", "external-ip": "gw0.example.org"}]}')
+    async with AsyncExitStack() as stack:
+        with pytest.raises(ConfigError, match=r"gateway-nodes\[gw0\].external-ip: 'gw0.example.org'"):
+            await build(parse_settings(config, "bwvisu.json"), "gw0", stack)
