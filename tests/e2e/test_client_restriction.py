@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 
+from bwvisu_cli.servers import free_port, listening
 from bwvisu_cli.testbed import runner_api_client_args, start_up, wait_up, write_isolated_config
 from bwvisu_common.errors import BwvisuError
 from tests.e2e.conftest import BwvisuSystem, Minicluster
@@ -90,6 +93,61 @@ def restricted_system(minicluster: Minicluster, tmp_path_factory: pytest.TempPat
         system.stop()
 
 
+@pytest.fixture(scope="module")
+def portal_url(restricted_system: BwvisuSystem, minicluster: Minicluster,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The system's portal, listening on the bridge so that the client namespaces reach it."""
+    base = tmp_path_factory.mktemp("portal")
+    config = json.loads(restricted_system.config_path.read_text())
+    host, port = minicluster.host_ip, free_port()
+    # A bundle for port-echo, so that its sessions have a Connect button.
+    bundles = base / "bundles"
+    bundles.mkdir()
+    (bundles / "port-echo.app.json").write_text(json.dumps({
+        "title": "Port echo", "description": "A TCP echo for tests.", "icon": "app",
+        "template": "port-echo", "connect-url": "http://{host}:{port}/", "fields": []}))
+    config["web"] = {**config.get("web", {}), "host": host, "port": port, "login-delay": 0.5,
+                     "session-secret-file": "", "bundles-dir": str(bundles)}
+    config_path = base / "bwvisu.json"
+    config_path.write_text(json.dumps(config, indent=2))
+    log_path = base / "portal.log"
+    with log_path.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "web_portal", "--config", str(config_path)],
+                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while not listening(host, port):
+            assert process.poll() is None, f"the portal exited:\n{log_path.read_text()[-4000:]}"
+            assert time.monotonic() < deadline, f"the portal did not listen:\n{log_path.read_text()[-4000:]}"
+            time.sleep(0.3)
+        yield f"http://{host}:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# Inside a client namespace: log in to the portal, press Connect on the session, print where
+# the portal sends the browser (without following it).
+CONNECT = textwrap.dedent("""
+    import re, sys
+    import httpx
+    portal, user, password, job_id = sys.argv[1:5]
+    csrf = re.compile(r'name="csrf" value="([^"]+)"')
+    with httpx.Client(base_url=portal, timeout=30) as client:
+        page = client.get("/login")
+        r = client.post("/login", data={"csrf": csrf.search(page.text).group(1), "username": user,
+                                        "password": password, "next": "/sessions"})
+        assert r.status_code == 303, r.text
+        page = client.get("/sessions")
+        r = client.post(f"/sessions/{job_id}/connect", data={"csrf": csrf.search(page.text).group(1)})
+        print(r.status_code, r.headers.get("location", ""))
+""")
+
+
 @pytest.fixture
 async def api(restricted_system: BwvisuSystem) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(**runner_api_client_args(restricted_system.settings), timeout=90) as client:
@@ -141,3 +199,25 @@ async def test_a_forward_serves_only_the_addresses_its_owner_connected_from(
     await wait_job(api, job_id, finished)
     await eventually(lambda: rules_of(minicluster, job_id)[gw] == [], "the job's rules removed")
     assert probe("bwvcl0", gw_ip, port).startswith("refused")
+
+
+async def test_connect_in_the_portal_lets_that_browsers_network_in(
+    api: httpx.AsyncClient, portal_url: str, minicluster: Minicluster, clients: dict[str, str],
+) -> None:
+    job_id = await submit(api, "port-echo", seconds="300", runtime="6")
+    try:
+        job = await wait_job(api, job_id, available, timeout=90)
+        (service,) = job["services"]
+        gw_ip, port = service["external-ip"], service["external-port"]
+        proc = _run("ip", "netns", "exec", "bwvcl1", sys.executable, "-c", CONNECT, portal_url, "alice",
+                    minicluster.passwords["alice"], job_id)
+        assert proc.returncode == 0, proc.stderr
+        status, location = proc.stdout.split()
+        assert status == "303" and location.startswith(f"http://{gw_ip}:{port}/"), proc.stdout
+        await eventually(lambda: probe("bwvcl1", gw_ip, port).startswith("served"), "bwvcl1 served")
+        assert probe("bwvcl0", gw_ip, port).startswith("refused"), "the other network stays out"
+        got = (await api.get(f"/jobs/{job_id}")).json()
+        assert got["state"] == "available"
+    finally:
+        await cancel(api, job_id)
+    await wait_job(api, job_id, finished)
