@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import socket
 import time
@@ -17,7 +16,7 @@ from bwvisu_common.projections import AVAILABLE, RUNNING
 from bwvisu_common.projector import LiveJobs
 from gateway_agent.domain.checks import Limits, refusal, shown
 from gateway_agent.domain.history import allowed_addresses, is_current, wanted
-from gateway_agent.domain.rules import ForwardRule, is_ipv4
+from gateway_agent.domain.rules import ForwardRule, is_ipv4, per_source
 from gateway_agent.errors import FirewallError
 from gateway_agent.ports import Firewall, PortProber
 
@@ -134,11 +133,7 @@ class GatewayAgent:
                             internal_port=f.internal_port, gateway_ip=self._external_ip) for f in forwards]
 
     def _concrete(self, rules: Sequence[ForwardRule], sources: Sequence[str]) -> list[ForwardRule]:
-        """The rules to install: one per forward, or, restricted, one per forward and client address
-        (none before the owner connected, so nothing reaches the application yet)."""
-        if not self._restrict:
-            return list(rules)
-        return [dataclasses.replace(r, source=s) for r in rules for s in sources]
+        return per_source(rules, sources) if self._restrict else list(rules)
 
     @staticmethod
     def _valid_sources(job_id: str, addresses: Sequence[str]) -> list[str]:

@@ -16,7 +16,7 @@ import ipaddress
 import re
 import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 DNAT_CHAIN = "BWVISU-DNAT"
 SNAT_CHAIN = "BWVISU-SNAT"
@@ -80,6 +80,12 @@ def rule_tag(job_tag: str) -> str:
     if not _TAG.fullmatch(tag):
         raise ValueError(f"job tag {job_tag!r} cannot tag iptables rules")
     return tag
+
+
+def per_source(rules: Iterable[ForwardRule], sources: Iterable[str]) -> list[ForwardRule]:
+    """Each forward once per client address: what a restricted forward installs (nothing before
+    its owner connected, so nothing reaches the application yet)."""
+    return [replace(r, source=s) for r in rules for s in sources]
 
 
 def dnat_line(rule: ForwardRule, tag: str = TAG) -> str:
