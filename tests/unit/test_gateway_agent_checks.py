@@ -156,6 +156,7 @@ def test_the_checks_and_the_addresses_are_pure() -> None:
     assert allowed_addresses([*history, ev.JobEnded(job_id="j", slurm_state="COMPLETED")]) == []
 
 
+@pytest.mark.timeout(10)  # refused before it connects to anything
 async def test_a_gateway_whose_external_address_is_not_ipv4_does_not_start() -> None:
     from contextlib import AsyncExitStack
 

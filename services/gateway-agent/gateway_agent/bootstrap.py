@@ -29,14 +29,14 @@ async def build(settings: Settings, gateway: str,
         tag = rule_tag(settings.scheduler.job_tag)
     except ValueError as exc:
         raise ConfigError(f"scheduler.job-tag: {exc}") from exc
-    events, state = await open_stores(settings, stack, f"gateway-agent-{gateway}")
-    nc = events.nats
-    jobs = LiveJobs(events, state)
     node = nodes[gateway]
     if not is_ipv4(node.external_ip):
         # Every DNAT matches it: without one address, a rule would take the port on all of them.
         raise ConfigError(f"gateway-nodes[{gateway}].external-ip: {node.external_ip!r} is not an IPv4 "
                           "address (the gateway's rules match it)")
+    events, state = await open_stores(settings, stack, f"gateway-agent-{gateway}")
+    nc = events.nats
+    jobs = LiveJobs(events, state)
     r = settings.keyholed_port_range
     limits = Limits(port_min=r.min, port_max=r.max, max_forwards=settings.keyholed_max_forwarders_per_job,
                     node_suffix=settings.forwarding_hostname_suffix)
