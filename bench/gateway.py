@@ -22,7 +22,8 @@ from gateway_agent.domain.rules import ForwardRule
 
 def forwards(n: int) -> list[ForwardRule]:
     return [ForwardRule(job_id=f"bench{i // 4}", external_port=20000 + i,
-                        target_ip=f"10.9.{i // 250}.{i % 250 + 1}", internal_port=30000 + i)
+                        target_ip=f"10.9.{i // 250}.{i % 250 + 1}", internal_port=30000 + i,
+                        gateway_ip="10.8.0.1")
             for i in range(n)]
 
 

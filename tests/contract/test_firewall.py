@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -16,9 +17,13 @@ from gateway_agent.domain.rules import ForwardRule
 from gateway_agent.errors import FirewallError
 from gateway_agent.ports import Firewall
 
-A1 = ForwardRule(job_id="joba", external_port=20001, target_ip="10.9.0.20", internal_port=21001)
-A2 = ForwardRule(job_id="joba", external_port=20002, target_ip="10.9.0.20", internal_port=21002)
-B1 = ForwardRule(job_id="jobb", external_port=20003, target_ip="10.9.0.21", internal_port=21001)
+GW = "10.9.0.30"  # the gateway's external address, which every DNAT matches
+A1 = ForwardRule(job_id="joba", external_port=20001, target_ip="10.9.0.20",
+                 internal_port=21001, gateway_ip=GW)
+A2 = ForwardRule(job_id="joba", external_port=20002, target_ip="10.9.0.20",
+                 internal_port=21002, gateway_ip=GW)
+B1 = ForwardRule(job_id="jobb", external_port=20003, target_ip="10.9.0.21",
+                 internal_port=21001, gateway_ip=GW)
 
 
 class FirewallContract:
@@ -45,6 +50,21 @@ class FirewallContract:
         assert await firewall.remove_jobs(["joba"]) == [A1, A2]
         assert await firewall.rules() == [B1]
         assert await firewall.remove_jobs(["joba", "nobody"]) == []
+        assert await firewall.rules() == [B1]
+
+    async def test_a_forward_not_bound_to_the_gateways_address_is_refused(self, firewall: Firewall) -> None:
+        await firewall.ensure_chains()
+        with pytest.raises(FirewallError, match="no gateway address"):
+            await firewall.install([A2, replace(A1, gateway_ip="")])
+        assert await firewall.rules() == []
+
+    async def test_one_forward_per_client_address_all_removed_with_the_job(self, firewall: Firewall) -> None:
+        await firewall.ensure_chains()
+        first, second = replace(A1, source="10.200.0.240"), replace(A1, source="10.200.0.241")
+        await firewall.install([first, B1])
+        await firewall.install([first, second])
+        assert await firewall.rules() == [first, second, B1]
+        assert await firewall.remove_jobs(["joba"]) == [first, second]
         assert await firewall.rules() == [B1]
 
 
@@ -85,8 +105,12 @@ class TestIptablesFirewall(FirewallContract):
         saved = self._save(netns)
         assert "-A PREROUTING -m comment --comment bwvisu -j BWVISU-DNAT" in saved
         assert "-A POSTROUTING -m comment --comment bwvisu -j BWVISU-SNAT" in saved
-        assert ("-A BWVISU-DNAT -p tcp -m tcp --dport 20001 -m comment --comment \"bwvisu:joba\" "
-                "-j DNAT --to-destination 10.9.0.20:21001") in saved
+        assert ("-A BWVISU-DNAT -d 10.9.0.30/32 -p tcp -m tcp --dport 20001 -m comment "
+                "--comment \"bwvisu:joba\" -j DNAT --to-destination 10.9.0.20:21001") in saved
+        await firewall.install([replace(A1, source="10.200.0.240")])
+        assert ("-A BWVISU-DNAT -s 10.200.0.240/32 -d 10.9.0.30/32 -p tcp -m tcp --dport 20001 -m comment "
+                "--comment \"bwvisu:joba\" -j DNAT --to-destination 10.9.0.20:21001") in self._save(netns)
+        assert self._save(netns).count("-A BWVISU-SNAT") == 1
         assert "-A BWVISU-SNAT -d 10.9.0.20/32 -p tcp -m tcp --dport 21001" in saved
 
     async def test_foreign_rules_are_left_alone(self, firewall: Firewall, netns: str) -> None:

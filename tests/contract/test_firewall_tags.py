@@ -17,8 +17,11 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("iptables") is None,
     reason="needs root, ip and iptables")
 
-A = ForwardRule(job_id="joba", external_port=20001, target_ip="10.9.0.20", internal_port=21001)
-B = ForwardRule(job_id="jobb", external_port=20002, target_ip="10.9.0.21", internal_port=21002)
+GW = "10.9.0.30"  # the gateway's external address, which every DNAT matches
+A = ForwardRule(job_id="joba", external_port=20001, target_ip="10.9.0.20",
+                internal_port=21001, gateway_ip=GW)
+B = ForwardRule(job_id="jobb", external_port=20002, target_ip="10.9.0.21",
+                internal_port=21002, gateway_ip=GW)
 
 
 @pytest.fixture
@@ -45,7 +48,7 @@ async def test_a_port_the_other_forwards_is_not_free(two: tuple[IptablesFirewall
     await real.ensure_chains()
     await real.install([A])
     same_port = ForwardRule(job_id="jobc", external_port=A.external_port, target_ip="10.9.0.22",
-                            internal_port=21003)
+                            internal_port=21003, gateway_ip=GW)
     with pytest.raises(FirewallError, match="20001"):
         await test.install([same_port])
     assert await test.rules() == []

@@ -163,6 +163,7 @@ def test_alice_starts_a_desktop_connects_and_cancels_and_bob_sees_nothing(
         with context.expect_page() as opened:
             card.get_by_test_id("connect").click()
         xpra = opened.value
+        xpra.wait_for_load_state()
         xpra.wait_for_selector("#screen div.window", timeout=60_000)
         xpra.wait_for_timeout(2000)  # let the xterm paint
         xpra.screenshot(path=str(ARTIFACTS / "portal-xpra-desktop.png"))

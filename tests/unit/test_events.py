@@ -25,6 +25,7 @@ SAMPLES = [
     ev.PortOpen(job_id="j", external_port=20001),
     ev.PortClosed(job_id="j", external_port=20001),
     ev.ForwardsRemoved(job_id="j", gateway="gw0"),
+    ev.ClientAddressAllowed(job_id="j", address="192.0.2.7"),
 ]
 
 

@@ -75,7 +75,8 @@ async def test_an_assignment_is_checked_forwarded_and_confirmed(world: World) ->
     await world.running_job("j1", ["cn0", "cn1"])
     await world.assign("j1", ["cn0", "cn1"], [(21000, 20000)])
     assert await world.firewall.rules() == [ForwardRule(job_id="j1", external_port=20000,
-                                                        target_ip="10.0.0.20", internal_port=21000)]
+                                                        target_ip="10.0.0.20", internal_port=21000,
+                                                        gateway_ip=GW_IP)]
     assert (await world.kinds("j1"))[-1] == "PortsForwarded"
     # The internal port was free on BOTH nodes and the external one here.
     assert set(world.prober.probed) == {("10.0.0.20", 21000), ("10.0.0.21", 21000), (GW_IP, 20000)}
@@ -92,7 +93,7 @@ async def test_a_port_in_use_on_any_node_is_unavailable(world: World) -> None:
 
 async def test_an_external_port_forwarded_for_another_job_is_unavailable(world: World) -> None:
     await world.firewall.install([ForwardRule(job_id="old", external_port=20000, target_ip="10.0.0.20",
-                                              internal_port=1)])
+                                              internal_port=1, gateway_ip=GW_IP)])
     await world.running_job("j1", ["cn0"])
     await world.assign("j1", ["cn0"], [(21000, 20000)])
     assert (await world.kinds("j1"))[-1] == "PortsUnavailable"
@@ -141,7 +142,8 @@ async def test_reconcile_restores_deleted_rules_and_drops_ended_and_unknown_jobs
         await world.running_job(job, ["cn0"])
     await world.assign("live", ["cn0"], [(21000, 20000)])
     await world.assign("gone", ["cn0"], [(21001, 20001)])
-    stray = ForwardRule(job_id="stranger", external_port=20002, target_ip="10.0.0.20", internal_port=1)
+    stray = ForwardRule(job_id="stranger", external_port=20002, target_ip="10.0.0.20", internal_port=1,
+                        gateway_ip=GW_IP)
     await world.firewall.install([stray])
     # While the agent was down: a rule deleted by hand, a job ended.
     await world.firewall.remove_jobs(["live"])

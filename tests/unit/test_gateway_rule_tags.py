@@ -7,8 +7,10 @@ import pytest
 from gateway_agent.domain import rules as r
 from gateway_agent.domain.rules import ForwardRule
 
-RULE = ForwardRule(job_id="abc123", external_port=20001, target_ip="10.200.0.20", internal_port=21001)
-OTHER = ForwardRule(job_id="def456", external_port=20002, target_ip="10.200.0.21", internal_port=21002)
+RULE = ForwardRule(job_id="abc123", external_port=20001, target_ip="10.200.0.20", internal_port=21001,
+                   gateway_ip="10.200.0.30")
+OTHER = ForwardRule(job_id="def456", external_port=20002, target_ip="10.200.0.21", internal_port=21002,
+                   gateway_ip="10.200.0.30")
 
 
 def saved(*lines: str) -> str:

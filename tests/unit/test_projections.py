@@ -70,6 +70,17 @@ def test_a_finished_job_ignores_late_events_but_keeps_slurms_final_word():
     assert late.state == FINISHED and late.details == job.details and late.seq == 4
 
 
+def test_client_addresses_are_kept_once_each_until_the_job_ends():
+    job = fold([(1, submitted()), (2, ev.JobStarted(job_id="j", nodes=["cn0"]))])
+    for seq, address in enumerate(["192.0.2.7", "198.51.100.2", "192.0.2.7"], start=3):
+        job = evolve(job, ev.ClientAddressAllowed(job_id="j", address=address), seq)
+    assert job.client_addresses == ["192.0.2.7", "198.51.100.2"]
+    ended = evolve(job, ev.JobEnded(job_id="j", slurm_state="COMPLETED", exit_code=0), 9)
+    assert ended.client_addresses == []
+    late = evolve(ended, ev.ClientAddressAllowed(job_id="j", address="203.0.113.1"), 10)
+    assert late.client_addresses == []
+
+
 EVENT = st.sampled_from([
     ev.JobQueued(job_id="j", slurm_id="1"),
     ev.JobSubmitFailed(job_id="j", reason="x"),
@@ -84,6 +95,7 @@ EVENT = st.sampled_from([
     ev.PortOpen(job_id="j", external_port=21001),
     ev.PortClosed(job_id="j", external_port=21001),
     ev.ForwardsRemoved(job_id="j", gateway="gw0"),
+    ev.ClientAddressAllowed(job_id="j", address="192.0.2.7"),
 ])
 
 

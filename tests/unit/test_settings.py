@@ -31,6 +31,8 @@ def test_the_original_bwvisu_fields_are_accepted_as_they_are():
     assert s.keyholed_port_range.max == 20100 and s.debug.keyholed_static_forwarding
     assert s.forwarding_hostname_suffix == "-ib"
     assert s.scheduler.poll_interval == 2.0 and s.runner_api.port == 4242
+    assert not s.restrict_forwards_to_clients  # off unless a site knows its clients' addresses
+    assert parse({**ORIGINAL, "restrict-forwards-to-clients": True}).restrict_forwards_to_clients
 
 
 @pytest.mark.parametrize(
@@ -51,6 +53,7 @@ def test_the_original_bwvisu_fields_are_accepted_as_they_are():
         ({"scheduler": {"min-uid": 0}}, "scheduler.min-uid"),
         ({"scheduler": {"min-uid": 1000, "max-uid": 999}}, "scheduler.max-uid"),
         ({"scheduler": {"required-group": 5}}, "scheduler.required-group"),
+        ({"restrict-forwards-to-clients": "yes"}, "restrict-forwards-to-clients"),
     ],
 )
 def test_a_wrong_missing_or_unknown_field_is_named(change, named):

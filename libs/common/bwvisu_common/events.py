@@ -145,6 +145,16 @@ class ForwardsRemoved(Event, frozen=True, kw_only=True):
     gateway: str
 
 
+# --- access (runner-api on the portal's word, gateway-agent) -----------------------------
+
+
+class ClientAddressAllowed(Event, frozen=True, kw_only=True):
+    """The owner pressed Connect from `address` (IPv4): with `restrict-forwards-to-clients`,
+    the job's forwards accept connections from it (and from the earlier ones)."""
+
+    address: str = ""
+
+
 AnyEvent = (
     JobSubmitted
     | JobQueued
@@ -163,6 +173,7 @@ AnyEvent = (
     | PortOpen
     | PortClosed
     | ForwardsRemoved
+    | ClientAddressAllowed
 )
 
 _encoder = msgspec.json.Encoder()

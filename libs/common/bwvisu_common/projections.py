@@ -46,6 +46,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     ports_granted: bool = False
     cancel_requested: bool = False
     exit_code: int | None = None
+    client_addresses: list[str] = []  # where the owner connected from (ClientAddressAllowed)
     failure: str = ""  # JobSubmitFailed's kind: rejected | unknown-user | unavailable
     submitted_at: datetime | None = None
     started_at: datetime | None = None
@@ -94,7 +95,7 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
         case ev.JobCompleting():
             return {"state": COMPLETING, "details": "completing"}
         case ev.JobEnded(slurm_state=slurm_state, exit_code=code):
-            return {"state": FINISHED, "exit_code": code, "services": [],
+            return {"state": FINISHED, "exit_code": code, "services": [], "client_addresses": [],
                     "details": f"ended: {slurm_state}" + ("" if code is None else f", exit code {code}")}
         case ev.JobCancelRequested():
             return {"cancel_requested": True, "details": "cancel requested"}
@@ -116,6 +117,10 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
             return _port_state(job, port, False)
         case ev.ForwardsRemoved():
             return {"services": []}
+        case ev.ClientAddressAllowed(address=address):
+            if not address or address in job.client_addresses:
+                return {}
+            return {"client_addresses": [*job.client_addresses, address]}
     return {}
 
 

@@ -126,6 +126,9 @@ class Settings(_Section, frozen=True, kw_only=True):
     forwarding_hostname_suffix: str = ""
     debug: Debug = Debug()
     # Ours, beyond the original bwVisu fields:
+    # Forwards accept connections only from the addresses their owner pressed Connect from.
+    # Off by default: it needs users to reach the portal and the gateways from one address.
+    restrict_forwards_to_clients: bool = False
     nats_servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     stream_replicas: int = 1
     stream_max_bytes: int = 8 * 1024**3  # the job event stream's bounds; 0: none

@@ -14,8 +14,9 @@ from bwvisu_common.keyhole import grant_key
 from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.projections import AVAILABLE, RUNNING
 from bwvisu_common.projector import LiveJobs
-from gateway_agent.domain.history import is_current, wanted
-from gateway_agent.domain.rules import ForwardRule
+from gateway_agent.domain.checks import Limits, refusal, shown
+from gateway_agent.domain.history import allowed_addresses, is_current, wanted
+from gateway_agent.domain.rules import ForwardRule, is_ipv4, per_source
 from gateway_agent.errors import FirewallError
 from gateway_agent.ports import Firewall, PortProber
 
@@ -43,9 +44,13 @@ class GatewayAgent:
 
     def __init__(self, name: str, own_ip: str, events: EventStore, state: StateStore, jobs: LiveJobs,
                  firewall: Firewall, prober: PortProber, resolve: Resolver = resolve_ipv4,
-                 timing: Timing | None = None) -> None:
+                 timing: Timing | None = None, *, external_ip: str | None = None,
+                 limits: Limits | None = None, restrict_sources: bool = False) -> None:
         self.name = name
         self._own_ip = own_ip
+        self._external_ip = external_ip or own_ip  # every DNAT matches it (-d)
+        self._limits = limits or Limits()
+        self._restrict = restrict_sources  # forwards only from the owner's client addresses
         self._events = events
         self._state = state
         self._jobs = jobs
@@ -54,7 +59,8 @@ class GatewayAgent:
         self._resolve = resolve
         self._timing = timing or Timing()
         self._lock = asyncio.Lock()  # rule changes and reconciling never interleave
-        self._forwards: dict[str, list[ForwardRule]] = {}  # what is installed, by job
+        self._forwards: dict[str, list[ForwardRule]] = {}  # what is forwarded, by job (any source)
+        self._sources: dict[str, list[str]] = {}  # client addresses each forwarded job allows
         self._open: dict[tuple[str, int], bool] = {}  # last reported state of each external port
         self._last_probe: dict[tuple[str, int], float] = {}
 
@@ -69,6 +75,9 @@ class GatewayAgent:
         elif isinstance(event, (ev.JobEnded, ev.JobCancelRequested)):
             async with self._lock:
                 await self._remove(event.job_id)
+        elif isinstance(event, ev.ClientAddressAllowed) and self._restrict:
+            async with self._lock:
+                await self._allow(event.job_id, event.address)
 
     async def _history(self, job_id: str) -> list[ev.AnyEvent]:
         return [event for _, event in await self._events.read_job(job_id)]
@@ -77,8 +86,14 @@ class GatewayAgent:
 
     async def _forward(self, assigned: ev.PortsAssigned) -> None:
         job_id = assigned.job_id
-        if not is_current(await self._history(job_id), assigned.event_id):
+        history = await self._history(job_id)
+        if not is_current(history, assigned.event_id):
             return  # answered already, given up on, or superseded
+        why = refusal(assigned.nodes, assigned.forwards, history, self._limits)
+        if why is not None:
+            log.warning("job %s: refused assignment %s: %s", job_id, assigned.event_id, why)
+            await self._unavailable(assigned, f"refused: {why}")
+            return
         try:
             ips = [await self._resolve(node) for node in assigned.nodes]
         except OSError as exc:
@@ -88,14 +103,15 @@ class GatewayAgent:
         if busy:
             await self._unavailable(assigned, "in use: " + ", ".join(busy))
             return
-        rules = [ForwardRule(job_id=job_id, external_port=f.external_port, target_ip=ips[0],
-                             internal_port=f.internal_port) for f in assigned.forwards]
+        rules = self._logical(job_id, ips[0], assigned.forwards)
+        sources = self._valid_sources(job_id, allowed_addresses(history))
         try:
-            await self._firewall.install(rules)
+            await self._firewall.install(self._concrete(rules, sources))
         except FirewallError as exc:
             await self._unavailable(assigned, str(exc))
             return
         self._forwards[job_id] = rules
+        self._sources[job_id] = sources
         await self._events.append([ev.PortsForwarded(job_id=job_id, gateway=self.name,
                                                      forwards=assigned.forwards)])
         log.info("job %s: forwarded %s", job_id,
@@ -112,6 +128,35 @@ class GatewayAgent:
         return busy + [f"{self._own_ip}:{f.external_port} (forwarded for another job)"
                        for f in forwards if f.external_port in others]
 
+    def _logical(self, job_id: str, ip: str, forwards: Sequence[ev.Forward]) -> list[ForwardRule]:
+        return [ForwardRule(job_id=job_id, external_port=f.external_port, target_ip=ip,
+                            internal_port=f.internal_port, gateway_ip=self._external_ip) for f in forwards]
+
+    def _concrete(self, rules: Sequence[ForwardRule], sources: Sequence[str]) -> list[ForwardRule]:
+        return per_source(rules, sources) if self._restrict else list(rules)
+
+    @staticmethod
+    def _valid_sources(job_id: str, addresses: Sequence[str]) -> list[str]:
+        good = [a for a in addresses if is_ipv4(a)]
+        if len(good) != len(addresses):
+            log.warning("job %s: ignored client address(es) that are not IPv4: %s", job_id,
+                        shown(a for a in addresses if a not in good))
+        return good
+
+    async def _allow(self, job_id: str, address: str) -> None:
+        """A new client address of the owner: its rules join the job's (if forwarded here)."""
+        if job_id not in self._forwards or address in self._sources.get(job_id, []):
+            return
+        if not self._valid_sources(job_id, [address]):
+            return
+        try:
+            await self._firewall.install(self._concrete(self._forwards[job_id], [address]))
+        except FirewallError as exc:
+            log.error("job %s: cannot allow client %s: %s", job_id, address, exc)
+            return
+        self._sources.setdefault(job_id, []).append(address)
+        log.info("job %s: forwards accept %s", job_id, address)
+
     async def _unavailable(self, assigned: ev.PortsAssigned, reason: str) -> None:
         log.info("job %s: ports unavailable: %s", assigned.job_id, reason)
         await self._events.append([ev.PortsUnavailable(job_id=assigned.job_id, gateway=self.name,
@@ -122,6 +167,7 @@ class GatewayAgent:
         # many jobs that never had a forward here.
         removed = await self._firewall.remove_jobs([job_id]) if job_id in self._forwards else []
         self._forwards.pop(job_id, None)
+        self._sources.pop(job_id, None)
         released = await self._release(job_id)
         # No event for a job the log does not know: it would make one up.
         if (removed or released) and self._jobs.get(job_id) is not None:
@@ -153,40 +199,48 @@ class GatewayAgent:
             installed = await self._firewall.rules()
             jobs = {r.job_id for r in installed}
             jobs |= {j.job_id for j in self._jobs.all() if j.gateway == self.name and j.state != "finished"}
-            desired: dict[str, list[ForwardRule]] = {}
+            desired: dict[str, list[ForwardRule]] = {}  # what each job should have, any source
+            sources: dict[str, list[str]] = {}
             for job_id in sorted(jobs):
-                rules = await self._desired(job_id)
+                rules, allowed = await self._desired(job_id)
                 if rules:
-                    desired[job_id] = rules
+                    desired[job_id], sources[job_id] = rules, allowed
+            concrete = {j: set(self._concrete(rules, sources[j])) for j, rules in desired.items()}
             not_wanted = sorted({r.job_id for r in installed} - set(desired))
             self._forwards = {r.job_id: [] for r in installed}  # so that _remove takes them out
             for job_id in not_wanted:
                 await self._remove(job_id)
             # Rules of a wanted job that differ from what the log says: replace them.
             mismatched = sorted({r.job_id for r in installed
-                                 if r.job_id in desired and r not in set(desired[r.job_id])})
+                                 if r.job_id in desired and r not in concrete[r.job_id]})
             if mismatched:
                 await self._firewall.remove_jobs(mismatched)
-            await self._firewall.install([r for rules in desired.values() for r in rules])
-            self._forwards = desired
+            await self._firewall.install(sorted(r for rules in concrete.values() for r in rules))
+            self._forwards, self._sources = desired, sources
             await self._release_finished()
             log.info("reconciled: %d job(s) forwarded, %d stale job(s) removed", len(desired),
                      len(not_wanted))
 
-    async def _desired(self, job_id: str) -> list[ForwardRule]:
+    async def _desired(self, job_id: str) -> tuple[list[ForwardRule], list[str]]:
+        """The job's forwards as the log says (checked like a new assignment), and its clients."""
         view = self._jobs.get(job_id)
         if view is None or view.state == "finished":
-            return []
-        want = wanted(await self._history(job_id), self.name)
+            return [], []
+        history = await self._history(job_id)
+        want = wanted(history, self.name)
         if want is None:
-            return []
+            return [], []
+        why = refusal(want.nodes, want.forwards, history, self._limits)
+        if why is not None:
+            log.warning("job %s: its forwards stay out: %s", job_id, why)
+            return [], []
         try:
             ip = await self._resolve(want.nodes[0])
         except OSError:
-            log.warning("job %s: cannot resolve %s; its forwards stay out", job_id, want.nodes[0])
-            return []
-        return [ForwardRule(job_id=job_id, external_port=f.external_port, target_ip=ip,
-                            internal_port=f.internal_port) for f in want.forwards]
+            log.warning("job %s: cannot resolve %s; its forwards stay out", job_id, shown(want.nodes[:1]))
+            return [], []
+        return (self._logical(job_id, ip, want.forwards),
+                self._valid_sources(job_id, allowed_addresses(history)))
 
     async def _release_finished(self) -> None:
         held = await self._state.reservations(f"ports/{self.name}/")

@@ -15,7 +15,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from bwvisu_common.errors import DependencyUnavailable, InvalidInput
 from bwvisu_common.reasons import SERVICE_UNAVAILABLE, client_details
 from bwvisu_common.validation import check_uid
-from runner_api.domain import connect_json, job_json, parse_submission
+from runner_api.domain import connect_json, job_json, parse_client_address, parse_submission
 from runner_api.errors import NotFound, SubmitFailed
 from runner_api.handlers import Jobs
 
@@ -82,6 +82,13 @@ def create_app(
     async def cancel_job(job_id: str, uid: str | None = None) -> dict[str, str]:
         await jobs().cancel(job_id, None if uid is None else check_uid(uid))
         return {"response": "job cancelled"}
+
+    @app.post("/jobs/{job_id}/clients", dependencies=auth)
+    async def allow_client(job_id: str, request: Request) -> dict[str, Any]:
+        """The owner connects from this address: a restricted forward accepts it from now on."""
+        client = parse_client_address(await _json_body(request))
+        addresses = await jobs().allow_client(job_id, client.uid, client.address)
+        return {"response": "address allowed", "client-addresses": addresses}
 
     @app.get("/cluster/check-user/{user_name}", dependencies=auth)
     async def check_user(user_name: str) -> dict[str, str]:

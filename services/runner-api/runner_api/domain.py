@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,34 @@ def parse_submission(body: object) -> Submission:
         template_name=check_template_name(body["template-name"]),
         variables=check_variables(body.get("variables", {})),
     )
+
+
+class ClientAddress(msgspec.Struct, frozen=True, kw_only=True):
+    uid: str
+    address: str
+
+
+def parse_client_address(body: object) -> ClientAddress:
+    """Validate a POST /jobs/<id>/clients body: the owner and one IPv4 address."""
+    if not isinstance(body, Mapping):
+        raise InvalidInput("body", "must be a JSON object with uid and address")
+    unknown = set(body) - {"uid", "address"}
+    if unknown:
+        raise InvalidInput(sorted(unknown)[0], "is not a field of a client address")
+    for field in ("uid", "address"):
+        if field not in body:
+            raise InvalidInput(field, "is required")
+    address = body["address"]
+    if not isinstance(address, str):
+        raise InvalidInput("address", "must be a string")
+    try:
+        parsed = ipaddress.IPv4Address(address)
+    except ValueError:
+        # Gateways forward IPv4 only; an IPv6 client could never be let in.
+        raise InvalidInput("address", f"{address[:64]!r} is not an IPv4 address") from None
+    if str(parsed) != address or parsed.is_unspecified or parsed.is_multicast:
+        raise InvalidInput("address", f"{address[:64]!r} is not one client's IPv4 address")
+    return ClientAddress(uid=check_uid(body["uid"]), address=address)
 
 
 def job_json(job: JobView, external_ips: Mapping[str, str]) -> dict[str, Any]:

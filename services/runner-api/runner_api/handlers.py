@@ -114,6 +114,23 @@ class Jobs:
                 await self._live.wait_for(job_id, _newer_than(job.seq), 2.0)
         raise DependencyUnavailable(f"job {job_id} changes too fast to cancel; try again")
 
+    async def allow_client(self, job_id: str, uid: str, address: str) -> list[str]:
+        """Record that the owner connects from `address`; the addresses the job now allows."""
+        for _ in range(5):
+            job = self._live.get(job_id)
+            if job is None or job.state == FINISHED or job.uid != uid:
+                raise NotFound("no such running job")
+            if address in job.client_addresses:
+                return list(job.client_addresses)
+            try:
+                await self._events.append([ev.ClientAddressAllowed(job_id=job_id, address=address)], job.seq)
+                log.info("job %s: owner connects from %s", job_id, address)
+                return [*job.client_addresses, address]
+            except ConcurrencyConflict:
+                # The job changed meanwhile (it may have ended): look again before deciding.
+                await self._live.wait_for(job_id, _newer_than(job.seq), 2.0)
+        raise DependencyUnavailable(f"job {job_id} changes too fast; try again")
+
     async def check_user(self, uid: str) -> None:
         """Raises NotFound, saying why, unless `uid` may run jobs (a real user of the cluster)."""
         if time.monotonic() - self._known_users.get(uid, -USER_CACHE_SECONDS) < USER_CACHE_SECONDS:

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web_portal.errors import AmbiguousUser, NotFound, RunnerUnavailable
 from web_portal.portal import Portal
-from web_portal.routes import admin, apps, auth, sessions
+from web_portal.routes import admin, apps, auth, connect, sessions
 from web_portal.security import Forbidden, LoginRequired
 from web_portal.views import render
 
@@ -31,9 +31,6 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
-
-
-
 def with_form_targets(headers: list[tuple[bytes, bytes]], origins: list[str]) -> list[tuple[bytes, bytes]]:
     """The headers with `origins` added to CSP's form-action: Connect's form is answered with a
     redirect to the application on a gateway, and form-action also governs that redirect."""
@@ -73,7 +70,7 @@ def create_app(portal: Portal, session_secret: str, secure_cookies: bool = False
                        max_age=session_max_age, same_site="lax", https_only=secure_cookies)
     app.add_middleware(SecurityHeaders, headers=with_form_targets(SECURITY_HEADERS, gateway_origins(portal)))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, apps, sessions, admin):
+    for module in (auth, apps, sessions, connect, admin):
         app.include_router(module.router)
 
     @app.get("/healthz")

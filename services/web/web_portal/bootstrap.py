@@ -76,6 +76,7 @@ def build_app(settings: Settings) -> FastAPI:
                                  web.login_window),
         session_max_age=web.session_max_age, trusted_networks=trusted_networks(settings),
         revocations=Revocations(cache_for=web.revocation_check_interval),
+        restrict_forwards=settings.restrict_forwards_to_clients,
     )
 
     @contextlib.asynccontextmanager

@@ -37,6 +37,8 @@ class Portal:
     gateways: list[GatewayNode] = field(default_factory=list)
     command_nodes: list[CommandNode] = field(default_factory=list)
     revocations: Revocations = field(default_factory=Revocations)
+    # Whether a forward accepts only the client addresses its owner connected from.
+    restrict_forwards: bool = False
     clock: type[datetime] = datetime
 
     def now(self) -> datetime:

@@ -36,6 +36,11 @@ class JobRunner(Protocol):
         theirs or if it has none (yet)."""
         ...
 
+    async def allow_client(self, job_id: str, uid: str, address: str) -> list[str]:
+        """Record that owner `uid` connects from `address`; the addresses the job allows now.
+        NotFound if not theirs or finished; Rejected("address", ...) for anything but IPv4."""
+        ...
+
 
 class JobFeed(Protocol):
     """The live read model of every job, and a way to wait for it to change."""

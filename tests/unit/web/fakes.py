@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 
 from bwvisu_common import events as ev
@@ -84,6 +85,21 @@ class FakeRunner:
             raise NotFound("no such session")
         port = job.services[0].external_port
         return f"http://192.0.2.30:{port}/index.html?autoconnect=true&password={secret_of(job_id)}"
+
+    async def allow_client(self, job_id: str, uid: str, address: str) -> list[str]:
+        self._check_up()
+        job = self.live.get(job_id)
+        if job is None or job.uid != uid or job.state == FINISHED:
+            raise NotFound("no such running job")
+        try:
+            if str(ipaddress.IPv4Address(address)) != address:
+                raise ValueError(address)
+        except ValueError:
+            raise Rejected("address", f"address: {address!r} is not an IPv4 address") from None
+        if address not in job.client_addresses:
+            await self.store.append([ev.ClientAddressAllowed(job_id=job_id, address=address)], job.seq)
+            await self.live.wait_for(job_id, lambda j: address in j.client_addresses, 2.0)
+        return [*job.client_addresses] + ([] if address in job.client_addresses else [address])
 
     def _check_up(self) -> None:
         if self.down:

@@ -15,7 +15,7 @@ from tests.unit.web.conftest import World, csrf_of, login
 from tests.unit.web.fakes import secret_of
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
 from web_portal.adapters.heartbeats import HeartbeatLog
-from web_portal.routes import admin, apps, auth, sessions
+from web_portal.routes import admin, apps, auth, connect, sessions
 from web_portal.routes.sessions import live_cards
 
 LAUNCH = {"runtime": "30", "cores": "2", "partition": "debug"}
@@ -60,7 +60,7 @@ async def test_a_forged_cookie_is_not_a_login(world: World):
 
 async def test_every_state_changing_form_needs_the_csrf_token(world: World, alice: httpx.AsyncClient):
     job_id = await world.runner.submit("alice", "xpra-desktop", LAUNCH)
-    routes = [r for m in (admin, apps, auth, sessions) for r in m.router.routes]
+    routes = [r for m in (admin, apps, auth, sessions, connect) for r in m.router.routes]
     posts = [r.path for r in routes if isinstance(r, APIRoute) and "POST" in r.methods]
     assert set(posts) == {"/login", "/logout", "/apps/{name}", "/sessions/{job_id}/cancel",
                           "/sessions/{job_id}/connect"}

@@ -108,6 +108,21 @@ class RunnerContract:
         with pytest.raises(NotFound):
             await setup.runner.log_tail(job_id, "bob", 2)
 
+    async def test_only_the_owner_adds_client_addresses_and_only_ipv4(self, setup: Setup):
+        job_id = await setup.runner.submit("alice", "xpra-desktop", {})
+        assert await setup.runner.allow_client(job_id, "alice", "198.51.100.7") == ["198.51.100.7"]
+        await setup.live.wait_for(job_id, lambda j: bool(j.client_addresses), 1)
+        assert await setup.runner.allow_client(job_id, "alice", "198.51.100.7") == ["198.51.100.7"]
+        with pytest.raises(Rejected) as err:
+            await setup.runner.allow_client(job_id, "alice", "2001:db8::1")
+        assert err.value.field == "address"
+        with pytest.raises(NotFound):
+            await setup.runner.allow_client(job_id, "bob", "203.0.113.1")
+        await setup.store.append([ev.JobEnded(job_id=job_id, slurm_state="COMPLETED")])
+        await setup.live.wait_for(job_id, lambda j: j.state == "finished", 1)
+        with pytest.raises(NotFound):
+            await setup.runner.allow_client(job_id, "alice", "203.0.113.1")
+
 
 class TestFakeRunner(RunnerContract):
     @pytest.fixture

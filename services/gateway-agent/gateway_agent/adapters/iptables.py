@@ -67,7 +67,10 @@ class IptablesFirewall:
     async def install(self, rules: Sequence[ForwardRule]) -> None:
         async with self._lock:
             saved = await self._save()
-            lines = r.missing_lines(rules, r.parse_save(saved, self._tag), self._tag)
+            try:
+                lines = r.missing_lines(rules, r.parse_save(saved, self._tag), self._tag)
+            except ValueError as exc:
+                raise FirewallError(str(exc)) from exc
             # Another bwvisu's forward on the same port would shadow ours: the port is not free.
             clash = r.foreign_ports(saved, self._tag) & {f.external_port for f in rules
                                                          if r.dnat_line(f, self._tag) in lines}

@@ -31,6 +31,11 @@ class InMemoryFirewall:
 
     async def install(self, rules: Sequence[ForwardRule]) -> None:
         missing = set(rules) - self.installed
+        unbound = [f for f in missing if not f.gateway_ip]
+        if unbound:
+            # As iptables' text would: a DNAT must match the gateway's address (-d).
+            raise FirewallError(f"forward of job {unbound[0].job_id} to port {unbound[0].external_port} "
+                                "names no gateway address (-d)")
         if missing:
             self._change()
             self.installed |= missing

@@ -48,3 +48,14 @@ def wanted(history: Sequence[ev.Event], gateway: str) -> Wanted | None:
             if assigned.gateway == gateway:
                 result = Wanted(nodes=list(assigned.nodes), forwards=list(event.forwards))
     return result
+
+
+def allowed_addresses(history: Sequence[ev.Event]) -> list[str]:
+    """Client addresses the owner connected from, in order, each once, until the job's end."""
+    found: list[str] = []
+    for event in history:
+        if isinstance(event, (ev.JobEnded, ev.JobSubmitFailed)):
+            return []
+        if isinstance(event, ev.ClientAddressAllowed) and event.address not in found:
+            found.append(event.address)
+    return found

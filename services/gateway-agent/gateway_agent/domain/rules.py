@@ -3,16 +3,20 @@
 Each forward is two rules tagged `<job tag>:<job id>` (`bwvisu:<job id>` by default): a DNAT
 in BWVISU-DNAT (hooked into nat PREROUTING) and a MASQUERADE in BWVISU-SNAT (nat POSTROUTING),
 so that replies come back through the gateway whatever the compute node's default route is.
+The DNAT always matches the gateway's external address (`-d`): a forward must never hijack
+the port on another address of the gateway. A forward limited to its owner's client
+addresses is one DNAT per address (`-s`), all sharing one MASQUERADE.
 The rules are written in the form `iptables-save` prints them, and read back by meaning, not
 by text. Rules with another tag belong to another bwvisu on the same gateway: never ours.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 DNAT_CHAIN = "BWVISU-DNAT"
 SNAT_CHAIN = "BWVISU-SNAT"
@@ -21,7 +25,14 @@ HOOKS = (("PREROUTING", DNAT_CHAIN), ("POSTROUTING", SNAT_CHAIN))
 TAG = "bwvisu:"
 _TAG = re.compile(r"[A-Za-z0-9_.-]{1,32}:")
 _JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+
+
+def is_ipv4(text: str) -> bool:
+    """A dotted-quad IPv4 address, nothing else (no prefix, no leading zeros, no spaces)."""
+    try:
+        return str(ipaddress.IPv4Address(text)) == text
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, order=True)
@@ -32,13 +43,18 @@ class ForwardRule:
     external_port: int
     target_ip: str
     internal_port: int
+    gateway_ip: str = ""  # the -d of the DNAT; a rule without it is never written
+    source: str = ""  # the -s of the DNAT: only this client address; "" for any
 
     def __post_init__(self) -> None:
         # These strings end up in iptables-restore input: nothing but the expected shapes.
         if not _JOB_ID.fullmatch(self.job_id):
             raise ValueError(f"job id {self.job_id!r} cannot tag a rule")
-        if not _IPV4.fullmatch(self.target_ip):
+        if not is_ipv4(self.target_ip):
             raise ValueError(f"target {self.target_ip!r} is not an IPv4 address")
+        for name, value in (("gateway address", self.gateway_ip), ("source", self.source)):
+            if value and not is_ipv4(value):
+                raise ValueError(f"{name} {value!r} is not an IPv4 address")
         for port in (self.external_port, self.internal_port):
             if not 1 <= port <= 65535:
                 raise ValueError(f"port {port} out of range")
@@ -54,6 +70,8 @@ class RuleLine:
     internal_port: int
     external_port: int = 0
     text: str = ""
+    gateway_ip: str = ""  # dnat: its -d ("" for a rule written before rules matched it)
+    source: str = ""  # dnat: its -s, "" for any
 
 
 def rule_tag(job_tag: str) -> str:
@@ -64,9 +82,22 @@ def rule_tag(job_tag: str) -> str:
     return tag
 
 
+def per_source(rules: Iterable[ForwardRule], sources: Iterable[str]) -> list[ForwardRule]:
+    """Each forward once per client address: what a restricted forward installs (nothing before
+    its owner connected, so nothing reaches the application yet)."""
+    return [replace(r, source=s) for r in rules for s in sources]
+
+
 def dnat_line(rule: ForwardRule, tag: str = TAG) -> str:
-    return (f"-A {DNAT_CHAIN} -p tcp -m tcp --dport {rule.external_port} -m comment --comment "
-            f"\"{tag}{rule.job_id}\" -j DNAT --to-destination {rule.target_ip}:{rule.internal_port}")
+    """The DNAT of a forward, in iptables-save's order; ValueError without the gateway's address."""
+    if not rule.gateway_ip:
+        # Without -d the DNAT would take the port on every address of the gateway.
+        raise ValueError(f"forward of job {rule.job_id} to port {rule.external_port} names no "
+                         "gateway address (-d)")
+    source = f"-s {rule.source}/32 " if rule.source else ""
+    return (f"-A {DNAT_CHAIN} {source}-d {rule.gateway_ip}/32 -p tcp -m tcp --dport {rule.external_port} "
+            f"-m comment --comment \"{tag}{rule.job_id}\" -j DNAT "
+            f"--to-destination {rule.target_ip}:{rule.internal_port}")
 
 
 def snat_line(rule: ForwardRule, tag: str = TAG) -> str:
@@ -84,10 +115,16 @@ def missing_lines(wanted: Iterable[ForwardRule], present: Iterable[RuleLine], ta
     have = {_key(line) for line in present}
     lines = []
     for rule in sorted(set(wanted)):
-        if ("dnat", rule.job_id, rule.external_port, rule.target_ip, rule.internal_port) not in have:
+        dnat = ("dnat", rule.job_id, rule.external_port, rule.target_ip, rule.internal_port,
+                rule.gateway_ip, rule.source)
+        snat = ("snat", rule.job_id, 0, rule.target_ip, rule.internal_port, "", "")
+        if dnat not in have:
             lines.append(dnat_line(rule, tag))
-        if ("snat", rule.job_id, 0, rule.target_ip, rule.internal_port) not in have:
+            have.add(dnat)
+        if snat not in have:
+            # One MASQUERADE serves every source of the same forward.
             lines.append(snat_line(rule, tag))
+            have.add(snat)
     return lines
 
 
@@ -98,8 +135,18 @@ def delete_lines(present: Iterable[RuleLine], job_ids: set[str]) -> list[str]:
 
 def forwards(present: Iterable[RuleLine]) -> list[ForwardRule]:
     """The forwards the DNAT rules describe."""
-    return sorted({ForwardRule(job_id=r.job_id, external_port=r.external_port, target_ip=r.target_ip,
-                               internal_port=r.internal_port) for r in present if r.kind == "dnat"})
+    found = set()
+    for r in present:
+        if r.kind != "dnat":
+            continue
+        try:
+            found.add(ForwardRule(job_id=r.job_id, external_port=r.external_port, target_ip=r.target_ip,
+                                  internal_port=r.internal_port, gateway_ip=r.gateway_ip, source=r.source))
+        except ValueError:
+            # A hand-edited rule of ours (a network as source, say): reconcile replaces its job's rules.
+            found.add(ForwardRule(job_id=r.job_id, external_port=r.external_port, target_ip=r.target_ip,
+                                  internal_port=r.internal_port))
+    return sorted(found)
 
 
 def foreign_ports(text: str, tag: str = TAG) -> set[int]:
@@ -130,7 +177,8 @@ def _parse_line(raw: str, tag: str) -> RuleLine | None:
     try:
         if opts.get("-A") == DNAT_CHAIN and opts.get("-j") == "DNAT":
             ip, _, port = opts["--to-destination"].partition(":")
-            return RuleLine("dnat", job, ip, int(port), int(opts["--dport"]), raw)
+            gateway_ip, source = _address(opts.get("-d", "")), _address(opts.get("-s", ""))
+            return RuleLine("dnat", job, ip, int(port), int(opts["--dport"]), raw, gateway_ip, source)
         if opts.get("-A") == SNAT_CHAIN and opts.get("-j") == "MASQUERADE":
             return RuleLine("snat", job, opts["-d"].removesuffix("/32"), int(opts["--dport"]), 0, raw)
     except (KeyError, ValueError):
@@ -138,5 +186,12 @@ def _parse_line(raw: str, tag: str) -> RuleLine | None:
     return None
 
 
-def _key(line: RuleLine) -> tuple[str, str, int, str, int]:
-    return (line.kind, line.job_id, line.external_port, line.target_ip, line.internal_port)
+def _address(match: str) -> str:
+    """`10.0.0.1/32` as iptables-save prints a host match to `10.0.0.1`; a wider match stays as is,
+    so that it never equals a rule we would write."""
+    return match.removesuffix("/32")
+
+
+def _key(line: RuleLine) -> tuple[str, str, int, str, int, str, str]:
+    return (line.kind, line.job_id, line.external_port, line.target_ip, line.internal_port,
+            line.gateway_ip, line.source)

@@ -70,6 +70,18 @@ class RunnerApiClient:
             raise NotFound("the session has nothing to connect to (yet)")
         return url
 
+    async def allow_client(self, job_id: str, uid: str, address: str) -> list[str]:
+        r = await self._call("POST", f"/jobs/{quote(job_id, safe='')}/clients",
+                             json={"uid": uid, "address": address})
+        if r.status_code == 200:
+            return [str(a) for a in r.json().get("client-addresses", [])]
+        answer = _answer(r)
+        if r.status_code == 404:
+            raise NotFound("no such running session")
+        if r.status_code == 400:
+            raise Rejected(str(answer.get("field", "address")), str(answer.get("response", "refused")))
+        raise _unavailable(r, answer)
+
     async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             return await self._http.request(method, url, **kwargs)

@@ -53,6 +53,7 @@ class Card(msgspec.Struct, frozen=True, kw_only=True):
     submitted_at: str = ""  # ISO time
     submitted_text: str = ""  # the same, for people
     nodes: str = ""
+    clients: str = ""  # the client addresses the owner connected from (the admin page shows them)
 
 
 def card(job: JobView, bundle: Bundle | None, now: datetime,
@@ -67,7 +68,7 @@ def card(job: JobView, bundle: Bundle | None, now: datetime,
         can_cancel=job.state != FINISHED and not job.cancel_requested,
         submitted_at=job.submitted_at.isoformat(timespec="seconds") if job.submitted_at else "",
         submitted_text=job.submitted_at.strftime("%Y-%m-%d %H:%M UTC") if job.submitted_at else "",
-        nodes=", ".join(job.nodes),
+        nodes=", ".join(job.nodes), clients=", ".join(job.client_addresses),
     )
 
 

@@ -78,4 +78,4 @@ async def admin_page(request: Request, user: User) -> Response:
     if not portal.is_admin(user):
         raise Forbidden(f"The admin page is for members of the group {portal.admin_group!r}.")
     return render(request, "admin.html", cards=portal.cards(None), gateways=gateway_rows(portal),
-                  command_nodes=await command_node_rows(portal))
+                  command_nodes=await command_node_rows(portal), restricted=portal.restrict_forwards)

@@ -100,18 +100,3 @@ async def cancel(request: Request, job_id: str, user: User,
         log.info("%s cancelled job %s, which had ended meanwhile", user, job_id)
     return RedirectResponse(f"/sessions#s-{job_id}", status_code=303)
 
-
-@router.post("/sessions/{job_id}/connect")
-async def connect(request: Request, job_id: str, user: User,
-                  form: Annotated[FormData, Depends(checked_form)]) -> Response:
-    """Opens the owner's application already authenticated: 303 to its URL with the secret.
-
-    A POST with the CSRF token, so that no page or live feed holds the secret and no other
-    site can send the user there."""
-    portal: Portal = request.app.state.portal
-    if portal.own_job(job_id, user) is None:
-        raise NotFound(job_id)
-    url = await portal.runner.connect_url(job_id, user)
-    log.info("%s connects to job %s", user, job_id)
-    return RedirectResponse(url, status_code=303,
-                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
