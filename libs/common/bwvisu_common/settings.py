@@ -71,6 +71,17 @@ class RunnerApi(_Section, frozen=True, kw_only=True):
     tls_key: str = ""
 
 
+class Credentials(_Section, frozen=True, kw_only=True):
+    """Who each service is to NATS and etcd: one password file per identity, and TLS trust."""
+
+    # <dir>/<identity>.password per identity (runner-api, gateway-<name>, ...); `bwvisu up` makes them.
+    dir: str = ""  # default: <state-dir>/credentials
+    # A CA bundle: NATS and etcd are then reached over TLS, their certificates checked against it.
+    ca_file: str = ""
+    # Off only for servers that run without auth (a test's own nats-server); production keeps it on.
+    required: bool = True
+
+
 class KeyholeApi(_Section, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 4243
@@ -124,6 +135,7 @@ class Settings(_Section, frozen=True, kw_only=True):
     keyhole_api: KeyholeApi = KeyholeApi()
     scheduler: Scheduler = Scheduler()
     web: Web = Web()
+    credentials: Credentials = Credentials()
 
     def __post_init__(self) -> None:
         _check(self)
@@ -223,5 +235,9 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
         web=msgspec.structs.replace(
             s.web, session_secret_file=resolve(s.web.session_secret_file),
             bundles_dir=resolve(s.web.bundles_dir),
+        ),
+        credentials=msgspec.structs.replace(
+            s.credentials, dir=resolve(s.credentials.dir) or os.path.join(state_dir, "credentials"),
+            ca_file=resolve(s.credentials.ca_file),
         ),
     )

@@ -6,8 +6,10 @@ import asyncio
 import dataclasses
 import json
 import logging
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import msgspec
 import nats
@@ -26,19 +28,51 @@ log = logging.getLogger(__name__)
 STREAM = "BWVISU_EVENTS"
 SUBJECT_PREFIX = "bwvisu.jobs."
 ALL_SUBJECTS = SUBJECT_PREFIX + ">"
+# Who appends an event is the subject's last token (bwvisu.jobs.<job>.<source>), so that NATS
+# permissions can say which identity may append to the stream at all; a job's history is every
+# subject under bwvisu.jobs.<job>.
+DEFAULT_SOURCE = "admin"
 # JetStream's error codes: a failed Nats-Expected-Last-Subject-Sequence check, and an atomic
 # batch whose message ids were stored already (a retried batch).
 WRONG_LAST_SEQUENCE = 10071
 BATCH_ALREADY_STORED = 10201
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+# The optimistic check covers the job's subjects of every source, not only the one published to.
+EXPECTED_LAST_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 
 
-def job_subject(job_id: str) -> str:
-    return SUBJECT_PREFIX + job_id
+def job_subjects(job_id: str) -> str:
+    """Every subject of one job's history (a filter)."""
+    return f"{SUBJECT_PREFIX}{job_id}.>"
 
 
-async def connect_nats(servers: Sequence[str], name: str) -> NatsClient:
+def job_subject(job_id: str, source: str = DEFAULT_SOURCE) -> str:
+    """The subject on which `source` appends to a job's history."""
+    return f"{SUBJECT_PREFIX}{job_id}.{source}"
+
+
+def source_of(subject: str) -> str:
+    """The identity that appended an event, from its subject."""
+    return subject.rsplit(".", 1)[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class NatsAuth:
+    """How a service proves who it is to NATS: user and password, TLS trust, inbox prefix."""
+
+    user: str = ""
+    password: str = dataclasses.field(default="", repr=False)
+    ca_file: str = ""
+
+    @property
+    def inbox_prefix(self) -> str:
+        # Each identity gets replies on its own inboxes, which no other identity may read.
+        return f"_INBOX_{self.user}" if self.user else "_INBOX"
+
+
+async def connect_nats(servers: Sequence[str], name: str, auth: NatsAuth | None = None) -> NatsClient:
     """Connect with endless reconnects; a first connection that fails is DependencyUnavailable."""
+    auth = auth or NatsAuth()
 
     client: list[NatsClient] = []
 
@@ -56,7 +90,8 @@ async def connect_nats(servers: Sequence[str], name: str) -> NatsClient:
         nc = await nats.connect(
             servers=list(servers), name=name, connect_timeout=3, max_reconnect_attempts=-1,
             reconnect_time_wait=1, allow_reconnect=True, disconnected_cb=on_disconnect,
-            reconnected_cb=on_reconnect, error_cb=on_error,
+            reconnected_cb=on_reconnect, error_cb=on_error, inbox_prefix=auth.inbox_prefix,
+            **_credentials(auth),
         )
     except (nats.errors.Error, OSError) as exc:
         raise DependencyUnavailable(f"cannot reach NATS at {', '.join(servers)}: {exc}") from exc
@@ -64,11 +99,22 @@ async def connect_nats(servers: Sequence[str], name: str) -> NatsClient:
     return nc
 
 
+def _credentials(auth: NatsAuth) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if auth.user:
+        options.update(user=auth.user, password=auth.password)
+    if auth.ca_file:
+        options["tls"] = ssl.create_default_context(cafile=auth.ca_file)
+    return options
+
+
 class JetStreamEventStore:
     """The event log: one subject per job, the event id as Nats-Msg-Id for deduplication."""
 
-    def __init__(self, nc: NatsClient, *, replicas: int = 1, timeout: float = 5.0) -> None:
+    def __init__(self, nc: NatsClient, *, replicas: int = 1, timeout: float = 5.0,
+                 source: str = DEFAULT_SOURCE) -> None:
         self._nc = nc
+        self._source = source
         self._timeout = timeout
         self._js: JetStreamContext = nc.jetstream(timeout=timeout)
         self._replicas = replicas
@@ -104,9 +150,10 @@ class JetStreamEventStore:
             return await self._append_batch(job_id, events, expected_version)
         headers = {"Nats-Msg-Id": events[0].event_id}
         if expected_version is not None:
-            headers[EXPECTED_LAST] = str(expected_version)
+            headers.update(_expect(job_id, expected_version))
         try:
-            ack = await self._js.publish(job_subject(job_id), ev.encode(events[0]), headers=headers)
+            ack = await self._js.publish(job_subject(job_id, self._source), ev.encode(events[0]),
+                                         headers=headers)
         except nats.js.errors.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise ConcurrencyConflict(job_id, expected_version or 0) from exc
@@ -118,13 +165,13 @@ class JetStreamEventStore:
 
     async def _append_batch(self, job_id: str, events: Sequence[ev.Event], expected: int | None) -> int:
         """All events or none (JetStream's atomic batch): a decision is never stored in part."""
-        subject, batch_id = job_subject(job_id), uuid.uuid4().hex
+        subject, batch_id = job_subject(job_id, self._source), uuid.uuid4().hex
         try:
             for n, event in enumerate(events, 1):
                 headers = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(n),
                            "Nats-Msg-Id": event.event_id}
                 if n == 1 and expected is not None:
-                    headers[EXPECTED_LAST] = str(expected)
+                    headers.update(_expect(job_id, expected))
                 if n < len(events):
                     # Only the commit is acknowledged; the server answers for the whole batch.
                     await self._nc.publish(subject, ev.encode(event), headers=headers)
@@ -153,7 +200,7 @@ class JetStreamEventStore:
         seq = max(1, from_seq)
         while True:
             try:
-                msg = await self._js.get_msg(STREAM, seq=seq, subject=job_subject(job_id), next=True)
+                msg = await self._js.get_msg(STREAM, seq=seq, subject=job_subjects(job_id), next=True)
             except nats.js.errors.NotFoundError:
                 return found
             except (TimeoutError, nats.errors.Error) as exc:
@@ -222,6 +269,10 @@ class JetStreamEventStore:
                     await msg.nak(delay=2)
                     continue
                 await msg.ack()
+
+
+def _expect(job_id: str, version: int) -> dict[str, str]:
+    return {EXPECTED_LAST: str(version), EXPECTED_LAST_SUBJECT: job_subjects(job_id)}
 
 
 def _decode_or_skip(data: bytes, seq: int) -> ev.AnyEvent | None:
