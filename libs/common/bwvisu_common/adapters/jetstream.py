@@ -75,6 +75,7 @@ async def connect_nats(servers: Sequence[str], name: str, auth: NatsAuth | None 
     auth = auth or NatsAuth()
 
     client: list[NatsClient] = []
+    problems: list[Exception] = []
 
     async def on_disconnect() -> None:
         if client and not (client[0].is_draining or client[0].is_closed):
@@ -84,17 +85,21 @@ async def connect_nats(servers: Sequence[str], name: str, auth: NatsAuth | None 
         log.info("NATS connection back")
 
     async def on_error(exc: Exception) -> None:
+        problems.append(exc)
         log.warning("NATS: %s", exc)
 
+    connecting = nats.connect(
+        servers=list(servers), name=name, connect_timeout=3, max_reconnect_attempts=-1,
+        reconnect_time_wait=1, allow_reconnect=True, disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect, error_cb=on_error, inbox_prefix=auth.inbox_prefix,
+        **_credentials(auth),
+    )
     try:
-        nc = await nats.connect(
-            servers=list(servers), name=name, connect_timeout=3, max_reconnect_attempts=-1,
-            reconnect_time_wait=1, allow_reconnect=True, disconnected_cb=on_disconnect,
-            reconnected_cb=on_reconnect, error_cb=on_error, inbox_prefix=auth.inbox_prefix,
-            **_credentials(auth),
-        )
-    except (nats.errors.Error, OSError) as exc:
-        raise DependencyUnavailable(f"cannot reach NATS at {', '.join(servers)}: {exc}") from exc
+        # nats-py retries a refused login for ever; a first connection gets a bounded time.
+        nc = await asyncio.wait_for(connecting, timeout=10)
+    except (nats.errors.Error, OSError, TimeoutError) as exc:
+        why = problems[-1] if problems else exc
+        raise DependencyUnavailable(f"cannot reach NATS at {', '.join(servers)}: {why}") from exc
     client.append(nc)
     return nc
 
