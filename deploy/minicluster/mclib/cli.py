@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from . import accounts, facts, network, packages, slurm, sshd
+from . import accounts, facts, firewall, network, packages, slurm, sshd
 from .shell import MiniclusterError, on_host, require_root, run, say, terminate
 from .status import collect, our_daemon_pids, print_status
 from .topology import BWVISU_CONFIG, DEFAULT_COMPUTE, LOCK_FILE, MAX_COMPUTE, STATE, Host
@@ -25,6 +25,7 @@ def up(n_compute: int | None) -> int:
         n_compute = sum(h.role == "compute" for h in recorded) if recorded else DEFAULT_COMPUTE
     hosts = make_hosts(n_compute)
     if collect(hosts)["up"]:
+        firewall.ensure_compute_firewall(hosts)  # a rule added since it came up
         say(f"already up; bwvisu config: {BWVISU_CONFIG}")
         return 0
     build(hosts)
@@ -44,6 +45,7 @@ def build(hosts: list[Host]) -> None:
     network.ensure_forward_rule()
     for host in hosts:
         network.ensure_host(host)
+    firewall.ensure_compute_firewall(hosts)
     network.ensure_hosts_block(hosts)
     accounts.ensure_users()
     accounts.ensure_service_account()
@@ -82,6 +84,7 @@ def down() -> int:
         network.remove_namespace(ns)
     network.remove_bridge()
     network.remove_forward_rule()
+    firewall.remove_compute_firewall()
     network.remove_hosts_block()
     accounts.remove_sudoers()
     slurm.unlink_system_conf()

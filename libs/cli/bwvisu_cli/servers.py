@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import sys
@@ -50,6 +51,20 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def free_port_in(low: int, high: int, host: str = "127.0.0.1") -> int:
+    """A free port in low..high (a range a firewall rule names); random, so parallel runs rarely clash."""
+    candidates = list(range(low, high + 1))
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise DependencyUnavailable(f"no free port in {low}..{high} on {host}")
 
 
 def listening(host: str, port: int) -> bool:
