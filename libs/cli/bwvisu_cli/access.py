@@ -18,16 +18,17 @@ from bwvisu_common.rpc import CHECK_USER, JOB_LOG
 from bwvisu_common.secret_files import ensure_secret_file, read_secret_file
 from bwvisu_common.settings import Settings
 
-API = f"$JS.API.STREAM.INFO.{STREAM}"
-# Enough to read the stream and one job's history; every identity has them.
-READ_STREAM = ["$JS.API.INFO", "$JS.API.STREAM.NAMES", API, f"$JS.API.STREAM.MSG.GET.{STREAM}"]
+# Enough to read the stream, one job's history, and follow it with an ordered consumer (every service
+# folds the stream); every identity has them. Ordered consumers are ephemeral, named at random.
+READ_STREAM = [
+    "$JS.API.INFO", "$JS.API.STREAM.NAMES", f"$JS.API.STREAM.INFO.{STREAM}",
+    f"$JS.API.STREAM.MSG.GET.{STREAM}", f"$JS.API.CONSUMER.CREATE.{STREAM}",
+    f"$JS.API.CONSUMER.CREATE.{STREAM}.>", f"$JS.API.CONSUMER.INFO.{STREAM}.*", f"$JS.FC.{STREAM}.>",
+]
 # Creating and upgrading the stream; a gateway agent must not be able to change its limits.
 MANAGE_STREAM = [f"$JS.API.STREAM.CREATE.{STREAM}", f"$JS.API.STREAM.UPDATE.{STREAM}"]
-# An ordered consumer (the projector's fold): ephemeral, so named by the client at random.
-ORDERED_CONSUMER = [
-    f"$JS.API.CONSUMER.CREATE.{STREAM}", f"$JS.API.CONSUMER.CREATE.{STREAM}.>",
-    f"$JS.API.CONSUMER.INFO.{STREAM}.*", f"$JS.API.CONSUMER.DELETE.{STREAM}.*", f"$JS.FC.{STREAM}.>",
-]
+# Deleting any consumer (a durable too): only the read model's owners, not a gateway agent.
+ORDERED_CONSUMER = [f"$JS.API.CONSUMER.DELETE.{STREAM}.*"]
 RPC = [CHECK_USER, JOB_LOG]
 ETCD_ROOT = "root"
 
@@ -82,7 +83,7 @@ def identities(settings: Settings, prefix: str = "/bwvisu/") -> list[Identity]:
         Identity("projector", publish=MANAGE_STREAM + ORDERED_CONSUMER, etcd_write=read_model),
         # `bwvisu status` and `bwvisu rebuild-state`: read and re-fold, never append.
         Identity("admin", publish=MANAGE_STREAM + ORDERED_CONSUMER, etcd_write=read_model,
-                 etcd_read=[reservations]),
+                 etcd_read=[prefix]),
     ]
     for gw in settings.gateway_nodes:
         name = gateway_identity(gw.label)
