@@ -19,6 +19,7 @@ from bwvisu_cli.servers import free_port
 from bwvisu_cli.testbed import stop_up
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.etcd import EtcdStateStore
+from bwvisu_common.adapters.etcd_tls import TlsEtcdClient
 from bwvisu_common.adapters.jetstream import STREAM, JetStreamEventStore, NatsAuth, connect_nats, job_subject
 from bwvisu_common.errors import DependencyUnavailable
 
@@ -58,6 +59,14 @@ def password(system: dict[str, object], identity: str) -> str:
     return (Path(str(system["creds"])) / f"{identity}.password").read_text().strip()
 
 
+def ca(system: dict[str, object]) -> str:
+    return str(Path(str(system["creds"])) / "tls" / "ca.crt")
+
+
+def as_identity(system: dict[str, object], identity: str) -> NatsAuth:
+    return NatsAuth(user=identity, password=password(system, identity), ca_file=ca(system))
+
+
 def test_credential_files_are_private(system):
     files = list(Path(str(system["creds"])).glob("*.password"))
     assert {f.stem for f in files} >= {"runner-api", "gateway-gwa", "gateway-gwb", "root"}
@@ -67,12 +76,24 @@ def test_credential_files_are_private(system):
 
 async def test_nats_refuses_a_client_without_credentials(system):
     with pytest.raises(DependencyUnavailable, match="[Aa]uthorization"):
-        nc = await connect_nats([str(system["nats"])], "anonymous")
+        nc = await connect_nats([str(system["nats"])], "anonymous", NatsAuth(ca_file=ca(system)))
         await nc.close()
 
 
+async def test_nats_and_etcd_speak_only_tls(system):
+    with pytest.raises(DependencyUnavailable):
+        nc = await connect_nats([str(system["nats"])], "runner-api",
+                                NatsAuth(user="runner-api", password=password(system, "runner-api")))
+        await nc.close()
+    with pytest.raises(DependencyUnavailable):
+        store = await EtcdStateStore.connect("127.0.0.1", int(str(system["etcd"])), user="runner-api",
+                                             password=password(system, "runner-api"))
+        await store.close()
+
+
 async def test_etcd_refuses_a_client_without_credentials(system):
-    client = aetcd.Client(host="127.0.0.1", port=int(str(system["etcd"])), timeout=5)
+    client = TlsEtcdClient(host="127.0.0.1", port=int(str(system["etcd"])), timeout=5)
+    client.ca_file = ca(system)
     try:
         with pytest.raises(aetcd.ClientError, match="user name is empty|permission denied"):
             await client.get(b"/bwvisu/projection-seq")
@@ -83,9 +104,9 @@ async def test_etcd_refuses_a_client_without_credentials(system):
 async def test_etcd_gives_each_identity_only_its_prefixes(system):
     port = int(str(system["etcd"]))
     gateway = await EtcdStateStore.connect("127.0.0.1", port, user="gateway-gwa",
-                                           password=password(system, "gateway-gwa"))
+                                           password=password(system, "gateway-gwa"), ca_file=ca(system))
     keyhole = await EtcdStateStore.connect("127.0.0.1", port, user="keyhole-api",
-                                           password=password(system, "keyhole-api"))
+                                           password=password(system, "keyhole-api"), ca_file=ca(system))
     try:
         with pytest.raises(DependencyUnavailable, match="permission denied"):
             await gateway.get_secret("token/some-job")  # a job's token is not a gateway's business
@@ -100,8 +121,7 @@ async def test_etcd_gives_each_identity_only_its_prefixes(system):
 
 
 async def test_a_gateway_agent_appends_only_its_own_events(system):
-    nc = await connect_nats([str(system["nats"])], "gateway-agent-gwa",
-                            NatsAuth(user="gateway-gwa", password=password(system, "gateway-gwa")))
+    nc = await connect_nats([str(system["nats"])], "gateway-agent-gwa", as_identity(system, "gateway-gwa"))
     try:
         own = JetStreamEventStore(nc, source="gateway-gwa")
         job = ev.new_job_id()
@@ -123,8 +143,7 @@ async def test_a_gateway_agent_appends_only_its_own_events(system):
 
 
 async def test_the_web_identity_cannot_append_at_all(system):
-    nc = await connect_nats([str(system["nats"])], "web-portal",
-                            NatsAuth(user="web", password=password(system, "web")))
+    nc = await connect_nats([str(system["nats"])], "web-portal", as_identity(system, "web"))
     try:
         with pytest.raises(DependencyUnavailable):
             await JetStreamEventStore(nc, source="web", timeout=1.5).append(

@@ -17,6 +17,7 @@ from bwvisu_cli.access import ensure_credentials, write_nats_config
 from bwvisu_cli.etcd_auth import set_up_etcd_auth
 from bwvisu_cli.servers import etcd_command, free_port, listening, nats_command
 from bwvisu_cli.supervisor import Child, supervise
+from bwvisu_cli.tls import ensure_demo_certificates
 from bwvisu_common.errors import BwvisuError
 from bwvisu_common.secret_files import ensure_secret_file
 from bwvisu_common.settings import Settings, host_port
@@ -148,6 +149,7 @@ def run_up(settings: Settings, config_path: str) -> None:
         made = ensure_credentials(settings)
         if made:
             print(f"created credentials for {', '.join(made)} in {settings.credentials.dir}")
+        _demo_certificates(settings)
         write_nats_config(settings, state / "nats.conf")
         children = plan(settings, config_path)
         password_file = Path(settings.runner_api.password_file)
@@ -166,6 +168,17 @@ def run_up(settings: Settings, config_path: str) -> None:
     finally:
         status_file(settings).unlink(missing_ok=True)
         lock.close()
+
+
+def _demo_certificates(settings: Settings) -> None:
+    """The demo's CA and server certificate, unless TLS is off or the site names its own CA."""
+    tls_dir = Path(settings.credentials.dir) / "tls"
+    if settings.credentials.ca_file != str(tls_dir / "ca.crt"):
+        return
+    hosts = [host_port(a, 4222)[0] for a in settings.nats_servers]
+    hosts += [host_port(a, 2379)[0] for a in settings.etcd_servers]
+    if ensure_demo_certificates(tls_dir, hosts):
+        print(f"created demo TLS certificates for {', '.join(sorted(set(hosts)))} in {tls_dir}")
 
 
 def _write_status(settings: Settings, running: list[Child]) -> None:
