@@ -93,7 +93,7 @@ async def test_nats_and_etcd_speak_only_tls(system):
 
 async def test_etcd_refuses_a_client_without_credentials(system):
     client = TlsEtcdClient(host="127.0.0.1", port=int(str(system["etcd"])), timeout=5)
-    client.ca_file = ca(system)
+    client.ca_pem = Path(ca(system)).read_bytes()
     try:
         with pytest.raises(aetcd.ClientError, match="user name is empty|permission denied"):
             await client.get(b"/bwvisu/projection-seq")

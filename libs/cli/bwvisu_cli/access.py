@@ -107,7 +107,7 @@ def password(settings: Settings, identity: str) -> str:
 def write_nats_config(settings: Settings, path: Path) -> None:
     """nats-server's users and permissions (mode 0600: it holds the passwords)."""
     users = [i.nats_user(password(settings, i.name)) for i in identities(settings)]
-    config = {"authorization": {"users": users}}
+    config: dict[str, object] = {"authorization": {"users": users}}
     if settings.credentials.ca_file:
         config["tls"] = _nats_tls(settings)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -21,7 +22,8 @@ async def set_up_etcd_auth(settings: Settings, host: str, port: int) -> None:
     ca_file = settings.credentials.ca_file
     target = f"{host}:{port}"
     if ca_file:
-        creds = grpc.ssl_channel_credentials(root_certificates=Path(ca_file).read_bytes())
+        pem = await asyncio.to_thread(Path(ca_file).read_bytes)
+        creds = grpc.ssl_channel_credentials(root_certificates=pem)
         channel = rpc.secure_channel(target, creds)
     else:
         channel = rpc.insecure_channel(target)

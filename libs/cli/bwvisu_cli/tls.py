@@ -26,7 +26,7 @@ def ensure_demo_certificates(tls_dir: Path, hosts: list[str]) -> bool:
         return False
     tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca_key = _key(tls_dir / "ca.key")
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bwvisu demo CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import aetcd
@@ -67,9 +69,9 @@ class EtcdStateStore:
         credentials = {"username": user, "password": password} if user else {}
         client_class = TlsEtcdClient if ca_file else aetcd.Client
         client = client_class(host=host, port=port, timeout=5, **credentials)
-        if ca_file:
-            client.ca_file = ca_file  # type: ignore[attr-defined]
         try:
+            if ca_file:
+                client.ca_pem = await asyncio.to_thread(Path(ca_file).read_bytes)
             await client.connect()
             await client.get(f"{prefix}projection-seq".encode())
         except Exception as exc:

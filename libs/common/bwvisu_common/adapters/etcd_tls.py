@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aetcd
 import grpc
 from aetcd import rpc, watcher
@@ -11,9 +9,9 @@ from aetcd.client import _handle_errors
 
 
 class TlsEtcdClient(aetcd.Client):  # type: ignore[misc]
-    """aetcd.Client whose channel checks the server's certificate against `ca_file`."""
+    """aetcd.Client whose channel checks the server's certificate against the CA in `ca_pem`."""
 
-    ca_file = ""
+    ca_pem = b""
 
     @_handle_errors  # type: ignore[untyped-decorator]
     async def connect(self) -> None:
@@ -22,7 +20,7 @@ class TlsEtcdClient(aetcd.Client):  # type: ignore[misc]
             return
         try:
             self._is_connecting = True
-            credentials = grpc.ssl_channel_credentials(root_certificates=Path(self.ca_file).read_bytes())
+            credentials = grpc.ssl_channel_credentials(root_certificates=self.ca_pem)
             self.channel = rpc.secure_channel(
                 f"{self._host}:{self._port}", credentials, options=self._options.items()
             )
