@@ -150,3 +150,18 @@ async def test_the_web_identity_cannot_append_at_all(system):
                 [ev.JobCancelRequested(job_id=ev.new_job_id())])
     finally:
         await nc.close()
+
+
+async def test_what_a_gateway_agent_says_beyond_its_part_is_not_read(system):
+    """NATS cannot see event types: a gateway's JobEnded, or a PortsForwarded in another gateway's
+    name, goes into the stream on its own subject, and every reader skips it."""
+    nc = await connect_nats([str(system["nats"])], "gateway-agent-gwa", as_identity(system, "gateway-gwa"))
+    try:
+        gateway = JetStreamEventStore(nc, source="gateway-gwa")
+        job = ev.new_job_id()
+        kept = await gateway.append([ev.ForwardsRemoved(job_id=job, gateway="gwa")])
+        await gateway.append([ev.JobEnded(job_id=job, slurm_state="COMPLETED", exit_code=0)])
+        await gateway.append([ev.ForwardsRemoved(job_id=job, gateway="gwb")])
+        assert [(s, type(e).__name__) for s, e in await gateway.read_job(job)] == [(kept, "ForwardsRemoved")]
+    finally:
+        await nc.close()

@@ -11,7 +11,12 @@ from contextlib import AsyncExitStack
 from nats.aio.client import Client as NatsClient
 
 from bwvisu_common.adapters.etcd import EtcdStateStore
-from bwvisu_common.adapters.jetstream import JetStreamEventStore, NatsAuth, connect_nats
+from bwvisu_common.adapters.jetstream import (
+    JetStreamEventStore,
+    NatsAuth,
+    connect_nats,
+    gateway_identity,
+)
 from bwvisu_common.errors import ConfigError, DependencyUnavailable
 from bwvisu_common.secret_files import read_secret_file
 from bwvisu_common.settings import Settings, host_port
@@ -83,11 +88,6 @@ def identity_of(name: str) -> str:
     if name.startswith("gateway-agent-"):
         return gateway_identity(name.removeprefix("gateway-agent-"))
     return _IDENTITIES.get(name, name)
-
-
-def gateway_identity(label: str) -> str:
-    # A subject token holds no dot; a gateway named by its address still gets one token.
-    return "gateway-" + label.replace(".", "_")
 
 
 def credential_file(settings: Settings, identity: str) -> str:

@@ -211,7 +211,9 @@ class JetStreamEventStore:
             except (TimeoutError, nats.errors.Error) as exc:
                 raise DependencyUnavailable(f"cannot read job {job_id} from JetStream: {exc!r}") from exc
             assert msg.seq is not None and msg.data is not None
-            found.append((msg.seq, ev.decode(msg.data)))
+            event = _decode_or_skip(msg.data, msg.seq, msg.subject or "")
+            if event is not None:
+                found.append((msg.seq, event))
             seq = msg.seq + 1
 
     async def last_seq(self) -> int:
@@ -238,7 +240,7 @@ class JetStreamEventStore:
                 msg = await sub.next_msg(timeout=None)
                 while True:
                     meta = msg.metadata
-                    decoded = _decode_or_skip(msg.data, meta.sequence.stream)
+                    decoded = _decode_or_skip(msg.data, meta.sequence.stream, msg.subject)
                     if decoded is not None:
                         batch.append((meta.sequence.stream, decoded))
                     if meta.num_pending == 0 or len(batch) >= max_batch:
@@ -265,7 +267,7 @@ class JetStreamEventStore:
                 continue
             for msg in msgs:
                 seq = msg.metadata.sequence.stream
-                event = _decode_or_skip(msg.data, seq)
+                event = _decode_or_skip(msg.data, seq, msg.subject)
                 try:
                     if event is not None:
                         await handler(seq, event)
@@ -280,10 +282,31 @@ def _expect(job_id: str, version: int) -> dict[str, str]:
     return {EXPECTED_LAST: str(version), EXPECTED_LAST_SUBJECT: job_subjects(job_id)}
 
 
-def _decode_or_skip(data: bytes, seq: int) -> ev.AnyEvent | None:
+def _decode_or_skip(data: bytes, seq: int, subject: str = "") -> ev.AnyEvent | None:
     try:
-        return ev.decode(data)
+        event = ev.decode(data)
     except msgspec.DecodeError:
         # A newer version's event type, or garbage: skipping is safer than stopping the fold.
         log.error("event %d cannot be decoded; skipped", seq)
         return None
+    if not may_say(source_of(subject), event):
+        log.error("event %d: %s may not append %s; skipped", seq, source_of(subject), type(event).__name__)
+        return None
+    return event
+
+
+# What a gateway agent may say, and only of its own gateway. NATS lets it publish only on its own
+# subject; this keeps it from putting other services' decisions (JobEnded, PortsAssigned) there.
+GATEWAY_EVENTS = (ev.PortsForwarded, ev.PortsUnavailable, ev.ForwardsRemoved, ev.PortOpen, ev.PortClosed)
+
+
+def gateway_identity(label: str) -> str:
+    """The identity (and subject token) of gateway `label`'s agent; a subject token holds no dot."""
+    return "gateway-" + label.replace(".", "_")
+
+
+def may_say(source: str, event: ev.AnyEvent) -> bool:
+    if not source.startswith("gateway-"):
+        return True
+    gateway = getattr(event, "gateway", None)
+    return isinstance(event, GATEWAY_EVENTS) and (gateway is None or gateway_identity(gateway) == source)
