@@ -50,6 +50,10 @@ def compute_firewall_present(hosts: list[Host]) -> bool:
     return all(ok([*ipt, "-C", *_jump(h)]) for h in hosts if h.role == "compute")
 
 
+def chain_present() -> bool:
+    return ok([*iptables(), "-n", "-L", CHAIN])
+
+
 def remove_compute_firewall() -> None:
     """Every jump to the chain (any address), then the chain."""
     ipt = iptables()
