@@ -285,7 +285,11 @@ class BwvisuSystem:
         from bwvisu_common.connect import open_stores
 
         async with contextlib.AsyncExitStack() as stack:
-            yield await open_stores(self.settings, stack, "e2e-tests")
+            # NATS and etcd require credentials: appending as the scheduler-adapter (tests play the
+            # cluster's part), reading every key as the operator's identity (`bwvisu status`).
+            events, _ = await open_stores(self.settings, stack, "scheduler-adapter")
+            _, state = await open_stores(self.settings, stack, "bwvisu-status")
+            yield events, state
 
     @contextlib.asynccontextmanager
     async def events(self):  # -> AsyncIterator[JetStreamEventStore]

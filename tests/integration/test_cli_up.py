@@ -118,6 +118,7 @@ async def test_rebuild_state_reproduces_the_read_model(config: Path, nats_server
     data = json.loads(config.read_text())
     data["nats-servers"] = [nats_server.url]
     data["etcd-servers"] = [f"{etcd_server.host}:{etcd_server.port}"]
+    data["credentials"] = {"required": False, "tls": False}  # this test's servers run without auth
     config.write_text(json.dumps(data))
     job = ev.new_job_id()
     await event_store.append([ev.JobSubmitted(job_id=job, uid="alice", template_name="t"),

@@ -25,6 +25,7 @@ def test_starts_and_stops_on_sigterm(nats_server: Server, etcd_server: Server, t
         "etcd-servers": [f"{etcd_server.host}:{etcd_server.port}"],
         "state-dir": str(tmp_path),
         "scheduler": {"poll-interval": 0.2},
+        "credentials": {"required": False, "tls": False},  # this test's servers run without auth
     }
     path = tmp_path / "bwvisu.json"
     path.write_text(json.dumps(config))

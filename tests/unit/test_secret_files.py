@@ -21,7 +21,28 @@ def test_missing_empty_or_short_secrets_name_the_field(tmp_path):
     with pytest.raises(ConfigError, match="runner-api.password-file: cannot read"):
         read_secret_file(tmp_path / "nope", "runner-api.password-file")
     (tmp_path / "short").write_text("abc\n")
+    (tmp_path / "short").chmod(0o600)
     with pytest.raises(ConfigError, match="web.session-secret-file: .* fewer than 32"):
         read_secret_file(tmp_path / "short", "web.session-secret-file", 32)
     with pytest.raises(ConfigError, match="required"):
         read_secret_file("", "runner-api.password-file")
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o660, 0o620, 0o666])
+def test_a_secret_file_others_could_read_or_change_is_refused_by_name(tmp_path, mode):
+    path = tmp_path / "gateway-gw0.password"
+    path.write_text("s3cret-long-enough-to-be-used\n")
+    path.chmod(mode)
+    with pytest.raises(ConfigError) as refused:
+        read_secret_file(path, "credentials.dir")
+    message = str(refused.value)
+    assert str(path) in message and f"{mode:04o}" in message and "credentials.dir" in message
+    assert "s3cret" not in message
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o640, 0o440])
+def test_private_or_group_readable_secret_files_are_read(tmp_path, mode):
+    path = tmp_path / "runner-api.password"
+    path.write_text("s3cret-long-enough-to-be-used\n")
+    path.chmod(mode)
+    assert read_secret_file(path, "credentials.dir") == "s3cret-long-enough-to-be-used"

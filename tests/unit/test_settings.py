@@ -96,3 +96,27 @@ def test_the_shipped_configs_load():
     example = load_settings(deploy / "example.json")
     assert example.stream_replicas == 3 and len(example.etcd_servers) == 3
     assert example.web.auth == "header" and example.web.trusted_proxies == ["127.0.0.1"]
+
+
+def test_credentials_default_under_the_state_dir_with_tls_and_a_wrong_field_is_named(tmp_path):
+    file = tmp_path / "bwvisu.json"
+    file.write_text(json.dumps({**ORIGINAL, "state-dir": "state"}))
+    creds = load_settings(file).credentials
+    assert creds.dir == str(tmp_path / "state" / "credentials") and creds.required
+    assert creds.ca_file == str(tmp_path / "state" / "credentials" / "tls" / "ca.crt")
+    file.write_text(json.dumps({**ORIGINAL, "credentials": {"dir": "c", "tls": False}}))
+    creds = load_settings(file).credentials
+    assert creds.dir == str(tmp_path / "c") and creds.ca_file == ""
+    with pytest.raises(ConfigError, match=r"unknown field `ca-fil` - at `\$\.credentials`"):
+        parse({**ORIGINAL, "credentials": {"ca-fil": "x"}})
+    with pytest.raises(ConfigError, match=r"credentials\.tls"):
+        parse({**ORIGINAL, "credentials": {"tls": "yes"}})
+
+
+def test_a_service_without_its_credential_file_is_told_which_file(tmp_path):
+    from bwvisu_common.connect import nats_auth
+
+    file = tmp_path / "bwvisu.json"
+    file.write_text(json.dumps({**ORIGINAL, "state-dir": "state"}))
+    with pytest.raises(ConfigError, match=r"credentials\.dir: no password file .*gateway-10_0_0_5\.password"):
+        nats_auth(load_settings(file), "gateway-10_0_0_5")

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from . import accounts, facts, network, packages, slurm, sshd
+from . import accounts, facts, firewall, network, packages, slurm, sshd
 from .shell import MiniclusterError, on_host, require_root, run, say, terminate
 from .status import collect, our_daemon_pids, print_status
 from .topology import BWVISU_CONFIG, DEFAULT_COMPUTE, LOCK_FILE, MAX_COMPUTE, STATE, Host
@@ -28,6 +28,7 @@ def up(n_compute: int | None) -> int:
         # A cluster built by an older version gets the current sudo rule without a rebuild.
         accounts.ensure_users_group()
         accounts.ensure_sudoers()
+        firewall.ensure_compute_firewall(hosts)  # a rule added since it came up
         say(f"already up; bwvisu config: {BWVISU_CONFIG}")
         return 0
     build(hosts)
@@ -47,6 +48,7 @@ def build(hosts: list[Host]) -> None:
     network.ensure_forward_rule()
     for host in hosts:
         network.ensure_host(host)
+    firewall.ensure_compute_firewall(hosts)
     network.ensure_hosts_block(hosts)
     accounts.ensure_users()
     accounts.ensure_service_account()
@@ -85,6 +87,7 @@ def down() -> int:
         network.remove_namespace(ns)
     network.remove_bridge()
     network.remove_forward_rule()
+    firewall.remove_compute_firewall()
     network.remove_hosts_block()
     accounts.remove_sudoers()
     slurm.unlink_system_conf()

@@ -104,6 +104,13 @@ def _iptables() -> list[str] | None:
     return None
 
 
+def iptables() -> list[str]:
+    ipt = _iptables()
+    if ipt is None:
+        raise MiniclusterError("iptables is not installed")
+    return ipt
+
+
 def forward_rule_present() -> bool:
     ipt = _iptables()
     return bool(ipt) and ok([*ipt, "-C", *FORWARD_RULE])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import accounts, network, slurm, sshd
+from . import accounts, firewall, network, slurm, sshd
 from .shell import pids_matching, run
 from .topology import (
     BRIDGE,
@@ -50,6 +50,8 @@ def leftovers() -> list[str]:
         left.append(f"bridge {BRIDGE}")
     if network.forward_rule_present():
         left.append("host iptables FORWARD rule")
+    if firewall.chain_present():
+        left.append(f"host iptables chain {firewall.CHAIN}")
     if network.hosts_block_present():
         left.append("/etc/hosts block")
     if SUDOERS.exists():

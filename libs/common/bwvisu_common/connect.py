@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from contextlib import AsyncExitStack
 
 from nats.aio.client import Client as NatsClient
 
 from bwvisu_common.adapters.etcd import EtcdStateStore
-from bwvisu_common.adapters.jetstream import JetStreamEventStore, StreamLimits, connect_nats
-from bwvisu_common.errors import DependencyUnavailable
+from bwvisu_common.adapters.jetstream import (
+    JetStreamEventStore,
+    NatsAuth,
+    StreamLimits,
+    connect_nats,
+    gateway_identity,
+)
+from bwvisu_common.errors import ConfigError, DependencyUnavailable
+from bwvisu_common.secret_files import read_secret_file
 from bwvisu_common.settings import Settings, host_port
 
 log = logging.getLogger(__name__)
@@ -46,23 +54,75 @@ def stream_limits(settings: Settings) -> StreamLimits:
 async def open_stores(
     settings: Settings, stack: AsyncExitStack, name: str
 ) -> tuple[JetStreamEventStore, EtcdStateStore]:
-    """Connect to NATS and etcd, make sure the stream exists, close both with `stack`."""
-    nc = await connect_nats(settings.nats_servers, name)
+    """Connect to NATS and etcd as `name`'s identity, make sure the stream exists, close both with `stack`."""
+    auth = nats_auth(settings, identity_of(name))
+    nc = await connect_nats(settings.nats_servers, name, auth)
     stack.push_async_callback(close_nats, nc)
-    events = JetStreamEventStore(nc, replicas=settings.stream_replicas, limits=stream_limits(settings))
-    await events.ensure_stream()
-    state = await _first_etcd_answering(settings)
+    events = JetStreamEventStore(nc, replicas=settings.stream_replicas, source=identity_of(name),
+                                 limits=stream_limits(settings))
+    if not auth.user or auth.user in STREAM_MANAGERS:
+        await events.ensure_stream()
+    else:
+        await _stream_made(events)
+    state = await _first_etcd_answering(settings, auth)
     stack.push_async_callback(state.close)
     return events, state
 
 
-async def _first_etcd_answering(settings: Settings) -> EtcdStateStore:
+# The identities that may create and upgrade the stream; the others wait until it is there.
+STREAM_MANAGERS = frozenset({"scheduler-adapter", "projector", "admin"})
+
+
+async def _stream_made(events: JetStreamEventStore, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await events.last_seq()
+            return
+        except DependencyUnavailable:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+# Connection names that share an identity; any other name is its own identity.
+_IDENTITIES = {"web-portal": "web", "bwvisu-projector": "projector", "bwvisu-status": "admin",
+               "bwvisu-rebuild": "admin"}
+
+
+def identity_of(name: str) -> str:
+    """The NATS/etcd user a connection `name` logs in as (also the source token of its events)."""
+    if name.startswith("gateway-agent-"):
+        return gateway_identity(name.removeprefix("gateway-agent-"))
+    return _IDENTITIES.get(name, name)
+
+
+def credential_file(settings: Settings, identity: str) -> str:
+    return os.path.join(settings.credentials.dir, f"{identity}.password")
+
+
+def nats_auth(settings: Settings, identity: str) -> NatsAuth:
+    """`identity`'s credentials from `credentials.dir`; none where the config says none are needed."""
+    creds = settings.credentials
+    # No dir: settings built in code (tests), not from a file, which always has one.
+    path = credential_file(settings, identity) if creds.dir else ""
+    if not path or not os.path.exists(path):
+        if creds.required and path:
+            raise ConfigError(f"credentials.dir: no password file {path} for {identity} "
+                              "(`bwvisu up` makes one; a site writes one per service)")
+        return NatsAuth(ca_file=creds.ca_file)
+    password = read_secret_file(path, "credentials.dir", min_length=16)
+    return NatsAuth(user=identity, password=password, ca_file=creds.ca_file)
+
+
+async def _first_etcd_answering(settings: Settings, auth: NatsAuth) -> EtcdStateStore:
     """The first of `etcd-servers` that answers: one member down does not stop a service."""
     problems = []
     for i, address in enumerate(settings.etcd_servers):
         host, port = host_port(address, 2379, f"etcd-servers[{i}]")
         try:
-            return await EtcdStateStore.connect(host, port)
+            return await EtcdStateStore.connect(host, port, user=auth.user, password=auth.password,
+                                                ca_file=auth.ca_file)
         except DependencyUnavailable as exc:
             problems.append(str(exc))
     raise DependencyUnavailable("; ".join(problems) or "no etcd-servers configured")

@@ -1,9 +1,14 @@
-"""Secrets kept in files (the runner-api password, the portal's cookie key): made once, mode 600."""
+"""Secrets kept in files (passwords, the portal's cookie key, service credentials): made once, mode 600.
+
+Every secret file bwvisu reads passes through `read_secret_file`, which refuses one that users other
+than its owner (and its group, read-only) could read or change.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from bwvisu_common.errors import ConfigError
@@ -28,9 +33,24 @@ def read_secret_file(path: str | Path, field: str, min_length: int = 1) -> str:
     if not str(path):
         raise ConfigError(f"{field}: required")
     try:
+        check_secret_mode(path, field)
         secret = Path(path).read_text().strip()
     except OSError as exc:
         raise ConfigError(f"{field}: cannot read {path}: {exc.strerror}") from exc
     if len(secret) < min_length:
         raise ConfigError(f"{field}: {path} holds fewer than {min_length} characters")
     return secret
+
+
+# Owner read/write, group read at most: 0600, 0400, 0640 or 0440.
+_LOOSE_BITS = stat.S_IWGRP | stat.S_IXGRP | stat.S_IRWXO
+
+
+def check_secret_mode(path: str | Path, field: str) -> None:
+    """A ConfigError naming the file when its mode lets others (or the group) do more than read it."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & _LOOSE_BITS:
+        raise ConfigError(
+            f"{field}: secret file {path} has mode {mode:04o}; allowed are 0600 or 0640 "
+            f"(chmod 600 {path})"
+        )

@@ -6,6 +6,7 @@ A wrong, missing or unknown field is a ConfigError naming the field, raised at s
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -69,6 +70,19 @@ class RunnerApi(_Section, frozen=True, kw_only=True):
     password_file: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+
+
+class Credentials(_Section, frozen=True, kw_only=True):
+    """Who each service is to NATS and etcd: one password file per identity, and TLS trust."""
+
+    # <dir>/<identity>.password per identity (runner-api, gateway-<name>, ...); `bwvisu up` makes them.
+    dir: str = ""  # default: <state-dir>/credentials
+    # NATS and etcd are reached over TLS, their certificates checked against `ca-file`
+    # (default <dir>/tls/ca.crt, which `bwvisu up` makes with the servers' certificates).
+    tls: bool = True
+    ca_file: str = ""
+    # Off only for servers that run without auth (a test's own nats-server); production keeps it on.
+    required: bool = True
 
 
 class KeyholeApi(_Section, frozen=True, kw_only=True):
@@ -141,6 +155,7 @@ class Settings(_Section, frozen=True, kw_only=True):
     keyhole_api: KeyholeApi = KeyholeApi()
     scheduler: Scheduler = Scheduler()
     web: Web = Web()
+    credentials: Credentials = Credentials()
 
     def __post_init__(self) -> None:
         _check(self)
@@ -260,4 +275,11 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
             s.web, session_secret_file=resolve(s.web.session_secret_file),
             bundles_dir=resolve(s.web.bundles_dir),
         ),
+        credentials=_resolve_credentials(s.credentials, resolve, state_dir),
     )
+
+
+def _resolve_credentials(c: Credentials, resolve: Callable[[str], str], state_dir: str) -> Credentials:
+    directory = resolve(c.dir) or os.path.join(state_dir, "credentials")
+    ca_file = (resolve(c.ca_file) or os.path.join(directory, "tls", "ca.crt")) if c.tls else ""
+    return msgspec.structs.replace(c, dir=directory, ca_file=ca_file)

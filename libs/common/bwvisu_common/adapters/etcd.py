@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import aetcd
 import grpc
 import msgspec
 
+from bwvisu_common.adapters.etcd_tls import TlsEtcdClient
 from bwvisu_common.errors import BwvisuError, DependencyUnavailable
 from bwvisu_common.projections import JobView
 
@@ -33,7 +36,14 @@ def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutin
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return await fn(*args, **kwargs)
+            try:
+                return await fn(*args, **kwargs)
+            except (aetcd.ClientError, grpc.RpcError) as exc:
+                # etcd forgets auth tokens (idle TTL, a restart) and aetcd does not log in again.
+                if "invalid auth token" not in str(exc) or not isinstance(args[0], EtcdStateStore):
+                    raise
+                await args[0].reauthenticate()
+                return await fn(*args, **kwargs)
         except BwvisuError:
             raise
         except (aetcd.ClientError, grpc.RpcError, OSError) as exc:
@@ -55,15 +65,27 @@ class EtcdStateStore:
         self._revoked = f"{prefix}web/revoked/"
 
     @classmethod
-    async def connect(cls, host: str, port: int, prefix: str = "/bwvisu/") -> EtcdStateStore:
-        client = aetcd.Client(host=host, port=port, timeout=5)
+    async def connect(cls, host: str, port: int, prefix: str = "/bwvisu/", *, user: str = "",
+                      password: str = "", ca_file: str = "") -> EtcdStateStore:
+        """Log in as `user` when one is given; over TLS when `ca_file` names the CA to trust."""
+        credentials = {"username": user, "password": password} if user else {}
+        client_class = TlsEtcdClient if ca_file else aetcd.Client
+        client = client_class(host=host, port=port, timeout=5, **credentials)
         try:
+            if ca_file:
+                client.ca_pem = await asyncio.to_thread(Path(ca_file).read_bytes)
             await client.connect()
-            await client.status()
+            await client.get(f"{prefix}projection-seq".encode())
         except Exception as exc:
             await client.close()
-            raise DependencyUnavailable(f"cannot reach etcd at {host}:{port}: {exc}") from exc
+            who = f" as {user}" if user else ""
+            raise DependencyUnavailable(f"cannot use etcd at {host}:{port}{who}: {exc}") from exc
         return cls(client, prefix)
+
+    async def reauthenticate(self) -> None:
+        """A fresh connection, which logs in again."""
+        await self._etcd.close()
+        await self._etcd.connect()
 
     async def close(self) -> None:
         await self._etcd.close()

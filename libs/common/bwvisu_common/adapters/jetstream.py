@@ -6,8 +6,10 @@ import asyncio
 import dataclasses
 import json
 import logging
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import msgspec
 import nats
@@ -26,11 +28,17 @@ log = logging.getLogger(__name__)
 STREAM = "BWVISU_EVENTS"
 SUBJECT_PREFIX = "bwvisu.jobs."
 ALL_SUBJECTS = SUBJECT_PREFIX + ">"
+# Who appends an event is the subject's last token (bwvisu.jobs.<job>.<source>), so that NATS
+# permissions can say which identity may append to the stream at all; a job's history is every
+# subject under bwvisu.jobs.<job>.
+DEFAULT_SOURCE = "admin"
 # JetStream's error codes: a failed Nats-Expected-Last-Subject-Sequence check, and an atomic
 # batch whose message ids were stored already (a retried batch).
 WRONG_LAST_SEQUENCE = 10071
 BATCH_ALREADY_STORED = 10201
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+# The optimistic check covers the job's subjects of every source, not only the one published to.
+EXPECTED_LAST_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,14 +64,41 @@ class StreamLimits:
                    for f in ("max_bytes", "max_age", "max_msgs_per_subject", "discard"))
 
 
-def job_subject(job_id: str) -> str:
-    return SUBJECT_PREFIX + job_id
+def job_subjects(job_id: str) -> str:
+    """Every subject of one job's history (a filter)."""
+    return f"{SUBJECT_PREFIX}{job_id}.>"
 
 
-async def connect_nats(servers: Sequence[str], name: str) -> NatsClient:
+def job_subject(job_id: str, source: str = DEFAULT_SOURCE) -> str:
+    """The subject on which `source` appends to a job's history."""
+    return f"{SUBJECT_PREFIX}{job_id}.{source}"
+
+
+def source_of(subject: str) -> str:
+    """The identity that appended an event, from its subject."""
+    return subject.rsplit(".", 1)[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class NatsAuth:
+    """How a service proves who it is to NATS: user and password, TLS trust, inbox prefix."""
+
+    user: str = ""
+    password: str = dataclasses.field(default="", repr=False)
+    ca_file: str = ""
+
+    @property
+    def inbox_prefix(self) -> str:
+        # Each identity gets replies on its own inboxes, which no other identity may read.
+        return f"_INBOX_{self.user}" if self.user else "_INBOX"
+
+
+async def connect_nats(servers: Sequence[str], name: str, auth: NatsAuth | None = None) -> NatsClient:
     """Connect with endless reconnects; a first connection that fails is DependencyUnavailable."""
+    auth = auth or NatsAuth()
 
     client: list[NatsClient] = []
+    problems: list[Exception] = []
 
     async def on_disconnect() -> None:
         if client and not (client[0].is_draining or client[0].is_closed):
@@ -73,27 +108,42 @@ async def connect_nats(servers: Sequence[str], name: str) -> NatsClient:
         log.info("NATS connection back")
 
     async def on_error(exc: Exception) -> None:
+        problems.append(exc)
         log.warning("NATS: %s", exc)
 
+    connecting = nats.connect(
+        servers=list(servers), name=name, connect_timeout=3, max_reconnect_attempts=-1,
+        reconnect_time_wait=1, allow_reconnect=True, disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect, error_cb=on_error, inbox_prefix=auth.inbox_prefix,
+        **_credentials(auth),
+    )
     try:
-        nc = await nats.connect(
-            servers=list(servers), name=name, connect_timeout=3, max_reconnect_attempts=-1,
-            reconnect_time_wait=1, allow_reconnect=True, disconnected_cb=on_disconnect,
-            reconnected_cb=on_reconnect, error_cb=on_error,
-        )
-    except (nats.errors.Error, OSError) as exc:
-        raise DependencyUnavailable(f"cannot reach NATS at {', '.join(servers)}: {exc}") from exc
+        # nats-py retries a refused login for ever; a first connection gets a bounded time.
+        nc = await asyncio.wait_for(connecting, timeout=10)
+    except (nats.errors.Error, OSError, TimeoutError) as exc:
+        why = problems[-1] if problems else exc
+        raise DependencyUnavailable(f"cannot reach NATS at {', '.join(servers)}: {why}") from exc
     client.append(nc)
     return nc
+
+
+def _credentials(auth: NatsAuth) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if auth.user:
+        options.update(user=auth.user, password=auth.password)
+    if auth.ca_file:
+        options["tls"] = ssl.create_default_context(cafile=auth.ca_file)
+    return options
 
 
 class JetStreamEventStore:
     """The event log: one subject per job, the event id as Nats-Msg-Id for deduplication."""
 
     def __init__(self, nc: NatsClient, *, replicas: int = 1, timeout: float = 5.0,
-                 limits: StreamLimits | None = None) -> None:
+                 limits: StreamLimits | None = None, source: str = DEFAULT_SOURCE) -> None:
         self._nc = nc
         self._limits = limits or StreamLimits()
+        self._source = source
         self._timeout = timeout
         self._js: JetStreamContext = nc.jetstream(timeout=timeout)
         self._replicas = replicas
@@ -132,9 +182,10 @@ class JetStreamEventStore:
             return await self._append_batch(job_id, events, expected_version)
         headers = {"Nats-Msg-Id": events[0].event_id}
         if expected_version is not None:
-            headers[EXPECTED_LAST] = str(expected_version)
+            headers.update(_expect(job_id, expected_version))
         try:
-            ack = await self._js.publish(job_subject(job_id), ev.encode(events[0]), headers=headers)
+            ack = await self._js.publish(job_subject(job_id, self._source), ev.encode(events[0]),
+                                         headers=headers)
         except nats.js.errors.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise ConcurrencyConflict(job_id, expected_version or 0) from exc
@@ -146,13 +197,13 @@ class JetStreamEventStore:
 
     async def _append_batch(self, job_id: str, events: Sequence[ev.Event], expected: int | None) -> int:
         """All events or none (JetStream's atomic batch): a decision is never stored in part."""
-        subject, batch_id = job_subject(job_id), uuid.uuid4().hex
+        subject, batch_id = job_subject(job_id, self._source), uuid.uuid4().hex
         try:
             for n, event in enumerate(events, 1):
                 headers = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(n),
                            "Nats-Msg-Id": event.event_id}
                 if n == 1 and expected is not None:
-                    headers[EXPECTED_LAST] = str(expected)
+                    headers.update(_expect(job_id, expected))
                 if n < len(events):
                     # Only the commit is acknowledged; the server answers for the whole batch.
                     await self._nc.publish(subject, ev.encode(event), headers=headers)
@@ -181,13 +232,15 @@ class JetStreamEventStore:
         seq = max(1, from_seq)
         while True:
             try:
-                msg = await self._js.get_msg(STREAM, seq=seq, subject=job_subject(job_id), next=True)
+                msg = await self._js.get_msg(STREAM, seq=seq, subject=job_subjects(job_id), next=True)
             except nats.js.errors.NotFoundError:
                 return found
             except (TimeoutError, nats.errors.Error) as exc:
                 raise DependencyUnavailable(f"cannot read job {job_id} from JetStream: {exc!r}") from exc
             assert msg.seq is not None and msg.data is not None
-            found.append((msg.seq, ev.decode(msg.data)))
+            event = _decode_or_skip(msg.data, msg.seq, msg.subject or "")
+            if event is not None:
+                found.append((msg.seq, event))
             seq = msg.seq + 1
 
     async def last_seq(self) -> int:
@@ -214,7 +267,7 @@ class JetStreamEventStore:
                 msg = await sub.next_msg(timeout=None)
                 while True:
                     meta = msg.metadata
-                    decoded = _decode_or_skip(msg.data, meta.sequence.stream)
+                    decoded = _decode_or_skip(msg.data, meta.sequence.stream, msg.subject)
                     if decoded is not None:
                         batch.append((meta.sequence.stream, decoded))
                     if meta.num_pending == 0 or len(batch) >= max_batch:
@@ -241,7 +294,7 @@ class JetStreamEventStore:
                 continue
             for msg in msgs:
                 seq = msg.metadata.sequence.stream
-                event = _decode_or_skip(msg.data, seq)
+                event = _decode_or_skip(msg.data, seq, msg.subject)
                 try:
                     if event is not None:
                         await handler(seq, event)
@@ -252,10 +305,35 @@ class JetStreamEventStore:
                 await msg.ack()
 
 
-def _decode_or_skip(data: bytes, seq: int) -> ev.AnyEvent | None:
+def _expect(job_id: str, version: int) -> dict[str, str]:
+    return {EXPECTED_LAST: str(version), EXPECTED_LAST_SUBJECT: job_subjects(job_id)}
+
+
+def _decode_or_skip(data: bytes, seq: int, subject: str = "") -> ev.AnyEvent | None:
     try:
-        return ev.decode(data)
+        event = ev.decode(data)
     except msgspec.DecodeError:
         # A newer version's event type, or garbage: skipping is safer than stopping the fold.
         log.error("event %d cannot be decoded; skipped", seq)
         return None
+    if not may_say(source_of(subject), event):
+        log.error("event %d: %s may not append %s; skipped", seq, source_of(subject), type(event).__name__)
+        return None
+    return event
+
+
+# What a gateway agent may say, and only of its own gateway. NATS lets it publish only on its own
+# subject; this keeps it from putting other services' decisions (JobEnded, PortsAssigned) there.
+GATEWAY_EVENTS = (ev.PortsForwarded, ev.PortsUnavailable, ev.ForwardsRemoved, ev.PortOpen, ev.PortClosed)
+
+
+def gateway_identity(label: str) -> str:
+    """The identity (and subject token) of gateway `label`'s agent; a subject token holds no dot."""
+    return "gateway-" + label.replace(".", "_")
+
+
+def may_say(source: str, event: ev.AnyEvent) -> bool:
+    if not source.startswith("gateway-"):
+        return True
+    gateway = getattr(event, "gateway", None)
+    return isinstance(event, GATEWAY_EVENTS) and (gateway is None or gateway_identity(gateway) == source)
