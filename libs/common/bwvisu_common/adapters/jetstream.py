@@ -121,7 +121,9 @@ async def connect_nats(servers: Sequence[str], name: str, auth: NatsAuth | None 
         # nats-py retries a refused login for ever; a first connection gets a bounded time.
         nc = await asyncio.wait_for(connecting, timeout=10)
     except (nats.errors.Error, OSError, TimeoutError) as exc:
-        why = problems[-1] if problems else exc
+        # A refused login says the most; what the closing socket said after it says little.
+        refusals = [p for p in problems if "authorization" in str(p).lower()]
+        why = (refusals or problems or [exc])[-1]
         raise DependencyUnavailable(f"cannot reach NATS at {', '.join(servers)}: {why}") from exc
     client.append(nc)
     return nc
