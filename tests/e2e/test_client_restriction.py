@@ -22,7 +22,16 @@ from bwvisu_cli.servers import free_port, listening
 from bwvisu_cli.testbed import runner_api_client_args, start_up, wait_up, write_isolated_config
 from bwvisu_common.errors import BwvisuError
 from tests.e2e.conftest import BwvisuSystem, Minicluster
-from tests.e2e.test_forwarding import available, cancel, eventually, finished, rules_of, submit, wait_job
+from tests.e2e.test_forwarding import (
+    available,
+    cancel,
+    eventually,
+    finished,
+    rules_of,
+    secret_of,
+    submit,
+    wait_job,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -35,6 +44,7 @@ PROBE = textwrap.dedent("""
     try:
         with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3) as conn:
             conn.settimeout(3)
+            conn.sendall(sys.argv[3].encode() + b"\\n")  # port-echo greets only its owner
             print("served", conn.recv(200).decode(errors="replace").strip())
     except OSError as exc:
         print("refused", type(exc).__name__)
@@ -80,6 +90,13 @@ def restricted_system(minicluster: Minicluster, tmp_path_factory: pytest.TempPat
     config_path = write_isolated_config(minicluster.config_path, base)
     config = json.loads(config_path.read_text())
     config["restrict-forwards-to-clients"] = True
+    # A bundle for port-echo, so that its sessions have a Connect button and a connect URL.
+    bundles = base / "bundles"
+    bundles.mkdir()
+    (bundles / "port-echo.app.json").write_text(json.dumps({
+        "title": "Port echo", "description": "A TCP echo for tests.", "icon": "app",
+        "template": "port-echo", "connect-url": "http://{host}:{port}/", "fields": []}))
+    config["web"] = {**config.get("web", {}), "bundles-dir": str(bundles)}
     config_path.write_text(json.dumps(config, indent=2))
     log_path = base / "up.log"
     system = BwvisuSystem(config_path, base / "state", start_up(config_path, log_path), log_path)
@@ -100,14 +117,8 @@ def portal_url(restricted_system: BwvisuSystem, minicluster: Minicluster,
     base = tmp_path_factory.mktemp("portal")
     config = json.loads(restricted_system.config_path.read_text())
     host, port = minicluster.host_ip, free_port()
-    # A bundle for port-echo, so that its sessions have a Connect button.
-    bundles = base / "bundles"
-    bundles.mkdir()
-    (bundles / "port-echo.app.json").write_text(json.dumps({
-        "title": "Port echo", "description": "A TCP echo for tests.", "icon": "app",
-        "template": "port-echo", "connect-url": "http://{host}:{port}/", "fields": []}))
     config["web"] = {**config.get("web", {}), "host": host, "port": port, "login-delay": 0.5,
-                     "session-secret-file": "", "bundles-dir": str(bundles)}
+                     "session-secret-file": ""}
     config_path = base / "bwvisu.json"
     config_path.write_text(json.dumps(config, indent=2))
     log_path = base / "portal.log"
@@ -154,9 +165,9 @@ async def api(restricted_system: BwvisuSystem) -> AsyncIterator[httpx.AsyncClien
         yield client
 
 
-def probe(ns: str, host: str, port: int) -> str:
+def probe(ns: str, host: str, port: int, secret: str) -> str:
     """`served <greeting>` or `refused <error>`, for a connection from inside client namespace `ns`."""
-    proc = _run("ip", "netns", "exec", ns, "python3", "-c", PROBE, host, str(port))
+    proc = _run("ip", "netns", "exec", ns, "python3", "-c", PROBE, host, str(port), secret)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
@@ -176,29 +187,30 @@ async def test_a_forward_serves_only_the_addresses_its_owner_connected_from(
         job = await wait_job(api, job_id, available, timeout=90)
         (service,) = job["services"]
         gw_ip, port = service["external-ip"], service["external-port"]
+        secret = await secret_of(api, job_id)
         (gw,) = [g.label for g in restricted_system.settings.gateway_nodes if g.external_ip == gw_ip]
         # Nobody connected yet: no rule lets anyone in.
         assert [r for r in rules_of(minicluster, job_id)[gw] if "-j DNAT" in r] == []
-        assert probe("bwvcl0", gw_ip, port).startswith("refused")
+        assert probe("bwvcl0", gw_ip, port, secret).startswith("refused")
 
         assert await connect_from(api, job_id, clients["bwvcl0"]) == [clients["bwvcl0"]]
-        await eventually(lambda: probe("bwvcl0", gw_ip, port).startswith("served"), "bwvcl0 served")
-        assert probe("bwvcl0", gw_ip, port).startswith(f"served port-echo {job_id} ")
-        assert probe("bwvcl1", gw_ip, port).startswith("refused"), "another address is not served"
+        await eventually(lambda: probe("bwvcl0", gw_ip, port, secret).startswith("served"), "bwvcl0 served")
+        assert probe("bwvcl0", gw_ip, port, secret).startswith(f"served port-echo {job_id} ")
+        assert probe("bwvcl1", gw_ip, port, secret).startswith("refused"), "another address is not served"
         dnat = [r for r in rules_of(minicluster, job_id)[gw] if "-j DNAT" in r]
         assert len(dnat) == 1 and f"-s {clients['bwvcl0']}/32 -d {gw_ip}/32 " in dnat[0], dnat
 
         # Connect from a second network adds it; the first stays.
         assert await connect_from(api, job_id, clients["bwvcl1"]) == list(clients.values())
-        await eventually(lambda: probe("bwvcl1", gw_ip, port).startswith("served"), "bwvcl1 served")
-        assert probe("bwvcl0", gw_ip, port).startswith("served")
+        await eventually(lambda: probe("bwvcl1", gw_ip, port, secret).startswith("served"), "bwvcl1 served")
+        assert probe("bwvcl0", gw_ip, port, secret).startswith("served")
         r = await api.post(f"/jobs/{job_id}/clients", json={"uid": "bob", "address": "10.200.0.243"})
         assert r.status_code == 404, "only the owner adds addresses"
     finally:
         await cancel(api, job_id)
     await wait_job(api, job_id, finished)
     await eventually(lambda: rules_of(minicluster, job_id)[gw] == [], "the job's rules removed")
-    assert probe("bwvcl0", gw_ip, port).startswith("refused")
+    assert probe("bwvcl0", gw_ip, port, secret).startswith("refused")
 
 
 async def test_connect_in_the_portal_lets_that_browsers_network_in(
@@ -209,13 +221,14 @@ async def test_connect_in_the_portal_lets_that_browsers_network_in(
         job = await wait_job(api, job_id, available, timeout=90)
         (service,) = job["services"]
         gw_ip, port = service["external-ip"], service["external-port"]
+        secret = await secret_of(api, job_id)
         proc = _run("ip", "netns", "exec", "bwvcl1", sys.executable, "-c", CONNECT, portal_url, "alice",
                     minicluster.passwords["alice"], job_id)
         assert proc.returncode == 0, proc.stderr
         status, location = proc.stdout.split()
         assert status == "303" and location.startswith(f"http://{gw_ip}:{port}/"), proc.stdout
-        await eventually(lambda: probe("bwvcl1", gw_ip, port).startswith("served"), "bwvcl1 served")
-        assert probe("bwvcl0", gw_ip, port).startswith("refused"), "the other network stays out"
+        await eventually(lambda: probe("bwvcl1", gw_ip, port, secret).startswith("served"), "bwvcl1 served")
+        assert probe("bwvcl0", gw_ip, port, secret).startswith("refused"), "the other network stays out"
         got = (await api.get(f"/jobs/{job_id}")).json()
         assert got["state"] == "available"
     finally:

@@ -342,12 +342,14 @@ async def test_a_flood_of_unauthenticated_requests_adds_nothing_and_the_job_stil
         job = await wait_job(api, job_id, available, timeout=90)  # its own request got through
         assert not flooding.done() or flooding.result() is None
         assert sent >= 20
+        (service,) = job["services"]
+        secret = await secret_of(api, job_id)  # before the cancel: the secret ends with the job
+        greeted = greeting(service["external-ip"], service["external-port"], secret)
+        assert greeted.startswith(f"port-echo {job_id} ")
     finally:
         stop.set()
         await flooding
         await cancel(api, job_id)
-    (service,) = job["services"]
-    assert greeting(service["external-ip"], service["external-port"]).startswith(f"port-echo {job_id} ")
     async with bwvisu_system.events() as events:
         kinds = [type(e).__name__ for _, e in await events.read_job(job_id)]
     assert "PortsRefused" not in kinds and kinds.count("PortsRequested") == 1, kinds

@@ -120,9 +120,12 @@ async def test_check_user_asks_the_cluster(bwvisu_system: BwvisuSystem, miniclus
     import msgspec
 
     from bwvisu_common.adapters.jetstream import connect_nats
+    from bwvisu_common.connect import nats_auth
     from bwvisu_common.rpc import CHECK_USER, CheckUser, CheckUserReply
 
-    nc = await connect_nats(bwvisu_system.settings.nats_servers, "e2e-check-user")
+    # As runner-api, the identity that may ask.
+    settings = bwvisu_system.settings
+    nc = await connect_nats(settings.nats_servers, "e2e-check-user", nats_auth(settings, "runner-api"))
     try:
         for uid, exists in (("alice", True), (minicluster.missing_user, False)):
             msg = await nc.request(CHECK_USER, msgspec.json.encode(CheckUser(uid=uid)), timeout=10)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -43,6 +44,8 @@ def build_app(settings: Settings) -> FastAPI:
             yield
 
     external_ips = {g.label: g.external_ip for g in settings.gateway_nodes}
+    # The same app bundles as the portal's, so that both name the same connect URL.
+    bundles = Path(settings.web.bundles_dir) if settings.web.bundles_dir else templates.directory
     return create_app(lambda: holder["jobs"], external_ips, settings.runner_api.user, password,
                       ready=caught_up.is_set, lifespan=lifespan,
-                      connect_urls=lambda name: bundle_connect_url(templates.directory, name))
+                      connect_urls=lambda name: bundle_connect_url(bundles, name))
