@@ -359,3 +359,18 @@ async def test_a_flood_of_refusals_is_counted_but_logged_only_in_part(
     assert world.service.unauthenticated == {"bad-signature": 50}
     lines = [r for r in caplog.records if "unauthenticated" in r.getMessage()]
     assert len(lines) == 10 and "'j1'" in lines[0].getMessage()
+
+
+async def test_the_jobs_own_refusals_are_recorded_once_and_never_for_a_replay(world: World) -> None:
+    # A job's user holds its token: repeating a refused request must not grow the stream.
+    await world.job("j1")
+    for _ in range(5):
+        with pytest.raises(Refused):
+            await world.ask("j1", nodes=["cn1"])
+    path, body, ts = PATH_TEMPLATE.format(job_id="j1"), request_body(9, ["cn0"]), str(int(time.time()))
+    sig = sign(TOKEN, "POST", path, ts, body)
+    for _ in range(5):
+        with pytest.raises(Refused):
+            await world.service.request_ports("j1", path, ts, sig, body)
+    kinds = await world.kinds("j1")
+    assert kinds.count("PortsRefused") == 2, kinds  # one per reason: strange nodes, too many ports

@@ -190,3 +190,11 @@ def test_the_session_secret_is_only_inside_the_heredoc_and_must_be_plain() -> No
     with pytest.raises(KeyholeError, match="session secret"):
         exports(FORWARDS, "a b")
     assert exports(FORWARDS, SESSION)[-1] == f"export BWVISU_SESSION_SECRET={SESSION}"
+
+
+def test_a_heartbeat_speaks_for_the_gateway_its_subject_names() -> None:
+    from bwvisu_common.keyhole import heartbeat_gateway, heartbeat_subject
+
+    assert heartbeat_gateway(heartbeat_subject("gw1")) == "gw1"
+    assert heartbeat_gateway("bwvisu.gateways.gw1.other") == ""
+    assert heartbeat_gateway("bwvisu.gateways.heartbeat") == ""

@@ -46,3 +46,19 @@ def test_private_or_group_readable_secret_files_are_read(tmp_path, mode):
     path.write_text("s3cret-long-enough-to-be-used\n")
     path.chmod(mode)
     assert read_secret_file(path, "credentials.dir") == "s3cret-long-enough-to-be-used"
+
+
+def test_a_service_credential_must_be_its_owners_alone(tmp_path) -> None:
+    import pytest
+
+    from bwvisu_common.errors import ConfigError
+    from bwvisu_common.secret_files import read_secret_file
+
+    path = tmp_path / "keyhole-api.password"
+    path.write_text("x" * 32)
+    path.chmod(0o640)
+    assert read_secret_file(path, "runner-api.password-file") == "x" * 32  # a shared secret may be
+    with pytest.raises(ConfigError, match=r"keyhole-api.password has mode 0640; allowed is 0600"):
+        read_secret_file(path, "credentials.dir", group_readable=False)
+    path.chmod(0o600)
+    assert read_secret_file(path, "credentials.dir", group_readable=False) == "x" * 32

@@ -80,7 +80,7 @@ def identities(settings: Settings, prefix: str = "/bwvisu/") -> list[Identity]:
                  + durable("scheduler-adapter"), subscribe=RPC, responds=True,
                  etcd_read=read_model, etcd_write=[secrets]),
         Identity("keyhole-api", publish=appends("keyhole-api"), subscribe=[HEARTBEAT_SUBJECTS],
-                 etcd_read=[*read_model, secrets], etcd_write=[reservations]),
+                 etcd_read=[*read_model, f"{secrets}token/"], etcd_write=[reservations]),
         # The portal keeps logouts where every replica sees them.
         Identity("web", publish=RPC, subscribe=[HEARTBEAT_SUBJECTS], etcd_read=read_model,
                  etcd_write=[f"{prefix}web/revoked/"]),
@@ -105,7 +105,8 @@ def ensure_credentials(settings: Settings) -> list[str]:
 
 
 def password(settings: Settings, identity: str) -> str:
-    return read_secret_file(credential_file(settings, identity), "credentials.dir", min_length=16)
+    return read_secret_file(credential_file(settings, identity), "credentials.dir", min_length=16,
+                            group_readable=False)
 
 
 def write_nats_config(settings: Settings, path: Path) -> None:

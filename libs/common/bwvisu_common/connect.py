@@ -111,7 +111,7 @@ def nats_auth(settings: Settings, identity: str) -> NatsAuth:
             raise ConfigError(f"credentials.dir: no password file {path} for {identity} "
                               "(`bwvisu up` makes one; a site writes one per service)")
         return NatsAuth(ca_file=creds.ca_file)
-    password = read_secret_file(path, "credentials.dir", min_length=16)
+    password = read_secret_file(path, "credentials.dir", min_length=16, group_readable=False)
     return NatsAuth(user=identity, password=password, ca_file=creds.ca_file)
 
 

@@ -89,6 +89,13 @@ def heartbeat_subject(gateway: str) -> str:
     return f"bwvisu.gateways.{gateway}.heartbeat"
 
 
+def heartbeat_gateway(subject: str) -> str:
+    """The gateway a heartbeat speaks for: from its subject, which only that gateway's agent may
+    publish on (NATS permissions), never from the body, which any agent could fill in."""
+    parts = subject.split(".")
+    return parts[2] if len(parts) == 4 and parts[3] == "heartbeat" else ""
+
+
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     """A gateway agent's sign of life, on core NATS (not an event: it changes no job)."""
 

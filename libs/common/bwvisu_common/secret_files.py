@@ -28,12 +28,16 @@ def ensure_secret_file(path: Path, nbytes: int = 24) -> bool:
     return True
 
 
-def read_secret_file(path: str | Path, field: str, min_length: int = 1) -> str:
-    """The secret in `path`; a ConfigError naming the config `field` when it is missing or short."""
+def read_secret_file(path: str | Path, field: str, min_length: int = 1, *,
+                     group_readable: bool = True) -> str:
+    """The secret in `path`; a ConfigError naming the config `field` when it is missing or short.
+
+    `group_readable=False` for a service's own credential: the services share one group, so a
+    group-readable credential would let each of them act as every other."""
     if not str(path):
         raise ConfigError(f"{field}: required")
     try:
-        check_secret_mode(path, field)
+        check_secret_mode(path, field, group_readable=group_readable)
         secret = Path(path).read_text().strip()
     except OSError as exc:
         raise ConfigError(f"{field}: cannot read {path}: {exc.strerror}") from exc
@@ -46,11 +50,12 @@ def read_secret_file(path: str | Path, field: str, min_length: int = 1) -> str:
 _LOOSE_BITS = stat.S_IWGRP | stat.S_IXGRP | stat.S_IRWXO
 
 
-def check_secret_mode(path: str | Path, field: str) -> None:
+def check_secret_mode(path: str | Path, field: str, *, group_readable: bool = True) -> None:
     """A ConfigError naming the file when its mode lets others (or the group) do more than read it."""
     mode = stat.S_IMODE(os.stat(path).st_mode)
-    if mode & _LOOSE_BITS:
+    loose = _LOOSE_BITS if group_readable else _LOOSE_BITS | stat.S_IRGRP
+    if mode & loose:
+        allowed = "0600 or 0640" if group_readable else "0600 (its owner's alone)"
         raise ConfigError(
-            f"{field}: secret file {path} has mode {mode:04o}; allowed are 0600 or 0640 "
-            f"(chmod 600 {path})"
+            f"{field}: secret file {path} has mode {mode:04o}; allowed is {allowed} (chmod 600 {path})"
         )

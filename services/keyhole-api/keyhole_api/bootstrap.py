@@ -8,9 +8,10 @@ from contextlib import AsyncExitStack
 
 import msgspec
 from fastapi import FastAPI
+from nats.aio.msg import Msg
 
 from bwvisu_common.connect import open_stores
-from bwvisu_common.keyhole import HEARTBEAT_SUBJECTS, Heartbeat
+from bwvisu_common.keyhole import HEARTBEAT_SUBJECTS, Heartbeat, heartbeat_gateway
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.settings import Settings
 from keyhole_api.app import create_app
@@ -28,11 +29,14 @@ async def build(settings: Settings, stack: AsyncExitStack) -> FastAPI:
 
     health = GatewayHealth()
 
-    async def on_heartbeat(msg: object) -> None:
+    async def on_heartbeat(msg: Msg) -> None:
         try:
-            health.beat(_heartbeat.decode(msg.data).gateway)  # type: ignore[attr-defined]
+            _heartbeat.decode(msg.data)
+            gateway = heartbeat_gateway(msg.subject)
+            if gateway:
+                health.beat(gateway)
         except msgspec.DecodeError:
-            log.warning("undecodable heartbeat on %s", msg.subject)  # type: ignore[attr-defined]
+            log.warning("undecodable heartbeat on %s", msg.subject)
 
     await nc.subscribe(HEARTBEAT_SUBJECTS, cb=on_heartbeat)
     jobs = LiveJobs(events, state)

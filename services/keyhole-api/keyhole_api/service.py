@@ -30,6 +30,7 @@ from keyhole_api.health import GatewayHealth
 log = logging.getLogger(__name__)
 LOG_INTERVAL = 10.0  # seconds; at most LOG_BURST unauthenticated refusals logged in each
 LOG_BURST = 10
+MAX_REFUSALS_REMEMBERED = 100_000  # (job, reason) pairs already recorded as PortsRefused
 
 
 class NoCapacity(BwvisuError):
@@ -79,6 +80,7 @@ class KeyholeService:
         self._tuning = tuning or Tuning()
         self._gateways = {g.label: g for g in settings.gateway_nodes}
         self._seen: dict[str, float] = {}  # signatures already used -> when they expire
+        self._refusals_recorded: set[tuple[str, str]] = set()
         self.unauthenticated: Counter[str] = Counter()  # refusals before authentication, by kind
         self._log_window = (float("-inf"), 0)  # (start, refusals in it) for logging them
 
@@ -113,13 +115,25 @@ class KeyholeService:
                     return answer
         except Refused as refusal:
             log.warning("job %r: refused (%d): %s", job_id, refusal.status, refusal.reason)
-            await self._events.append([ev.PortsRefused(job_id=job_id, reason=refusal.reason)])
+            # Recorded once per job and reason, never for a replay: the job's own token must not
+            # let its user grow the stream (which drops its oldest events, other users' history).
+            if not replayed and self._first_refusal(job_id, refusal.reason):
+                await self._events.append([ev.PortsRefused(job_id=job_id, reason=refusal.reason)])
             raise
         try:
             return await self._grant(job, req)
         except BaseException:
             await self._state.release([grant_key(job_id)], job_id)  # a later retry may try again
             raise
+
+    def _first_refusal(self, job_id: str, reason: str) -> bool:
+        """True the first time this process refuses this job for this reason."""
+        if len(self._refusals_recorded) > MAX_REFUSALS_REMEMBERED:
+            self._refusals_recorded.clear()  # bounded: at worst a refusal is recorded again
+        if (job_id, reason) in self._refusals_recorded:
+            return False
+        self._refusals_recorded.add((job_id, reason))
+        return True
 
     def refuse_unauthenticated(self, kind: str, job_id: str, reason: str) -> None:
         """Count and log a refusal of a request not known to come from the job.

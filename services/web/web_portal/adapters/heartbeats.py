@@ -9,7 +9,7 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from bwvisu_common.keyhole import HEARTBEAT_SUBJECTS, HEARTBEAT_TIMEOUT, Heartbeat
+from bwvisu_common.keyhole import HEARTBEAT_SUBJECTS, HEARTBEAT_TIMEOUT, Heartbeat, heartbeat_gateway
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ class HeartbeatLog:
             except msgspec.DecodeError:
                 log.warning("undecodable heartbeat on %s", msg.subject)
                 return
-            self.beat(beat.gateway, beat.forwards)
+            gateway = heartbeat_gateway(msg.subject)  # the subject NATS lets only that agent use
+            if gateway:
+                self.beat(gateway, beat.forwards)
 
         await nc.subscribe(HEARTBEAT_SUBJECTS, cb=on_beat)
