@@ -165,3 +165,17 @@ async def test_what_a_gateway_agent_says_beyond_its_part_is_not_read(system):
         assert [(s, type(e).__name__) for s, e in await gateway.read_job(job)] == [(kept, "ForwardsRemoved")]
     finally:
         await nc.close()
+
+
+async def test_no_identity_may_redefine_another_services_durable_consumer(system):
+    nc = await connect_nats([str(system["nats"])], "gateway-agent-gwa", as_identity(system, "gateway-gwa"))
+    try:
+        js = nc.jetstream(timeout=1.5)
+        for durable in ("scheduler-adapter", "gateway-agent-gwb"):
+            with pytest.raises(nats.errors.Error):  # e.g. a filter that never delivers JobSubmitted
+                await js.add_consumer(STREAM, durable_name=durable, filter_subject="bwvisu.jobs.none.>")
+        info = await js.add_consumer(STREAM, durable_name="gateway-agent-gwa",
+                                     filter_subject="bwvisu.jobs.>")  # its own stays its to make
+        assert info.name == "gateway-agent-gwa"
+    finally:
+        await nc.close()

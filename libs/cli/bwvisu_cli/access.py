@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,13 @@ MANAGE_STREAM = [f"$JS.API.STREAM.CREATE.{STREAM}", f"$JS.API.STREAM.UPDATE.{STR
 ORDERED_CONSUMER = [f"$JS.API.CONSUMER.DELETE.{STREAM}.*"]
 RPC = [CHECK_USER, JOB_LOG]
 ETCD_ROOT = "root"
+
+
+def durable_creation(name: str) -> list[str]:
+    """The API subjects that create (or redefine) durable consumer `name`."""
+    api = "$JS.API.CONSUMER"
+    return [f"{api}.CREATE.{STREAM}.{name}", f"{api}.CREATE.{STREAM}.{name}.>",
+            f"{api}.DURABLE.CREATE.{STREAM}.{name}"]
 
 
 def durable(name: str) -> list[str]:
@@ -57,8 +65,13 @@ class Identity:
     etcd_read: list[str] = field(default_factory=list)
     etcd_write: list[str] = field(default_factory=list)
 
-    def nats_user(self, password: str) -> dict[str, object]:
+    def nats_user(self, password: str, others_durables: Sequence[str] = ()) -> dict[str, object]:
         publish: dict[str, object] = {"allow": READ_STREAM + self.publish}
+        # Creating consumers is allowed (every service follows the stream with an ephemeral one),
+        # but never under another service's durable name: that would redefine what it receives.
+        deny = [s for name in others_durables for s in durable_creation(name)]
+        if deny:
+            publish["deny"] = deny
         permissions: dict[str, object] = {
             "publish": publish, "subscribe": {"allow": [f"_INBOX_{self.name}.>", *self.subscribe]},
         }
@@ -111,7 +124,12 @@ def password(settings: Settings, identity: str) -> str:
 
 def write_nats_config(settings: Settings, path: Path) -> None:
     """nats-server's users and permissions (mode 0600: it holds the passwords)."""
-    users = [i.nats_user(password(settings, i.name)) for i in identities(settings)]
+    found = identities(settings)
+    durables = {i.name: [s.split(".")[-1] for s in i.publish
+                         if s.startswith(f"$JS.API.CONSUMER.DURABLE.CREATE.{STREAM}.")] for i in found}
+    users = [i.nats_user(password(settings, i.name),
+                         [d for other, names in durables.items() if other != i.name for d in names])
+             for i in found]
     config: dict[str, object] = {"authorization": {"users": users}}
     if settings.credentials.ca_file:
         config["tls"] = _nats_tls(settings)
