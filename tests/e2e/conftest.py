@@ -16,6 +16,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -309,7 +310,14 @@ def bwvisu_system(
 
     Own ports and state dir, so that test sessions running at the same time each have theirs."""
     base = tmp_path_factory.mktemp("bwvisu-system")
-    config_path = write_isolated_config(minicluster.config_path, base)
+    with system_up(write_isolated_config(minicluster.config_path, base)) as system:
+        yield system
+
+
+@contextlib.contextmanager
+def system_up(config_path: Path) -> Iterator[BwvisuSystem]:
+    """`bwvisu up` on this config (state and log beside it) until the block ends."""
+    base = config_path.parent
     log_path = base / "up.log"
     system = BwvisuSystem(config_path, base / "state", start_up(config_path, log_path), log_path)
     try:
@@ -320,3 +328,51 @@ def bwvisu_system(
         yield system
     finally:
         system.stop()
+
+
+# --- the portal as its own process --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Portal:
+    """A running portal: where it answers and its log."""
+
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+@contextlib.contextmanager
+def portal_process(config_path: Path, base: Path, name: str = "portal", host: str = "127.0.0.1",
+                   **web: object) -> Iterator[Portal]:
+    """`python -m web_portal` on the system's config with a free port on `host` and these `web`
+    fields (kebab-case names with `_`), until the block ends."""
+    from bwvisu_cli.servers import free_port, listening
+
+    config = json.loads(config_path.read_text())
+    port = free_port(host)
+    fields = {k.replace("_", "-"): v for k, v in web.items()}
+    config["web"] = {**config.get("web", {}), "host": host, "port": port, **fields}
+    own_config = base / f"{name}.json"
+    own_config.write_text(json.dumps(config, indent=2))
+    log_path = base / f"{name}.log"
+    with log_path.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "web_portal", "--config", str(own_config)],
+                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    portal = Portal(f"http://{host}:{port}", log_path)
+    try:
+        deadline = time.monotonic() + 90
+        while not listening(host, port):
+            assert process.poll() is None, f"the portal exited:\n{portal.log()}"
+            assert time.monotonic() < deadline, f"the portal did not listen:\n{portal.log()}"
+            time.sleep(0.3)
+        yield portal
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

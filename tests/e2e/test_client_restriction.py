@@ -12,16 +12,13 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 
-from bwvisu_cli.servers import free_port, listening
-from bwvisu_cli.testbed import runner_api_client_args, start_up, wait_up, write_isolated_config
-from bwvisu_common.errors import BwvisuError
-from tests.e2e.conftest import BwvisuSystem, Minicluster
+from bwvisu_cli.testbed import runner_api_client_args, write_isolated_config
+from tests.e2e.conftest import BwvisuSystem, Minicluster, portal_process, system_up
 from tests.e2e.test_forwarding import (
     available,
     cancel,
@@ -98,47 +95,17 @@ def restricted_system(minicluster: Minicluster, tmp_path_factory: pytest.TempPat
         "template": "port-echo", "connect-url": "http://{host}:{port}/", "fields": []}))
     config["web"] = {**config.get("web", {}), "bundles-dir": str(bundles)}
     config_path.write_text(json.dumps(config, indent=2))
-    log_path = base / "up.log"
-    system = BwvisuSystem(config_path, base / "state", start_up(config_path, log_path), log_path)
-    try:
-        try:
-            wait_up(system.process, config_path, log_path)
-        except BwvisuError as exc:
-            pytest.fail(str(exc))
+    with system_up(config_path) as system:
         yield system
-    finally:
-        system.stop()
 
 
 @pytest.fixture(scope="module")
 def portal_url(restricted_system: BwvisuSystem, minicluster: Minicluster,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The system's portal, listening on the bridge so that the client namespaces reach it."""
-    base = tmp_path_factory.mktemp("portal")
-    config = json.loads(restricted_system.config_path.read_text())
-    host, port = minicluster.host_ip, free_port()
-    config["web"] = {**config.get("web", {}), "host": host, "port": port, "login-delay": 0.5,
-                     "session-secret-file": ""}
-    config_path = base / "bwvisu.json"
-    config_path.write_text(json.dumps(config, indent=2))
-    log_path = base / "portal.log"
-    with log_path.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "web_portal", "--config", str(config_path)],
-                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 90
-        while not listening(host, port):
-            assert process.poll() is None, f"the portal exited:\n{log_path.read_text()[-4000:]}"
-            assert time.monotonic() < deadline, f"the portal did not listen:\n{log_path.read_text()[-4000:]}"
-            time.sleep(0.3)
-        yield f"http://{host}:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with portal_process(restricted_system.config_path, tmp_path_factory.mktemp("portal"),
+                        host=minicluster.host_ip, login_delay=0.5, session_secret_file="") as portal:
+        yield portal.url
 
 
 # Inside a client namespace: log in to the portal, press Connect on the session, print where

@@ -9,21 +9,16 @@ on a free port, with the system's config.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bwvisu_cli.servers import free_port, listening
-from tests.e2e.conftest import REPO, BwvisuSystem, Minicluster
+from tests.e2e.conftest import REPO, BwvisuSystem, Minicluster, Portal, portal_process
 
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -32,43 +27,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-@dataclass(frozen=True)
-class Portal:
-    url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-
 @pytest.fixture(scope="module")
 def portal(bwvisu_system: BwvisuSystem, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
-    base = tmp_path_factory.mktemp("portal")
-    config = json.loads(bwvisu_system.config_path.read_text())
-    port = free_port()
-    config["web"] = {**config.get("web", {}), "host": "127.0.0.1", "port": port, "login-delay": 0.5,
-                     "session-secret-file": ""}
-    config_path = base / "bwvisu.json"
-    config_path.write_text(json.dumps(config, indent=2))
-    log_path = base / "portal.log"
-    with log_path.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "web_portal", "--config", str(config_path)],
-                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    result = Portal(f"http://127.0.0.1:{port}", log_path)
-    try:
-        deadline = time.monotonic() + 90
-        while not listening("127.0.0.1", port):
-            assert process.poll() is None, f"the portal exited:\n{result.log()}"
-            assert time.monotonic() < deadline, f"the portal did not listen:\n{result.log()}"
-            time.sleep(0.3)
-        yield result
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with portal_process(bwvisu_system.config_path, tmp_path_factory.mktemp("portal"), login_delay=0.5,
+                        session_secret_file="") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -7,50 +7,21 @@ started after the logout, for a restart.
 from __future__ import annotations
 
 import contextlib
-import json
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from bwvisu_cli.servers import free_port, listening
-from tests.e2e.conftest import BwvisuSystem, Minicluster
-from tests.e2e.test_portal import Portal, csrf_of
+from tests.e2e.conftest import BwvisuSystem, Minicluster, Portal, portal_process
+from tests.e2e.test_portal import csrf_of
 
 PER_ADDRESS = 3
 
 
-@contextlib.contextmanager
-def portal_process(system: BwvisuSystem, base: Path, name: str) -> Iterator[Portal]:
-    config = json.loads(system.config_path.read_text())
-    port = free_port()
-    config["web"] = {**config.get("web", {}), "host": "127.0.0.1", "port": port, "login-delay": 0.1,
-                     "session-secret-file": "",  # one key for all: <state-dir>/web-session.secret
-                     "login-max-failures-per-address": PER_ADDRESS, "revocation-check-interval": 0.5}
-    config_path = base / f"{name}.json"
-    config_path.write_text(json.dumps(config, indent=2))
-    log_path = base / f"{name}.log"
-    with log_path.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "web_portal", "--config", str(config_path)],
-                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    portal = Portal(f"http://127.0.0.1:{port}", log_path)
-    try:
-        deadline = time.monotonic() + 90
-        while not listening("127.0.0.1", port):
-            assert process.poll() is None, f"the portal exited:\n{portal.log()}"
-            assert time.monotonic() < deadline, f"the portal did not listen:\n{portal.log()}"
-            time.sleep(0.3)
-        yield portal
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def portal_replica(system: BwvisuSystem, base: Path, name: str) -> contextlib.AbstractContextManager[Portal]:
+    # One cookie key for all (<state-dir>/web-session.secret), as replicas behind one name share.
+    return portal_process(system.config_path, base, name, login_delay=0.1, session_secret_file="",
+                          login_max_failures_per_address=PER_ADDRESS, revocation_check_interval=0.5)
 
 
 def post_login(client: httpx.Client, user: str, password: str) -> httpx.Response:
@@ -68,7 +39,7 @@ def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-u
 
 def test_logout_ends_a_copied_cookie_on_every_replica_and_after_a_restart(
         bwvisu_system: BwvisuSystem, minicluster: Minicluster, tmp_path: Path) -> None:
-    with portal_process(bwvisu_system, tmp_path, "a") as a, portal_process(bwvisu_system, tmp_path, "b") as b:
+    with portal_replica(bwvisu_system, tmp_path, "a") as a, portal_replica(bwvisu_system, tmp_path, "b") as b:
         with httpx.Client(base_url=a.url, timeout=30) as alice, \
                 httpx.Client(base_url=b.url, timeout=30) as thief:
             assert post_login(alice, "alice", minicluster.passwords["alice"]).status_code == 303
@@ -83,7 +54,7 @@ def test_logout_ends_a_copied_cookie_on_every_replica_and_after_a_restart(
                 return thief.get("/apps").status_code == 303
 
             wait_for(refused, 5, f"replica b still takes the logged-out cookie:\n{b.log()}")
-    with portal_process(bwvisu_system, tmp_path, "c") as c, httpx.Client(base_url=c.url, timeout=30) as again:
+    with portal_replica(bwvisu_system, tmp_path, "c") as c, httpx.Client(base_url=c.url, timeout=30) as again:
         again.cookies.set("bwvisu_session", cookie)
         r = again.get("/apps")
         assert r.status_code == 303 and r.headers["location"].startswith("/login"), "a restart forgot it"
@@ -91,7 +62,7 @@ def test_logout_ends_a_copied_cookie_on_every_replica_and_after_a_restart(
 
 def test_failed_logins_from_one_address_are_limited(bwvisu_system: BwvisuSystem, minicluster: Minicluster,
                                                      tmp_path: Path) -> None:
-    with portal_process(bwvisu_system, tmp_path, "limits") as portal, \
+    with portal_replica(bwvisu_system, tmp_path, "limits") as portal, \
             httpx.Client(base_url=portal.url, timeout=30) as client:
         for _ in range(PER_ADDRESS):
             assert post_login(client, "bob", "not-bobs-password").status_code == 401
