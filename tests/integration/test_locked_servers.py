@@ -125,12 +125,12 @@ async def test_a_gateway_agent_appends_only_its_own_events(system):
     try:
         own = JetStreamEventStore(nc, source="gateway-gwa")
         job = ev.new_job_id()
-        seq = await own.append([ev.PortClosed(job_id=job, external_port=20001)])
+        seq = await own.append([ev.PortClosed(job_id=job, external_port=20001, gateway="gwa")])
         assert [s for s, _ in await own.read_job(job)] == [seq]
         for other in ("gateway-gwb", "runner-api", "keyhole-api", "scheduler-adapter"):
             forged = JetStreamEventStore(nc, source=other, timeout=1.5)
             with pytest.raises(DependencyUnavailable):
-                await forged.append([ev.PortClosed(job_id=job, external_port=20002)])
+                await forged.append([ev.PortClosed(job_id=job, external_port=20002, gateway="gwa")])
         # A raw publish beside the event store is dropped by the server too.
         await nc.publish(job_subject(job, "runner-api"), ev.encode(ev.JobCancelRequested(job_id=job)))
         await nc.flush()

@@ -50,3 +50,13 @@ def test_events_are_immutable():
 def test_an_unknown_event_type_is_a_decode_error():
     with pytest.raises(msgspec.ValidationError):
         ev.decode(b'{"type":"JobExploded","job_id":"j","event_id":"e","time":"2026-01-01T00:00:00Z"}')
+
+
+def test_a_gateway_speaks_only_of_its_own_ports() -> None:
+    from bwvisu_common.adapters.jetstream import may_say
+
+    mine = ev.PortOpen(job_id="j", external_port=20001, gateway="gw0")
+    assert may_say("gateway-gw0", mine) and not may_say("gateway-gw1", mine)
+    assert not may_say("gateway-gw0", ev.PortOpen(job_id="j", external_port=20001)), "unnamed"
+    assert not may_say("gateway-gw0", ev.JobEnded(job_id="j", slurm_state="COMPLETED"))
+    assert may_say("runner-api", ev.JobCancelRequested(job_id="j"))

@@ -117,3 +117,14 @@ def test_no_sequence_of_events_leaves_finished_or_an_unknown_state(history):
 def test_folding_in_two_parts_equals_folding_at_once(history, cut):
     numbered = list(enumerate([submitted(), *history], 1))
     assert fold(numbered[cut:], fold(numbered[:cut])) == fold(numbered)
+
+
+def test_only_the_jobs_own_gateway_reports_its_ports() -> None:
+    job = fold(list(enumerate([
+        submitted(), ev.JobStarted(job_id="j", nodes=["cn0"]),
+        ev.PortsForwarded(job_id="j", gateway="gw0", forwards=FWD),
+    ], 1)))
+    assert evolve(job, ev.PortOpen(job_id="j", external_port=21001, gateway="gw1"), 4).state == RUNNING
+    opened = evolve(job, ev.PortOpen(job_id="j", external_port=21001, gateway="gw0"), 4)
+    assert opened.state == AVAILABLE
+    assert evolve(opened, ev.PortClosed(job_id="j", external_port=21001, gateway="gw1"), 5).state == AVAILABLE

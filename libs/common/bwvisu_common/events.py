@@ -135,10 +135,12 @@ class PortsUnavailable(Event, frozen=True, kw_only=True):
 
 class PortOpen(Event, frozen=True, kw_only=True):
     external_port: int
+    gateway: str = ""  # the gateway that probed it: only the job's own gateway is believed
 
 
 class PortClosed(Event, frozen=True, kw_only=True):
     external_port: int
+    gateway: str = ""
 
 
 class ForwardsRemoved(Event, frozen=True, kw_only=True):

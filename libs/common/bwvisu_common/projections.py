@@ -111,10 +111,11 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
             services = [Service(internal_port=f.internal_port, external_port=f.external_port,
                                 gateway=gateway) for f in forwards]
             return {"gateway": gateway, "services": services, "details": "waiting for the application"}
-        case ev.PortOpen(external_port=port):
-            return _port_state(job, port, True)
-        case ev.PortClosed(external_port=port):
-            return _port_state(job, port, False)
+        case ev.PortOpen(external_port=port, gateway=gateway) | ev.PortClosed(
+                external_port=port, gateway=gateway):
+            if gateway and gateway != job.gateway:
+                return {}  # another gateway's word on a port that is not its to probe
+            return _port_state(job, port, isinstance(event, ev.PortOpen))
         case ev.ForwardsRemoved():
             return {"services": []}
         case ev.ClientAddressAllowed(address=address):

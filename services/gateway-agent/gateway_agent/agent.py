@@ -277,7 +277,7 @@ class GatewayAgent:
             if is_open != self._open.get(key):
                 self._open[key] = is_open
                 cls = ev.PortOpen if is_open else ev.PortClosed
-                await self._events.append([cls(job_id=key[0], external_port=key[1])])
+                await self._events.append([cls(job_id=key[0], external_port=key[1], gateway=self.name)])
                 log.info("job %s: port %d %s", key[0], key[1], "open" if is_open else "closed")
         live = {(j, r.external_port) for j, rules in self._forwards.items() for r in rules}
         for key in set(self._open) - live:
