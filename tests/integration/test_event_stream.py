@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
 from bwvisu_common import events as ev
@@ -17,7 +21,9 @@ from bwvisu_common.adapters.jetstream import (
 pytestmark = pytest.mark.integration
 
 
-async def test_a_stream_without_atomic_batches_is_upgraded_and_keeps_its_events(nats_server):
+@pytest.fixture
+async def old_stream(nats_server) -> AsyncIterator[tuple[NatsClient, JetStreamContext]]:
+    """A stream as an earlier version made it (no atomic batches, no bounds); deleted afterwards."""
     nc = await connect_nats([nats_server.url], "test")
     js = nc.jetstream()
     try:
@@ -26,41 +32,36 @@ async def test_a_stream_without_atomic_batches_is_upgraded_and_keeps_its_events(
         pass
     try:
         await js.add_stream(StreamConfig(name=STREAM, subjects=[ALL_SUBJECTS], storage=StorageType.FILE))
-        old = JetStreamEventStore(nc)
-        first = await old.append([ev.JobSubmitted(job_id="old", uid="alice", template_name="t")], 0)
-        await old.ensure_stream()
-        assert (await js.stream_info(STREAM)).config.allow_atomic
-        decision = [ev.JobQueued(job_id="old", slurm_id="1"), ev.JobStarted(job_id="old", nodes=["cn0"])]
-        await old.append(decision, first)
-        assert [type(e).__name__ for _, e in await old.read_job("old")] == [
-            "JobSubmitted", "JobQueued", "JobStarted"]
-    finally:
-        await js.purge_stream(STREAM)
-        await nc.close()
-
-
-async def test_the_stream_is_bounded_and_an_unbounded_one_gets_the_limits(nats_server):
-    nc = await connect_nats([nats_server.url], "test")
-    js = nc.jetstream()
-    try:
-        await js.delete_stream(STREAM)
-    except Exception:  # noqa: BLE001 - absent is fine
-        pass
-    try:
-        await js.add_stream(StreamConfig(name=STREAM, subjects=[ALL_SUBJECTS], storage=StorageType.FILE))
-        assert (await js.stream_info(STREAM)).config.max_msgs_per_subject in (None, -1)
-        await JetStreamEventStore(nc).ensure_stream()  # the defaults
-        config = (await js.stream_info(STREAM)).config
-        assert config.max_bytes == 8 * 1024**3 and config.max_msgs_per_subject == 10_000
-        assert config.max_age == 180 * 86400 and config.allow_atomic
-
-        small = JetStreamEventStore(nc, limits=StreamLimits(max_bytes=10**6, max_age=3600, max_per_job=100))
-        await small.ensure_stream()  # configured other limits: the stream follows
-        config = (await js.stream_info(STREAM)).config
-        assert (config.max_bytes, config.max_age, config.max_msgs_per_subject) == (10**6, 3600, 100)
-        for i in range(105):
-            await small.append([ev.PortClosed(job_id="noisy", external_port=20000 + i)])
-        assert len(await small.read_job("noisy")) == 100  # a runaway job is capped
+        yield nc, js
     finally:
         await js.delete_stream(STREAM)
         await nc.close()
+
+
+async def test_a_stream_without_atomic_batches_is_upgraded_and_keeps_its_events(old_stream):
+    nc, js = old_stream
+    old = JetStreamEventStore(nc)
+    first = await old.append([ev.JobSubmitted(job_id="old", uid="alice", template_name="t")], 0)
+    await old.ensure_stream()
+    assert (await js.stream_info(STREAM)).config.allow_atomic
+    decision = [ev.JobQueued(job_id="old", slurm_id="1"), ev.JobStarted(job_id="old", nodes=["cn0"])]
+    await old.append(decision, first)
+    assert [type(e).__name__ for _, e in await old.read_job("old")] == [
+        "JobSubmitted", "JobQueued", "JobStarted"]
+
+
+async def test_the_stream_is_bounded_and_an_unbounded_one_gets_the_limits(old_stream):
+    nc, js = old_stream
+    assert (await js.stream_info(STREAM)).config.max_msgs_per_subject in (None, -1)
+    await JetStreamEventStore(nc).ensure_stream()  # the defaults
+    config = (await js.stream_info(STREAM)).config
+    assert config.max_bytes == 8 * 1024**3 and config.max_msgs_per_subject == 10_000
+    assert config.max_age == 180 * 86400 and config.allow_atomic
+
+    small = JetStreamEventStore(nc, limits=StreamLimits(max_bytes=10**6, max_age=3600, max_per_job=100))
+    await small.ensure_stream()  # configured other limits: the stream follows
+    config = (await js.stream_info(STREAM)).config
+    assert (config.max_bytes, config.max_age, config.max_msgs_per_subject) == (10**6, 3600, 100)
+    for i in range(105):
+        await small.append([ev.PortClosed(job_id="noisy", external_port=20000 + i)])
+    assert len(await small.read_job("noisy")) == 100  # a runaway job is capped
