@@ -44,10 +44,6 @@ class Portal:
     def now(self) -> datetime:
         return self.clock.now(UTC)
 
-    @property
-    def external_ips(self) -> dict[str, str]:
-        return {g.label: g.external_ip for g in self.gateways}
-
     def bundle_for(self, job: JobView) -> Bundle | None:
         """The bundle that launches the job's template (bundles sorted by name decide ties)."""
         return next((b for _, b in sorted(self.bundles.items()) if b.template == job.template_name), None)
@@ -58,7 +54,7 @@ class Portal:
         return job if job is not None and job.uid == user else None
 
     def card(self, job: JobView) -> Card:
-        return card(job, self.bundle_for(job), self.now(), self.external_ips)
+        return card(job, self.bundle_for(job), self.now())
 
     def cards(self, user: str | None) -> list[Card]:
         """The sessions of `user` (everyone's for None) to list now."""

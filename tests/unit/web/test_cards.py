@@ -11,7 +11,6 @@ from tests.unit.web.conftest import xpra_bundle
 from web_portal.domain.sessions import card, sessions_of
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
-IPS = {"gw0": "192.0.2.30"}
 
 
 def job(**kw: object) -> JobView:
@@ -39,7 +38,7 @@ def test_a_running_job_counts_down_from_its_start():
 
 def test_an_available_job_can_connect_but_its_card_holds_no_url():
     services = [Service(internal_port=20001, external_port=21001, gateway="gw0", open=True)]
-    c = card(job(state="available", services=services), xpra_bundle(), NOW, external_ips=IPS)
+    c = card(job(state="available", services=services), xpra_bundle(), NOW)
     assert c.words == "Ready" and c.can_connect
     assert "21001" not in msgspec.json.encode(c).decode(), "the URL (with its secret) comes on Connect only"
     assert not card(job(state="running", services=services), xpra_bundle(), NOW).can_connect

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import msgspec
@@ -56,8 +56,7 @@ class Card(msgspec.Struct, frozen=True, kw_only=True):
     clients: str = ""  # the client addresses the owner connected from (the admin page shows them)
 
 
-def card(job: JobView, bundle: Bundle | None, now: datetime,
-         external_ips: Mapping[str, str] | None = None) -> Card:
+def card(job: JobView, bundle: Bundle | None, now: datetime) -> Card:
     ends = end_time(job, bundle)
     return Card(
         job_id=job.job_id, uid=job.uid,
