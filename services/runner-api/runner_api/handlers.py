@@ -100,36 +100,41 @@ class Jobs:
         return [j.job_id for j in jobs if j.state != FINISHED and (uid is None or j.uid == uid)]
 
     async def cancel(self, job_id: str, uid: str | None = None) -> None:
+        def decide(job: JobView) -> ev.Event | None:
+            return None if job.cancel_requested else ev.JobCancelRequested(job_id=job_id)
+
+        await self._decide_on_running(job_id, uid, decide, "cancel")
+
+    async def allow_client(self, job_id: str, uid: str, address: str) -> list[str]:
+        """Record that the owner connects from `address`; the addresses the job now allows."""
+        def decide(job: JobView) -> ev.Event | None:
+            known = address in job.client_addresses
+            return None if known else ev.ClientAddressAllowed(job_id=job_id, address=address)
+
+        job = await self._decide_on_running(job_id, uid, decide, "record the address")
+        if address in job.client_addresses:
+            return list(job.client_addresses)
+        log.info("job %s: owner connects from %s", job_id, address)
+        return [*job.client_addresses, address]
+
+    async def _decide_on_running(self, job_id: str, uid: str | None,
+                                 decide: Callable[[JobView], ev.Event | None], what: str) -> JobView:
+        """Append what `decide` makes of a running job (of `uid`, if given), on the condition that
+        the job did not change meanwhile; the job as decided on. NotFound if none runs."""
         for _ in range(5):
             job = self._live.get(job_id)
             if job is None or job.state == FINISHED or (uid is not None and job.uid != uid):
                 raise NotFound("no such running job")
-            if job.cancel_requested:
-                return
+            event = decide(job)
+            if event is None:
+                return job
             try:
-                await self._events.append([ev.JobCancelRequested(job_id=job_id)], job.seq)
-                return
+                await self._events.append([event], job.seq)
+                return job
             except ConcurrencyConflict:
-                # Something happened to the job meanwhile; look again before deciding.
+                # Something happened to the job meanwhile (it may have ended): look again.
                 await self._live.wait_for(job_id, _newer_than(job.seq), 2.0)
-        raise DependencyUnavailable(f"job {job_id} changes too fast to cancel; try again")
-
-    async def allow_client(self, job_id: str, uid: str, address: str) -> list[str]:
-        """Record that the owner connects from `address`; the addresses the job now allows."""
-        for _ in range(5):
-            job = self._live.get(job_id)
-            if job is None or job.state == FINISHED or job.uid != uid:
-                raise NotFound("no such running job")
-            if address in job.client_addresses:
-                return list(job.client_addresses)
-            try:
-                await self._events.append([ev.ClientAddressAllowed(job_id=job_id, address=address)], job.seq)
-                log.info("job %s: owner connects from %s", job_id, address)
-                return [*job.client_addresses, address]
-            except ConcurrencyConflict:
-                # The job changed meanwhile (it may have ended): look again before deciding.
-                await self._live.wait_for(job_id, _newer_than(job.seq), 2.0)
-        raise DependencyUnavailable(f"job {job_id} changes too fast; try again")
+        raise DependencyUnavailable(f"job {job_id} changes too fast to {what}; try again")
 
     async def check_user(self, uid: str) -> None:
         """Raises NotFound, saying why, unless `uid` may run jobs (a real user of the cluster)."""
