@@ -14,7 +14,7 @@ from tests.unit.web.conftest import SECRET, World, csrf_of, login
 from tests.unit.web.test_portal_http import LAUNCH
 from web_portal.app import create_app
 from web_portal.domain.client_address import client_address as seen_address
-from web_portal.routes.connect import client_ip
+from web_portal.domain.client_address import gateway_address
 
 APP_URL = "http://192.0.2.30:21001/index.html?autoconnect=true"
 PROXY = [ipaddress.ip_network("10.1.0.0/24")]
@@ -22,7 +22,7 @@ PROXY = [ipaddress.ip_network("10.1.0.0/24")]
 
 def client_address(peer: str | None, forwarded_for: list[str],
                    proxies: list[ipaddress.IPv4Network]) -> str | None:
-    return client_ip(seen_address(peer, forwarded_for, proxies), proxies)
+    return gateway_address(seen_address(peer, forwarded_for, proxies), proxies)
 
 
 def test_the_client_is_the_peer_or_the_right_most_address_a_trusted_proxy_did_not_add() -> None:

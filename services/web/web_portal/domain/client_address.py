@@ -53,3 +53,14 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+def gateway_address(text: str, trusted: Sequence[Network]) -> str | None:
+    """The client's address as a gateway sees it (an IPv4 client of a dual-stack socket is
+    IPv4); None where no client can be named (a malformed hop, or only our own proxies)."""
+    address = _ip(text)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address is None or any(address in net for net in trusted):
+        return None
+    return str(address)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from web_portal.domain.client_address import Network
+from web_portal.domain.client_address import gateway_address
 from web_portal.errors import NotFound, Rejected, RunnerUnavailable
 from web_portal.portal import Portal
 from web_portal.security import checked_form, current_user, source_address
@@ -34,7 +32,8 @@ async def connect(request: Request, job_id: str, user: User,
     portal: Portal = request.app.state.portal
     if portal.own_job(job_id, user) is None:
         raise NotFound(job_id)
-    problem = await _record(portal, job_id, user, client_ip(source_address(request), portal.trusted_networks))
+    address = gateway_address(source_address(request), portal.trusted_networks)
+    problem = await _record(portal, job_id, user, address)
     if problem and portal.restrict_forwards:
         # The gateway would not let this browser in: say why rather than open a dead page.
         return render(request, "error.html", 409, title="Cannot connect from here", message=problem)
@@ -42,18 +41,6 @@ async def connect(request: Request, job_id: str, user: User,
     log.info("%s connects to job %s", user, job_id)
     return RedirectResponse(url, status_code=303,
                             headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
-
-
-def client_ip(text: str, proxies: Sequence[Network]) -> str | None:
-    """The client's address as a gateway sees it (an IPv4 client of a dual-stack socket is
-    IPv4); None where no client can be named (a malformed hop, or only our own proxies)."""
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return None if any(address in net for net in proxies) else str(address)
 
 
 async def _record(portal: Portal, job_id: str, user: str, address: str | None) -> str:
