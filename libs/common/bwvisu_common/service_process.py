@@ -1,0 +1,196 @@
+"""The one shape of every bwvisu process: connect, follow the read model, run its tasks until a
+signal or a dead task (naming it), and close everything on the way out.
+
+Each service's `service.py` reads the same way:
+
+    async def run(settings, stop=None):
+        async with ServiceProcess("scheduler-adapter", stop) as process:
+            deps = await bootstrap(settings, process.stack)
+            await process.follow(deps.jobs)
+            process.spawn("handlers", ...)
+            process.serve_http(create_app(deps), settings.x.host, settings.x.port)
+            await process.run_until_stopped()
+
+and its `__main__.py` is one call to `service_main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, Protocol
+
+import uvicorn
+
+from bwvisu_common.errors import BwvisuError
+from bwvisu_common.logs import setup_logging
+from bwvisu_common.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class TaskDied(BwvisuError):
+    """A task the service cannot do without ended or raised: the process stops and says which."""
+
+
+class ReadModel(Protocol):
+    """What `follow` needs of the job read model (LiveJobs and Projector are both one)."""
+
+    async def run(self, caught_up: asyncio.Event | None = None) -> None: ...
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the process's stop event ends it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ServiceProcess:
+    """One service process: its exit stack, its long-running tasks and its stop event."""
+
+    def __init__(self, name: str, stop: asyncio.Event | None = None) -> None:
+        self.name = name
+        self.stop = stop or asyncio.Event()
+        self.stack = AsyncExitStack()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._signals: list[signal.Signals] = []
+        self._graceful: list[asyncio.Task[Any]] = []  # end on `stop` by themselves (HTTP servers)
+
+    async def __aenter__(self) -> ServiceProcess:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            # Not available off the main thread or on some platforms: then `stop` alone ends it.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.stop.set)
+                self._signals.append(sig)
+        await self.stack.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.stop.set()
+        try:
+            if self._graceful:
+                await asyncio.wait(self._graceful, timeout=6)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            try:
+                await self.stack.__aexit__(exc_type, exc, tb)
+            finally:
+                loop = asyncio.get_running_loop()
+                for sig in self._signals:
+                    loop.remove_signal_handler(sig)
+                log.info("%s stopped", self.name)
+
+    def spawn(self, name: str, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `work` for the life of the service: its end (return or raise) stops the service."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.append(task)
+        return task
+
+    async def follow(self, jobs: ReadModel, *, timeout: float | None = None) -> None:
+        """Follow the job read model for the life of the service; return once it has caught up."""
+        caught_up = asyncio.Event()
+        self.spawn("read-model", jobs.run(caught_up))
+        waiter = asyncio.create_task(caught_up.wait())
+        try:
+            await asyncio.wait_for(self._first_of(waiter), timeout)
+        except TimeoutError:
+            raise TaskDied(f"{self.name}: the read model did not catch up within {timeout:.0f} s") from None
+        finally:
+            waiter.cancel()
+        self._raise_if_died()
+
+    def serve_http(self, app: Any, host: str, port: int, *, tls_cert: str = "", tls_key: str = "",
+                   proxy_headers: bool = False) -> None:
+        """Serve a FastAPI app until the service stops; open event streams get two seconds."""
+        server = _QuietServer(uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+            proxy_headers=proxy_headers, timeout_graceful_shutdown=2,
+            ssl_certfile=tls_cert or None, ssl_keyfile=tls_key or None))
+
+        async def serve() -> None:
+            serving = asyncio.create_task(server.serve())
+            stopping = asyncio.create_task(self.stop.wait())
+            try:
+                await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+                if not stopping.done():
+                    serving.result()  # a bind error raises here
+                    raise TaskDied(f"the HTTP server on {host}:{port} stopped")
+                server.should_exit = True
+                await asyncio.wait_for(serving, 5)
+            finally:
+                stopping.cancel()
+                serving.cancel()
+
+        self._graceful.append(self.spawn("http", serve()))
+
+    async def run_until_stopped(self) -> None:
+        """Until a signal (or `stop`); raises TaskDied, naming it, if a task ends first."""
+        log.info("%s running", self.name)
+        waiter = asyncio.create_task(self.stop.wait())
+        try:
+            await self._first_of(waiter)
+        finally:
+            waiter.cancel()
+        if not self.stop.is_set():
+            self._raise_if_died()
+
+    async def _first_of(self, waiter: asyncio.Task[Any]) -> None:
+        await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+
+    def _raise_if_died(self) -> None:
+        for task in self._tasks:
+            if not task.done():
+                continue
+            error = None if task.cancelled() else task.exception()
+            why = f"raised {error!r}" if error is not None else "ended"
+            log.error("%s: task %s %s; stopping", self.name, task.get_name(), why)
+            self.stop.set()
+            raise TaskDied(f"{self.name}: task {task.get_name()} {why}") from error
+
+
+def service_main(name: str, description: str, run: Callable[..., Awaitable[None]],
+                 argv: list[str] | None = None,
+                 add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+    """`python -m <service> --config PATH [...]`: settings, logging, `run(settings, args)`, exit code.
+
+    Exit codes: 0 stopped by a signal, 1 failed while running, 2 bad configuration.
+    """
+    parser = argparse.ArgumentParser(prog=name, description=description)
+    parser.add_argument("--config", help="configuration file (default: $BWVISU_CONFIG)")
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except BwvisuError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(name)
+    try:
+        asyncio.run(_call(run, settings, args))
+    except BwvisuError as exc:
+        log.error("%s", exc)
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+async def _call(run: Callable[..., Awaitable[None]], settings: Settings, args: argparse.Namespace) -> None:
+    await run(settings, args)
