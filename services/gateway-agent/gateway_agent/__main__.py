@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 import msgspec
 
 from bwvisu_common.errors import BwvisuError
-from bwvisu_common.keyhole import HEARTBEAT_INTERVAL, Heartbeat, heartbeat_subject
+from bwvisu_common.heartbeats import HEARTBEAT_INTERVAL, Heartbeat, heartbeat_subject
 from bwvisu_common.logs import setup_logging
 from bwvisu_common.settings import Settings, load_settings
 from gateway_agent.bootstrap import build

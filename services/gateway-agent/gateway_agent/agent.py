@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bwvisu_common import events as ev
-from bwvisu_common.keyhole import grant_key
 from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.projections import AVAILABLE, RUNNING
 from bwvisu_common.projector import LiveJobs
+from bwvisu_common.state_keys import NODE_PORTS, gateway_ports, grant_key
 from gateway_agent.domain.checks import Limits, refusal, shown
 from gateway_agent.domain.history import allowed_addresses, is_current, wanted
 from gateway_agent.domain.rules import ForwardRule, is_ipv4, per_source
@@ -177,13 +177,13 @@ class GatewayAgent:
 
     async def _release(self, job_id: str, held: dict[str, str] | None = None) -> int:
         """Give back the job's ports on this gateway, and with them its node ports and grant."""
-        held = held if held is not None else await self._state.reservations(f"ports/{self.name}/")
+        held = held if held is not None else await self._state.reservations(gateway_ports(self.name))
         mine = [k for k, owner in held.items() if owner == job_id]
         if not mine:
             return 0
-        nodes = await self._state.reservations("nodeports/")
+        nodes = await self._state.reservations(NODE_PORTS)
         keys = mine + [k for k, owner in nodes.items() if owner == job_id] + [grant_key(job_id)]
-        await self._state.release(keys, job_id)
+        await self._state.release_job(job_id, keys)
         return len(mine)
 
     async def start(self) -> None:
@@ -243,7 +243,7 @@ class GatewayAgent:
                 self._valid_sources(job_id, allowed_addresses(history)))
 
     async def _release_finished(self) -> None:
-        held = await self._state.reservations(f"ports/{self.name}/")
+        held = await self._state.reservations(gateway_ports(self.name))
         for job_id in sorted(set(held.values())):
             view = self._jobs.get(job_id)
             if view is None or view.state == "finished":
