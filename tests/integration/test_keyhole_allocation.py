@@ -13,11 +13,11 @@ import pytest
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.jetstream import JetStreamEventStore
+from bwvisu_common.heartbeats import GatewayHeartbeats
 from bwvisu_common.keyhole_client import PATH_TEMPLATE, request_body, sign
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.settings import parse_settings
-from keyhole_api.health import GatewayHealth
-from keyhole_api.service import KeyholeService, Tuning
+from keyhole_api.handlers import KeyholeHandlers, Tuning
 
 pytestmark = pytest.mark.integration
 TOKEN = b"t" * 64
@@ -45,14 +45,14 @@ class ScriptedAgent:
 
 
 async def _service(event_store: JetStreamEventStore, state_store: EtcdStateStore,
-                   agent: ScriptedAgent) -> AsyncIterator[KeyholeService]:
+                   agent: ScriptedAgent) -> AsyncIterator[KeyholeHandlers]:
     settings = parse_settings(json.dumps({
         "bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "10.0.0.10"}],
         "gateway-nodes": [{"name": "gw0", "internal-ip": "10.0.0.30", "external-ip": "10.0.0.30"},
                           {"name": "gw1", "internal-ip": "10.0.0.31", "external-ip": "10.0.0.31"}],
         "keyholed-port-range": {"min": 20000, "max": 20149},
     }).encode())
-    health = GatewayHealth()
+    health = GatewayHeartbeats()
 
     async def heartbeats() -> None:
         # As live agents do: a slow run must not outlast the gateways' last sign of life.
@@ -65,7 +65,7 @@ async def _service(event_store: JetStreamEventStore, state_store: EtcdStateStore
     stop = asyncio.Event()
     tasks = [asyncio.create_task(heartbeats()), asyncio.create_task(jobs.run()),
              asyncio.create_task(event_store.consume(f"agent-{uuid.uuid4().hex[:8]}", agent.handle, stop))]
-    yield KeyholeService(settings, event_store, state_store, jobs, health,
+    yield KeyholeHandlers(settings, event_store, state_store, jobs, health,
                          tuning=Tuning(agent_timeout=10, attempts=6, picks_per_gateway=20))
     stop.set()
     for t in tasks:
@@ -81,7 +81,7 @@ async def _job(events: JetStreamEventStore, state: EtcdStateStore, nodes: list[s
     return job_id
 
 
-async def _ask(service: KeyholeService, job_id: str, count: int, nodes: list[str]) -> dict[str, object]:
+async def _ask(service: KeyholeHandlers, job_id: str, count: int, nodes: list[str]) -> dict[str, object]:
     path, body, ts = PATH_TEMPLATE.format(job_id=job_id), request_body(count, nodes), str(int(time.time()))
     return await service.request_ports(job_id, path, ts, sign(TOKEN, "POST", path, ts, body), body)
 
@@ -162,7 +162,7 @@ async def test_a_flood_of_unauthenticated_requests_adds_nothing_and_the_job_stil
     async for service in _service(event_store, state_store, ScriptedAgent(event_store)):
         job = await _job(event_store, state_store, ["cn0"])
         before = await event_store.read_job(job)
-        app = create_app(service, GatewayHealth())
+        app = create_app(service, GatewayHeartbeats())
         path, now = PATH_TEMPLATE.format(job_id=job), str(int(time.time()))
         floods: list[tuple[bytes, dict[str, bytes | str]]] = []
         for i in range(60):

@@ -12,13 +12,14 @@ import pytest
 
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
+from bwvisu_common.heartbeats import GatewayHeartbeats
 from bwvisu_common.keyhole_client import PATH_TEMPLATE, request_body, sign
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.settings import Settings, parse_settings
+from keyhole_api.app import status_of
 from keyhole_api.domain.allocate import gateway_order, pick_forwards
-from keyhole_api.domain.verify import Refused
-from keyhole_api.health import GatewayHealth
-from keyhole_api.service import KeyholeService, NoCapacity, Tuning
+from keyhole_api.errors import NoCapacity, Refused
+from keyhole_api.handlers import KeyholeHandlers, Tuning
 
 TOKEN = b"k" * 64
 
@@ -60,9 +61,9 @@ class Agent:
 class World:
     events: InMemoryEventStore
     state: InMemoryStateStore
-    health: GatewayHealth
+    health: GatewayHeartbeats
     agent: Agent
-    service: KeyholeService
+    handlers: KeyholeHandlers
 
     async def job(self, job_id: str, nodes: list[str] | None = None) -> None:
         await self.events.append([ev.JobSubmitted(job_id=job_id, uid="alice", template_name="t"),
@@ -75,7 +76,7 @@ class World:
         path = PATH_TEMPLATE.format(job_id=job_id)
         body = body or request_body(count, nodes or ["cn0"])
         ts = timestamp or str(int(time.time() + skew))
-        return await self.service.request_ports(job_id, path, ts, sign(token, "POST", path, ts, body), body)
+        return await self.handlers.request_ports(job_id, path, ts, sign(token, "POST", path, ts, body), body)
 
     async def kinds(self, job_id: str) -> list[str]:
         return [type(e).__name__ for _, e in await self.events.read_job(job_id)]
@@ -83,7 +84,7 @@ class World:
 
 async def _world(settings: Settings) -> AsyncIterator[World]:
     events, state = InMemoryEventStore(), InMemoryStateStore()
-    health = GatewayHealth()
+    health = GatewayHeartbeats()
     for g in ("gw0", "gw1"):
         health.beat(g)
     jobs = LiveJobs(events, state)
@@ -91,9 +92,9 @@ async def _world(settings: Settings) -> AsyncIterator[World]:
     stop = asyncio.Event()
     tasks = [asyncio.create_task(jobs.run()),
              asyncio.create_task(events.consume("agent", agent.handle, stop))]
-    service = KeyholeService(settings, events, state, jobs, health,
-                             tuning=Tuning(start_wait=0.3, agent_timeout=0.3))
-    yield World(events, state, health, agent, service)
+    handlers = KeyholeHandlers(settings, events, state, jobs, health,
+                              tuning=Tuning(start_wait=0.3, agent_timeout=0.3))
+    yield World(events, state, health, agent, handlers)
     stop.set()
     for t in tasks:
         t.cancel()
@@ -131,7 +132,7 @@ async def test_refusals_of_the_job_are_4xx_recorded_and_assign_nothing(
     await world.job("j1")
     with pytest.raises(Refused) as refused:
         await world.ask("j1", **how)  # type: ignore[arg-type]
-    assert refused.value.status == status and reason in refused.value.reason
+    assert status_of(refused.value) == status and reason in refused.value.reason
     kinds = await world.kinds("j1")
     assert kinds[-1] == "PortsRefused" and "PortsAssigned" not in kinds
     assert await world.state.reservations() == {}
@@ -151,9 +152,9 @@ async def test_unauthenticated_refusals_are_401_counted_and_not_recorded(
     before = await world.events.last_seq()
     with pytest.raises(Refused) as refused:
         await world.ask("j1", **how)  # type: ignore[arg-type]
-    assert refused.value.status == 401 and reason in refused.value.reason
+    assert status_of(refused.value) == 401 and reason in refused.value.reason
     assert await world.events.last_seq() == before  # nothing an unknown sender says is appended
-    assert world.service.unauthenticated == {kind: 1}
+    assert world.handlers.unauthenticated == {kind: 1}
     assert await world.state.reservations() == {}
 
 
@@ -163,7 +164,7 @@ async def test_bad_node_names_are_refused_without_echoing_them(world: World, nod
     await world.job("j1")
     with pytest.raises(Refused) as refused:
         await world.ask("j1", nodes=[node])
-    assert refused.value.status == 400 and "not host names" in refused.value.reason
+    assert status_of(refused.value) == 400 and "not host names" in refused.value.reason
     assert node not in refused.value.reason and node not in caplog.text
     events = [e for _, e in await world.events.read_job("j1")]
     assert not any(node in str(e) for e in events)
@@ -173,14 +174,14 @@ async def test_a_retry_of_the_same_signed_request_gets_the_same_ports(world: Wor
     await world.job("j1")
     path, body, ts = PATH_TEMPLATE.format(job_id="j1"), request_body(2, ["cn0"]), str(int(time.time()))
     sig = sign(TOKEN, "POST", path, ts, body)
-    first = await world.service.request_ports("j1", path, ts, sig, body)  # its answer got lost
-    again = await world.service.request_ports("j1", path, ts, sig, body)
+    first = await world.handlers.request_ports("j1", path, ts, sig, body)  # its answer got lost
+    again = await world.handlers.request_ports("j1", path, ts, sig, body)
     fresh = await world.ask("j1", count=2)  # the client's next attempt signs a new body
     assert again == first and fresh == first
     assert (await world.kinds("j1")).count("PortsAssigned") == 1
     with pytest.raises(Refused, match="2 port.s. were already granted") as refused:
         await world.ask("j1", count=1)
-    assert refused.value.status == 409
+    assert status_of(refused.value) == 409
 
 
 async def test_concurrent_requests_of_one_job_share_one_grant(world: World) -> None:
@@ -196,8 +197,8 @@ async def test_a_restarted_service_answers_with_the_standing_grant(world: World)
     jobs = LiveJobs(world.events, world.state)  # a new replica: no memory of the first request
     task = asyncio.create_task(jobs.run())
     try:
-        other = KeyholeService(make_settings(), world.events, world.state, jobs, world.health,
-                               tuning=Tuning(start_wait=0.3, agent_timeout=0.3))
+        other = KeyholeHandlers(make_settings(), world.events, world.state, jobs, world.health,
+                                tuning=Tuning(start_wait=0.3, agent_timeout=0.3))
         path, body, ts = PATH_TEMPLATE.format(job_id="j1"), request_body(1, ["cn0"]), str(int(time.time()))
         again = await other.request_ports("j1", path, ts, sign(TOKEN, "POST", path, ts, body), body)
     finally:
@@ -213,17 +214,17 @@ async def test_a_replay_without_a_standing_grant_gets_nothing(world: World) -> N
     path, body, ts = PATH_TEMPLATE.format(job_id="j1"), request_body(1, ["cn0"]), str(int(time.time()))
     sig = sign(TOKEN, "POST", path, ts, body)
     with pytest.raises(NoCapacity):
-        await world.service.request_ports("j1", path, ts, sig, body)
+        await world.handlers.request_ports("j1", path, ts, sig, body)
     world.health.beat("gw0")
     with pytest.raises(Refused, match="replayed request"):
-        await world.service.request_ports("j1", path, ts, sig, body)
+        await world.handlers.request_ports("j1", path, ts, sig, body)
     assert "PortsAssigned" not in await world.kinds("j1")
 
 
 async def test_a_grant_left_without_progress_is_taken_over(world: World) -> None:
     await world.job("j1")
     await world.state.reserve(["grants/j1"], "j1")  # a replica died right after reserving
-    world.service._tuning.stale_grant = 0.0
+    world.handlers._tuning.stale_grant = 0.0
     answer = await world.ask("j1")
     assert answer["gateway"] == "gw0" and (await world.kinds("j1")).count("PortsAssigned") == 1
 
@@ -231,9 +232,9 @@ async def test_a_grant_left_without_progress_is_taken_over(world: World) -> None
 async def test_unknown_job_is_404_without_an_event(world: World) -> None:
     with pytest.raises(Refused) as refused:
         await world.ask("nosuchjob")
-    assert refused.value.status == 404
+    assert status_of(refused.value) == 404
     assert await world.events.last_seq() == 0
-    assert world.service.unauthenticated == {"unknown-job": 1}
+    assert world.handlers.unauthenticated == {"unknown-job": 1}
 
 
 async def test_a_job_not_running_is_refused(world: World) -> None:
@@ -309,7 +310,7 @@ async def test_http_edge_maps_refusals_and_grants(world: World) -> None:
     from keyhole_api.app import create_app
 
     await world.job("j1")
-    app = create_app(world.service, world.health)
+    app = create_app(world.handlers, world.health)
     path, body, ts = PATH_TEMPLATE.format(job_id="j1"), request_body(1, ["cn0"]), str(int(time.time()))
     headers = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(b"x" * 64, "POST", path, ts, body)}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://k") as client:
@@ -328,7 +329,7 @@ async def test_http_edge_caps_bodies_and_counts_unauthenticated_refusals(world: 
     from keyhole_api.app import create_app
 
     await world.job("j1")
-    app = create_app(world.service, world.health, max_body=4096)
+    app = create_app(world.handlers, world.health, max_body=4096)
     path, ts = PATH_TEMPLATE.format(job_id="j1"), str(int(time.time()))
     big = b"{" + b" " * 5000 + b"}"
     headers = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(TOKEN, "POST", path, ts, big)}
@@ -356,7 +357,7 @@ async def test_a_flood_of_refusals_is_counted_but_logged_only_in_part(
     for _ in range(50):
         with pytest.raises(Refused):
             await world.ask("j1", token=b"guess" * 8)
-    assert world.service.unauthenticated == {"bad-signature": 50}
+    assert world.handlers.unauthenticated == {"bad-signature": 50}
     lines = [r for r in caplog.records if "unauthenticated" in r.getMessage()]
     assert len(lines) == 10 and "'j1'" in lines[0].getMessage()
 
@@ -371,6 +372,6 @@ async def test_the_jobs_own_refusals_are_recorded_once_and_never_for_a_replay(wo
     sig = sign(TOKEN, "POST", path, ts, body)
     for _ in range(5):
         with pytest.raises(Refused):
-            await world.service.request_ports("j1", path, ts, sig, body)
+            await world.handlers.request_ports("j1", path, ts, sig, body)
     kinds = await world.kinds("j1")
     assert kinds.count("PortsRefused") == 2, kinds  # one per reason: strange nodes, too many ports

@@ -9,11 +9,27 @@ from fastapi.responses import JSONResponse
 
 from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.keyhole_client import PATH_TEMPLATE, SIGNATURE_HEADER, TIMESTAMP_HEADER
-from keyhole_api.domain.verify import Refused
-from keyhole_api.health import GatewayHealth
-from keyhole_api.service import GrantPending, KeyholeService, NoCapacity
+from keyhole_api.errors import GrantPending, NoCapacity, Refusal, Refused
+from keyhole_api.handlers import KeyholeHandlers
+from keyhole_api.ports import GatewayLiveness
 
 log = logging.getLogger(__name__)
+
+STATUS = {
+    Refusal.UNKNOWN_JOB: 404,
+    Refusal.NOT_AUTHENTIC: 401,
+    Refusal.TOO_LARGE: 413,
+    Refusal.INVALID: 400,
+    Refusal.FOREIGN_NODES: 403,
+    Refusal.NOT_RUNNING: 409,
+    Refusal.ALREADY_GRANTED: 409,
+    Refusal.REPLAYED: 409,
+}
+
+
+def status_of(refused: Refused) -> int:
+    """The HTTP status a refusal is answered with."""
+    return STATUS[refused.why]
 
 
 async def capped_body(request: Request, limit: int) -> bytes:
@@ -23,21 +39,22 @@ async def capped_body(request: Request, limit: int) -> bytes:
     """
     declared = request.headers.get("content-length", "")
     if declared and (not declared.isascii() or not declared.isdigit() or int(declared) > limit):
-        raise Refused(413, f"request body larger than {limit} bytes", kind="body-too-large")
+        raise Refused(Refusal.TOO_LARGE, f"request body larger than {limit} bytes", kind="body-too-large")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise Refused(413, f"request body larger than {limit} bytes", kind="body-too-large")
+            raise Refused(Refusal.TOO_LARGE, f"request body larger than {limit} bytes",
+                          kind="body-too-large")
     return bytes(body)
 
 
-def create_app(service: KeyholeService, health: GatewayHealth, *, max_body: int = 4096) -> FastAPI:
+def create_app(handlers: KeyholeHandlers, gateways: GatewayLiveness, *, max_body: int = 4096) -> FastAPI:
     app = FastAPI(title="bwvisu keyhole-api", description="Forwarded ports for running jobs.")
 
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> JSONResponse:
-        return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+        return JSONResponse({"detail": exc.reason}, status_code=status_of(exc))
 
     @app.exception_handler(NoCapacity)
     async def no_capacity(_: Request, exc: NoCapacity) -> JSONResponse:
@@ -58,15 +75,15 @@ def create_app(service: KeyholeService, health: GatewayHealth, *, max_body: int 
         try:
             body = await capped_body(request, max_body)
         except Refused as refusal:
-            service.refuse_unauthenticated(refusal.kind, job_id, refusal.reason)
+            handlers.refuse_unauthenticated(refusal.kind, job_id, refusal.reason)
             raise
-        return await service.request_ports(
+        return await handlers.request_ports(
             job_id, request.url.path, request.headers.get(TIMESTAMP_HEADER),
             request.headers.get(SIGNATURE_HEADER), body)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:
-        return {"status": "ok", "gateways-alive": health.alive(),
-                "refused-unauthenticated": dict(service.unauthenticated)}
+        return {"status": "ok", "gateways-alive": gateways.alive(),
+                "refused-unauthenticated": dict(handlers.unauthenticated)}
 
     return app

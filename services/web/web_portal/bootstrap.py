@@ -14,12 +14,12 @@ from fastapi import FastAPI
 from bwvisu_common.adapters.tcp_prober import TcpProber
 from bwvisu_common.connect import open_stores_retrying
 from bwvisu_common.errors import ConfigError
+from bwvisu_common.heartbeats import GatewayHeartbeats
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.secret_files import ensure_secret_file, read_secret_file
 from bwvisu_common.settings import Settings, templates_path
 from web_portal.adapters.auth import PamAuthenticator, TrustedHeaderAuthenticator
 from web_portal.adapters.bundle_files import load_bundles
-from web_portal.adapters.heartbeats import HeartbeatLog
 from web_portal.adapters.live_feed import NoJobsYet
 from web_portal.adapters.runner_api import RunnerApiClient
 from web_portal.adapters.system import UnixGroups
@@ -63,7 +63,7 @@ def build_app(settings: Settings) -> FastAPI:
     bundles = load_bundles(Path(web.bundles_dir or templates_dir), templates_dir)
     runner = RunnerApiClient(runner_api_url(settings), settings.runner_api.user,
                              read_secret_file(settings.runner_api.password_file, "runner-api.password-file"))
-    beats = HeartbeatLog()
+    beats = GatewayHeartbeats()
     portal = Portal(
         bundles=bundles, runner=runner, feed=NoJobsYet(), groups=UnixGroups(), prober=TcpProber(),
         authenticator=PamAuthenticator(web.pam_service) if web.auth == "pam" else None,

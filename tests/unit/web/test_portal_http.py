@@ -11,10 +11,10 @@ import pytest
 from fastapi.routing import APIRoute
 
 from bwvisu_common import events as ev
+from bwvisu_common.heartbeats import GatewayHeartbeats
 from tests.unit.web.conftest import World, csrf_of, login
 from tests.unit.web.fakes import secret_of
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
-from web_portal.adapters.heartbeats import HeartbeatLog
 from web_portal.routes import admin, apps, auth, connect, sessions
 from web_portal.routes.sessions import live_cards
 
@@ -207,7 +207,7 @@ async def test_the_admin_page_is_for_the_admin_group(world: World, alice: httpx.
         assert "<td>1 (0)</td>" in page.text, "gw0 has one forward, not answering yet"
         assert "up (sshd answers)" in page.text and "down (no answer)" in page.text
         assert "<td>unknown</td>" in page.text, "no heartbeats followed"
-        beats = HeartbeatLog(timeout=5)
+        beats = GatewayHeartbeats(timeout=5)
         world.portal.beats = beats
         assert "never heard from" in (await carol.get("/admin")).text
         beats.beat("gw0", 2)

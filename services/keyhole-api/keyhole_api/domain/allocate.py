@@ -3,9 +3,62 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 from bwvisu_common.events import Forward
+from bwvisu_common.state_keys import gateway_ports, host_of, node_port_key, port_key, port_of
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What one assignment reserves: forwards on one gateway, and the keys that hold them."""
+
+    gateway: str
+    forwards: list[Forward]
+    keys: list[str]
+
+
+@dataclass
+class Avoid:
+    """What earlier assignments of one request showed not to work: left out of the next pick."""
+
+    gateways: set[str] = field(default_factory=set)
+    external: set[tuple[str, int]] = field(default_factory=set)
+    internal: set[int] = field(default_factory=set)
+
+    def ports_of(self, reservation: Reservation) -> None:
+        """Its ports were in use on the gateway or the nodes."""
+        self.external |= {(reservation.gateway, f.external_port) for f in reservation.forwards}
+        self.internal |= {f.internal_port for f in reservation.forwards}
+
+
+def candidate_gateways(alive: Collection[str], known: Collection[str], avoid: Avoid,
+                       held: Mapping[str, str]) -> list[str]:
+    """Live, configured gateways not to avoid, least loaded first (`held`: gateway ports -> owner)."""
+    load = Counter(host_of(key) for key in held)
+    return gateway_order([g for g in alive if g in known and g not in avoid.gateways], load)
+
+
+def pick_reservation(gateway: str, count: int, nodes: Collection[str], *, held: Mapping[str, str],
+                     node_held: Mapping[str, str], avoid: Avoid, port_range: tuple[int, int],
+                     static: bool, rng: random.Random | None = None) -> Reservation | None:
+    """`count` free forwards on `gateway` whose internal ports are free on every one of `nodes`,
+    with the keys that reserve them; None if the gateway's range is too full.
+
+    `held` and `node_held` are the gateway ports and node ports held now (key -> owner).
+    """
+    taken_external = {port_of(k) for k in held if k.startswith(gateway_ports(gateway))}
+    taken_external |= {p for g, p in avoid.external if g == gateway}
+    taken_internal = set(avoid.internal) | {port_of(k) for k in node_held if host_of(k) in nodes}
+    forwards = pick_forwards(count, port_range, taken_external=taken_external,
+                             taken_internal=taken_internal, static=static, rng=rng)
+    if forwards is None:
+        return None
+    keys = [port_key(gateway, f.external_port) for f in forwards]
+    keys += [node_port_key(n, f.internal_port) for n in nodes for f in forwards]
+    return Reservation(gateway, forwards, keys)
 
 
 def gateway_order(alive: Collection[str], load: Mapping[str, int]) -> list[str]:
