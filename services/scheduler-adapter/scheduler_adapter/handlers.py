@@ -14,7 +14,7 @@ from bwvisu_common.errors import ConcurrencyConflict, InvalidInput
 from bwvisu_common.keyhole_script import keyhole_block, new_session_secret
 from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.projections import FINISHED, JobView, fold
-from bwvisu_common.state_keys import session_secret_key
+from bwvisu_common.state_keys import secret_job, session_secret_key
 from bwvisu_common.state_keys import token_key as token_key
 from bwvisu_common.validation import check_template_name
 from scheduler_adapter.domain.render import JobContext, render_script
@@ -112,7 +112,7 @@ class JobHandlers:
         be submitting them right now (their lease ends them if not)."""
         finished = {v.job_id for v in views if v.state == FINISHED}
         names = await self._state.secret_names()
-        stale = [n for n in names if n.partition("/")[2] in finished]
+        stale = [n for n in names if secret_job(n) in finished]
         for start in range(0, len(stale), SWEEP_CONCURRENCY):
             chunk = stale[start:start + SWEEP_CONCURRENCY]
             await asyncio.gather(*(self._state.delete_secret(n) for n in chunk))
