@@ -1,7 +1,7 @@
 """Gateway agents' signs of life: who publishes them where, how often, and when silence means dead.
 
 Shared by the gateway agents (which publish), keyhole-api (which reserves only on live gateways)
-and the portal (which shows the gateways' state), both through GatewayHeartbeats.
+and the portal (which shows the gateways' state); those two hear them through GatewayHeartbeats.
 """
 
 from __future__ import annotations
