@@ -45,10 +45,27 @@ class StateStoreContract:
         assert await store.reserve(["gw0/20000", "gw0/20001"], "job1")
         assert not await store.reserve(["gw0/20001", "gw0/20002"], "job2")
         assert await store.reservations("gw0/") == {"gw0/20000": "job1", "gw0/20001": "job1"}
-        await store.release(["gw0/20000"], "job2")  # not job2's: nothing happens
+        assert await store.release_job("job2", ["gw0/20000"]) == 0  # not job2's: nothing happens
         assert "gw0/20000" in await store.reservations()
-        await store.release(["gw0/20000", "gw0/20001"], "job1")
+        assert await store.release_job("job1", ["gw0/20000", "gw0/20001"]) == 2
         assert await store.reservations() == {}
+
+    async def test_releasing_a_job_frees_only_what_it_still_holds(self, store):
+        assert await store.reserve(["ports/gw0/1", "nodeports/n1/1", "grants/job1"], "job1")
+        assert await store.reserve(["ports/gw0/2"], "job2")
+        keys = ["ports/gw0/1", "ports/gw0/2", "nodeports/n1/1", "grants/job1", "grants/job1", "ports/gw0/3"]
+        assert await store.release_job("job1", keys) == 3, "held, someone else's, twice, never held"
+        assert await store.reservations() == {"ports/gw0/2": "job2"}
+        assert await store.release_job("job1", keys) == 0
+
+    async def test_a_release_racing_a_new_reservation_never_frees_the_new_hold(self, store):
+        for round_ in range(10):
+            key = f"ports/gw1/{round_}"
+            assert await store.reserve([key], "old")
+            freed, taken = await asyncio.gather(store.release_job("old", [key]),
+                                                store.reserve([key], "new"))
+            assert freed == 1, "the old hold is freed whichever comes first"
+            assert await store.reservations(key) == ({key: "new"} if taken else {})
 
     async def test_concurrent_reservations_of_one_key_have_one_winner(self, store):
         results = await asyncio.gather(*(store.reserve(["gw1/30000"], f"j{i}") for i in range(20)))
@@ -103,6 +120,24 @@ class TestEtcdStateStore(StateStoreContract):
     @pytest.fixture
     def store(self, state_store):
         return state_store
+
+    async def test_a_key_that_changes_hands_during_a_release_stays_with_its_new_holder(self, store):
+        keys = ["ports/gw0/7", "nodeports/n1/7", "grants/job1"]
+        assert await store.reserve(keys, "job1")
+        txn, calls = store._txn, []
+
+        async def key_taken_after_the_read(compare, success):
+            answer = await txn(compare, success)
+            calls.append(compare)
+            if len(calls) == 1:  # between the read and the guarded delete, job2 gets a key
+                await store._etcd.delete(f"{store._reservations}ports/gw0/7".encode())
+                await store._etcd.put(f"{store._reservations}ports/gw0/7".encode(), b"job2")
+            return answer
+
+        store._txn = key_taken_after_the_read
+        assert await store.release_job("job1", keys) == 2
+        assert await store.reservations() == {"ports/gw0/7": "job2"}
+        assert len(calls) == 4, "read, refused delete, read again, delete"
 
     async def test_deleting_a_secret_also_revokes_its_lease(self, store):
         await store.put_secret("token/z", b"v" * 64, ttl=600)

@@ -22,7 +22,7 @@ import msgspec
 import pytest
 
 from bwvisu_cli.testbed import runner_api_client_args
-from bwvisu_common.keyhole import session_secret_key, token_key
+from bwvisu_common.state_keys import session_secret_key, token_key
 from tests.e2e.conftest import BwvisuSystem, Minicluster
 from tests.e2e.test_portal import (  # noqa: F401 (pytest fixtures used by name)
     ARTIFACTS,

@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bwvisu_common.keyhole import keyhole_block
 from bwvisu_common.keyhole_client import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -23,6 +22,7 @@ from bwvisu_common.keyhole_client import (
     job_nodes,
     sign,
 )
+from bwvisu_common.keyhole_script import keyhole_block
 
 
 @pytest.mark.parametrize(("spec", "hosts"), [
@@ -193,7 +193,7 @@ def test_the_session_secret_is_only_inside_the_heredoc_and_must_be_plain() -> No
 
 
 def test_a_heartbeat_speaks_for_the_gateway_its_subject_names() -> None:
-    from bwvisu_common.keyhole import heartbeat_gateway, heartbeat_subject
+    from bwvisu_common.heartbeats import heartbeat_gateway, heartbeat_subject
 
     assert heartbeat_gateway(heartbeat_subject("gw1")) == "gw1"
     assert heartbeat_gateway("bwvisu.gateways.gw1.other") == ""

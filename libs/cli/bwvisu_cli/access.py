@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bwvisu_common import state_keys as layout
 from bwvisu_common.adapters.jetstream import STREAM, SUBJECT_PREFIX
 from bwvisu_common.connect import credential_file, gateway_identity
-from bwvisu_common.keyhole import HEARTBEAT_SUBJECTS, heartbeat_subject
+from bwvisu_common.heartbeats import HEARTBEAT_SUBJECTS, heartbeat_subject
 from bwvisu_common.rpc import CHECK_USER, JOB_LOG
 from bwvisu_common.secret_files import ensure_secret_file, read_secret_file
 from bwvisu_common.settings import Settings
@@ -80,23 +81,23 @@ class Identity:
         return {"user": self.name, "password": password, "permissions": permissions}
 
 
-def identities(settings: Settings, prefix: str = "/bwvisu/") -> list[Identity]:
+def identities(settings: Settings, prefix: str = layout.ROOT) -> list[Identity]:
     """Every identity of this configuration, with its rights."""
-    jobs, seq = f"{prefix}jobs/", f"{prefix}projection-seq"
-    reservations, secrets = f"{prefix}reservations/", f"{prefix}secrets/"
+    jobs, seq = f"{prefix}{layout.JOBS}", f"{prefix}{layout.PROJECTION_SEQ}"
+    reservations, secrets = f"{prefix}{layout.RESERVATIONS}", f"{prefix}{layout.SECRETS}"
     read_model = [jobs, seq]
     found = [
         # runner-api hands the owner's view its session secret (Connect).
         Identity("runner-api", publish=appends("runner-api") + RPC,
-                 etcd_read=[*read_model, f"{secrets}session/"]),
+                 etcd_read=[*read_model, f"{secrets}{layout.SESSION_SECRETS}"]),
         Identity("scheduler-adapter", publish=appends("scheduler-adapter") + MANAGE_STREAM
                  + durable("scheduler-adapter"), subscribe=RPC, responds=True,
                  etcd_read=read_model, etcd_write=[secrets]),
         Identity("keyhole-api", publish=appends("keyhole-api"), subscribe=[HEARTBEAT_SUBJECTS],
-                 etcd_read=[*read_model, f"{secrets}token/"], etcd_write=[reservations]),
+                 etcd_read=[*read_model, f"{secrets}{layout.TOKENS}"], etcd_write=[reservations]),
         # The portal keeps logouts where every replica sees them.
         Identity("web", publish=RPC, subscribe=[HEARTBEAT_SUBJECTS], etcd_read=read_model,
-                 etcd_write=[f"{prefix}web/revoked/"]),
+                 etcd_write=[f"{prefix}{layout.REVOKED_LOGINS}"]),
         Identity("projector", publish=MANAGE_STREAM + ORDERED_CONSUMER, etcd_write=read_model),
         # `bwvisu status` and `bwvisu rebuild-state`: read and re-fold, never append.
         Identity("admin", publish=MANAGE_STREAM + ORDERED_CONSUMER, etcd_write=read_model,

@@ -71,8 +71,12 @@ class StateStore(Protocol):
         """Reserve all keys for `owner` at once, or none of them if any is held."""
         ...
 
-    async def release(self, keys: Sequence[str], owner: str) -> None:
-        """Release the keys that `owner` holds; others' are left alone."""
+    async def release_job(self, owner: str, keys: Sequence[str]) -> int:
+        """Free those of `keys` that `owner` still holds, all in one step; how many were freed.
+
+        A key held by someone else (or by nobody) is left alone, even if it changes hands
+        while this runs: a stale release never frees another job's hold.
+        """
         ...
 
     async def reservations(self, prefix: str = "") -> dict[str, str]:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from nats.aio.msg import Msg
 
 from bwvisu_common.connect import open_stores
-from bwvisu_common.keyhole import HEARTBEAT_SUBJECTS, Heartbeat, heartbeat_gateway
+from bwvisu_common.heartbeats import HEARTBEAT_SUBJECTS, Heartbeat, heartbeat_gateway
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.settings import Settings
 from keyhole_api.app import create_app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bwvisu_common.keyhole import HEARTBEAT_TIMEOUT
+from bwvisu_common.heartbeats import HEARTBEAT_TIMEOUT
 
 
 class GatewayHealth:

@@ -10,11 +10,20 @@ from dataclasses import dataclass, field
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import BwvisuError
-from bwvisu_common.keyhole import grant_key, node_port_key, port_key
 from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.projections import FINISHED, SUBMITTED, JobView
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.settings import Settings
+from bwvisu_common.state_keys import (
+    NODE_PORTS,
+    gateway_ports,
+    grant_key,
+    host_of,
+    node_port_key,
+    port_key,
+    port_of,
+    token_key,
+)
 from keyhole_api.domain.allocate import gateway_order, pick_forwards
 from keyhole_api.domain.verify import (
     JOB_ID,
@@ -93,7 +102,7 @@ class KeyholeService:
         """
         window = self._settings.keyhole_api.timestamp_window
         try:
-            token = await self._state.get_secret(f"token/{job_id}") if JOB_ID.fullmatch(job_id) else None
+            token = await self._state.get_secret(token_key(job_id)) if JOB_ID.fullmatch(job_id) else None
             if token is None:
                 raise Refused(404, "no such job, or it has ended", kind="unknown-job")
             check_timestamp(timestamp, self._clock(), window)
@@ -123,7 +132,7 @@ class KeyholeService:
         try:
             return await self._grant(job, req)
         except BaseException:
-            await self._state.release([grant_key(job_id)], job_id)  # a later retry may try again
+            await self._state.release_job(job_id, [grant_key(job_id)])  # a later retry may try again
             raise
 
     def _first_refusal(self, job_id: str, reason: str) -> bool:
@@ -203,7 +212,7 @@ class KeyholeService:
             return False
         log.warning("job %r: taking over a grant without progress for %.0f s", job_id,
                     self._clock() - updated)
-        await self._state.release([grant_key(job_id)], job_id)
+        await self._state.release_job(job_id, [grant_key(job_id)])
         return await self._state.reserve([grant_key(job_id)], job_id)
 
     async def _running(self, job_id: str) -> JobView:
@@ -229,7 +238,7 @@ class KeyholeService:
             if view is not None and view.services and view.gateway == alloc.gateway:
                 log.info("job %s: %d port(s) forwarded on %s", job_id, req.count, alloc.gateway)
                 return self._answer(job_id, alloc.gateway, alloc.forwards)
-            await self._state.release(alloc.keys, job_id)
+            await self._state.release_job(job_id, alloc.keys)
             if view is None:
                 last = f"gateway {alloc.gateway} did not answer in time"
                 self._health.forget(alloc.gateway)
@@ -248,17 +257,17 @@ class KeyholeService:
     async def _reserve(self, job_id: str, req: PortRequest, avoid: _Avoid) -> Allocation | None:
         """Reserve ports on the least loaded live gateway, atomically; None if nothing fits."""
         alive = [g for g in self._health.alive() if g in self._gateways and g not in avoid.gateways]
-        held = await self._state.reservations("ports/")
-        load = Counter(key.split("/")[1] for key in held)
+        held = await self._state.reservations(gateway_ports())
+        load = Counter(host_of(key) for key in held)
         r = self._settings.keyholed_port_range
         for gateway in gateway_order(alive, load):
             for _ in range(self._tuning.picks_per_gateway):
-                taken_ext = {int(k.rsplit("/", 1)[1]) for k in held if k.startswith(f"ports/{gateway}/")}
+                taken_ext = {port_of(k) for k in held if k.startswith(gateway_ports(gateway))}
                 taken_ext |= {p for g, p in avoid.external if g == gateway}
                 # One read of every node's held ports, not one per node.
-                node_held = await self._state.reservations("nodeports/")
+                node_held = await self._state.reservations(NODE_PORTS)
                 taken_int = set(avoid.internal) | {
-                    int(k.rsplit("/", 1)[1]) for k in node_held if k.split("/")[1] in req.nodes}
+                    port_of(k) for k in node_held if host_of(k) in req.nodes}
                 forwards = pick_forwards(req.count, (r.min, r.max), taken_external=taken_ext,
                                          taken_internal=taken_int,
                                          static=self._settings.debug.keyholed_static_forwarding)
@@ -268,7 +277,7 @@ class KeyholeService:
                 keys += [node_port_key(n, f.internal_port) for n in req.nodes for f in forwards]
                 if await self._state.reserve(keys, job_id):
                     return Allocation(gateway, forwards, keys)
-                held = await self._state.reservations("ports/")  # lost a race: look again
+                held = await self._state.reservations(gateway_ports())  # lost a race: look again
         return None
 
     def _answer(self, job_id: str, gateway: str, forwards: list[ev.Forward]) -> dict[str, object]:

@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable, InvalidInput
-from bwvisu_common.keyhole import session_secret_key
 from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.projections import FINISHED, JobView
 from bwvisu_common.projector import LiveJobs
+from bwvisu_common.state_keys import session_secret_key
 from runner_api.domain import Submission
 from runner_api.errors import NotFound, SubmitFailed
 from runner_api.ports import JobLogs, TemplateCatalog, UserDirectory

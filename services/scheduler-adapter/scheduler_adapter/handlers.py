@@ -11,10 +11,11 @@ from datetime import timedelta
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict, InvalidInput
-from bwvisu_common.keyhole import keyhole_block, new_session_secret, session_secret_key
-from bwvisu_common.keyhole import token_key as token_key
+from bwvisu_common.keyhole_script import keyhole_block, new_session_secret
 from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.projections import FINISHED, JobView, fold
+from bwvisu_common.state_keys import session_secret_key
+from bwvisu_common.state_keys import token_key as token_key
 from bwvisu_common.validation import check_template_name
 from scheduler_adapter.domain.render import JobContext, render_script
 from scheduler_adapter.domain.slurm import job_name

@@ -12,9 +12,9 @@ import pytest
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.errors import DependencyUnavailable
-from bwvisu_common.keyhole import session_secret_key
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.reasons import UNAVAILABLE
+from bwvisu_common.state_keys import session_secret_key
 from runner_api.app import create_app
 from runner_api.handlers import Jobs
 

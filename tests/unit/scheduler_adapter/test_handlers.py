@@ -7,8 +7,8 @@ import pytest
 
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
-from bwvisu_common.keyhole import session_secret_key
 from bwvisu_common.projections import JobView, fold
+from bwvisu_common.state_keys import session_secret_key
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.fake import FakeCommandRunner, fake_id
 from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli

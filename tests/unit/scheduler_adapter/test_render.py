@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bwvisu_common.keyhole import keyhole_block
+from bwvisu_common.keyhole_script import keyhole_block
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.domain.render import JobContext, render_script, required_names
 from scheduler_adapter.errors import TemplateError

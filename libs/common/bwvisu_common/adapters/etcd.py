@@ -14,6 +14,7 @@ import aetcd
 import grpc
 import msgspec
 
+from bwvisu_common import state_keys as layout
 from bwvisu_common.adapters.etcd_tls import TlsEtcdClient
 from bwvisu_common.errors import BwvisuError, DependencyUnavailable
 from bwvisu_common.projections import JobView
@@ -53,19 +54,19 @@ def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutin
 
 
 class EtcdStateStore:
-    """Keys live under one prefix: jobs/, projection-seq, reservations/, secrets/, web/revoked/."""
+    """Keys live under one prefix, in the areas of bwvisu_common.state_keys."""
 
-    def __init__(self, client: aetcd.Client, prefix: str = "/bwvisu/") -> None:
+    def __init__(self, client: aetcd.Client, prefix: str = layout.ROOT) -> None:
         self._etcd = client
         self._prefix = prefix
-        self._jobs = f"{prefix}jobs/"
-        self._seq = f"{prefix}projection-seq".encode()
-        self._reservations = f"{prefix}reservations/"
-        self._secrets = f"{prefix}secrets/"
-        self._revoked = f"{prefix}web/revoked/"
+        self._jobs = f"{prefix}{layout.JOBS}"
+        self._seq = f"{prefix}{layout.PROJECTION_SEQ}".encode()
+        self._reservations = f"{prefix}{layout.RESERVATIONS}"
+        self._secrets = f"{prefix}{layout.SECRETS}"
+        self._revoked = f"{prefix}{layout.REVOKED_LOGINS}"
 
     @classmethod
-    async def connect(cls, host: str, port: int, prefix: str = "/bwvisu/", *, user: str = "",
+    async def connect(cls, host: str, port: int, prefix: str = layout.ROOT, *, user: str = "",
                       password: str = "", ca_file: str = "") -> EtcdStateStore:
         """Log in as `user` when one is given; over TLS when `ca_file` names the CA to trust."""
         credentials = {"username": user, "password": password} if user else {}
@@ -75,7 +76,7 @@ class EtcdStateStore:
             if ca_file:
                 client.ca_pem = await asyncio.to_thread(Path(ca_file).read_bytes)
             await client.connect()
-            await client.get(f"{prefix}projection-seq".encode())
+            await client.get(f"{prefix}{layout.PROJECTION_SEQ}".encode())
         except Exception as exc:
             await client.close()
             who = f" as {user}" if user else ""
@@ -163,14 +164,29 @@ class EtcdStateStore:
         return bool(ok)
 
     @_translated
-    async def release(self, keys: Sequence[str], owner: str) -> None:
+    async def release_job(self, owner: str, keys: Sequence[str]) -> int:
+        """One guarded transaction (per MAX_TXN_OPS keys: a job holds far fewer in practice)."""
+        unique = list(dict.fromkeys(keys))  # etcd refuses a transaction touching a key twice
+        freed = 0
+        for start in range(0, len(unique), MAX_TXN_OPS):
+            freed += await self._release_held(owner, unique[start : start + MAX_TXN_OPS])
+        return freed
+
+    async def _release_held(self, owner: str, keys: Sequence[str]) -> int:
         t = self._etcd.transactions
-        for key in keys:
-            full = f"{self._reservations}{key}".encode()
-            # Only the owner's hold: a stale release must not free someone else's port.
-            await self._txn(
-                compare=[t.value(full) == owner.encode()], success=[t.delete(full)]
-            )
+        full = [f"{self._reservations}{k}".encode() for k in keys]
+        holder = owner.encode()
+        while True:
+            _, found = await self._txn(compare=[], success=[t.get(k) for k in full])
+            mine = [k for k, kvs in zip(full, found, strict=True) if kvs and kvs[0][0] == holder]
+            if not mine:
+                return 0
+            # Each delete is guarded by its key's holder: if one changed hands since the read,
+            # nothing is deleted and the keys are read again, so no other job's hold is freed.
+            ok, _ = await self._txn(compare=[t.value(k) == holder for k in mine],
+                                    success=[t.delete(k) for k in mine])
+            if ok:
+                return len(mine)
 
     @_translated
     async def reservations(self, prefix: str = "") -> dict[str, str]:

@@ -101,10 +101,11 @@ class InMemoryStateStore:
         self.held.update({k: owner for k in keys})
         return True
 
-    async def release(self, keys: Sequence[str], owner: str) -> None:
-        for key in keys:
-            if self.held.get(key) == owner:
-                del self.held[key]
+    async def release_job(self, owner: str, keys: Sequence[str]) -> int:
+        mine = {k for k in keys if self.held.get(k) == owner}
+        for key in mine:
+            del self.held[key]
+        return len(mine)
 
     async def reservations(self, prefix: str = "") -> dict[str, str]:
         return {k: v for k, v in self.held.items() if k.startswith(prefix)}

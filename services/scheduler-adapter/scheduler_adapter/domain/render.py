@@ -9,7 +9,7 @@ import chevron
 import chevron.tokenizer
 
 from bwvisu_common.errors import InvalidInput
-from bwvisu_common.keyhole import DIRECTIVE
+from bwvisu_common.keyhole_script import DIRECTIVE
 from bwvisu_common.templates import job_log_path
 from bwvisu_common.validation import check_uid, check_variables
 from scheduler_adapter.errors import TemplateError

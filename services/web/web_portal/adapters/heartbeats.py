@@ -9,7 +9,7 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from bwvisu_common.keyhole import HEARTBEAT_SUBJECTS, HEARTBEAT_TIMEOUT, Heartbeat, heartbeat_gateway
+from bwvisu_common.heartbeats import HEARTBEAT_SUBJECTS, HEARTBEAT_TIMEOUT, Heartbeat, heartbeat_gateway
 
 log = logging.getLogger(__name__)
 

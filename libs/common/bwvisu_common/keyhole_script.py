@@ -17,8 +17,6 @@ import secrets
 import shlex
 from pathlib import Path
 
-import msgspec
-
 from bwvisu_common.keyhole_client import SESSION_SECRET_VAR as SESSION_SECRET_VAR
 
 DIRECTIVE = re.compile(r"^#KEYHOLE-REQUEST-PORTS[ \t]+(\d+)[ \t]*$", re.MULTILINE)
@@ -27,16 +25,6 @@ CLIENT_FILE = Path(__file__).with_name("keyhole_client.py")
 _SCRIPT_END = "BWVISU_KEYHOLE_CLIENT_EOF"
 _TOKEN_END = "BWVISU_KEYHOLE_TOKEN_EOF"
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_.~+/=-]+")
-
-
-def token_key(job_id: str) -> str:
-    """Where the state store keeps the job's keyhole token (it signs the job's port request)."""
-    return f"token/{job_id}"
-
-
-def session_secret_key(job_id: str) -> str:
-    """Where the state store keeps the job's session secret (its application demands it)."""
-    return f"session/{job_id}"
 
 
 def new_session_secret() -> str:
@@ -76,44 +64,3 @@ def keyhole_block(count: int, *, job_id: str, token: str, servers: list[str], ho
         'eval "$__bwvisu_keyhole"',
         "unset __bwvisu_keyhole",
     ])
-
-
-# --- shared by keyhole-api and the gateway agents ------------------------------------------
-
-HEARTBEAT_SUBJECTS = "bwvisu.gateways.*.heartbeat"
-HEARTBEAT_INTERVAL = 1.0  # seconds between an agent's heartbeats
-HEARTBEAT_TIMEOUT = 5.0  # an agent silent this long counts as dead
-
-
-def heartbeat_subject(gateway: str) -> str:
-    return f"bwvisu.gateways.{gateway}.heartbeat"
-
-
-def heartbeat_gateway(subject: str) -> str:
-    """The gateway a heartbeat speaks for: from its subject, which only that gateway's agent may
-    publish on (NATS permissions), never from the body, which any agent could fill in."""
-    parts = subject.split(".")
-    return parts[2] if len(parts) == 4 and parts[3] == "heartbeat" else ""
-
-
-class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
-    """A gateway agent's sign of life, on core NATS (not an event: it changes no job)."""
-
-    gateway: str
-    forwards: int = 0
-
-
-# Reservation keys in the state store, all owned by the job id that holds them.
-def port_key(gateway: str, port: int) -> str:
-    """A gateway's external port."""
-    return f"ports/{gateway}/{port}"
-
-
-def node_port_key(node: str, port: int) -> str:
-    """An internal port on a compute node (two jobs on one node never get the same one)."""
-    return f"nodeports/{node}/{port}"
-
-
-def grant_key(job_id: str) -> str:
-    """The job's one grant of forwarded ports."""
-    return f"grants/{job_id}"
