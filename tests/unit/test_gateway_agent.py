@@ -12,6 +12,7 @@ from bwvisu_common import events as ev
 from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projections import AVAILABLE, RUNNING
 from bwvisu_common.projector import LiveJobs
+from bwvisu_common.state_keys import grant_key, node_port_key, port_key
 from gateway_agent.adapters.memory import FakeProber, InMemoryFirewall
 from gateway_agent.bootstrap import Agent, assemble
 from gateway_agent.domain.history import is_current, wanted
@@ -49,8 +50,8 @@ class World:
     async def assign(self, job_id: str, nodes: list[str], ports: list[tuple[int, int]],
                      gateway: str = "gw0") -> ev.PortsAssigned:
         forwards = [ev.Forward(internal_port=i, external_port=e) for i, e in ports]
-        keys = [f"ports/{gateway}/{e}" for _, e in ports] + [f"grants/{job_id}"]
-        keys += [f"nodeports/{n}/{i}" for n in nodes for i, _ in ports]
+        keys = [port_key(gateway, e) for _, e in ports] + [grant_key(job_id)]
+        keys += [node_port_key(n, i) for n in nodes for i, _ in ports]
         assert await self.state.reserve(keys, job_id)
         event = ev.PortsAssigned(job_id=job_id, gateway=gateway, nodes=nodes, forwards=forwards)
         seq = await self.events.append([event])
@@ -135,12 +136,12 @@ async def test_probes_report_open_then_closed(world: World) -> None:
 
 async def test_job_end_removes_rules_and_releases_reservations(world: World) -> None:
     await world.running_job("j1", ["cn0"])
-    await world.state.reserve(["ports/gw0/20500"], "someone-else")
+    await world.state.reserve([port_key("gw0", 20500)], "someone-else")
     await world.assign("j1", ["cn0"], [(21000, 20000)])
     ended = ev.JobEnded(job_id="j1", slurm_state="CANCELLED")
     await world.agent.handlers.handle(await world.events.append([ended]), ended)
     assert await world.firewall.rules() == []
-    assert await world.state.reservations() == {"ports/gw0/20500": "someone-else"}
+    assert await world.state.reservations() == {port_key("gw0", 20500): "someone-else"}
     assert (await world.kinds("j1"))[-1] == "ForwardsRemoved"
 
 

@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from bwvisu_common import events as ev
-from bwvisu_common.keyhole import grant_key
 from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.projector import LiveJobs
+from bwvisu_common.state_keys import NODE_PORTS, gateway_ports, grant_key, held_by
 from gateway_agent.domain.checks import Limits, shown
 from gateway_agent.domain.forwarding import ForwardTable, concrete_rules, split_sources
 from gateway_agent.domain.probing import Timing
@@ -85,12 +85,12 @@ class Gateway:
                      len(removed), released)
 
     async def release(self, job_id: str, held: dict[str, str] | None = None) -> int:
-        """Give back the job's ports on this gateway, and with them its node ports and grant."""
-        held = held if held is not None else await self.state.reservations(f"ports/{self.name}/")
-        mine = [k for k, owner in held.items() if owner == job_id]
+        """Give back the job's ports on this gateway, and with them its node ports and grant, in one
+        step; how many of this gateway's ports it held (`held`: them all, if already read)."""
+        held = held if held is not None else await self.state.reservations(gateway_ports(self.name))
+        mine = held_by(held, job_id)
         if not mine:
             return 0
-        nodes = await self.state.reservations("nodeports/")
-        keys = mine + [k for k, owner in nodes.items() if owner == job_id] + [grant_key(job_id)]
-        await self.state.release(keys, job_id)
+        nodes = held_by(await self.state.reservations(NODE_PORTS), job_id)
+        await self.state.release_job(job_id, [*mine, *nodes, grant_key(job_id)])
         return len(mine)

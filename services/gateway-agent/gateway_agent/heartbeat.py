@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from bwvisu_common.keyhole import HEARTBEAT_INTERVAL, Heartbeat, heartbeat_subject
+from bwvisu_common.heartbeats import HEARTBEAT_INTERVAL, Heartbeat, heartbeat_subject
 from gateway_agent.gateway import Gateway
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bwvisu_common.state_keys import gateway_ports
 from gateway_agent.domain.checks import shown
 from gateway_agent.domain.forwarding import ForwardTable, logical_rules
 from gateway_agent.domain.history import allowed_addresses
@@ -93,7 +94,7 @@ class Reconciler:
 
     async def _release_finished(self) -> None:
         gw = self._gw
-        held = await gw.state.reservations(f"ports/{gw.name}/")
+        held = await gw.state.reservations(gateway_ports(gw.name))
         views = {owner: gw.jobs.get(owner) for owner in set(held.values())}
         for job_id in owners_to_release(held, views):
             if await gw.release(job_id, held):
