@@ -12,10 +12,13 @@ from bwvisu_common import events as ev
 from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projections import AVAILABLE, RUNNING
 from bwvisu_common.projector import LiveJobs
+from bwvisu_common.state_keys import grant_key, node_port_key, port_key
 from gateway_agent.adapters.memory import FakeProber, InMemoryFirewall
-from gateway_agent.agent import GatewayAgent, Timing
+from gateway_agent.bootstrap import Agent, assemble
 from gateway_agent.domain.history import is_current, wanted
+from gateway_agent.domain.probing import Timing
 from gateway_agent.domain.rules import ForwardRule
+from gateway_agent.gateway import Gateway
 
 IPS = {"cn0": "10.0.0.20", "cn1": "10.0.0.21"}
 GW_IP = "10.0.0.30"
@@ -27,6 +30,10 @@ async def resolve(node: str) -> str:
     return IPS[node]
 
 
+async def publish(subject: str, payload: bytes) -> None:
+    raise AssertionError(f"no heartbeat expected here ({subject})")
+
+
 @dataclass
 class World:
     events: InMemoryEventStore
@@ -34,7 +41,7 @@ class World:
     jobs: LiveJobs
     firewall: InMemoryFirewall
     prober: FakeProber
-    agent: GatewayAgent
+    agent: Agent
 
     async def running_job(self, job_id: str, nodes: list[str]) -> None:
         await self.events.append([ev.JobSubmitted(job_id=job_id, uid="alice", template_name="t"),
@@ -43,12 +50,12 @@ class World:
     async def assign(self, job_id: str, nodes: list[str], ports: list[tuple[int, int]],
                      gateway: str = "gw0") -> ev.PortsAssigned:
         forwards = [ev.Forward(internal_port=i, external_port=e) for i, e in ports]
-        keys = [f"ports/{gateway}/{e}" for _, e in ports] + [f"grants/{job_id}"]
-        keys += [f"nodeports/{n}/{i}" for n in nodes for i, _ in ports]
+        keys = [port_key(gateway, e) for _, e in ports] + [grant_key(job_id)]
+        keys += [node_port_key(n, i) for n in nodes for i, _ in ports]
         assert await self.state.reserve(keys, job_id)
         event = ev.PortsAssigned(job_id=job_id, gateway=gateway, nodes=nodes, forwards=forwards)
         seq = await self.events.append([event])
-        await self.agent.handle(seq, event)
+        await self.agent.handlers.handle(seq, event)
         return event
 
     async def kinds(self, job_id: str) -> list[str]:
@@ -64,8 +71,9 @@ async def world() -> AsyncIterator[World]:
     jobs = LiveJobs(events, state)
     task = asyncio.create_task(jobs.run())
     firewall, prober = InMemoryFirewall(), FakeProber()
-    agent = GatewayAgent("gw0", GW_IP, events, state, jobs, firewall, prober, resolve,
-                         Timing(fast_probe=0.0, slow_probe=0.0))
+    agent = assemble(Gateway(name="gw0", own_ip=GW_IP, events=events, state=state, jobs=jobs,
+                             firewall=firewall, prober=prober, resolve=resolve,
+                             timing=Timing(fast_probe=0.0, slow_probe=0.0)), publish)
     yield World(events, state, jobs, firewall, prober, agent)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -102,7 +110,7 @@ async def test_an_external_port_forwarded_for_another_job_is_unavailable(world: 
 async def test_a_redelivered_or_superseded_assignment_is_not_acted_on(world: World) -> None:
     await world.running_job("j1", ["cn0"])
     first = await world.assign("j1", ["cn0"], [(21000, 20000)])
-    await world.agent.handle(99, first)  # redelivered
+    await world.agent.handlers.handle(99, first)  # redelivered
     assert (await world.kinds("j1")).count("PortsForwarded") == 1
     history = [first, ev.PortsUnavailable(job_id="j1", gateway="gw0", forwards=first.forwards)]
     assert not is_current(history, first.event_id)
@@ -113,27 +121,27 @@ async def test_probes_report_open_then_closed(world: World) -> None:
     await world.running_job("j1", ["cn0"])
     await world.assign("j1", ["cn0"], [(21000, 20000)])
     await world.settle()
-    await world.agent.probe_once()
+    await world.agent.probes.probe_once()
     assert "PortOpen" not in await world.kinds("j1")
     world.prober.open_ports.add(("10.0.0.20", 21000))
-    await world.agent.probe_once()
+    await world.agent.probes.probe_once()
     assert (await world.jobs.wait_for("j1", lambda j: j.state == AVAILABLE, 1)) is not None
-    await world.agent.probe_once()
+    await world.agent.probes.probe_once()
     assert (await world.kinds("j1")).count("PortOpen") == 1  # reported once
     world.prober.open_ports.clear()
-    await world.agent.probe_once()
+    await world.agent.probes.probe_once()
     assert (await world.jobs.wait_for("j1", lambda j: j.state == RUNNING, 1)) is not None
     assert (await world.kinds("j1"))[-1] == "PortClosed"
 
 
 async def test_job_end_removes_rules_and_releases_reservations(world: World) -> None:
     await world.running_job("j1", ["cn0"])
-    await world.state.reserve(["ports/gw0/20500"], "someone-else")
+    await world.state.reserve([port_key("gw0", 20500)], "someone-else")
     await world.assign("j1", ["cn0"], [(21000, 20000)])
     ended = ev.JobEnded(job_id="j1", slurm_state="CANCELLED")
-    await world.agent.handle(await world.events.append([ended]), ended)
+    await world.agent.handlers.handle(await world.events.append([ended]), ended)
     assert await world.firewall.rules() == []
-    assert await world.state.reservations() == {"ports/gw0/20500": "someone-else"}
+    assert await world.state.reservations() == {port_key("gw0", 20500): "someone-else"}
     assert (await world.kinds("j1"))[-1] == "ForwardsRemoved"
 
 
@@ -149,7 +157,7 @@ async def test_reconcile_restores_deleted_rules_and_drops_ended_and_unknown_jobs
     await world.firewall.remove_jobs(["live"])
     await world.events.append([ev.JobEnded(job_id="gone", slurm_state="COMPLETED")])
     await world.settle()
-    await world.agent.reconcile()
+    await world.agent.reconciler.reconcile()
     assert [r.job_id for r in await world.firewall.rules()] == ["live"]
     held = await world.state.reservations()
     assert set(held.values()) == {"live"}

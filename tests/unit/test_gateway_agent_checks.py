@@ -12,11 +12,13 @@ from bwvisu_common import events as ev
 from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projector import LiveJobs
 from gateway_agent.adapters.memory import FakeProber, InMemoryFirewall
-from gateway_agent.agent import GatewayAgent, Timing
+from gateway_agent.bootstrap import assemble
 from gateway_agent.domain.checks import Limits, refusal
 from gateway_agent.domain.history import allowed_addresses
+from gateway_agent.domain.probing import Timing
 from gateway_agent.domain.rules import ForwardRule
-from tests.unit.test_gateway_agent import GW_IP, World, resolve
+from gateway_agent.gateway import Gateway
+from tests.unit.test_gateway_agent import GW_IP, World, publish, resolve
 
 EXTERNAL_IP = "192.0.2.30"
 LIMITS = Limits(port_min=20000, port_max=20999, max_forwards=2)
@@ -31,9 +33,10 @@ async def make_world() -> AsyncIterator[Callable[[bool], World]]:
         jobs = LiveJobs(events, state)
         tasks.append(asyncio.create_task(jobs.run()))
         firewall, prober = InMemoryFirewall(), FakeProber()
-        agent = GatewayAgent("gw0", GW_IP, events, state, jobs, firewall, prober, resolve,
-                             Timing(fast_probe=0.0, slow_probe=0.0), external_ip=EXTERNAL_IP,
-                             limits=LIMITS, restrict_sources=restrict)
+        agent = assemble(Gateway(name="gw0", own_ip=GW_IP, events=events, state=state, jobs=jobs,
+                                 firewall=firewall, prober=prober, resolve=resolve,
+                                 timing=Timing(fast_probe=0.0, slow_probe=0.0), external_ip=EXTERNAL_IP,
+                                 limits=LIMITS, restrict_sources=restrict), publish)
         return World(events, state, jobs, firewall, prober, agent)
 
     yield build
@@ -48,7 +51,7 @@ async def last_event(world: World, job_id: str) -> ev.Event:
 
 async def allow(world: World, job_id: str, address: str) -> None:
     event = ev.ClientAddressAllowed(job_id=job_id, address=address)
-    await world.agent.handle(await world.events.append([event]), event)
+    await world.agent.handlers.handle(await world.events.append([event]), event)
 
 
 def rule(port: int = 20000, source: str = "") -> ForwardRule:
@@ -106,7 +109,7 @@ async def test_reconcile_takes_out_forwards_the_checks_refuse(make_world: Callab
                                                            forwards=assigned.forwards)])
     await world.firewall.install([replace(rule(), external_port=22)])
     await world.settle()
-    await world.agent.reconcile()
+    await world.agent.reconciler.reconcile()
     assert await world.firewall.rules() == []
 
 
@@ -122,14 +125,14 @@ async def test_restricted_forwards_follow_the_owners_client_addresses(
     await allow(world, "j1", "203.0.113.9")
     await allow(world, "j1", "not-an-address")
     assert await world.firewall.rules() == [rule(source="198.51.100.7"), rule(source="203.0.113.9")]
-    assert world.agent.forward_count == 1
+    assert world.agent.gateway.forward_count == 1
     # Restarted: the chains were lost; reconcile rebuilds both from the log.
     await world.firewall.remove_jobs(["j1"])
     await world.settle()
-    await world.agent.reconcile()
+    await world.agent.reconciler.reconcile()
     assert await world.firewall.rules() == [rule(source="198.51.100.7"), rule(source="203.0.113.9")]
     ended = ev.JobEnded(job_id="j1", slurm_state="COMPLETED")
-    await world.agent.handle(await world.events.append([ended]), ended)
+    await world.agent.handlers.handle(await world.events.append([ended]), ended)
     assert await world.firewall.rules() == []
 
 

@@ -1,0 +1,101 @@
+"""GatewayHandlers: what the gateway does on each event of the stream.
+
+PortsAssigned to this gateway -> forward (or PortsUnavailable), ClientAddressAllowed -> accept the
+owner's new address, the job's end -> forwards out and reservations back. The decisions are in
+domain/forwarding.py; this module does the I/O around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from bwvisu_common import events as ev
+from gateway_agent.domain.forwarding import (
+    Refuse,
+    busy_ports,
+    decide_forward,
+    forwarded,
+    logical_rules,
+    port_checks,
+    unavailable,
+)
+from gateway_agent.errors import FirewallError
+from gateway_agent.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+
+class GatewayHandlers:
+    """Takes every event (`handle`, for the durable consumer); acts on those about this gateway."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gw = gateway
+
+    async def handle(self, _seq: int, event: ev.AnyEvent) -> None:
+        if isinstance(event, ev.PortsAssigned) and event.gateway == self._gw.name:
+            async with self._gw.lock:
+                await self._forward(event)
+        elif isinstance(event, (ev.JobEnded, ev.JobCancelRequested)):
+            async with self._gw.lock:
+                await self._gw.remove(event.job_id)
+        elif isinstance(event, ev.ClientAddressAllowed) and self._gw.restrict_sources:
+            async with self._gw.lock:
+                await self._allow(event.job_id, event.address)
+
+    async def _forward(self, assigned: ev.PortsAssigned) -> None:
+        gw, job_id = self._gw, assigned.job_id
+        decision = decide_forward(await gw.history(job_id), assigned, gw.limits)
+        if decision is None:
+            return  # answered already, given up on, or superseded
+        if isinstance(decision, Refuse):
+            log.warning("job %s: refused assignment %s: %s", job_id, assigned.event_id, decision.reason)
+            await self._unavailable(assigned, decision.reason)
+            return
+        try:
+            ips = [await gw.resolve(node) for node in assigned.nodes]
+        except OSError as exc:
+            await self._unavailable(assigned, f"cannot resolve the job's nodes: {exc}")
+            return
+        busy = await self._busy(job_id, ips, assigned.forwards)
+        if busy:
+            await self._unavailable(assigned, "in use: " + ", ".join(busy))
+            return
+        rules = logical_rules(job_id, ips[0], assigned.forwards, gw.external_ip)
+        sources = gw.valid_sources(job_id, decision.sources)
+        try:
+            await gw.firewall.install(gw.concrete(rules, sources))
+        except FirewallError as exc:
+            await self._unavailable(assigned, str(exc))
+            return
+        gw.table.put(job_id, rules, sources)
+        await gw.events.append([forwarded(assigned, gw.name)])
+        log.info("job %s: forwarded %s", job_id,
+                 ", ".join(f"{r.external_port}->{r.target_ip}:{r.internal_port}" for r in rules))
+
+    async def _busy(self, job_id: str, ips: list[str], forwards: Sequence[ev.Forward]) -> list[str]:
+        """Ports something already uses: internal ones on any node, external ones here."""
+        gw = self._gw
+        others = [r.external_port for r in await gw.firewall.rules() if r.job_id != job_id]
+        checks = port_checks(ips, forwards, gw.own_ip)
+        answers = await asyncio.gather(*(gw.prober.is_open(h, p, gw.timing.probe_timeout)
+                                         for h, p in checks))
+        return busy_ports(checks, answers, forwards, others, gw.own_ip)
+
+    async def _allow(self, job_id: str, address: str) -> None:
+        """A new client address of the owner: its rules join the job's (if forwarded here)."""
+        gw = self._gw
+        if not gw.table.is_new_client(job_id, address) or not gw.valid_sources(job_id, [address]):
+            return
+        try:
+            await gw.firewall.install(gw.concrete(gw.table.rules[job_id], [address]))
+        except FirewallError as exc:
+            log.error("job %s: cannot allow client %s: %s", job_id, address, exc)
+            return
+        gw.table.add_client(job_id, address)
+        log.info("job %s: forwards accept %s", job_id, address)
+
+    async def _unavailable(self, assigned: ev.PortsAssigned, reason: str) -> None:
+        log.info("job %s: ports unavailable: %s", assigned.job_id, reason)
+        await self._gw.events.append([unavailable(assigned, self._gw.name, reason)])

@@ -1,0 +1,27 @@
+"""The gateway agent's process: follow the log, reconcile, then handle events, probe, reconcile
+and beat until a signal, or until one of them dies (named, and the agent stops: `bwvisu up` or
+systemd starts it again, and the start-up reconcile picks up from the log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from bwvisu_common.service_process import ServiceProcess
+from bwvisu_common.settings import Settings
+from gateway_agent.bootstrap import agent_name, build
+from gateway_agent.heartbeat import beat_forever
+
+
+async def run(settings: Settings, args: argparse.Namespace, stop: asyncio.Event | None = None) -> None:
+    name = agent_name(args.gateway)
+    async with ServiceProcess(name, stop) as process:
+        agent = await build(settings, args.gateway, process.stack)
+        await process.follow(agent.gateway.jobs)
+        await agent.reconciler.start()
+        process.spawn("heartbeat", beat_forever(agent.publish, agent.gateway))
+        process.spawn("probe", agent.probes.run_forever())
+        process.spawn("reconcile", agent.reconciler.run_forever())
+        process.spawn("consume", agent.gateway.events.consume(name, agent.handlers.handle, process.stop))
+        await process.run_until_stopped()
