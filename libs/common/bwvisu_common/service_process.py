@@ -48,6 +48,23 @@ class ReadModel(Protocol):
     async def run(self, caught_up: asyncio.Event | None = None) -> None: ...
 
 
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """While inside: SIGTERM and SIGINT set `stop` (the one place a bwvisu process maps them)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in STOP_SIGNALS:
+        # Not available off the main thread or on some platforms: then `stop` alone ends it.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
 class _QuietServer(uvicorn.Server):
     """uvicorn without its own signal handlers: the process's stop event ends it."""
 
@@ -64,17 +81,12 @@ class ServiceProcess:
         self.stop = stop or asyncio.Event()
         self.stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._signals: list[signal.Signals] = []
+        self._once: list[asyncio.Task[Any]] = []  # may end without stopping the service
         self._graceful: list[asyncio.Task[Any]] = []  # end on `stop` by themselves (HTTP servers)
 
     async def __aenter__(self) -> ServiceProcess:
-        loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
-            # Not available off the main thread or on some platforms: then `stop` alone ends it.
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self.stop.set)
-                self._signals.append(sig)
         await self.stack.__aenter__()
+        self.stack.enter_context(stop_on_signals(self.stop))  # the last thing the stack undoes
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -83,23 +95,34 @@ class ServiceProcess:
         try:
             if self._graceful:
                 await asyncio.wait(self._graceful, timeout=6)
-            for task in self._tasks:
+            for task in (*self._tasks, *self._once):
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, *self._once, return_exceptions=True)
         finally:
-            try:
-                await self.stack.__aexit__(exc_type, exc, tb)
-            finally:
-                loop = asyncio.get_running_loop()
-                for sig in self._signals:
-                    loop.remove_signal_handler(sig)
-                log.info("%s stopped", self.name)
+            await self.stack.__aexit__(exc_type, exc, tb)
+            log.info("%s stopped", self.name)
 
     def spawn(self, name: str, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `work` for the life of the service: its end (return or raise) stops the service."""
         task = asyncio.create_task(work, name=name)
         self._tasks.append(task)
         return task
+
+    def spawn_once(self, name: str, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `work` once beside the service (a start-up sweep): its end does not stop the service,
+        an error is logged, and it is cancelled on the way out if still running."""
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(self._log_failure)
+        self._once.append(task)
+        return task
+
+    def _log_failure(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: %s failed: %r", self.name, task.get_name(), task.exception())
+
+    def healthy(self) -> bool:
+        """Not stopping, and every task still runs: what a health check reports."""
+        return not self.stop.is_set() and not any(task.done() for task in self._tasks)
 
     async def follow(self, jobs: ReadModel, *, timeout: float | None = None) -> None:
         """Follow the job read model for the life of the service; return once it has caught up."""
