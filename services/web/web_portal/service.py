@@ -1,0 +1,35 @@
+"""run(): the portal's process: follow the read model, then serve the portal until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from bwvisu_common.service_process import ServiceProcess
+from bwvisu_common.settings import Settings
+from web_portal.app import create_app
+from web_portal.bootstrap import bootstrap
+
+log = logging.getLogger(__name__)
+
+# How long the read model may take to catch up with the stream before the start counts as failed.
+CATCH_UP_TIMEOUT = 60.0
+
+
+async def run(settings: Settings, args: argparse.Namespace | None = None,
+              stop: asyncio.Event | None = None) -> None:
+    """Serve until `stop` is set (SIGTERM/SIGINT set it when running as a process)."""
+    web = settings.web
+    async with ServiceProcess("web", stop) as process:
+        deps = await bootstrap(settings, process.stack)
+        # No page before the read model has caught up: a session must not look gone.
+        await process.follow(deps.feed, timeout=CATCH_UP_TIMEOUT)
+        app = create_app(deps.portal, deps.session_secret, web.secure_cookies, web.session_max_age)
+        # Client addresses come from the socket or trusted proxies' headers (domain/client_address),
+        # never from uvicorn's own reading of forwarded headers.
+        process.serve_http(app, web.host, web.port, proxy_headers=False)
+        bundles = deps.portal.bundles
+        log.info("portal ready on http://%s:%d/ with %d application(s): %s", web.host, web.port,
+                 len(bundles), ", ".join(sorted(bundles)) or "none")
+        await process.run_until_stopped()
