@@ -3,15 +3,16 @@ signal or a dead task (naming it), and close everything on the way out.
 
 Each service's `service.py` reads the same way:
 
-    async def run(settings, stop=None):
-        async with ServiceProcess("scheduler-adapter", stop) as process:
-            deps = await bootstrap(settings, process.stack)
-            await process.follow(deps.jobs)
-            process.spawn("handlers", ...)
-            process.serve_http(create_app(deps), settings.x.host, settings.x.port)
+    async def run(settings, args=None, stop=None):
+        async with ServiceProcess("runner-api", stop) as process:
+            deps = await bootstrap(settings, process.stack)    # connects; closes with the stack
+            await process.follow(deps.live, timeout=60)         # the read model, before any answer
+            process.spawn("handlers", ...)                       # its end stops the service
+            process.serve_http(create_app(deps.jobs, ..., ready=process.healthy), host, port)
             await process.run_until_stopped()
 
-and its `__main__.py` is one call to `service_main`.
+and its `__main__.py` is one call to `service_main`. `stop_on_signals` is the one place a bwvisu
+process maps SIGTERM/SIGINT to a stop event (`bwvisu up`'s supervisor uses it too).
 """
 
 from __future__ import annotations

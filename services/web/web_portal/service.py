@@ -25,7 +25,8 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
         deps = await bootstrap(settings, process.stack)
         # No page before the read model has caught up: a session must not look gone.
         await process.follow(deps.feed, timeout=CATCH_UP_TIMEOUT)
-        app = create_app(deps.portal, deps.session_secret, web.secure_cookies, web.session_max_age)
+        app = create_app(deps.portal, deps.session_secret, web.secure_cookies, web.session_max_age,
+                         ready=process.healthy)
         # Client addresses come from the socket or trusted proxies' headers (domain/client_address),
         # never from uvicorn's own reading of forwarded headers.
         process.serve_http(app, web.host, web.port, proxy_headers=False)
