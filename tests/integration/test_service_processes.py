@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 PASSWORD = "runner-api-password-for-tests"
 
 
-def settings(tmp_path: Path, nats_url: str, etcd: Server) -> Settings:
+def settings(tmp_path: Path, nats_url: str, etcd: Server, **web: object) -> Settings:
     secrets = tmp_path / "secrets"
     secrets.mkdir(exist_ok=True)
     (secrets / "bwvisu-web.password").write_text(PASSWORD)
@@ -34,7 +34,7 @@ def settings(tmp_path: Path, nats_url: str, etcd: Server) -> Settings:
         "nats-servers": [nats_url], "etcd-servers": [f"{etcd.host}:{etcd.port}"],
         "state-dir": str(tmp_path), "credentials": {"required": False, "tls": False},
         "runner-api": {"host": "127.0.0.1", "port": free_port()},
-        "web": {"host": "127.0.0.1", "port": free_port()},
+        "web": {"host": "127.0.0.1", "port": free_port(), **web},
     }))
     return load_settings(path)
 
@@ -95,6 +95,29 @@ async def test_the_portal_serves_once_connected_and_stops(tmp_path, nats_server,
         assert await answers(f"{portal}/login")
         stop.set()
         await asyncio.wait_for(running, 10)
+        assert not listening("127.0.0.1", conf.web.port)
+    finally:
+        stop.set()
+        running.cancel()
+
+
+async def test_an_open_event_stream_does_not_hold_the_portal_past_its_grace(tmp_path, nats_server,
+                                                                            etcd_server):
+    sso = {"auth": "header", "trusted-proxies": ["127.0.0.1"]}
+    conf = settings(tmp_path, nats_server.url, etcd_server, **sso)
+    portal = f"http://127.0.0.1:{conf.web.port}"
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_portal(conf, stop=stop))
+    try:
+        await until(lambda: answers(f"{portal}/healthz"))
+        async with httpx.AsyncClient() as client, client.stream(
+                "GET", f"{portal}/sessions/events", headers={"X-Remote-User": "alice"}, timeout=30) as events:
+            assert events.status_code == 200
+            assert events.headers["content-type"].startswith("text/event-stream")
+            stop.set()
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(running, 10)
+        assert asyncio.get_running_loop().time() - started < 5, "two seconds of grace, not more"
         assert not listening("127.0.0.1", conf.web.port)
     finally:
         stop.set()
