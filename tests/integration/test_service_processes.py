@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -46,6 +49,33 @@ async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 30.0)
         await asyncio.sleep(0.1)
 
 
+@dataclass
+class Running:
+    """A service's `run()` as a task, with the event that stops it."""
+
+    task: asyncio.Task[None]
+    stop: asyncio.Event
+
+    async def stopped(self, port: int, within: float = 10.0) -> float:
+        """Set `stop`; the seconds until `run()` returned, its port closed."""
+        self.stop.set()
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(self.task, within)
+        assert not listening("127.0.0.1", port)
+        return asyncio.get_running_loop().time() - started
+
+
+@contextlib.asynccontextmanager
+async def running(run: Callable[..., Coroutine[Any, Any, None]], conf: Settings) -> AsyncIterator[Running]:
+    stop = asyncio.Event()
+    service = Running(asyncio.create_task(run(conf, stop=stop)), stop)
+    try:
+        yield service
+    finally:
+        stop.set()
+        service.task.cancel()
+
+
 async def answers(url: str) -> bool:
     try:
         async with httpx.AsyncClient() as client:
@@ -58,29 +88,25 @@ async def test_runner_api_waits_for_nats_then_serves_and_stops(tmp_path, etcd_se
     nats_port = free_port()
     conf = settings(tmp_path, f"nats://127.0.0.1:{nats_port}", etcd_server)
     api = f"http://127.0.0.1:{conf.runner_api.port}"
-    stop = asyncio.Event()
-    running = asyncio.create_task(run_runner_api(conf, stop=stop))
     nats = None
-    try:
-        async def retrying() -> bool:
-            return "retrying in 2 s" in caplog.text
 
-        await until(retrying)
-        assert not running.done(), "no NATS yet is no reason to stop"
-        assert not listening("127.0.0.1", conf.runner_api.port), "no answers before it is connected"
-        nats = await asyncio.to_thread(_start, nats_command("127.0.0.1", nats_port, tmp_path / "js"),
-                                       "127.0.0.1", nats_port, "nats-server", tmp_path / "nats.log")
-        await until(lambda: answers(f"{api}/healthz"))
-        auth = "Basic " + base64.b64encode(f"bwvisu-web:{PASSWORD}".encode()).decode()
-        async with httpx.AsyncClient() as client:
-            r = await client.get(f"{api}/jobs", headers={"Authorization": auth})
-        assert r.status_code == 200 and r.json() == {"jobs": []}
-        stop.set()
-        await asyncio.wait_for(running, 10)
-        assert not listening("127.0.0.1", conf.runner_api.port)
+    async def retrying() -> bool:
+        return "retrying in 2 s" in caplog.text
+
+    try:
+        async with running(run_runner_api, conf) as service:
+            await until(retrying)
+            assert not service.task.done(), "no NATS yet is no reason to stop"
+            assert not listening("127.0.0.1", conf.runner_api.port), "no answers before it is connected"
+            nats = await asyncio.to_thread(_start, nats_command("127.0.0.1", nats_port, tmp_path / "js"),
+                                           "127.0.0.1", nats_port, "nats-server", tmp_path / "nats.log")
+            await until(lambda: answers(f"{api}/healthz"))
+            auth = "Basic " + base64.b64encode(f"bwvisu-web:{PASSWORD}".encode()).decode()
+            async with httpx.AsyncClient() as client:
+                r = await client.get(f"{api}/jobs", headers={"Authorization": auth})
+            assert r.status_code == 200 and r.json() == {"jobs": []}
+            await service.stopped(conf.runner_api.port)
     finally:
-        stop.set()
-        running.cancel()
         if nats is not None:
             await asyncio.to_thread(_stop, nats)
 
@@ -88,17 +114,10 @@ async def test_runner_api_waits_for_nats_then_serves_and_stops(tmp_path, etcd_se
 async def test_the_portal_serves_once_connected_and_stops(tmp_path, nats_server, etcd_server):
     conf = settings(tmp_path, nats_server.url, etcd_server)
     portal = f"http://127.0.0.1:{conf.web.port}"
-    stop = asyncio.Event()
-    running = asyncio.create_task(run_portal(conf, stop=stop))
-    try:
+    async with running(run_portal, conf) as service:
         await until(lambda: answers(f"{portal}/healthz"))
         assert await answers(f"{portal}/login")
-        stop.set()
-        await asyncio.wait_for(running, 10)
-        assert not listening("127.0.0.1", conf.web.port)
-    finally:
-        stop.set()
-        running.cancel()
+        await service.stopped(conf.web.port)
 
 
 async def test_an_open_event_stream_does_not_hold_the_portal_past_its_grace(tmp_path, nats_server,
@@ -106,19 +125,11 @@ async def test_an_open_event_stream_does_not_hold_the_portal_past_its_grace(tmp_
     sso = {"auth": "header", "trusted-proxies": ["127.0.0.1"]}
     conf = settings(tmp_path, nats_server.url, etcd_server, **sso)
     portal = f"http://127.0.0.1:{conf.web.port}"
-    stop = asyncio.Event()
-    running = asyncio.create_task(run_portal(conf, stop=stop))
-    try:
+    async with running(run_portal, conf) as service:
         await until(lambda: answers(f"{portal}/healthz"))
         async with httpx.AsyncClient() as client, client.stream(
                 "GET", f"{portal}/sessions/events", headers={"X-Remote-User": "alice"}, timeout=30) as events:
             assert events.status_code == 200
             assert events.headers["content-type"].startswith("text/event-stream")
-            stop.set()
-            started = asyncio.get_running_loop().time()
-            await asyncio.wait_for(running, 10)
-        assert asyncio.get_running_loop().time() - started < 5, "two seconds of grace, not more"
-        assert not listening("127.0.0.1", conf.web.port)
-    finally:
-        stop.set()
-        running.cancel()
+            took = await service.stopped(conf.web.port)
+    assert took < 5, "two seconds of grace, not more"

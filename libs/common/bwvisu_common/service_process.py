@@ -37,6 +37,9 @@ from bwvisu_common.settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# How long a serving process waits for its read model to catch up before its start counts as failed:
+# it answers nothing before (a job just submitted must be found, a session must not look gone).
+CATCH_UP_TIMEOUT = 60.0
 
 
 class TaskDied(BwvisuError):

@@ -6,15 +6,12 @@ import argparse
 import asyncio
 import logging
 
-from bwvisu_common.service_process import ServiceProcess
+from bwvisu_common.service_process import CATCH_UP_TIMEOUT, ServiceProcess
 from bwvisu_common.settings import Settings
 from runner_api.app import create_app
 from runner_api.bootstrap import bootstrap
 
 log = logging.getLogger(__name__)
-
-# How long the read model may take to catch up with the stream before the start counts as failed.
-CATCH_UP_TIMEOUT = 60.0
 
 
 async def run(settings: Settings, args: argparse.Namespace | None = None,
@@ -23,7 +20,6 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
     conf = settings.runner_api
     async with ServiceProcess("runner-api", stop) as process:
         deps = await bootstrap(settings, process.stack)
-        # Answer nothing before the read model has caught up: a job just submitted must be found.
         await process.follow(deps.live, timeout=CATCH_UP_TIMEOUT)
         log.info("runner-api ready: read model at stream sequence %d", deps.live.seq)
         app = create_app(deps.jobs, deps.external_ips, conf.user, deps.password, ready=process.healthy,

@@ -6,15 +6,12 @@ import argparse
 import asyncio
 import logging
 
-from bwvisu_common.service_process import ServiceProcess
+from bwvisu_common.service_process import CATCH_UP_TIMEOUT, ServiceProcess
 from bwvisu_common.settings import Settings
 from web_portal.app import create_app
 from web_portal.bootstrap import bootstrap
 
 log = logging.getLogger(__name__)
-
-# How long the read model may take to catch up with the stream before the start counts as failed.
-CATCH_UP_TIMEOUT = 60.0
 
 
 async def run(settings: Settings, args: argparse.Namespace | None = None,
@@ -23,7 +20,6 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
     web = settings.web
     async with ServiceProcess("web", stop) as process:
         deps = await bootstrap(settings, process.stack)
-        # No page before the read model has caught up: a session must not look gone.
         await process.follow(deps.feed, timeout=CATCH_UP_TIMEOUT)
         app = create_app(deps.portal, deps.session_secret, web.secure_cookies, web.session_max_age,
                          ready=process.healthy)
