@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from bwvisu_common.service_process import ServiceProcess, TaskDied
+from bwvisu_common.service_process import ServiceProcess, TaskDied, stop_on_signals
 
 
 class _ReadModel:
@@ -86,3 +86,65 @@ async def test_http_server_stops_with_the_service() -> None:
         stop.set()
         await asyncio.wait_for(runner, 5)
     assert not await asyncio.to_thread(listening, "127.0.0.1", port)
+
+
+async def test_signals_set_the_stop_event_only_while_inside() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        assert signal.getsignal(signal.SIGTERM) != before
+        asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGINT)
+        await asyncio.wait_for(stop.wait(), 5)
+    assert signal.getsignal(signal.SIGTERM) == before, "SIGTERM's own meaning is back"
+
+
+async def test_healthy_until_stopping_or_a_task_ends() -> None:
+    ended = asyncio.Event()
+
+    async def short() -> None:
+        await ended.wait()
+
+    async with ServiceProcess("svc") as process:
+        await process.follow(_ReadModel(), timeout=5)
+        task = process.spawn("short", short())
+        assert process.healthy()
+        ended.set()
+        await task
+        assert not process.healthy()
+    async with ServiceProcess("svc") as process:
+        await process.follow(_ReadModel(), timeout=5)
+        process.stop.set()
+        assert not process.healthy()
+
+
+async def test_a_one_shot_task_ends_or_fails_without_stopping_the_service(caplog) -> None:
+    stop = asyncio.Event()
+    blocked = asyncio.Event()
+    cancelled: list[str] = []
+
+    async def done() -> None:
+        return None
+
+    async def fails() -> None:
+        raise ValueError("sweep broke")
+
+    async def blocks() -> None:
+        try:
+            await blocked.wait()
+        except asyncio.CancelledError:
+            cancelled.append("blocks")
+            raise
+
+    async with ServiceProcess("svc", stop) as process:
+        await process.follow(_ReadModel(), timeout=5)
+        once = [process.spawn_once(name, work) for name, work in
+                (("done", done()), ("sweep", fails()), ("blocks", blocks()))]
+        await asyncio.wait(once[:2])
+        assert process.healthy()
+        running = asyncio.create_task(process.run_until_stopped())
+        await asyncio.sleep(0)
+        assert not running.done(), "one-shot tasks ending do not stop the service"
+        stop.set()
+        await asyncio.wait_for(running, 5)
+    assert cancelled == ["blocks"]
+    assert "svc: sweep failed: ValueError('sweep broke')" in caplog.text

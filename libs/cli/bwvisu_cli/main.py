@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from contextlib import AsyncExitStack
@@ -16,9 +17,12 @@ from bwvisu_common.connect import open_stores
 from bwvisu_common.errors import BwvisuError
 from bwvisu_common.logs import setup_logging
 from bwvisu_common.projector import Projector
+from bwvisu_common.service_process import ServiceProcess
 from bwvisu_common.settings import ENV_CONFIG, Settings, load_settings
 
 DEFAULT_CONFIG = "deploy/config/local.json"
+
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,13 +97,18 @@ def cmd_rebuild(settings: Settings, config: str) -> int:
 def cmd_project(settings: Settings, config: str) -> int:
     setup_logging("projector")
 
-    async def project() -> None:
-        async with AsyncExitStack() as stack:
-            events, state = await open_stores(settings, stack, "bwvisu-projector")
-            await Projector(events, state).run()
-
-    asyncio.run(project())
+    asyncio.run(project(settings))
     return 0
+
+
+async def project(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Keep etcd's read model up to date until a signal; a dead projector raises TaskDied, naming it."""
+    async with ServiceProcess("projector", stop) as process:
+        events, state = await open_stores(settings, process.stack, "bwvisu-projector")
+        projector = Projector(events, state)
+        await process.follow(projector)
+        log.info("projector caught up: read model at stream sequence %d", projector.seq)
+        await process.run_until_stopped()
 
 
 def _alive(pid: int) -> bool:

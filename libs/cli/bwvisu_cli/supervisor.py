@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bwvisu_cli.servers import listening
 from bwvisu_common.errors import BwvisuError
+from bwvisu_common.service_process import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -108,24 +109,20 @@ def _tail(path: Path, lines: int = 15) -> str:
 async def supervise(children: list[Child], on_started: Callable[[list[Child]], None]) -> None:
     """Start every child in order, then watch them until a stop signal; always stop them all."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     started: list[Child] = []
-    try:
-        for child in children:
-            await child.start()
-            started.append(child)
-        on_started(started)
-        watchers = [asyncio.create_task(_keep_running(c, stop)) for c in started]
-        await stop.wait()
-        for w in watchers:
-            w.cancel()
-    finally:
-        for child in reversed(started):
-            await child.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    with stop_on_signals(stop):
+        try:
+            for child in children:
+                await child.start()
+                started.append(child)
+            on_started(started)
+            watchers = [asyncio.create_task(_keep_running(c, stop)) for c in started]
+            await stop.wait()
+            for w in watchers:
+                w.cancel()
+        finally:
+            for child in reversed(started):
+                await child.stop()
 
 
 async def _keep_running(child: Child, stop: asyncio.Event) -> None:

@@ -3,15 +3,16 @@ signal or a dead task (naming it), and close everything on the way out.
 
 Each service's `service.py` reads the same way:
 
-    async def run(settings, stop=None):
-        async with ServiceProcess("scheduler-adapter", stop) as process:
-            deps = await bootstrap(settings, process.stack)
-            await process.follow(deps.jobs)
-            process.spawn("handlers", ...)
-            process.serve_http(create_app(deps), settings.x.host, settings.x.port)
+    async def run(settings, args=None, stop=None):
+        async with ServiceProcess("runner-api", stop) as process:
+            deps = await bootstrap(settings, process.stack)    # connects; closes with the stack
+            await process.follow(deps.live, timeout=60)         # the read model, before any answer
+            process.spawn("handlers", ...)                       # its end stops the service
+            process.serve_http(create_app(deps.jobs, ..., ready=process.healthy), host, port)
             await process.run_until_stopped()
 
-and its `__main__.py` is one call to `service_main`.
+and its `__main__.py` is one call to `service_main`. `stop_on_signals` is the one place a bwvisu
+process maps SIGTERM/SIGINT to a stop event (`bwvisu up`'s supervisor uses it too).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from bwvisu_common.settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# How long a serving process waits for its read model to catch up before its start counts as failed:
+# it answers nothing before (a job just submitted must be found, a session must not look gone).
+CATCH_UP_TIMEOUT = 60.0
 
 
 class TaskDied(BwvisuError):
@@ -46,6 +50,23 @@ class ReadModel(Protocol):
     """What `follow` needs of the job read model (LiveJobs and Projector are both one)."""
 
     async def run(self, caught_up: asyncio.Event | None = None) -> None: ...
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """While inside: SIGTERM and SIGINT set `stop` (the one place a bwvisu process maps them)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in STOP_SIGNALS:
+        # Not available off the main thread or on some platforms: then `stop` alone ends it.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 class _QuietServer(uvicorn.Server):
@@ -64,17 +85,12 @@ class ServiceProcess:
         self.stop = stop or asyncio.Event()
         self.stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._signals: list[signal.Signals] = []
+        self._once: list[asyncio.Task[Any]] = []  # may end without stopping the service
         self._graceful: list[asyncio.Task[Any]] = []  # end on `stop` by themselves (HTTP servers)
 
     async def __aenter__(self) -> ServiceProcess:
-        loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
-            # Not available off the main thread or on some platforms: then `stop` alone ends it.
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self.stop.set)
-                self._signals.append(sig)
         await self.stack.__aenter__()
+        self.stack.enter_context(stop_on_signals(self.stop))  # the last thing the stack undoes
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -83,23 +99,34 @@ class ServiceProcess:
         try:
             if self._graceful:
                 await asyncio.wait(self._graceful, timeout=6)
-            for task in self._tasks:
+            for task in (*self._tasks, *self._once):
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, *self._once, return_exceptions=True)
         finally:
-            try:
-                await self.stack.__aexit__(exc_type, exc, tb)
-            finally:
-                loop = asyncio.get_running_loop()
-                for sig in self._signals:
-                    loop.remove_signal_handler(sig)
-                log.info("%s stopped", self.name)
+            await self.stack.__aexit__(exc_type, exc, tb)
+            log.info("%s stopped", self.name)
 
     def spawn(self, name: str, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `work` for the life of the service: its end (return or raise) stops the service."""
         task = asyncio.create_task(work, name=name)
         self._tasks.append(task)
         return task
+
+    def spawn_once(self, name: str, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `work` once beside the service (a start-up sweep): its end does not stop the service,
+        an error is logged, and it is cancelled on the way out if still running."""
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(self._log_failure)
+        self._once.append(task)
+        return task
+
+    def _log_failure(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: %s failed: %r", self.name, task.get_name(), task.exception())
+
+    def healthy(self) -> bool:
+        """Not stopping, and every task still runs: what a health check reports."""
+        return not self.stop.is_set() and not any(task.done() for task in self._tasks)
 
     async def follow(self, jobs: ReadModel, *, timeout: float | None = None) -> None:
         """Follow the job read model for the life of the service; return once it has caught up."""

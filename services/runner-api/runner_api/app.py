@@ -33,15 +33,15 @@ class Unauthorized(Exception):
 
 
 def create_app(
-    jobs: Callable[[], Jobs], external_ips: Mapping[str, str], user: str, password: str,
-    ready: Callable[[], bool] = lambda: True, lifespan: Any = None,
+    jobs: Jobs, external_ips: Mapping[str, str], user: str, password: str,
+    ready: Callable[[], bool] = lambda: True,
     connect_urls: Callable[[str], str] = lambda template: "",
 ) -> FastAPI:
-    """`jobs` is called per request, so the app can exist before its connections do.
+    """The API over the built `jobs`; `ready` tells /healthz whether the process is sound.
 
     `connect_urls` gives a template's connect-url pattern (its app bundle's), "" for none."""
     # The docs are ours to serve, behind the same credential: they map the API for an attacker.
-    app = FastAPI(title="bwvisu runner-api", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+    app = FastAPI(title="bwvisu runner-api", version="1", docs_url=None, redoc_url=None,
                   openapi_url=None,
                   description="The web frontend's job API (compatible with the bwVisu middleware API).")
     def authorized(credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> None:
@@ -57,18 +57,18 @@ def create_app(
     @app.post("/jobs", dependencies=auth)
     async def submit_job(request: Request) -> dict[str, str]:
         submission = parse_submission(await _json_body(request))
-        return {"job-id": await jobs().submit(submission)}
+        return {"job-id": await jobs.submit(submission)}
 
     @app.get("/jobs", dependencies=auth)
     async def list_jobs(uid: str | None = None) -> dict[str, list[str]]:
-        return {"jobs": jobs().running(None if uid is None else check_uid(uid))}
+        return {"jobs": jobs.running(None if uid is None else check_uid(uid))}
 
     @app.get("/jobs/{job_id}", dependencies=auth)
     async def get_job(job_id: str, uid: str | None = None) -> dict[str, Any]:
         """The job. With `?uid=<its owner>` also `connect`: the session secret and the app's URL."""
-        job = jobs().get_for(job_id, None if uid is None else check_uid(uid))
+        job = jobs.get_for(job_id, None if uid is None else check_uid(uid))
         answer = job_json(job, external_ips)
-        secret = await jobs().session_secret(job) if uid is not None else ""
+        secret = await jobs.session_secret(job) if uid is not None else ""
         if secret:
             answer["connect"] = connect_json(job, secret, connect_urls(job.template_name), external_ips)
         return answer
@@ -76,23 +76,23 @@ def create_app(
     @app.get("/jobs/{job_id}/log", dependencies=auth)
     async def job_log(job_id: str, lines: int = 100, uid: str | None = None) -> dict[str, str]:
         """The end of the job's output file, read on the cluster as the job's user."""
-        return {"log": await jobs().log_tail(job_id, lines, None if uid is None else check_uid(uid))}
+        return {"log": await jobs.log_tail(job_id, lines, None if uid is None else check_uid(uid))}
 
     @app.delete("/jobs/{job_id}", dependencies=auth)
     async def cancel_job(job_id: str, uid: str | None = None) -> dict[str, str]:
-        await jobs().cancel(job_id, None if uid is None else check_uid(uid))
+        await jobs.cancel(job_id, None if uid is None else check_uid(uid))
         return {"response": "job cancelled"}
 
     @app.post("/jobs/{job_id}/clients", dependencies=auth)
     async def allow_client(job_id: str, request: Request) -> dict[str, Any]:
         """The owner connects from this address: a restricted forward accepts it from now on."""
         client = parse_client_address(await _json_body(request))
-        addresses = await jobs().allow_client(job_id, client.uid, client.address)
+        addresses = await jobs.allow_client(job_id, client.uid, client.address)
         return {"response": "address allowed", "client-addresses": addresses}
 
     @app.get("/cluster/check-user/{user_name}", dependencies=auth)
     async def check_user(user_name: str) -> dict[str, str]:
-        await jobs().check_user(check_uid(user_name))
+        await jobs.check_user(check_uid(user_name))
         return {"response": "success"}
 
     _add_docs(app, auth)
@@ -100,7 +100,7 @@ def create_app(
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         ok = ready()
-        return JSONResponse({"status": "ok" if ok else "starting"}, status_code=200 if ok else 503)
+        return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
 
     _add_error_handlers(app)
     return app

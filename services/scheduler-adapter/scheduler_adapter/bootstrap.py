@@ -21,7 +21,9 @@ from scheduler_adapter.watcher import Watcher
 
 
 @dataclass
-class App:
+class Deps:
+    """What scheduler-adapter's process runs: the read model, the handlers, the watcher, the queries."""
+
     nc: NatsClient
     events: JetStreamEventStore
     jobs: LiveJobs
@@ -31,7 +33,7 @@ class App:
     users: UserGate
 
 
-async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
+async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
     """Connect to NATS, etcd and the command nodes; everything closes with `stack`."""
     events, state = await open_stores(settings, stack, "scheduler-adapter")
     runner = AsyncSshRunner.from_settings(settings)
@@ -51,4 +53,4 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     watcher = Watcher(scheduler, jobs.all, events, tag=tag, interval=settings.scheduler.poll_interval,
                       absent_polls_to_finish=settings.scheduler.absent_polls_to_finish,
                       in_flight=handlers.in_flight)
-    return App(events.nats, events, jobs, scheduler, handlers, watcher, users)
+    return Deps(events.nats, events, jobs, scheduler, handlers, watcher, users)

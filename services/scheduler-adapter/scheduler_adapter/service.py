@@ -1,15 +1,15 @@
-"""run(): scheduler-adapter's tasks (read model, event handlers, watcher, check-user) until stopped."""
+"""run(): scheduler-adapter's process: read model, event handlers, watcher and cluster queries until
+stopped."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import contextlib
 import logging
-import signal
-from contextlib import AsyncExitStack
 
 from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.projections import JobView
+from bwvisu_common.service_process import ServiceProcess
 from bwvisu_common.settings import Settings
 from scheduler_adapter import queries
 from scheduler_adapter.bootstrap import bootstrap
@@ -18,33 +18,20 @@ from scheduler_adapter.handlers import DURABLE, JobHandlers
 log = logging.getLogger(__name__)
 
 
-async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+async def run(settings: Settings, args: argparse.Namespace | None = None,
+              stop: asyncio.Event | None = None) -> None:
     """Serve until `stop` is set (SIGTERM/SIGINT set it when running as a process)."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-    async with AsyncExitStack() as stack:
-        app = await bootstrap(settings, stack)
-        caught_up = asyncio.Event()
-        tasks = [asyncio.create_task(app.jobs.run(caught_up), name="read-model")]
-        await caught_up.wait()
-        subscriptions = await queries.serve(app.nc, app.scheduler, app.users,
-                                            settings.bwvisu_home_prefix)
-        tasks += [
-            asyncio.create_task(app.events.consume(DURABLE, app.handlers.handle, stop), name="handlers"),
-            asyncio.create_task(app.watcher.run(stop), name="watcher"),
-        ]
-        sweep = asyncio.create_task(_sweep(app.handlers, app.jobs.all()), name="sweep-secrets")
-        log.info("scheduler-adapter running (%d command nodes)", len(settings.command_nodes))
-        await _until_stopped(stop, tasks)
-        for subscription in subscriptions:
-            await subscription.unsubscribe()
-        for task in (*tasks, sweep):
-            task.cancel()
-        await asyncio.gather(*tasks, sweep, return_exceptions=True)
-    log.info("scheduler-adapter stopped")
+    async with ServiceProcess("scheduler-adapter", stop) as process:
+        deps = await bootstrap(settings, process.stack)
+        await process.follow(deps.jobs)
+        for subscription in await queries.serve(deps.nc, deps.scheduler, deps.users,
+                                                settings.bwvisu_home_prefix):
+            process.stack.push_async_callback(subscription.unsubscribe)
+        process.spawn("handlers", deps.events.consume(DURABLE, deps.handlers.handle, process.stop))
+        process.spawn("watcher", deps.watcher.run(process.stop))
+        process.spawn_once("sweep-secrets", _sweep(deps.handlers, deps.jobs.all()))
+        log.info("scheduler-adapter: %d command nodes", len(settings.command_nodes))
+        await process.run_until_stopped()
 
 
 async def _sweep(handlers: JobHandlers, views: list[JobView]) -> None:
@@ -53,13 +40,3 @@ async def _sweep(handlers: JobHandlers, views: list[JobView]) -> None:
         await handlers.sweep_secrets(views)
     except DependencyUnavailable as exc:
         log.warning("could not sweep the secrets of ended jobs: %s", exc)
-
-
-async def _until_stopped(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
-    waiter = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    for task in done:
-        if task is not waiter and not task.cancelled() and task.exception() is not None:
-            log.error("task %s died: %r", task.get_name(), task.exception())
-            stop.set()

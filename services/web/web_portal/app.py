@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -62,9 +62,10 @@ class SecurityHeaders:
 
 
 def create_app(portal: Portal, session_secret: str, secure_cookies: bool = False,
-               session_max_age: int = 12 * 3600, lifespan: Any = None) -> FastAPI:
-    app = FastAPI(title="bwvisu portal", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+               session_max_age: int = 12 * 3600, ready: Callable[[], bool] = lambda: True) -> FastAPI:
+    """The portal's app over the built `portal` (its feed and stores already connected); `ready`
+    tells /healthz whether the process is sound."""
+    app = FastAPI(title="bwvisu portal", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.portal = portal
     app.add_middleware(SessionMiddleware, secret_key=session_secret, session_cookie=SESSION_COOKIE,
                        max_age=session_max_age, same_site="lax", https_only=secure_cookies)
@@ -75,7 +76,8 @@ def create_app(portal: Portal, session_secret: str, secure_cookies: bool = False
 
     @app.get("/healthz")
     async def healthz() -> PlainTextResponse:
-        return PlainTextResponse("ok")
+        ok = ready()
+        return PlainTextResponse("ok" if ok else "unavailable", status_code=200 if ok else 503)
 
     _add_error_pages(app)
     return app

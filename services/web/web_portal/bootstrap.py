@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
-
-from fastapi import FastAPI
 
 from bwvisu_common.adapters.tcp_prober import TcpProber
 from bwvisu_common.connect import open_stores_retrying
@@ -20,10 +16,8 @@ from bwvisu_common.secret_files import ensure_secret_file, read_secret_file
 from bwvisu_common.settings import Settings, templates_path
 from web_portal.adapters.auth import PamAuthenticator, TrustedHeaderAuthenticator
 from web_portal.adapters.bundle_files import load_bundles
-from web_portal.adapters.live_feed import NoJobsYet
 from web_portal.adapters.runner_api import RunnerApiClient
 from web_portal.adapters.system import UnixGroups
-from web_portal.app import create_app
 from web_portal.domain.client_address import Network, parse_networks
 from web_portal.domain.login_limits import LoginLimits
 from web_portal.portal import Portal
@@ -57,15 +51,32 @@ def trusted_networks(settings: Settings) -> list[Network]:
         raise ConfigError(f"web.trusted-proxies: {exc}") from exc
 
 
-def build_app(settings: Settings) -> FastAPI:
+@dataclass
+class Deps:
+    """What the portal's process runs: the read model it follows and what its app serves."""
+
+    feed: LiveJobs
+    portal: Portal
+    session_secret: str  # signs the session cookies
+
+
+async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
+    """Connect to NATS and etcd (waiting for them if they are not up yet); all closes with `stack`."""
     web = settings.web
+    # Read before connecting: a bad bundle, secret or network is a configuration error, said at once.
     templates_dir = templates_path(settings)
     bundles = load_bundles(Path(web.bundles_dir or templates_dir), templates_dir)
+    secret = session_secret(settings)
+    networks = trusted_networks(settings)
     runner = RunnerApiClient(runner_api_url(settings), settings.runner_api.user,
                              read_secret_file(settings.runner_api.password_file, "runner-api.password-file"))
+    stack.push_async_callback(runner.aclose)
+    events, state = await open_stores_retrying(settings, stack, "web-portal")
     beats = GatewayHeartbeats()
+    stack.push_async_callback(await beats.follow(events.nats))
+    feed = LiveJobs(events, state)
     portal = Portal(
-        bundles=bundles, runner=runner, feed=NoJobsYet(), groups=UnixGroups(), prober=TcpProber(),
+        bundles=bundles, runner=runner, feed=feed, groups=UnixGroups(), prober=TcpProber(),
         authenticator=PamAuthenticator(web.pam_service) if web.auth == "pam" else None,
         header_auth=(TrustedHeaderAuthenticator(web.trusted_header, web.trusted_proxies)
                      if web.auth == "header" else None),
@@ -74,27 +85,8 @@ def build_app(settings: Settings) -> FastAPI:
         command_nodes=list(settings.command_nodes), beats=beats,
         login_limits=LoginLimits(web.login_max_failures_per_address, web.login_max_failures,
                                  web.login_window),
-        session_max_age=web.session_max_age, trusted_networks=trusted_networks(settings),
-        revocations=Revocations(cache_for=web.revocation_check_interval),
+        session_max_age=web.session_max_age, trusted_networks=networks,
+        revocations=Revocations(state, cache_for=web.revocation_check_interval),
         restrict_forwards=settings.restrict_forwards_to_clients,
     )
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            stack.push_async_callback(runner.aclose)
-            events, state = await open_stores_retrying(settings, stack, "web-portal")
-            await beats.follow(events.nats)
-            feed = LiveJobs(events, state)
-            caught_up = asyncio.Event()
-            follower = asyncio.create_task(feed.run(caught_up))
-            stack.callback(follower.cancel)
-            await asyncio.wait_for(caught_up.wait(), 60)
-            portal.feed = feed
-            portal.revocations.store = state
-            log.info("portal ready on http://%s:%d/ with %d application(s): %s", web.host, web.port,
-                     len(bundles), ", ".join(sorted(bundles)) or "none")
-            yield
-
-    return create_app(portal, session_secret(settings), web.secure_cookies, web.session_max_age,
-                      lifespan=lifespan)
+    return Deps(feed=feed, portal=portal, session_secret=secret)

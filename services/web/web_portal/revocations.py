@@ -24,7 +24,7 @@ class Revocations:
 
     def __init__(self, store: RevokedLogins | None = None, cache_for: float = 2.0,
                  max_cached: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
-        self.store = store  # set once the portal is connected (bootstrap's lifespan)
+        self.store = store  # None: this process alone remembers (a portal without a shared store)
         self.cache_for = cache_for
         self.max_cached = max_cached
         self._clock = clock

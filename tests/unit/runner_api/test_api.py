@@ -84,7 +84,7 @@ async def api() -> AsyncIterator[tuple[httpx.AsyncClient, InMemoryEventStore, Sc
     stop = asyncio.Event()
     tasks = [asyncio.create_task(live.run()), asyncio.create_task(store.consume("s", scheduler, stop))]
     jobs = Jobs(store, live, users, FakeTemplates(), FakeLogs(), submit_timeout=0.5, secrets=state)
-    app = create_app(lambda: jobs, {"gw0": "192.0.2.30"}, "bwvisu-web", PASSWORD,
+    app = create_app(jobs, {"gw0": "192.0.2.30"}, "bwvisu-web", PASSWORD,
                      connect_urls=CONNECT_URLS.get)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
         yield client, store, scheduler, users

@@ -17,13 +17,16 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def no_jobs():  # the docs never touch the job handlers
-    raise AssertionError("the docs must not need the job handlers")
+class NoJobs:
+    """The docs never touch the job handlers."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the docs must not need the job handlers ({name})")
 
 
 @pytest.fixture
 async def client():
-    app = create_app(no_jobs, {}, "bwvisu-web", PASSWORD)
+    app = create_app(NoJobs(), {}, "bwvisu-web", PASSWORD)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
         yield c
 
@@ -51,3 +54,13 @@ async def test_with_the_credential_the_docs_describe_the_api(client):
 async def test_healthz_stays_open(client):
     r = await client.get("/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+async def test_healthz_says_unavailable_once_the_process_is_not_sound():
+    sound = [True]
+    app = create_app(NoJobs(), {}, "bwvisu-web", PASSWORD, ready=lambda: sound[0])  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
+        assert (await c.get("/healthz")).status_code == 200
+        sound[0] = False  # stopping, or a task it needs died
+        r = await c.get("/healthz")
+    assert r.status_code == 503 and r.json() == {"status": "unavailable"}

@@ -12,9 +12,10 @@ from fastapi.routing import APIRoute
 
 from bwvisu_common import events as ev
 from bwvisu_common.heartbeats import GatewayHeartbeats
-from tests.unit.web.conftest import World, csrf_of, login
+from tests.unit.web.conftest import SECRET, World, csrf_of, login
 from tests.unit.web.fakes import secret_of
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
+from web_portal.app import create_app
 from web_portal.routes import admin, apps, auth, connect, sessions
 from web_portal.routes.sessions import live_cards
 
@@ -234,3 +235,14 @@ async def test_forms_may_lead_only_here_and_to_the_gateways(alice: httpx.AsyncCl
     # Connect's answer redirects to a gateway; CSP's form-action governs that redirect too.
     csp = (await alice.get("/sessions")).headers["content-security-policy"]
     assert "form-action 'self' http://192.0.2.30:* https://192.0.2.30:*;" in csp
+
+
+async def test_healthz_answers_without_login_and_says_when_the_process_is_not_sound(world: World):
+    sound = [True]
+    app = create_app(world.portal, SECRET, ready=lambda: sound[0])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://portal") as client:
+        r = await client.get("/healthz")
+        assert r.status_code == 200 and r.text == "ok"
+        sound[0] = False  # stopping, or a task it needs died
+        r = await client.get("/healthz")
+    assert r.status_code == 503 and r.text == "unavailable"

@@ -153,7 +153,7 @@ class TestRunnerApiClient(RunnerContract):
         tasks = [asyncio.create_task(live.run()), asyncio.create_task(_queue_everything(store, stop))]
         texts: dict[tuple[str, str], str] = {}
         jobs = Jobs(store, live, _Users(), _Templates(), _Logs(texts), submit_timeout=1)
-        app = create_app(lambda: jobs, {}, "bwvisu-web", PASSWORD)
+        app = create_app(jobs, {}, "bwvisu-web", PASSWORD)
         client = RunnerApiClient("http://runner-api", "bwvisu-web", PASSWORD,
                                  transport=httpx.ASGITransport(app=app))
         yield Setup(client, live, store, texts)
