@@ -1,6 +1,7 @@
-"""What scheduler-adapter does with each event: submit, cancel, forget secrets. Idempotent.
+"""What scheduler-adapter does with each event (submit, cancel, forget secrets; idempotent) and how
+it answers runner-api's questions (does a user exist, what did a job print).
 
-The decisions are domain/submit.py's and domain/secrets.py's; here is only the I/O around them.
+The decisions are domain/'s (submit, secrets, queries); here is only the I/O around them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from bwvisu_common.errors import ConcurrencyConflict
 from bwvisu_common.keyhole import new_session_secret, session_secret_key, token_key
 from bwvisu_common.ports import EventStore, StateStore, Templates
 from bwvisu_common.projections import JobView, fold
+from bwvisu_common.rpc import CheckUserReply, JobLogReply
+from scheduler_adapter.domain.queries import check_user_reply, check_user_request, job_log_request
 from scheduler_adapter.domain.render import SubmitConfig, render_job, template_name
 from scheduler_adapter.domain.secrets import (
     JobSecrets,
@@ -33,6 +36,7 @@ from scheduler_adapter.domain.submit import (
     is_decided,
     queued,
     submit_failed,
+    unreachable,
     user_refused,
 )
 from scheduler_adapter.domain.users import UserPolicy
@@ -178,3 +182,34 @@ class JobHandlers:
             await self._events.append([cancel_failed(event.job_id, exc)])
             return
         log.info("job %s: scancel %s as %s", event.job_id, cancel.slurm_id, cancel.uid)
+
+
+class QueryHandlers:
+    """Answers runner-api's questions from a command node; neither changes anything."""
+
+    def __init__(self, scheduler: Scheduler, users: UserGate, home_prefix: str) -> None:
+        self._scheduler = scheduler
+        self._users = users
+        self._home_prefix = home_prefix
+
+    async def check_user(self, request: bytes) -> CheckUserReply:
+        """The reply to one JSON CheckUser request."""
+        uid = check_user_request(request)
+        if isinstance(uid, CheckUserReply):
+            return uid
+        try:
+            return check_user_reply(await self._users.refusal(uid))
+        except SchedulerUnavailable as exc:
+            log.warning("check-user %s: %s", uid, exc)
+            return CheckUserReply(error=unreachable(exc))
+
+    async def job_log(self, request: bytes) -> JobLogReply:
+        """The reply to one JSON JobLog request: the end of the job's output file, read as its user."""
+        read = job_log_request(request, self._home_prefix)
+        if isinstance(read, JobLogReply):
+            return read
+        try:
+            return JobLogReply(text=await self._scheduler.read_log(read.uid, read.path, read.lines))
+        except SchedulerUnavailable as exc:
+            log.warning("job-log %s: %s", read.path, exc)
+            return JobLogReply(error=unreachable(exc))
