@@ -1,4 +1,4 @@
-"""The pure decisions behind JobHandlers: what each answer means for the job's log."""
+"""The pure decisions behind scheduler-adapter's handlers: what each answer means for the job's log."""
 
 from __future__ import annotations
 
