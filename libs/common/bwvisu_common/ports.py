@@ -1,4 +1,4 @@
-"""The capabilities every service shares: an event log and a state store."""
+"""The capabilities services share: an event log, a state store, templates, a port prober."""
 
 from __future__ import annotations
 
@@ -105,4 +105,24 @@ class StateStore(Protocol):
 
     async def secret_names(self, prefix: str = "") -> list[str]:
         """Names of the stored secrets under `prefix` (not their values): for sweeping."""
+        ...
+
+
+class Templates(Protocol):
+    """Where batch-script templates are kept (runner-api asks which exist, scheduler-adapter renders)."""
+
+    def exists(self, name: str) -> bool:
+        """True if a template of that (already validated) name can be rendered."""
+        ...
+
+    def load(self, name: str) -> str | None:
+        """The template's text, or None if there is no such template."""
+        ...
+
+
+class PortProber(Protocol):
+    """Whether something accepts TCP connections on host:port (`nc -z`)."""
+
+    async def is_open(self, host: str, port: int, timeout: float = 0.5) -> bool:
+        """True if a TCP connection to host:port succeeds within `timeout`."""
         ...

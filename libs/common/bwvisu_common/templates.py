@@ -18,7 +18,7 @@ def job_log_path(home_prefix: str, uid: str, job_id: str) -> str:
 
 
 class FileTemplates:
-    """`<dir>/<name>.sh.mustache`, read on every use so that edited templates apply at once."""
+    """Templates (the port) as `<dir>/<name>.sh.mustache`, read on every use so that edits apply at once."""
 
     def __init__(self, directory: str | Path = "") -> None:
         self.directory = Path(directory) if directory else DEFAULT_DIR

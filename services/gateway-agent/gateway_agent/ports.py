@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
+from bwvisu_common.ports import PortProber as PortProber
 from gateway_agent.domain.rules import ForwardRule
 
 
@@ -27,10 +28,3 @@ class Firewall(Protocol):
         """Remove every rule of these jobs, in one batch; return the forwards removed."""
         ...
 
-
-class PortProber(Protocol):
-    """Whether something accepts TCP connections on host:port (`nc -z`)."""
-
-    async def is_open(self, host: str, port: int, timeout: float = 0.5) -> bool:
-        """True if a TCP connection to host:port succeeds within `timeout`."""
-        ...

@@ -15,7 +15,8 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from bwvisu_common.errors import DependencyUnavailable, InvalidInput
 from bwvisu_common.reasons import SERVICE_UNAVAILABLE, client_details
 from bwvisu_common.validation import check_uid
-from runner_api.domain import connect_json, job_json, parse_client_address, parse_submission
+from runner_api.domain.answers import connect_json, job_json
+from runner_api.domain.requests import parse_client_address, parse_submission
 from runner_api.errors import NotFound, SubmitFailed
 from runner_api.handlers import Jobs
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from bwvisu_common.errors import BwvisuError
 
 
-class NotFound(BwvisuError):
+class RunnerApiError(BwvisuError):
+    """Base of every error runner-api raises on purpose."""
+
+
+class NotFound(RunnerApiError):
     """No such job (or no such running job, for a cancel), or no such user."""
 
 
-class SubmitFailed(BwvisuError):
+class SubmitFailed(RunnerApiError):
     """Slurm did not take the job; `kind` is JobSubmitFailed's (rejected, unknown-user, unavailable)."""
 
     def __init__(self, kind: str, reason: str) -> None:

@@ -1,4 +1,4 @@
-"""What runner-api needs beyond the shared event store and read model."""
+"""What runner-api needs beyond the shared ports (event store, state store, templates)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,3 @@ class JobLogs(Protocol):
         """The last `lines` lines; DependencyUnavailable when the cluster cannot be asked."""
         ...
 
-
-class TemplateCatalog(Protocol):
-    """Knows which batch-script templates exist."""
-
-    def exists(self, name: str) -> bool:
-        """True if a template of that (already validated) name can be rendered."""
-        ...

@@ -1,4 +1,6 @@
-"""The capabilities scheduler-adapter needs: running commands on a command node, and a scheduler."""
+"""The capabilities scheduler-adapter needs: running commands on a command node, and a scheduler.
+
+Templates, like the event and state stores, is a shared port: bwvisu_common.ports."""
 
 from __future__ import annotations
 
@@ -76,10 +78,3 @@ class Scheduler(Protocol):
         """The user's uid and groups on the cluster, None if there is no such user."""
         ...
 
-
-class Templates(Protocol):
-    """Where batch-script templates are kept."""
-
-    def load(self, name: str) -> str | None:
-        """The template's text, or None if there is no such template."""
-        ...

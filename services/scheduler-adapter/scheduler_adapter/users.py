@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from scheduler_adapter.domain.users import UserPolicy
+from scheduler_adapter.domain.users import UserPolicy, user_refusal
 from scheduler_adapter.ports import Scheduler
 
 # A user allowed a moment ago is still allowed: keeps `id` off most submits. Refusals are not
@@ -29,10 +29,7 @@ class UserGate:
         now = self._clock()
         if now - self._allowed.get(uid, -self._ttl) < self._ttl:
             return None
-        who = await self._scheduler.identify(uid)
-        if who is None:
-            return f"no such user on the cluster: {uid}"
-        reason = self._policy.refusal(who)
+        reason = user_refusal(uid, await self._scheduler.identify(uid), self._policy)
         if reason is None:
             self._allowed[uid] = now
         return reason

@@ -18,7 +18,6 @@ from scheduler_adapter.ports import Scheduler
 log = logging.getLogger(__name__)
 
 APPEND_CONCURRENCY = 32
-MAX_RECHECK = 200
 
 
 class Watcher:
@@ -67,7 +66,7 @@ class Watcher:
         self._report(answer)
         result = diff(views, answer.entries, tag=self._tag, absent=self._absent,
                       absent_polls_to_finish=self._threshold, in_flight=self._in_flight,
-                      ambiguous=answer.ambiguous)
+                      ambiguous=answer.ambiguous, cancelled=self._cancelled)
         self._absent = result.absent
         appends = result.appends + await self._settle(result.unsure)
         appends += [adopt(claim) for claim in result.adoptions if await self._confirmed(claim)]
@@ -88,9 +87,6 @@ class Watcher:
         """Ask Slurm once more, without job names, about jobs whose squeue line was repeated."""
         if not unsure:
             return []
-        # Bounded: a flood of forged lines must not turn into one enormous squeue argv; the rest
-        # wait for a later poll.
-        unsure = unsure[:MAX_RECHECK]
         try:
             entries = await self._scheduler.examine([v.slurm_id for v in unsure])
         except SchedulerUnavailable as exc:
@@ -130,7 +126,7 @@ class Watcher:
     async def _cancel_strays(self, strays: list[Claim]) -> None:
         for claim in strays:
             entry = claim.entry
-            if entry.slurm_id in self._cancelled or not await self._confirmed(claim):
+            if not await self._confirmed(claim):
                 continue
             log.warning("Slurm job %s belongs to bwvisu job %s, which is over; cancelling it",
                         entry.slurm_id, claim.job_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from bwvisu_common.ports import PortProber
 from bwvisu_common.projections import JobView
 from bwvisu_common.settings import CommandNode, GatewayNode
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
@@ -12,7 +13,7 @@ from web_portal.domain.bundles import Bundle
 from web_portal.domain.client_address import Network
 from web_portal.domain.login_limits import LoginLimits
 from web_portal.domain.sessions import Card, card, sessions_of
-from web_portal.ports import Authenticator, GatewayBeats, GroupDirectory, JobFeed, JobRunner, Prober
+from web_portal.ports import Authenticator, GatewayBeats, GroupDirectory, JobFeed, JobRunner
 from web_portal.revocations import Revocations
 
 
@@ -24,7 +25,7 @@ class Portal:
     runner: JobRunner
     feed: JobFeed
     groups: GroupDirectory
-    prober: Prober
+    prober: PortProber
     authenticator: Authenticator | None = None  # PAM mode
     header_auth: TrustedHeaderAuthenticator | None = None  # SSO proxy mode
     beats: GatewayBeats | None = None

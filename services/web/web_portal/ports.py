@@ -73,12 +73,6 @@ class GatewayBeats(Protocol):
         ...
 
 
-class Prober(Protocol):
-    """Whether something answers on a TCP address."""
-
-    async def is_open(self, host: str, port: int, timeout: float) -> bool: ...
-
-
 class RevokedLogins(Protocol):
     """Ended portal logins, shared by every replica (the state store)."""
 

@@ -45,8 +45,13 @@ class FakeLogs:
 
 
 class FakeTemplates:
+    TEXTS = {"xpra-desktop": "#!/bin/bash\n", "jupyter": "#!/bin/bash\n"}
+
     def exists(self, name: str) -> bool:
-        return name in {"xpra-desktop", "jupyter"}
+        return self.load(name) is not None
+
+    def load(self, name: str) -> str | None:
+        return self.TEXTS.get(name)
 
 
 UNREACHABLE = "the cluster cannot be reached: no command node answered: login0 (10.200.0.10:22): refused"

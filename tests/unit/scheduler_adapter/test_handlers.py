@@ -8,13 +8,15 @@ import pytest
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projections import JobView, fold
-from bwvisu_common.state_keys import session_secret_key
+from bwvisu_common.state_keys import session_secret_key, token_key
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.fake import FakeCommandRunner, fake_id
 from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli
+from scheduler_adapter.domain.render import SubmitConfig
+from scheduler_adapter.domain.secrets import token_ttl
 from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
-from scheduler_adapter.handlers import JobHandlers, SubmitConfig, token_key, token_ttl
+from scheduler_adapter.handlers import JobHandlers
 from scheduler_adapter.ports import CommandResult
 from scheduler_adapter.users import UserGate
 

@@ -4,20 +4,20 @@ import msgspec
 import pytest
 
 from bwvisu_common.rpc import CheckUser, CheckUserReply, JobLog, JobLogReply
-from scheduler_adapter import queries
 from scheduler_adapter.adapters.fake import FakeCommandRunner, fake_id
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.errors import SchedulerUnavailable
+from scheduler_adapter.handlers import QueryHandlers
 from scheduler_adapter.ports import CommandResult
 from scheduler_adapter.users import UserGate
 
 
 async def reply(runner: FakeCommandRunner, request: bytes,
                 policy: UserPolicy | None = None) -> CheckUserReply:
-    gate = UserGate(SlurmCli(runner), policy or UserPolicy())
-    answer = await queries.answer(gate, request)
-    return msgspec.json.decode(answer, type=CheckUserReply)
+    scheduler = SlurmCli(runner)
+    handlers = QueryHandlers(scheduler, UserGate(scheduler, policy or UserPolicy()), "/home/")
+    return await handlers.check_user(request)
 
 
 def request(uid: str) -> bytes:
@@ -79,8 +79,8 @@ async def test_no_command_node_is_an_error_not_a_no() -> None:
 
 
 async def log_reply(runner: FakeCommandRunner, request: bytes) -> JobLogReply:
-    answer = await queries.answer_job_log(SlurmCli(runner), "/home/", request)
-    return msgspec.json.decode(answer, type=JobLogReply)
+    scheduler = SlurmCli(runner)
+    return await QueryHandlers(scheduler, UserGate(scheduler, UserPolicy()), "/home/").job_log(request)
 
 
 async def test_the_job_log_is_read_as_its_user_from_the_jobs_output_file() -> None:

@@ -3,7 +3,16 @@ from __future__ import annotations
 from bwvisu_common import events as ev
 from bwvisu_common.projections import JobView, evolve
 from scheduler_adapter.domain.slurm import SqueueEntry
-from scheduler_adapter.domain.watch import ABSENT, UNREACHABLE, Diff, adopt, diff, diff_error, settle
+from scheduler_adapter.domain.watch import (
+    ABSENT,
+    MAX_RECHECK,
+    UNREACHABLE,
+    Diff,
+    adopt,
+    diff,
+    diff_error,
+    settle,
+)
 
 TAG = "bwvisu"
 
@@ -140,6 +149,10 @@ def test_a_running_job_of_a_failed_submit_is_a_stray() -> None:
     assert d.appends == [] and [(s.entry.slurm_id, s.uid) for s in d.strays] == [("9", "alice")]
     # Another user's job named like it is no stray of ours: we would cancel a stranger's job.
     assert run([failed], [entry("RUNNING", slurm_id="9", user="bob")]).strays == []
+    # One already cancelled is not cancelled again.
+    again = diff([failed], [entry("RUNNING", slurm_id="9")], tag=TAG, absent={}, absent_polls_to_finish=3,
+                 cancelled={"9"})
+    assert again.strays == []
 
 
 def test_a_slurm_job_named_like_ours_with_another_id_or_user_is_not_ours() -> None:
@@ -177,3 +190,10 @@ def test_unknown_slurm_state_is_no_change() -> None:
     d = run([view], [entry("WEIRD_NEW_STATE")])
     view = apply(view, d)
     assert view.state == "submitted" and "WEIRD_NEW_STATE" in view.details
+
+
+def test_rechecks_are_bounded_per_poll() -> None:
+    views = [queued(job_id=f"j{i}", slurm_id=str(100 + i)) for i in range(MAX_RECHECK + 5)]
+    d = diff(views, [], tag=TAG, absent={}, absent_polls_to_finish=3,
+             ambiguous={v.slurm_id for v in views})
+    assert d.unsure == views[:MAX_RECHECK]

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import chevron
 import chevron.tokenizer
 
+from bwvisu_common import events as ev
 from bwvisu_common.errors import InvalidInput
-from bwvisu_common.keyhole_script import DIRECTIVE
+from bwvisu_common.keyhole_script import DIRECTIVE, keyhole_block
 from bwvisu_common.templates import job_log_path
-from bwvisu_common.validation import check_uid, check_variables
+from bwvisu_common.validation import check_template_name, check_uid, check_variables
+from scheduler_adapter.domain.secrets import JobSecrets
+from scheduler_adapter.domain.slurm import job_name
 from scheduler_adapter.errors import TemplateError
 
 # Names the adapter fills itself; a request cannot set them.
@@ -19,6 +22,16 @@ BUILTINS = ("job_id", "uid", "log_path", "home", "job_name")
 
 # count -> the bash that replaces the directive line.
 KeyholeExpander = Callable[[int], str]
+
+
+@dataclass(frozen=True)
+class SubmitConfig:
+    """The site's part of every job's script: where homes are, the tag, the keyhole servers."""
+
+    home_prefix: str
+    tag: str = "bwvisu"
+    keyhole_servers: list[str] = field(default_factory=list)
+    hostname_suffix: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,3 +138,26 @@ def expand_keyhole(script: str, keyhole: KeyholeExpander) -> str:
     if count < 1:
         raise TemplateError("#KEYHOLE-REQUEST-PORTS needs a count of at least 1")
     return script[: match.start()] + keyhole(count) + script[match.end():]
+
+
+def template_name(event: ev.JobSubmitted) -> str:
+    """The job's template name, checked (runner-api checked it too, but events outlive versions)."""
+    try:
+        return check_template_name(event.template_name)
+    except InvalidInput as exc:
+        raise TemplateError(str(exc)) from exc
+
+
+def render_job(template: str, event: ev.JobSubmitted, config: SubmitConfig,
+               chosen: JobSecrets) -> tuple[str, bool]:
+    """The job's script, and whether it asks for ports (only then it carries the session secret)."""
+    context = JobContext(job_id=event.job_id, uid=event.uid, home_prefix=config.home_prefix,
+                         job_name=job_name(config.tag, event.job_id))
+    expanded: list[int] = []
+
+    def keyhole(count: int) -> str:
+        expanded.append(count)
+        return keyhole_block(count, job_id=event.job_id, token=chosen.token, servers=config.keyhole_servers,
+                             hostname_suffix=config.hostname_suffix, session_secret=chosen.session)
+
+    return render_script(template, event.variables, context, keyhole), bool(expanded)

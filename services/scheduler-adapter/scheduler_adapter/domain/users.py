@@ -55,3 +55,10 @@ class UserPolicy:
         if self.required_group and self.required_group not in who.groups:
             return f"{who.name} is not a member of {self.required_group}"
         return None
+
+
+def user_refusal(uid: str, who: Identity | None, policy: UserPolicy) -> str | None:
+    """Why `uid` may not run jobs, given what the cluster says about them (None: no such user)."""
+    if who is None:
+        return f"no such user on the cluster: {uid}"
+    return policy.refusal(who)

@@ -14,6 +14,9 @@ from scheduler_adapter.domain.slurm import Lifecycle, SqueueEntry, job_id_from_n
 UNREACHABLE = "Slurm cannot be asked right now: "
 # slurm_state of a JobEnded for a job that left squeue without a final word.
 ABSENT = "ABSENT"
+# Bounded: a flood of forged squeue lines must not turn into one enormous squeue argv; the rest
+# wait for a later poll.
+MAX_RECHECK = 200
 _STEADY_DETAILS = {RUNNING: "running", AVAILABLE: "application is listening", COMPLETING: "completing"}
 
 
@@ -62,11 +65,13 @@ def diff(
     absent_polls_to_finish: int,
     in_flight: Collection[str] = (),
     ambiguous: Collection[str] = frozenset(),
+    cancelled: Collection[str] = frozenset(),
 ) -> Diff:
     """Compare one successful squeue answer with every job we know.
 
     A Slurm job is a bwvisu job's only if its Slurm id is the one recorded for it AND its user is
     the job's AND its name is the job's tagged name: a name alone is anyone's to choose.
+    `cancelled`: Slurm ids of strays already cancelled, not to be cancelled again.
     """
     by_slurm_id = {e.slurm_id: e for e in entries}
     known = {v.job_id: v for v in views}
@@ -89,6 +94,8 @@ def diff(
             out.appends.extend(_compare(view, entry))
     for entry in by_slurm_id.values():
         _unclaimed(entry, known, tag, in_flight, out)
+    out.unsure = out.unsure[:MAX_RECHECK]
+    out.strays = [s for s in out.strays if s.entry.slurm_id not in cancelled]
     return out
 
 

@@ -1,17 +1,13 @@
-"""Pure translation between the original bwVisu API's JSON and our events and views."""
+"""What a request body must be: POST /jobs and POST /jobs/<id>/clients, validated. Pure."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from typing import Any
 
 import msgspec
 
-from bwvisu_common.app_links import fill_connect_url
 from bwvisu_common.errors import InvalidInput
-from bwvisu_common.projections import JobView
-from bwvisu_common.reasons import client_details
 from bwvisu_common.validation import check_template_name, check_uid, check_variables
 
 
@@ -64,36 +60,3 @@ def parse_client_address(body: object) -> ClientAddress:
     if str(parsed) != address or parsed.is_unspecified or parsed.is_multicast:
         raise InvalidInput("address", f"{address[:64]!r} is not one client's IPv4 address")
     return ClientAddress(uid=check_uid(body["uid"]), address=address)
-
-
-def job_json(job: JobView, external_ips: Mapping[str, str]) -> dict[str, Any]:
-    """GET /jobs/<id> as the original middleware answered it, hyphenated names and all."""
-    return {
-        "job-id": job.job_id,
-        "batch-script": {"template-name": job.template_name, "variables": dict(job.variables)},
-        "services": [
-            {
-                "internal-port": s.internal_port,
-                "external-port": s.external_port,
-                "external-ip": external_ips.get(s.gateway, s.gateway),
-            }
-            for s in job.services
-        ],
-        "state": job.state,
-        "uid": job.uid,
-        "details": client_details(job.failure, job.details),
-    }
-
-
-def connect_json(job: JobView, secret: str, url_pattern: str,
-                 external_ips: Mapping[str, str]) -> dict[str, str]:
-    """What the job's owner needs to open its application: the secret, and a URL where one is known.
-
-    The URL needs a forwarded port (and a bundle with a connect-url); until then only the secret."""
-    answer = {"secret": secret}
-    if url_pattern and job.services:
-        service = job.services[0]
-        host = external_ips.get(service.gateway, service.gateway)
-        answer["url"] = fill_connect_url(url_pattern, host=host, port=service.external_port,
-                                         job_id=job.job_id, secret=secret)
-    return answer

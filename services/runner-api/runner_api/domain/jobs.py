@@ -1,0 +1,79 @@
+"""What each runner-api request decides about a job, given the job as the read model shows it. Pure.
+
+A refusal is an exception (NotFound, InvalidInput, SubmitFailed) that app.py maps to its status;
+a decision is the events to append ([] when the job already is as asked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bwvisu_common import events as ev
+from bwvisu_common.errors import InvalidInput
+from bwvisu_common.projections import FINISHED, JobView
+from runner_api.errors import NotFound, SubmitFailed
+
+MAX_LOG_LINES = 1000
+
+
+def is_decided(job: JobView) -> bool:
+    """Whether the scheduler answered a submission: queued (it has a Slurm id) or over."""
+    return bool(job.slurm_id) or job.state == FINISHED
+
+
+def submit_refusal(job: JobView) -> SubmitFailed | None:
+    """For a decided job: None if Slurm took it, else why not (the scheduler's kind and reason)."""
+    if job.state == FINISHED and not job.slurm_id:
+        return SubmitFailed(job.failure or "rejected", job.details)
+    return None
+
+
+def gave_up(job_id: str, timeout: float) -> ev.JobSubmitFailed:
+    """No scheduler answered a submission in time: the job fails rather than run by surprise later."""
+    return ev.JobSubmitFailed(job_id=job_id, reason=f"no scheduler answered within {timeout:.0f} s",
+                              kind="unavailable")
+
+
+def owned(job: JobView | None, uid: str | None) -> JobView:
+    """The job; with `uid`, only if that user owns it (another user's job does not exist)."""
+    if job is None or (uid is not None and job.uid != uid):
+        raise NotFound("no such job")
+    return job
+
+
+def running(job: JobView | None, uid: str | None) -> JobView:
+    """The job if it runs (and, with `uid`, is theirs): cancel and client addresses need one."""
+    if job is None or job.state == FINISHED or (uid is not None and job.uid != uid):
+        raise NotFound("no such running job")
+    return job
+
+
+def decide_cancel(job: JobView) -> list[ev.Event]:
+    """Cancel a running job, once."""
+    return [] if job.cancel_requested else [ev.JobCancelRequested(job_id=job.job_id)]
+
+
+def decide_allow_client(job: JobView, address: str) -> list[ev.Event]:
+    """Let the owner's address in, once."""
+    if address in job.client_addresses:
+        return []
+    return [ev.ClientAddressAllowed(job_id=job.job_id, address=address)]
+
+
+def allowed_clients(job: JobView, decided: list[ev.Event]) -> list[str]:
+    """The addresses the job allows once `decided` (from decide_allow_client) is appended."""
+    added = [e.address for e in decided if isinstance(e, ev.ClientAddressAllowed)]
+    return [*job.client_addresses, *added]
+
+
+def check_log_lines(lines: int) -> int:
+    """How many lines of a job's log a request may ask for."""
+    if not 1 <= lines <= MAX_LOG_LINES:
+        raise InvalidInput("lines", f"must be between 1 and {MAX_LOG_LINES}")
+    return lines
+
+
+def running_ids(jobs: Iterable[JobView], uid: str | None) -> list[str]:
+    """The jobs not over yet (of `uid`, if given), oldest submission first."""
+    ordered = sorted(jobs, key=lambda j: (j.submitted_at is None, j.submitted_at))
+    return [j.job_id for j in ordered if j.state != FINISHED and (uid is None or j.uid == uid)]
