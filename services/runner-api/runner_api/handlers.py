@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable, InvalidInput
+from bwvisu_common.job_facts import FailureKind
 from bwvisu_common.keyhole import session_secret_key
 from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.projections import FINISHED, JobView
@@ -50,7 +51,7 @@ class Jobs:
         if job is None:
             job = await self._give_up(job_id, version)
         if job.state == FINISHED and not job.slurm_id:
-            raise SubmitFailed(job.failure or "rejected", job.details)
+            raise SubmitFailed(job.failure or FailureKind.REJECTED, job.why.text)
         return job_id
 
     async def _give_up(self, job_id: str, version: int) -> JobView:
@@ -58,7 +59,7 @@ class Jobs:
         reason = f"no scheduler answered within {self._submit_timeout:.0f} s"
         try:
             await self._events.append(
-                [ev.JobSubmitFailed(job_id=job_id, reason=reason, kind="unavailable")], version
+                [ev.JobSubmitFailed(job_id=job_id, reason=reason, kind=FailureKind.UNAVAILABLE)], version
             )
         except ConcurrencyConflict:
             log.info("job %s: the scheduler answered as we gave up", job_id)

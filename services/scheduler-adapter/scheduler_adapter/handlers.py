@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict, InvalidInput
+from bwvisu_common.job_facts import FailureKind, Why, WhyKind
 from bwvisu_common.keyhole import keyhole_block, new_session_secret, session_secret_key
 from bwvisu_common.keyhole import token_key as token_key
 from bwvisu_common.ports import EventStore, StateStore
@@ -156,14 +157,14 @@ class JobHandlers:
     async def _submit(self, view: JobView, event: ev.JobSubmitted, stored: _Secrets | None) -> ev.Event:
         job_id = event.job_id
 
-        def failed(reason: str, kind: str = "rejected") -> ev.JobSubmitFailed:
+        def failed(reason: str, kind: FailureKind = FailureKind.REJECTED) -> ev.JobSubmitFailed:
             log.info("job %s: submission failed (%s): %s", job_id, kind, reason)
             return ev.JobSubmitFailed(job_id=job_id, reason=reason, kind=kind)
 
         if view.cancel_requested:
             return failed("cancelled before it was submitted")
         if stored is None and ev.utcnow() - event.time > SUBMIT_DEADLINE:
-            return failed("not submitted in time; please submit again", "unavailable")
+            return failed("not submitted in time; please submit again", FailureKind.UNAVAILABLE)
         try:
             if stored is not None:
                 # An earlier attempt got as far as sbatch: find its job before any new submit.
@@ -177,17 +178,17 @@ class JobHandlers:
             # Checked here, where the facts are, whatever runner-api asked before.
             refusal = await self._users.refusal(event.uid)
             if refusal is not None:
-                return failed(refusal, "unknown-user")
+                return failed(refusal, FailureKind.UNKNOWN_USER)
             await self._store(job_id, chosen, has_ports, token_ttl(event.variables))
             done = await self._scheduler.submit(event.uid, script, job_id)
         except TemplateError as exc:
             return failed(str(exc))
         except UnknownUser:
-            return failed(f"no such user: {event.uid}", "unknown-user")
+            return failed(f"no such user: {event.uid}", FailureKind.UNKNOWN_USER)
         except SubmitRejected as exc:
             return failed(f"sbatch refused the job: {exc}")
         except (SchedulerUnavailable, CommandOutcomeUnknown) as exc:
-            return failed(f"the cluster cannot be reached: {exc}", "unavailable")
+            return failed(f"the cluster cannot be reached: {exc}", FailureKind.UNAVAILABLE)
         log.info("job %s queued as Slurm job %s via %s", job_id, done.slurm_id, done.node or "?")
         return ev.JobQueued(job_id=job_id, slurm_id=done.slurm_id, command_node=done.node)
 
@@ -231,7 +232,7 @@ class JobHandlers:
             raise  # redelivered later
         except SchedulerError as exc:
             log.error("job %s: cancel failed: %s", event.job_id, exc)
-            note = ev.JobDetailsChanged(job_id=event.job_id, details=f"cancel failed: {exc}")
+            note = ev.JobDetailsChanged.saying(event.job_id, Why(WhyKind.CANCEL_FAILED, str(exc)))
             await self._events.append([note])
             return
         log.info("job %s: scancel %s as %s", event.job_id, view.slurm_id, view.uid)
