@@ -7,9 +7,12 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from bwvisu_common.projections import AVAILABLE, COMPLETING, FINISHED, RUNNING, SUBMITTED, JobView
-from bwvisu_common.reasons import client_details
+from bwvisu_common.job_facts import JobState, WhyKind, render
+from bwvisu_common.projections import JobView
+from bwvisu_common.reasons import client_why
 from web_portal.domain.bundles import Bundle
+
+SUBMITTED, RUNNING, AVAILABLE, COMPLETING, FINISHED = JobState
 
 STATE_WORDS = {
     SUBMITTED: "Waiting in the queue",
@@ -33,7 +36,6 @@ REASONS = {
     "QOSMaxJobsPerUserLimit": "you already run as many jobs as allowed",
     "AssocGrpCpuLimit": "your group uses all the cores it may",
 }
-CLUSTER_SILENT = "Slurm cannot be asked right now"
 
 
 class Card(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,7 +63,7 @@ def card(job: JobView, bundle: Bundle | None, now: datetime) -> Card:
     return Card(
         job_id=job.job_id, uid=job.uid,
         app=bundle.title if bundle else job.template_name, icon=bundle.icon if bundle else "app",
-        state=job.state, words=state_words(job), why=why(job),
+        state=job.state.value, words=state_words(job), why=why(job),
         time_left=time_left(job, bundle, ends, now), ends_at=ends.isoformat() if ends else "",
         can_connect=can_connect(job, bundle),
         can_cancel=job.state != FINISHED and not job.cancel_requested,
@@ -73,7 +75,7 @@ def card(job: JobView, bundle: Bundle | None, now: datetime) -> Card:
 
 def state_words(job: JobView) -> str:
     if job.state == FINISHED:
-        if job.failure or job.details.startswith("submission failed"):
+        if job.failure or job.why.kind is WhyKind.SUBMIT_FAILED:
             return "Could not start"
         if job.cancel_requested:
             return "Cancelled"
@@ -87,23 +89,23 @@ def state_words(job: JobView) -> str:
 
 def why(job: JobView) -> str:
     """A short reason next to the state: why it waits, or how it ended."""
-    details = job.details
-    if details.startswith(CLUSTER_SILENT):
+    kind = job.why.kind
+    if kind is WhyKind.SCHEDULER_UNREACHABLE:
         return "The cluster's scheduler does not answer at the moment; this may be out of date."
-    if job.state == SUBMITTED and details.startswith("waiting: "):
-        reason = details.removeprefix("waiting: ")
+    if job.state == SUBMITTED and kind is WhyKind.QUEUED_WAITING and job.why.text:
+        reason = job.why.text
         return f"Slurm says: {REASONS.get(reason, reason)}."
     if job.state == RUNNING and job.services:
         return "Waiting for the application to answer."
     if job.state == FINISHED:
-        if details.startswith("submission failed: "):
+        if kind is WhyKind.SUBMIT_FAILED:
             # Without internal host names or sbatch's raw words (the history keeps those).
-            return client_details(job.failure, details).removeprefix("submission failed: ")
+            return client_why(job.failure, job.why).text
         if job.exit_code not in (None, 0) and not job.cancel_requested:
             # A cancelled job's non-zero code is Slurm's signal, not the application failing.
             return f"Exit code {job.exit_code}; the log below may say why."
-    if details.startswith("port request refused"):
-        return details
+    if kind is WhyKind.PORTS_REFUSED:
+        return render(job.why)
     return ""
 
 
