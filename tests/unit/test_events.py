@@ -70,7 +70,8 @@ def _old(**fields: object) -> bytes:
 
 def test_events_an_earlier_version_wrote_still_decode_with_typed_facts():
     note = ev.decode(_old(type="JobDetailsChanged", details="waiting: Resources"))
-    assert isinstance(note, ev.JobDetailsChanged) and note.why is None and note.details == "waiting: Resources"
+    assert isinstance(note, ev.JobDetailsChanged) and note.why is None
+    assert note.details == "waiting: Resources"
     failed = ev.decode(_old(type="JobSubmitFailed", reason="no such user: carol", kind="unknown-user"))
     assert isinstance(failed, ev.JobSubmitFailed) and failed.kind is FailureKind.UNKNOWN_USER
     oldest = ev.decode(_old(type="JobSubmitFailed", reason="nope"))  # before `kind` existed
@@ -78,7 +79,8 @@ def test_events_an_earlier_version_wrote_still_decode_with_typed_facts():
 
 
 def test_a_typed_note_still_carries_its_words_for_an_earlier_reader():
-    raw = msgspec.json.decode(ev.encode(ev.JobDetailsChanged.saying("j", Why(WhyKind.SCHEDULER_UNREACHABLE, "x"))))
+    note = ev.JobDetailsChanged.saying("j", Why(WhyKind.SCHEDULER_UNREACHABLE, "x"))
+    raw = msgspec.json.decode(ev.encode(note))
     assert raw["details"] == "Slurm cannot be asked right now: x"
     assert raw["why"] == {"kind": "scheduler-unreachable", "text": "x"}
     assert msgspec.json.decode(ev.encode(ev.JobSubmitFailed(job_id="j", reason="r")))["kind"] == "rejected"

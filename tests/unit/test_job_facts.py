@@ -22,7 +22,8 @@ def test_every_kind_reads_back_from_its_words(kind: WhyKind) -> None:
 @pytest.mark.parametrize(("why", "exit_code", "words"), [
     (Why(WhyKind.QUEUED_WAITING, "Resources"), None, "waiting: Resources"),
     (Why(WhyKind.QUEUED_WAITING), None, "waiting"),
-    (Why(WhyKind.SCHEDULER_UNREACHABLE, "ssh: refused"), None, "Slurm cannot be asked right now: ssh: refused"),
+    (Why(WhyKind.SCHEDULER_UNREACHABLE, "ssh: refused"), None,
+     "Slurm cannot be asked right now: ssh: refused"),
     (Why(WhyKind.SUBMIT_FAILED, "no such user: carol"), None, "submission failed: no such user: carol"),
     (Why(WhyKind.PORTS_REFUSED, "second request"), None, "port request refused: second request"),
     (Why(WhyKind.ENDED, "FAILED"), 2, "ended: FAILED, exit code 2"),

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bwvisu_common import events as ev
 from bwvisu_common.job_facts import FailureKind, JobState, Why, WhyKind
@@ -184,11 +183,13 @@ def test_a_snapshot_from_an_earlier_version_decodes_with_typed_facts():
     assert job.why == Why(WhyKind.ENDED, "COMPLETED") and job.details == old["details"]
     failed = msgspec.json.decode(msgspec.json.encode(
         {**old, "failure": "unavailable", "details": "submission failed: ssh: refused"}), type=JobView)
-    assert failed.failure is FailureKind.UNAVAILABLE and failed.why == Why(WhyKind.SUBMIT_FAILED, "ssh: refused")
+    assert failed.failure is FailureKind.UNAVAILABLE
+    assert failed.why == Why(WhyKind.SUBMIT_FAILED, "ssh: refused")
 
 
 def test_the_typed_facts_keep_their_json_values():
-    job = fold(list(enumerate([submitted(), ev.JobSubmitFailed(job_id="j", reason="x", kind=FailureKind.UNAVAILABLE)], 1)))
-    raw = msgspec.json.decode(msgspec.json.encode(job))
-    assert (raw["state"], raw["failure"], raw["details"]) == ("finished", "unavailable", "submission failed: x")
+    failed = ev.JobSubmitFailed(job_id="j", reason="x", kind=FailureKind.UNAVAILABLE)
+    raw = msgspec.json.decode(msgspec.json.encode(fold([(1, submitted()), (2, failed)])))
+    assert (raw["state"], raw["failure"], raw["details"]) == ("finished", "unavailable",
+                                                              "submission failed: x")
     assert raw["why"] == {"kind": "submit-failed", "text": "x"}

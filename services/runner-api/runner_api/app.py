@@ -22,7 +22,9 @@ from runner_api.handlers import Jobs
 
 log = logging.getLogger(__name__)
 
-SUBMIT_FAILURE_STATUS = {FailureKind.REJECTED: 400, FailureKind.UNKNOWN_USER: 404, FailureKind.UNAVAILABLE: 503}
+SUBMIT_FAILURE_STATUS = {
+    FailureKind.REJECTED: 400, FailureKind.UNKNOWN_USER: 404, FailureKind.UNAVAILABLE: 503,
+}
 
 
 # auto_error off: a missing header must get our 401 answer, not FastAPI's.

@@ -10,8 +10,8 @@ import msgspec
 
 from bwvisu_common.app_links import fill_connect_url
 from bwvisu_common.errors import InvalidInput
-from bwvisu_common.projections import JobView
 from bwvisu_common.job_facts import render
+from bwvisu_common.projections import JobView
 from bwvisu_common.reasons import client_why
 from bwvisu_common.validation import check_template_name, check_uid, check_variables
 

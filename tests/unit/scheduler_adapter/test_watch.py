@@ -96,7 +96,8 @@ def test_squeue_error_changes_no_state_and_is_told_once() -> None:
     appends = diff_error([view], "no command node answered")
     assert [type(e).__name__ for a in appends for e in a.events] == ["JobDetailsChanged"]
     view = apply(view, Diff(appends=appends))
-    assert view.state == "running" and view.why == Why(WhyKind.SCHEDULER_UNREACHABLE, "no command node answered")
+    assert view.state == "running"
+    assert view.why == Why(WhyKind.SCHEDULER_UNREACHABLE, "no command node answered")
     assert view.details == "Slurm cannot be asked right now: no command node answered"
     assert diff_error([view], "no command node answered") == []
     assert diff_error([view], "another message") == []

@@ -52,7 +52,8 @@ def test_how_a_job_ended_is_told():
     b = xpra_bundle()
     cancelled = card(job(state=FINISHED, cancel_requested=True, exit_code=143), b, NOW)
     assert cancelled.words == "Cancelled" and cancelled.why == "", "Slurm's signal is no error"
-    refused = job(state=FINISHED, failure=FailureKind.REJECTED, why=Why(WhyKind.SUBMIT_FAILED, "bad partition"))
+    refused = job(state=FINISHED, failure=FailureKind.REJECTED,
+                  why=Why(WhyKind.SUBMIT_FAILED, "bad partition"))
     failed = card(refused, b, NOW)
     assert failed.words == "Could not start" and failed.why == "bad partition" and not failed.can_cancel
     crashed = card(job(state=FINISHED, exit_code=3), b, NOW)

@@ -7,8 +7,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from bwvisu_common import events as ev
-from bwvisu_common.keyhole_client import expand_hostlist
 from bwvisu_common.job_facts import JobState, Why, WhyKind, waiting
+from bwvisu_common.keyhole_client import expand_hostlist
 from bwvisu_common.projections import JobView
 from scheduler_adapter.domain.slurm import Lifecycle, SqueueEntry, job_id_from_name, job_name
 
@@ -106,7 +106,7 @@ def diff_error(views: Iterable[JobView], message: str) -> list[Append]:
     why = Why(WhyKind.SCHEDULER_UNREACHABLE, message)
     return [Append(v.job_id, v.seq, [ev.JobDetailsChanged.saying(v.job_id, why)])
             for v in views
-            if v.state != JobState.FINISHED and v.slurm_id and v.why.kind is not WhyKind.SCHEDULER_UNREACHABLE]
+            if v.state != JobState.FINISHED and v.slurm_id and v.why.kind != WhyKind.SCHEDULER_UNREACHABLE]
 
 
 def _missing(view: JobView, absent: dict[str, int], threshold: int, out: Diff) -> None:
