@@ -13,7 +13,7 @@ from bwvisu_common.job_facts import FailureKind, Why, WhyKind
 
 UNAVAILABLE = "the cluster cannot be reached right now; try again later"
 SERVICE_UNAVAILABLE = "the cluster or a bwvisu service is unavailable right now; try again later"
-SBATCH_REFUSED = "sbatch refused the job: "  # how the scheduler adapter words a refusal
+SBATCH_REFUSED = "sbatch refused the job: "  # how a refusal's reason begins (the scheduler writes it)
 _SCHEDULER_ERROR = re.compile(r"^(?:sbatch:\s*error:\s*)+", re.IGNORECASE)
 _BATCH_FAILED = re.compile(r"^batch job submission failed:\s*", re.IGNORECASE)
 # IPv4 (with a port), bracketed IPv6, and IPv6 with `::` (a bare "1:00:00" is a time limit).

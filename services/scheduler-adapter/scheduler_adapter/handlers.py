@@ -16,6 +16,7 @@ from bwvisu_common.keyhole import keyhole_block, new_session_secret, session_sec
 from bwvisu_common.keyhole import token_key as token_key
 from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.projections import FINISHED, JobView, fold
+from bwvisu_common.reasons import SBATCH_REFUSED
 from bwvisu_common.validation import check_template_name
 from scheduler_adapter.domain.render import JobContext, render_script
 from scheduler_adapter.domain.slurm import job_name
@@ -186,7 +187,7 @@ class JobHandlers:
         except UnknownUser:
             return failed(f"no such user: {event.uid}", FailureKind.UNKNOWN_USER)
         except SubmitRejected as exc:
-            return failed(f"sbatch refused the job: {exc}")
+            return failed(f"{SBATCH_REFUSED}{exc}")
         except (SchedulerUnavailable, CommandOutcomeUnknown) as exc:
             return failed(f"the cluster cannot be reached: {exc}", FailureKind.UNAVAILABLE)
         log.info("job %s queued as Slurm job %s via %s", job_id, done.slurm_id, done.node or "?")
