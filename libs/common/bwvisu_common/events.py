@@ -97,6 +97,7 @@ class JobDetailsChanged(Event, frozen=True, kw_only=True):
 
     @classmethod
     def saying(cls, job_id: str, why: Why) -> JobDetailsChanged:
+        """The note that a job's Why is now `why` (with its words, for earlier readers)."""
         return cls(job_id=job_id, details=render(why), why=why)
 
 
