@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -16,7 +17,10 @@ from bwvisu_common.adapters.jetstream import (
     JetStreamEventStore,
     StreamLimits,
     connect_nats,
+    job_subject,
 )
+from bwvisu_common.job_facts import FailureKind, JobState, Why, WhyKind
+from bwvisu_common.projections import fold
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +69,31 @@ async def test_the_stream_is_bounded_and_an_unbounded_one_gets_the_limits(old_st
     for i in range(105):
         await small.append([ev.PortClosed(job_id="noisy", external_port=20000 + i)])
     assert len(await small.read_job("noisy")) == 100  # a runaway job is capped
+
+
+async def test_events_an_earlier_version_wrote_are_read_with_their_typed_facts(old_stream):
+    nc, js = old_stream
+    # As an earlier version wrote them: a note with only its words, a failure kind as plain text.
+    written = [
+        {"type": "JobSubmitted", "uid": "alice", "template_name": "t"},
+        {"type": "JobQueued", "slurm_id": "7"},
+        {"type": "JobDetailsChanged", "details": "waiting: Priority"},
+        {"type": "JobDetailsChanged", "details": "Slurm cannot be asked right now: ssh: refused"},
+    ]
+    for n, fields in enumerate(written):
+        raw = {"job_id": "old", "event_id": f"old-{n}", "time": "2025-06-01T10:00:00Z", **fields}
+        await js.publish(job_subject("old"), msgspec.json.encode(raw))
+    store = JetStreamEventStore(nc)
+    await store.ensure_stream()
+    history = await store.read_job("old")
+    assert len(history) == len(written)
+    waiting = fold(history[:3])
+    assert waiting is not None and waiting.why == Why(WhyKind.QUEUED_WAITING, "Priority")
+    job = fold(history)
+    assert job is not None and job.state is JobState.SUBMITTED
+    assert job.why == Why(WhyKind.SCHEDULER_UNREACHABLE, "ssh: refused")
+    failed = {"job_id": "gone", "event_id": "gone-1", "time": "2025-06-01T10:00:00Z",
+              "type": "JobSubmitFailed", "reason": "no such user: carol", "kind": "unknown-user"}
+    await js.publish(job_subject("gone"), msgspec.json.encode(failed))
+    [(_, event)] = await store.read_job("gone")
+    assert isinstance(event, ev.JobSubmitFailed) and event.kind is FailureKind.UNKNOWN_USER

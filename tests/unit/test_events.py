@@ -4,14 +4,16 @@ import msgspec
 import pytest
 
 from bwvisu_common import events as ev
+from bwvisu_common.job_facts import FailureKind, Why, WhyKind
 
 SAMPLES = [
     ev.JobSubmitted(job_id="j", uid="alice", template_name="xpra", variables={"runtime": "60"}),
     ev.JobQueued(job_id="j", slurm_id="17", command_node="login0"),
-    ev.JobSubmitFailed(job_id="j", reason="sbatch: error", kind="rejected"),
+    ev.JobSubmitFailed(job_id="j", reason="sbatch: error", kind=FailureKind.REJECTED),
     ev.JobAdopted(job_id="j", slurm_id="18"),
     ev.JobStarted(job_id="j", nodes=["cn0", "cn1"]),
     ev.JobDetailsChanged(job_id="j", details="Resources"),
+    ev.JobDetailsChanged.saying("j", Why(WhyKind.QUEUED_WAITING, "Resources")),
     ev.JobCompleting(job_id="j"),
     ev.JobEnded(job_id="j", slurm_state="COMPLETED", exit_code=0),
     ev.JobCancelRequested(job_id="j"),
@@ -60,3 +62,25 @@ def test_a_gateway_speaks_only_of_its_own_ports() -> None:
     assert not may_say("gateway-gw0", ev.PortOpen(job_id="j", external_port=20001)), "unnamed"
     assert not may_say("gateway-gw0", ev.JobEnded(job_id="j", slurm_state="COMPLETED"))
     assert may_say("runner-api", ev.JobCancelRequested(job_id="j"))
+
+
+def _old(**fields: object) -> bytes:
+    return msgspec.json.encode({"job_id": "j", "event_id": "e1", "time": "2025-06-01T10:00:00Z", **fields})
+
+
+def test_events_an_earlier_version_wrote_still_decode_with_typed_facts():
+    note = ev.decode(_old(type="JobDetailsChanged", details="waiting: Resources"))
+    assert isinstance(note, ev.JobDetailsChanged) and note.why is None
+    assert note.details == "waiting: Resources"
+    failed = ev.decode(_old(type="JobSubmitFailed", reason="no such user: carol", kind="unknown-user"))
+    assert isinstance(failed, ev.JobSubmitFailed) and failed.kind is FailureKind.UNKNOWN_USER
+    oldest = ev.decode(_old(type="JobSubmitFailed", reason="nope"))  # before `kind` existed
+    assert isinstance(oldest, ev.JobSubmitFailed) and oldest.kind is FailureKind.REJECTED
+
+
+def test_a_typed_note_still_carries_its_words_for_an_earlier_reader():
+    note = ev.JobDetailsChanged.saying("j", Why(WhyKind.SCHEDULER_UNREACHABLE, "x"))
+    raw = msgspec.json.decode(ev.encode(note))
+    assert raw["details"] == "Slurm cannot be asked right now: x"
+    assert raw["why"] == {"kind": "scheduler-unreachable", "text": "x"}
+    assert msgspec.json.decode(ev.encode(ev.JobSubmitFailed(job_id="j", reason="r")))["kind"] == "rejected"

@@ -1,19 +1,15 @@
 from __future__ import annotations
 
+import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bwvisu_common import events as ev
-from bwvisu_common.projections import (
-    AVAILABLE,
-    COMPLETING,
-    FINISHED,
-    RUNNING,
-    STATES,
-    SUBMITTED,
-    evolve,
-    fold,
-)
+from bwvisu_common.job_facts import FailureKind, JobState, Why, WhyKind
+from bwvisu_common.projections import JobView, evolve, fold
+
+SUBMITTED, RUNNING, AVAILABLE, COMPLETING, FINISHED = JobState
 
 FWD = [ev.Forward(internal_port=20001, external_port=21001)]
 
@@ -59,8 +55,10 @@ def test_available_needs_every_port_and_a_closed_port_goes_back_to_running():
 
 def test_a_failed_submission_is_finished_with_its_reason():
     job = fold([(1, submitted()),
-                (2, ev.JobSubmitFailed(job_id="j", reason="no such user", kind="unknown-user"))])
-    assert job.state == FINISHED and "no such user" in job.details and job.failure == "unknown-user"
+                (2, ev.JobSubmitFailed(job_id="j", reason="no such user", kind=FailureKind.UNKNOWN_USER))])
+    assert job.state == FINISHED and job.failure is FailureKind.UNKNOWN_USER
+    assert job.why == Why(WhyKind.SUBMIT_FAILED, "no such user")
+    assert job.details == "submission failed: no such user"
 
 
 def test_a_finished_job_ignores_late_events_but_keeps_slurms_final_word():
@@ -106,7 +104,7 @@ def test_no_sequence_of_events_leaves_finished_or_an_unknown_state(history):
     finished = False
     for seq, event in enumerate(history, 2):
         job = evolve(job, event, seq)
-        assert job.state in STATES
+        assert isinstance(job.state, JobState)
         finished = finished or job.state == FINISHED
         if finished:
             assert job.state == FINISHED
@@ -128,3 +126,70 @@ def test_only_the_jobs_own_gateway_reports_its_ports() -> None:
     opened = evolve(job, ev.PortOpen(job_id="j", external_port=21001, gateway="gw0"), 4)
     assert opened.state == AVAILABLE
     assert evolve(opened, ev.PortClosed(job_id="j", external_port=21001, gateway="gw1"), 5).state == AVAILABLE
+
+
+STARTED = [submitted(), ev.JobQueued(job_id="j", slurm_id="42"), ev.JobStarted(job_id="j", nodes=["cn0"])]
+
+
+@pytest.mark.parametrize(("event", "why", "details"), [
+    (ev.JobQueued(job_id="j", slurm_id="42"), Why(WhyKind.QUEUED, "42"), "queued as Slurm job 42"),
+    (ev.JobAdopted(job_id="j", slurm_id="43"), Why(WhyKind.ADOPTED, "43"), "adopted Slurm job 43"),
+    (ev.JobStarted(job_id="j", nodes=["cn0"]), Why(WhyKind.RUNNING), "running"),
+    (ev.JobCompleting(job_id="j"), Why(WhyKind.COMPLETING), "completing"),
+    (ev.JobEnded(job_id="j", slurm_state="TIMEOUT", exit_code=1), Why(WhyKind.ENDED, "TIMEOUT"),
+     "ended: TIMEOUT, exit code 1"),
+    (ev.JobEnded(job_id="j", slurm_state="ABSENT"), Why(WhyKind.ENDED, "ABSENT"), "ended: ABSENT"),
+    (ev.JobCancelRequested(job_id="j"), Why(WhyKind.CANCEL_REQUESTED), "cancel requested"),
+    (ev.PortsRequested(job_id="j", count=1, nodes=["cn0"]), Why(WhyKind.PORTS_REQUESTED), "ports requested"),
+    (ev.PortsRefused(job_id="j", reason="second request"), Why(WhyKind.PORTS_REFUSED, "second request"),
+     "port request refused: second request"),
+    (ev.PortsForwarded(job_id="j", gateway="gw0", forwards=FWD), Why(WhyKind.APP_STARTING),
+     "waiting for the application"),
+    (ev.JobDetailsChanged.saying("j", Why(WhyKind.SUSPENDED)), Why(WhyKind.SUSPENDED), "suspended"),
+])
+def test_each_event_says_why_typed_and_in_the_words_the_api_always_used(event, why, details):
+    job = fold(list(enumerate([*STARTED, event], 1)))
+    assert (job.why, job.details) == (why, details)
+
+
+def test_an_open_port_says_the_application_listens():
+    job = fold(list(enumerate([*STARTED, ev.PortsForwarded(job_id="j", gateway="gw0", forwards=FWD),
+                               ev.PortOpen(job_id="j", external_port=21001)], 1)))
+    assert (job.why, job.details) == (Why(WhyKind.APP_LISTENING), "application is listening")
+
+
+@pytest.mark.parametrize(("details", "why"), [
+    ("waiting: Resources", Why(WhyKind.QUEUED_WAITING, "Resources")),
+    ("waiting", Why(WhyKind.QUEUED_WAITING)),
+    ("Slurm cannot be asked right now: no command node answered",
+     Why(WhyKind.SCHEDULER_UNREACHABLE, "no command node answered")),
+    ("suspended", Why(WhyKind.SUSPENDED)),
+    ("Slurm reports an unknown state: WEIRD", Why(WhyKind.SLURM_STATE_UNKNOWN, "WEIRD")),
+    ("cancel failed: scancel: error", Why(WhyKind.CANCEL_FAILED, "scancel: error")),
+    ("something an older version said", Why(WhyKind.NONE, "something an older version said")),
+])
+def test_a_note_from_an_earlier_version_is_read_as_its_typed_reason(details, why):
+    old = msgspec.json.encode({"type": "JobDetailsChanged", "job_id": "j", "event_id": "e1",
+                               "time": "2026-01-01T00:00:00Z", "details": details})
+    job = fold(list(enumerate([*STARTED, ev.decode(old)], 1)))
+    assert (job.why, job.details) == (why, details)
+
+
+def test_a_snapshot_from_an_earlier_version_decodes_with_typed_facts():
+    old = {"job_id": "j", "uid": "alice", "state": "finished", "failure": "",
+           "details": "ended: COMPLETED, exit code 0", "exit_code": 0, "seq": 7}
+    job = msgspec.json.decode(msgspec.json.encode(old), type=JobView)
+    assert job.state is JobState.FINISHED and job.failure is FailureKind.NONE
+    assert job.why == Why(WhyKind.ENDED, "COMPLETED") and job.details == old["details"]
+    failed = msgspec.json.decode(msgspec.json.encode(
+        {**old, "failure": "unavailable", "details": "submission failed: ssh: refused"}), type=JobView)
+    assert failed.failure is FailureKind.UNAVAILABLE
+    assert failed.why == Why(WhyKind.SUBMIT_FAILED, "ssh: refused")
+
+
+def test_the_typed_facts_keep_their_json_values():
+    failed = ev.JobSubmitFailed(job_id="j", reason="x", kind=FailureKind.UNAVAILABLE)
+    raw = msgspec.json.decode(msgspec.json.encode(fold([(1, submitted()), (2, failed)])))
+    assert (raw["state"], raw["failure"], raw["details"]) == ("finished", "unavailable",
+                                                              "submission failed: x")
+    assert raw["why"] == {"kind": "submit-failed", "text": "x"}

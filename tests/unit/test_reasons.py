@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bwvisu_common.reasons import UNAVAILABLE, client_details, client_reason
+from bwvisu_common.job_facts import FailureKind, Why, WhyKind
+from bwvisu_common.reasons import UNAVAILABLE, client_reason, client_why
 
 
 @pytest.mark.parametrize(("kind", "reason", "shown"), [
@@ -29,10 +30,16 @@ from bwvisu_common.reasons import UNAVAILABLE, client_details, client_reason
     ("unknown-user", "no such user: carol", "no such user: carol"),
 ])
 def test_client_reason(kind: str, reason: str, shown: str) -> None:
-    assert client_reason(kind, reason) == shown
+    assert client_reason(FailureKind(kind), reason) == shown
 
 
-def test_details_of_other_jobs_are_left_alone() -> None:
-    assert client_details("", "queued as Slurm job 12") == "queued as Slurm job 12"
-    assert client_details("unavailable", "submission failed: login0 down") == (
-        "submission failed: " + UNAVAILABLE)
+def test_only_a_failed_submissions_reason_is_made_safe() -> None:
+    queued = Why(WhyKind.QUEUED, "12")
+    assert client_why(FailureKind.NONE, queued) is queued
+    refused = Why(WhyKind.PORTS_REFUSED, "second request")
+    assert client_why(FailureKind.NONE, refused) is refused
+    down = Why(WhyKind.SUBMIT_FAILED, "the cluster cannot be reached: login0 (10.200.0.10) down")
+    assert client_why(FailureKind.UNAVAILABLE, down) == Why(WhyKind.SUBMIT_FAILED, UNAVAILABLE)
+    rejected = Why(WhyKind.SUBMIT_FAILED, "sbatch refused the job: sbatch: error: bad qos on 10.0.0.1")
+    assert client_why(FailureKind.REJECTED, rejected) == Why(
+        WhyKind.SUBMIT_FAILED, "the scheduler refused the job: bad qos on <address>")

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from bwvisu_common.errors import BwvisuError
+from bwvisu_common.job_facts import FailureKind, Why, render
 
 
 def new_event_id() -> str:
@@ -71,7 +72,7 @@ class JobSubmitFailed(Event, frozen=True, kw_only=True):
     """sbatch did not take the job. `kind` lets the API pick its status code."""
 
     reason: str
-    kind: str = "rejected"  # rejected (400) | unknown-user (404) | unavailable (503)
+    kind: FailureKind = FailureKind.REJECTED
 
 
 class JobAdopted(Event, frozen=True, kw_only=True):
@@ -86,9 +87,18 @@ class JobStarted(Event, frozen=True, kw_only=True):
 
 
 class JobDetailsChanged(Event, frozen=True, kw_only=True):
-    """Slurm's word on a job that did not change state (why it waits, a polling error)."""
+    """Slurm's word on a job that did not change state (why it waits, a polling error).
+
+    `why` is the fact; `details` its English, still written for readers of an earlier version
+    (whose events have no `why`: the read model takes their `details` at its word)."""
 
     details: str
+    why: Why | None = None
+
+    @classmethod
+    def saying(cls, job_id: str, why: Why) -> JobDetailsChanged:
+        """The note that a job's Why is now `why` (with its words, for earlier readers)."""
+        return cls(job_id=job_id, details=render(why), why=why)
 
 
 class JobCompleting(Event, frozen=True, kw_only=True):

@@ -1,7 +1,8 @@
 """The job read model, folded from events by one pure function.
 
-State machine: submitted -> running -> available -> completing -> finished. `finished` is
-terminal: no later event (a late PortOpen, a duplicate JobStarted) moves a job out of it.
+State machine (`JobState`): submitted -> running -> available -> completing -> finished.
+`finished` is terminal: no later event (a late PortOpen, a duplicate JobStarted) moves a job
+out of it. Each event that has something to say sets the job's `why` and, with it, `details`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from datetime import datetime
 import msgspec
 
 from bwvisu_common import events as ev
+from bwvisu_common.job_facts import FailureKind, JobState, Why, WhyKind, render
 
-SUBMITTED = "submitted"
-RUNNING = "running"
-AVAILABLE = "available"
-COMPLETING = "completing"
-FINISHED = "finished"
-STATES = (SUBMITTED, RUNNING, AVAILABLE, COMPLETING, FINISHED)
+# The states by their bare names, as several modules import them; JobState is the definition.
+SUBMITTED = JobState.SUBMITTED
+RUNNING = JobState.RUNNING
+AVAILABLE = JobState.AVAILABLE
+COMPLETING = JobState.COMPLETING
+FINISHED = JobState.FINISHED
 
 
 class Service(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,8 +38,9 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     uid: str = ""
     template_name: str = ""
     variables: dict[str, str] = {}
-    state: str = SUBMITTED
-    details: str = ""
+    state: JobState = JobState.SUBMITTED
+    why: Why = Why()
+    details: str = ""  # `why` in English, as the REST API has always said it
     slurm_id: str = ""
     command_node: str = ""
     nodes: list[str] = []
@@ -47,11 +50,16 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     cancel_requested: bool = False
     exit_code: int | None = None
     client_addresses: list[str] = []  # where the owner connected from (ClientAddressAllowed)
-    failure: str = ""  # JobSubmitFailed's kind: rejected | unknown-user | unavailable
+    failure: FailureKind = FailureKind.NONE  # JobSubmitFailed's kind
     submitted_at: datetime | None = None
     started_at: datetime | None = None
     updated_at: datetime | None = None
     seq: int = 0
+
+    def __post_init__(self) -> None:
+        if self.details and self.why.kind is WhyKind.NONE and not self.why.text:
+            # A snapshot from before `why` existed: its details are all it says.
+            msgspec.structs.force_setattr(self, "why", Why.from_details(self.details))
 
 
 def evolve(job: JobView | None, event: ev.Event, seq: int = 0) -> JobView:
@@ -62,7 +70,7 @@ def evolve(job: JobView | None, event: ev.Event, seq: int = 0) -> JobView:
     if job.state == FINISHED:
         # Terminal: only Slurm's final word (a JobEnded after a failed submit or a cancel)
         # still adds facts; nothing moves a job out of `finished`.
-        keep = ("details", "exit_code") if isinstance(event, ev.JobEnded) else ()
+        keep = ("why", "details", "exit_code") if isinstance(event, ev.JobEnded) else ()
         changes = {k: v for k, v in changes.items() if k in keep}
     return msgspec.structs.replace(job, **changes, updated_at=event.time, seq=max(seq, job.seq))
 
@@ -79,30 +87,30 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
             return {"uid": uid, "template_name": name, "variables": dict(variables),
                     "submitted_at": event.time}
         case ev.JobQueued(slurm_id=slurm_id, command_node=node):
-            return {"slurm_id": slurm_id, "command_node": node,
-                    "details": f"queued as Slurm job {slurm_id}"}
+            return {"slurm_id": slurm_id, "command_node": node, **_say(WhyKind.QUEUED, slurm_id)}
         case ev.JobAdopted(slurm_id=slurm_id, uid=uid):
-            return {"slurm_id": slurm_id, "uid": job.uid or uid,
-                    "details": f"adopted Slurm job {slurm_id}"}
+            return {"slurm_id": slurm_id, "uid": job.uid or uid, **_say(WhyKind.ADOPTED, slurm_id)}
         case ev.JobSubmitFailed(reason=reason, kind=kind):
-            return {"state": FINISHED, "failure": kind, "details": f"submission failed: {reason}"}
+            return {"state": FINISHED, "failure": kind, **_say(WhyKind.SUBMIT_FAILED, reason)}
         case ev.JobStarted(nodes=nodes):
             state = RUNNING if job.state == SUBMITTED else job.state
-            return {"state": state, "nodes": list(nodes), "details": "running",
+            return {"state": state, "nodes": list(nodes), **_say(WhyKind.RUNNING),
                     "started_at": job.started_at or event.time}
-        case ev.JobDetailsChanged(details=details):
-            return {"details": details}
+        case ev.JobDetailsChanged(details=details, why=why):
+            if why is None:  # an earlier version wrote only the text
+                return {"why": Why.from_details(details), "details": details}
+            return {"why": why, "details": render(why)}
         case ev.JobCompleting():
-            return {"state": COMPLETING, "details": "completing"}
+            return {"state": COMPLETING, **_say(WhyKind.COMPLETING)}
         case ev.JobEnded(slurm_state=slurm_state, exit_code=code):
             return {"state": FINISHED, "exit_code": code, "services": [], "client_addresses": [],
-                    "details": f"ended: {slurm_state}" + ("" if code is None else f", exit code {code}")}
+                    **_say(WhyKind.ENDED, slurm_state, code)}
         case ev.JobCancelRequested():
-            return {"cancel_requested": True, "details": "cancel requested"}
+            return {"cancel_requested": True, **_say(WhyKind.CANCEL_REQUESTED)}
         case ev.PortsRequested():
-            return {"details": "ports requested"}
+            return _say(WhyKind.PORTS_REQUESTED)
         case ev.PortsRefused(reason=reason):
-            return {"details": f"port request refused: {reason}"}
+            return _say(WhyKind.PORTS_REFUSED, reason)
         case ev.PortsAssigned(gateway=gateway):
             return {"gateway": gateway, "ports_granted": True}
         case ev.PortsUnavailable():
@@ -110,7 +118,7 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
         case ev.PortsForwarded(gateway=gateway, forwards=forwards):
             services = [Service(internal_port=f.internal_port, external_port=f.external_port,
                                 gateway=gateway) for f in forwards]
-            return {"gateway": gateway, "services": services, "details": "waiting for the application"}
+            return {"gateway": gateway, "services": services, **_say(WhyKind.APP_STARTING)}
         case ev.PortOpen(external_port=port, gateway=gateway) | ev.PortClosed(
                 external_port=port, gateway=gateway):
             if gateway and gateway != job.gateway:
@@ -125,6 +133,11 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
     return {}
 
 
+def _say(kind: WhyKind, text: str = "", exit_code: int | None = None) -> dict[str, object]:
+    why = Why(kind, text)
+    return {"why": why, "details": render(why, exit_code)}
+
+
 def _port_state(job: JobView, port: int, is_open: bool) -> dict[str, object]:
     services = [msgspec.structs.replace(s, open=is_open) if s.external_port == port else s
                 for s in job.services]
@@ -133,5 +146,5 @@ def _port_state(job: JobView, port: int, is_open: bool) -> dict[str, object]:
         # Available once every forwarded port answers; back to running if one stops.
         all_open = bool(services) and all(s.open for s in services)
         changes["state"] = AVAILABLE if all_open else RUNNING
-        changes["details"] = "application is listening" if all_open else "waiting for the application"
+        changes.update(_say(WhyKind.APP_LISTENING if all_open else WhyKind.APP_STARTING))
     return changes

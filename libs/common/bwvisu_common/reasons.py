@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 
+from bwvisu_common.job_facts import FailureKind, Why, WhyKind
+
 UNAVAILABLE = "the cluster cannot be reached right now; try again later"
 SERVICE_UNAVAILABLE = "the cluster or a bwvisu service is unavailable right now; try again later"
-SBATCH_REFUSED = "sbatch refused the job: "  # how the scheduler adapter words a refusal
-FAILED_PREFIX = "submission failed: "  # how the read model words a failed job's details
+SBATCH_REFUSED = "sbatch refused the job: "  # how a refusal's reason begins (the scheduler writes it)
 _SCHEDULER_ERROR = re.compile(r"^(?:sbatch:\s*error:\s*)+", re.IGNORECASE)
 _BATCH_FAILED = re.compile(r"^batch job submission failed:\s*", re.IGNORECASE)
 # IPv4 (with a port), bracketed IPv6, and IPv6 with `::` (a bare "1:00:00" is a time limit).
@@ -23,9 +24,9 @@ _HOST_CLAUSE = re.compile(r"\b(?:on|at|from|host)\s+(?=[A-Za-z_-]*[0-9.])[A-Za-z
 _MAX = 200
 
 
-def client_reason(kind: str, reason: str) -> str:
+def client_reason(kind: FailureKind, reason: str) -> str:
     """The reason shown to the API's client for a JobSubmitFailed of `kind`."""
-    if kind == "unavailable":
+    if kind == FailureKind.UNAVAILABLE:
         return UNAVAILABLE
     if reason.startswith(SBATCH_REFUSED):
         line = scheduler_line(reason[len(SBATCH_REFUSED):])
@@ -33,11 +34,11 @@ def client_reason(kind: str, reason: str) -> str:
     return _redact(reason)
 
 
-def client_details(failure: str, details: str) -> str:
-    """A job's `details` as the client sees them: a failed submission's reason made safe."""
-    if not failure or not details.startswith(FAILED_PREFIX):
-        return details
-    return FAILED_PREFIX + client_reason(failure, details[len(FAILED_PREFIX):])
+def client_why(failure: FailureKind, why: Why) -> Why:
+    """A job's Why as the client sees it: a failed submission's reason made safe."""
+    if not failure or why.kind is not WhyKind.SUBMIT_FAILED:
+        return why
+    return Why(WhyKind.SUBMIT_FAILED, client_reason(failure, why.text))
 
 
 def scheduler_line(complaint: str) -> str:

@@ -13,7 +13,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from bwvisu_common.errors import DependencyUnavailable, InvalidInput
-from bwvisu_common.reasons import SERVICE_UNAVAILABLE, client_details
+from bwvisu_common.job_facts import FailureKind, Why, WhyKind, render
+from bwvisu_common.reasons import SERVICE_UNAVAILABLE, client_why
 from bwvisu_common.validation import check_uid
 from runner_api.domain.answers import connect_json, job_json
 from runner_api.domain.requests import parse_client_address, parse_submission
@@ -22,7 +23,9 @@ from runner_api.handlers import Jobs
 
 log = logging.getLogger(__name__)
 
-SUBMIT_FAILURE_STATUS = {"rejected": 400, "unknown-user": 404, "unavailable": 503}
+SUBMIT_FAILURE_STATUS = {
+    FailureKind.REJECTED: 400, FailureKind.UNKNOWN_USER: 404, FailureKind.UNAVAILABLE: 503,
+}
 
 
 # auto_error off: a missing header must get our 401 answer, not FastAPI's.
@@ -153,7 +156,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def submit_failed(_: Request, exc: SubmitFailed) -> JSONResponse:
         # The full reason (hosts, sbatch's words) stays in the job's history and this log.
         log.info("submission failed (%s): %s", exc.kind, exc)
-        return _answer(SUBMIT_FAILURE_STATUS.get(exc.kind, 400), client_details(exc.kind, str(exc)))
+        said = client_why(exc.kind, Why(WhyKind.SUBMIT_FAILED, str(exc)))
+        return _answer(SUBMIT_FAILURE_STATUS.get(exc.kind, 400), render(said))
 
     @app.exception_handler(DependencyUnavailable)
     async def unavailable(request: Request, exc: DependencyUnavailable) -> JSONResponse:

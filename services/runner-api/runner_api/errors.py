@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bwvisu_common.errors import BwvisuError
+from bwvisu_common.job_facts import FailureKind
 
 
 class RunnerApiError(BwvisuError):
@@ -14,8 +15,8 @@ class NotFound(RunnerApiError):
 
 
 class SubmitFailed(RunnerApiError):
-    """Slurm did not take the job; `kind` is JobSubmitFailed's (rejected, unknown-user, unavailable)."""
+    """Slurm did not take the job; `kind` and `reason` are its JobSubmitFailed's."""
 
-    def __init__(self, kind: str, reason: str) -> None:
+    def __init__(self, kind: FailureKind, reason: str) -> None:
         super().__init__(reason)
         self.kind = kind

@@ -111,6 +111,7 @@ async def test_submit_then_read_list_and_cancel(api):
     assert got == {
         "job-id": job_id, "batch-script": {"template-name": "xpra-desktop", "variables": {"runtime": "30"}},
         "services": [], "state": "submitted", "uid": "alice", "details": "queued as Slurm job 100",
+        "why": {"kind": "queued", "text": "100"},
     }
     assert (await client.get("/jobs", headers=AUTH)).json() == {"jobs": [job_id]}
     assert (await client.get("/jobs?uid=bob", headers=AUTH)).json() == {"jobs": []}
@@ -233,8 +234,9 @@ async def test_a_refused_job_tells_the_client_what_sbatch_said_without_internal_
     await batches.aclose()
     failed = history[-1][1]
     assert isinstance(failed, ev.JobSubmitFailed) and failed.reason == REFUSAL  # the history keeps it all
-    details = (await client.get(f"/jobs/{failed.job_id}", headers=AUTH)).json()["details"]
-    assert details == said
+    got = (await client.get(f"/jobs/{failed.job_id}", headers=AUTH)).json()
+    assert got["details"] == said and got["state"] == "finished"
+    assert got["why"] == {"kind": "submit-failed", "text": said.removeprefix("submission failed: ")}
 
 
 async def test_a_silent_scheduler_is_a_503_and_the_job_is_recorded_as_failed(api):

@@ -48,7 +48,7 @@ def test_a_refused_submission_carries_the_schedulers_kind_and_reason() -> None:
     failed = job(ev.JobSubmitFailed(job_id="j1", reason="no such user: x", kind="unknown-user"))
     refusal = submit_refusal(failed)
     assert refusal is not None and refusal.kind == "unknown-user"
-    assert str(refusal) == failed.details and "no such user: x" in str(refusal)
+    assert str(refusal) == failed.why.text == "no such user: x"
 
 
 def test_giving_up_is_a_failure_the_user_may_retry() -> None:

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from bwvisu_common import events as ev
+from bwvisu_common.job_facts import Why, WhyKind
 from bwvisu_common.projections import JobView, evolve
 from scheduler_adapter.domain.slurm import SqueueEntry
 from scheduler_adapter.domain.watch import (
     ABSENT,
     MAX_RECHECK,
-    UNREACHABLE,
     Diff,
     adopt,
     diff,
@@ -104,7 +104,9 @@ def test_squeue_error_changes_no_state_and_is_told_once() -> None:
     appends = diff_error([view], "no command node answered")
     assert [type(e).__name__ for a in appends for e in a.events] == ["JobDetailsChanged"]
     view = apply(view, Diff(appends=appends))
-    assert view.state == "running" and view.details.startswith(UNREACHABLE)
+    assert view.state == "running"
+    assert view.why == Why(WhyKind.SCHEDULER_UNREACHABLE, "no command node answered")
+    assert view.details == "Slurm cannot be asked right now: no command node answered"
     assert diff_error([view], "no command node answered") == []
     assert diff_error([view], "another message") == []
     # Polls work again: the note goes, the state stays.

@@ -6,12 +6,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from bwvisu_common.app_links import fill_connect_url
+from bwvisu_common.job_facts import render
 from bwvisu_common.projections import JobView
-from bwvisu_common.reasons import client_details
+from bwvisu_common.reasons import client_why
 
 
 def job_json(job: JobView, external_ips: Mapping[str, str]) -> dict[str, Any]:
-    """GET /jobs/<id> as the original middleware answered it, hyphenated names and all."""
+    """GET /jobs/<id> as the original middleware answered it, hyphenated names and all.
+
+    `why` is ours: the typed reason behind `details` (a failed submission's made safe in both)."""
+    why = client_why(job.failure, job.why)
     return {
         "job-id": job.job_id,
         "batch-script": {"template-name": job.template_name, "variables": dict(job.variables)},
@@ -23,9 +27,10 @@ def job_json(job: JobView, external_ips: Mapping[str, str]) -> dict[str, Any]:
             }
             for s in job.services
         ],
-        "state": job.state,
+        "state": job.state.value,
         "uid": job.uid,
-        "details": client_details(job.failure, job.details),
+        "details": job.details if why is job.why else render(why),
+        "why": {"kind": why.kind.value, "text": why.text},
     }
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import InvalidInput
+from bwvisu_common.job_facts import FailureKind
 from bwvisu_common.projections import FINISHED, JobView
 from runner_api.errors import NotFound, SubmitFailed
 
@@ -24,14 +25,14 @@ def is_decided(job: JobView) -> bool:
 def submit_refusal(job: JobView) -> SubmitFailed | None:
     """For a decided job: None if Slurm took it, else why not (the scheduler's kind and reason)."""
     if job.state == FINISHED and not job.slurm_id:
-        return SubmitFailed(job.failure or "rejected", job.details)
+        return SubmitFailed(job.failure or FailureKind.REJECTED, job.why.text)
     return None
 
 
 def gave_up(job_id: str, timeout: float) -> ev.JobSubmitFailed:
     """No scheduler answered a submission in time: the job fails rather than run by surprise later."""
     return ev.JobSubmitFailed(job_id=job_id, reason=f"no scheduler answered within {timeout:.0f} s",
-                              kind="unavailable")
+                              kind=FailureKind.UNAVAILABLE)
 
 
 def owned(job: JobView | None, uid: str | None) -> JobView:

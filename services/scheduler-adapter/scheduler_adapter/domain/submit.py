@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bwvisu_common import events as ev
+from bwvisu_common.job_facts import FailureKind, Why, WhyKind
 from bwvisu_common.projections import FINISHED, JobView
+from bwvisu_common.reasons import SBATCH_REFUSED
 from scheduler_adapter.domain.secrets import JobSecrets
 from scheduler_adapter.errors import (
     CommandOutcomeUnknown,
@@ -50,7 +52,7 @@ def decide_submit(view: JobView | None, event: ev.JobSubmitted, *, earlier: JobS
     if view.cancel_requested:
         return [failed(event.job_id, "cancelled before it was submitted")]
     if earlier is None and now - event.time > SUBMIT_DEADLINE:
-        return [failed(event.job_id, "not submitted in time; please submit again", "unavailable")]
+        return [failed(event.job_id, "not submitted in time; please submit again", FailureKind.UNAVAILABLE)]
     return Submit(secrets=earlier or fresh, look_first=earlier is not None)
 
 
@@ -61,7 +63,7 @@ def found_earlier(job_id: str, slurm_id: str | None) -> list[ev.Event]:
 
 def user_refused(job_id: str, refusal: str | None) -> list[ev.Event]:
     """The user gate's verdict, checked where the facts are whatever runner-api asked before."""
-    return [] if refusal is None else [failed(job_id, refusal, "unknown-user")]
+    return [] if refusal is None else [failed(job_id, refusal, FailureKind.UNKNOWN_USER)]
 
 
 def queued(job_id: str, slurm_id: str, node: str = "") -> ev.JobQueued:
@@ -72,15 +74,15 @@ def queued(job_id: str, slurm_id: str, node: str = "") -> ev.JobQueued:
 def submit_failed(job_id: str, uid: str, exc: SchedulerError) -> ev.JobSubmitFailed:
     """One of SUBMIT_FAILURES as the job's failure."""
     if isinstance(exc, UnknownUser):
-        return failed(job_id, f"no such user: {uid}", "unknown-user")
+        return failed(job_id, f"no such user: {uid}", FailureKind.UNKNOWN_USER)
     if isinstance(exc, SubmitRejected):
-        return failed(job_id, f"sbatch refused the job: {exc}")
+        return failed(job_id, f"{SBATCH_REFUSED}{exc}")
     if isinstance(exc, (SchedulerUnavailable, CommandOutcomeUnknown)):
-        return failed(job_id, unreachable(exc), "unavailable")
+        return failed(job_id, unreachable(exc), FailureKind.UNAVAILABLE)
     return failed(job_id, str(exc))  # TemplateError: the message names what is wrong
 
 
-def failed(job_id: str, reason: str, kind: str = "rejected") -> ev.JobSubmitFailed:
+def failed(job_id: str, reason: str, kind: FailureKind = FailureKind.REJECTED) -> ev.JobSubmitFailed:
     """The one place a JobSubmitFailed is built; `kind` says what the user can do about it."""
     return ev.JobSubmitFailed(job_id=job_id, reason=reason, kind=kind)
 
@@ -108,4 +110,4 @@ def decide_cancel(view: JobView | None) -> Cancel | None:
 
 def cancel_failed(job_id: str, exc: SchedulerError) -> ev.JobDetailsChanged:
     """scancel refused: the job's owner sees why."""
-    return ev.JobDetailsChanged(job_id=job_id, details=f"cancel failed: {exc}")
+    return ev.JobDetailsChanged.saying(job_id, Why(WhyKind.CANCEL_FAILED, str(exc)))

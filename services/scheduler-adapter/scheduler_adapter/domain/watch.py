@@ -7,17 +7,19 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from bwvisu_common import events as ev
+from bwvisu_common.job_facts import JobState, Why, WhyKind, waiting
 from bwvisu_common.keyhole_client import expand_hostlist
-from bwvisu_common.projections import AVAILABLE, COMPLETING, FINISHED, RUNNING, SUBMITTED, JobView
+from bwvisu_common.projections import JobView
 from scheduler_adapter.domain.slurm import Lifecycle, SqueueEntry, job_id_from_name, job_name
 
-UNREACHABLE = "Slurm cannot be asked right now: "
 # slurm_state of a JobEnded for a job that left squeue without a final word.
 ABSENT = "ABSENT"
 # Bounded: a flood of forged squeue lines must not turn into one enormous squeue argv; the rest
 # wait for a later poll.
 MAX_RECHECK = 200
-_STEADY_DETAILS = {RUNNING: "running", AVAILABLE: "application is listening", COMPLETING: "completing"}
+# What a job says again once Slurm answers after a silence, by state.
+_STEADY = {JobState.RUNNING: Why(WhyKind.RUNNING), JobState.AVAILABLE: Why(WhyKind.APP_LISTENING),
+           JobState.COMPLETING: Why(WhyKind.COMPLETING)}
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,6 @@ class Diff:
     unsure: list[JobView] = field(default_factory=list)
 
 
-def pending_details(reason: str) -> str:
-    return "waiting" if reason in ("", "None") else f"waiting: {reason}"
-
-
 def diff(
     views: Iterable[JobView],
     entries: Iterable[SqueueEntry],
@@ -78,7 +76,7 @@ def diff(
     prefix = job_name(tag, "")
     out = Diff()
     for view in known.values():
-        if view.state == FINISHED or not view.slurm_id:
+        if view.state == JobState.FINISHED or not view.slurm_id:
             continue
         if view.slurm_id in ambiguous:
             out.unsure.append(view)
@@ -111,11 +109,11 @@ def settle(views: Iterable[JobView], entries: Iterable[SqueueEntry]) -> list[App
 
 
 def diff_error(views: Iterable[JobView], message: str) -> list[Append]:
-    """squeue failed: no state changes, only a note in the details of jobs not told yet."""
-    details = UNREACHABLE + message
-    return [Append(v.job_id, v.seq, [ev.JobDetailsChanged(job_id=v.job_id, details=details)])
+    """squeue failed: no state changes, only a note on the jobs not told yet."""
+    why = Why(WhyKind.SCHEDULER_UNREACHABLE, message)
+    return [Append(v.job_id, v.seq, [ev.JobDetailsChanged.saying(v.job_id, why)])
             for v in views
-            if v.state != FINISHED and v.slurm_id and not v.details.startswith(UNREACHABLE)]
+            if v.state != JobState.FINISHED and v.slurm_id and v.why.kind != WhyKind.SCHEDULER_UNREACHABLE]
 
 
 def _missing(view: JobView, absent: dict[str, int], threshold: int, out: Diff) -> None:
@@ -132,25 +130,25 @@ def _compare(view: JobView, entry: SqueueEntry) -> list[Append]:
     phase = entry.lifecycle
     events: list[ev.Event] = []
     if phase is Lifecycle.PENDING:
-        wanted = pending_details(entry.reason)
-        if view.state == SUBMITTED and view.details != wanted:
-            events.append(ev.JobDetailsChanged(job_id=job_id, details=wanted))
+        wanted = waiting(entry.reason)
+        if view.state == JobState.SUBMITTED and view.why != wanted:
+            events.append(ev.JobDetailsChanged.saying(job_id, wanted))
     elif phase in (Lifecycle.RUNNING, Lifecycle.COMPLETING):
-        if view.state == SUBMITTED:
+        if view.state == JobState.SUBMITTED:
             events.append(ev.JobStarted(job_id=job_id, nodes=_nodes(entry)))
-        if phase is Lifecycle.COMPLETING and view.state != COMPLETING:
+        if phase is Lifecycle.COMPLETING and view.state != JobState.COMPLETING:
             events.append(ev.JobCompleting(job_id=job_id))
-        elif not events and view.details.startswith(UNREACHABLE):
-            events.append(ev.JobDetailsChanged(job_id=job_id, details=_STEADY_DETAILS[view.state]))
-        if entry.state == "SUSPENDED" and not events and view.details != "suspended":
-            events.append(ev.JobDetailsChanged(job_id=job_id, details="suspended"))
+        elif not events and view.why.kind is WhyKind.SCHEDULER_UNREACHABLE:
+            events.append(ev.JobDetailsChanged.saying(job_id, _STEADY[view.state]))
+        if entry.state == "SUSPENDED" and not events and view.why.kind is not WhyKind.SUSPENDED:
+            events.append(ev.JobDetailsChanged.saying(job_id, Why(WhyKind.SUSPENDED)))
     elif phase is Lifecycle.FINISHED:
         events.append(ev.JobEnded(job_id=job_id, slurm_state=entry.state.split(" ", 1)[0],
                                   exit_code=entry.exit_code))
     else:
-        wanted = f"Slurm reports an unknown state: {entry.state}"
-        if view.details != wanted:
-            events.append(ev.JobDetailsChanged(job_id=job_id, details=wanted))
+        wanted = Why(WhyKind.SLURM_STATE_UNKNOWN, entry.state)
+        if view.why != wanted:
+            events.append(ev.JobDetailsChanged.saying(job_id, wanted))
     return [Append(job_id, view.seq, events)] if events else []
 
 
@@ -177,10 +175,10 @@ def _unclaimed(
     # Only a job somebody submitted through us, and only as the user it was submitted for.
     if view is None or entry.user != view.uid:
         return
-    if view.state != FINISHED and not view.slurm_id:
+    if view.state != JobState.FINISHED and not view.slurm_id:
         # Submitted, then a crash before JobQueued: the tag tells which Slurm job it became.
         out.adoptions.append(Claim(job_id, view.seq, view.uid, entry))
-    elif (view.state == FINISHED and view.slurm_id != entry.slurm_id
+    elif (view.state == JobState.FINISHED and view.slurm_id != entry.slurm_id
           and entry.lifecycle is not Lifecycle.FINISHED):
         out.strays.append(Claim(job_id, view.seq, view.uid, entry))
 

@@ -7,17 +7,20 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from bwvisu_common.projections import AVAILABLE, COMPLETING, FINISHED, RUNNING, SUBMITTED, JobView
-from bwvisu_common.reasons import client_details
+from bwvisu_common.job_facts import JobState, WhyKind, render
+from bwvisu_common.projections import JobView
+from bwvisu_common.reasons import client_why
 from web_portal.domain.bundles import Bundle
 
 STATE_WORDS = {
-    SUBMITTED: "Waiting in the queue",
-    RUNNING: "Starting…",
-    AVAILABLE: "Ready",
-    COMPLETING: "Ending…",
-    FINISHED: "Finished",
+    JobState.SUBMITTED: "Waiting in the queue",
+    JobState.RUNNING: "Starting…",
+    JobState.AVAILABLE: "Ready",
+    JobState.COMPLETING: "Ending…",
+    JobState.FINISHED: "Finished",
 }
+# The states in which the job holds its nodes (its run time counts).
+_ON_NODES = (JobState.RUNNING, JobState.AVAILABLE, JobState.COMPLETING)
 
 # Slurm's pending reasons (squeue %r) in words; anything else is shown as Slurm says it.
 REASONS = {
@@ -33,7 +36,6 @@ REASONS = {
     "QOSMaxJobsPerUserLimit": "you already run as many jobs as allowed",
     "AssocGrpCpuLimit": "your group uses all the cores it may",
 }
-CLUSTER_SILENT = "Slurm cannot be asked right now"
 
 
 class Card(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,10 +63,10 @@ def card(job: JobView, bundle: Bundle | None, now: datetime) -> Card:
     return Card(
         job_id=job.job_id, uid=job.uid,
         app=bundle.title if bundle else job.template_name, icon=bundle.icon if bundle else "app",
-        state=job.state, words=state_words(job), why=why(job),
+        state=job.state.value, words=state_words(job), why=why(job),
         time_left=time_left(job, bundle, ends, now), ends_at=ends.isoformat() if ends else "",
         can_connect=can_connect(job, bundle),
-        can_cancel=job.state != FINISHED and not job.cancel_requested,
+        can_cancel=job.state != JobState.FINISHED and not job.cancel_requested,
         submitted_at=job.submitted_at.isoformat(timespec="seconds") if job.submitted_at else "",
         submitted_text=job.submitted_at.strftime("%Y-%m-%d %H:%M UTC") if job.submitted_at else "",
         nodes=", ".join(job.nodes), clients=", ".join(job.client_addresses),
@@ -72,8 +74,8 @@ def card(job: JobView, bundle: Bundle | None, now: datetime) -> Card:
 
 
 def state_words(job: JobView) -> str:
-    if job.state == FINISHED:
-        if job.failure or job.details.startswith("submission failed"):
+    if job.state == JobState.FINISHED:
+        if job.failure or job.why.kind is WhyKind.SUBMIT_FAILED:
             return "Could not start"
         if job.cancel_requested:
             return "Cancelled"
@@ -87,23 +89,23 @@ def state_words(job: JobView) -> str:
 
 def why(job: JobView) -> str:
     """A short reason next to the state: why it waits, or how it ended."""
-    details = job.details
-    if details.startswith(CLUSTER_SILENT):
+    kind = job.why.kind
+    if kind is WhyKind.SCHEDULER_UNREACHABLE:
         return "The cluster's scheduler does not answer at the moment; this may be out of date."
-    if job.state == SUBMITTED and details.startswith("waiting: "):
-        reason = details.removeprefix("waiting: ")
+    if job.state == JobState.SUBMITTED and kind is WhyKind.QUEUED_WAITING and job.why.text:
+        reason = job.why.text
         return f"Slurm says: {REASONS.get(reason, reason)}."
-    if job.state == RUNNING and job.services:
+    if job.state == JobState.RUNNING and job.services:
         return "Waiting for the application to answer."
-    if job.state == FINISHED:
-        if details.startswith("submission failed: "):
+    if job.state == JobState.FINISHED:
+        if kind is WhyKind.SUBMIT_FAILED:
             # Without internal host names or sbatch's raw words (the history keeps those).
-            return client_details(job.failure, details).removeprefix("submission failed: ")
+            return client_why(job.failure, job.why).text
         if job.exit_code not in (None, 0) and not job.cancel_requested:
             # A cancelled job's non-zero code is Slurm's signal, not the application failing.
             return f"Exit code {job.exit_code}; the log below may say why."
-    if details.startswith("port request refused"):
-        return details
+    if kind is WhyKind.PORTS_REFUSED:
+        return render(job.why)
     return ""
 
 
@@ -118,13 +120,13 @@ def end_time(job: JobView, bundle: Bundle | None) -> datetime | None:
     """When Slurm will stop the job: its start (else submission, an early bound) plus its run time."""
     minutes = runtime_minutes(job, bundle)
     start = job.started_at or job.submitted_at
-    if minutes is None or start is None or job.state not in (RUNNING, AVAILABLE, COMPLETING):
+    if minutes is None or start is None or job.state not in _ON_NODES:
         return None
     return start + timedelta(minutes=minutes)
 
 
 def time_left(job: JobView, bundle: Bundle | None, ends: datetime | None, now: datetime) -> str:
-    if job.state == SUBMITTED:
+    if job.state == JobState.SUBMITTED:
         minutes = runtime_minutes(job, bundle)
         return f"Runs for {duration(minutes * 60)} once started" if minutes else ""
     if ends is None:
@@ -145,12 +147,13 @@ def can_connect(job: JobView, bundle: Bundle | None) -> bool:
 
     The URL itself (it carries the session secret) is never in a card: the Connect route
     fetches it for the owner when pressed."""
-    return job.state == AVAILABLE and bundle is not None and bool(bundle.connect_url) and bool(job.services)
+    return (job.state == JobState.AVAILABLE and bundle is not None and bool(bundle.connect_url)
+            and bool(job.services))
 
 
 def visible(job: JobView, now: datetime, keep_minutes: float) -> bool:
     """Unfinished sessions, and finished ones for `keep_minutes` after they ended."""
-    if job.state != FINISHED:
+    if job.state != JobState.FINISHED:
         return True
     ended = job.updated_at or job.submitted_at
     return ended is not None and now - ended <= timedelta(minutes=keep_minutes)
