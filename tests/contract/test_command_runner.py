@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bwvisu_common.settings import CommandNode, load_settings
-from scheduler_adapter.adapters.fake import FakeCommandRunner
 from scheduler_adapter.adapters.ssh import AsyncSshRunner, asyncssh_connector
 from scheduler_adapter.errors import SchedulerUnavailable
 from scheduler_adapter.ports import CommandResult, CommandRunner
 from tests.e2e.conftest import Minicluster, minicluster  # noqa: F401 (the fixture)
+from tests.fakes.command_runner import FakeCommandRunner
 
 HOSTILE = "a; b $(touch /tmp/pwned) `id` 'q' \"d\" | e > f"
 

@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore
 from bwvisu_common.errors import ConcurrencyConflict
+from tests.fakes.event_store import InMemoryEventStore
 
 
 def job() -> str:

@@ -13,10 +13,10 @@ from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.jetstream import JetStreamEventStore
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.templates import FileTemplates
-from scheduler_adapter.adapters.fake import FakeCommandRunner, fake_id
 from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig, token_key
 from scheduler_adapter.watcher import Watcher
+from tests.fakes.command_runner import FakeCommandRunner, fake_id
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,15 @@ from dataclasses import dataclass
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projections import AVAILABLE, RUNNING
 from bwvisu_common.projector import LiveJobs
-from gateway_agent.adapters.memory import FakeProber, InMemoryFirewall
 from gateway_agent.agent import GatewayAgent, Timing
 from gateway_agent.domain.history import is_current, wanted
 from gateway_agent.domain.rules import ForwardRule
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.firewall import InMemoryFirewall
+from tests.fakes.prober import FakeProber
+from tests.fakes.state_store import InMemoryStateStore
 
 IPS = {"cn0": "10.0.0.20", "cn1": "10.0.0.21"}
 GW_IP = "10.0.0.30"

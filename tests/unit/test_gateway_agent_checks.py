@@ -9,13 +9,15 @@ from dataclasses import replace
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projector import LiveJobs
-from gateway_agent.adapters.memory import FakeProber, InMemoryFirewall
 from gateway_agent.agent import GatewayAgent, Timing
 from gateway_agent.domain.checks import Limits, refusal
 from gateway_agent.domain.history import allowed_addresses
 from gateway_agent.domain.rules import ForwardRule
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.firewall import InMemoryFirewall
+from tests.fakes.prober import FakeProber
+from tests.fakes.state_store import InMemoryStateStore
 from tests.unit.test_gateway_agent import GW_IP, World, resolve
 
 EXTERNAL_IP = "192.0.2.30"

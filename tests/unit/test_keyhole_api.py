@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.keyhole_client import PATH_TEMPLATE, request_body, sign
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.settings import Settings, parse_settings
@@ -19,6 +18,8 @@ from keyhole_api.domain.allocate import gateway_order, pick_forwards
 from keyhole_api.domain.verify import Refused
 from keyhole_api.health import GatewayHealth
 from keyhole_api.service import KeyholeService, NoCapacity, Tuning
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.state_store import InMemoryStateStore
 
 TOKEN = b"k" * 64
 

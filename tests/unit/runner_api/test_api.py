@@ -10,13 +10,14 @@ import httpx
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.keyhole import session_secret_key
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.reasons import UNAVAILABLE
 from runner_api.app import create_app
 from runner_api.handlers import Jobs
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.state_store import InMemoryStateStore
 
 PASSWORD = "s3cret-web"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"bwvisu-web:{PASSWORD}".encode()).decode()}

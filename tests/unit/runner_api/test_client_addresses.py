@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore
+from tests.fakes.event_store import InMemoryEventStore
 from tests.unit.runner_api.test_api import AUTH, api, basic, body  # noqa: F401  (api is a fixture)
 
 

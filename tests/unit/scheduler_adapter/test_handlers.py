@@ -6,17 +6,18 @@ from pathlib import Path
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.keyhole import session_secret_key
 from bwvisu_common.projections import JobView, fold
 from bwvisu_common.templates import FileTemplates
-from scheduler_adapter.adapters.fake import FakeCommandRunner, fake_id
 from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli
 from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig, token_key, token_ttl
 from scheduler_adapter.ports import CommandResult
 from scheduler_adapter.users import UserGate
+from tests.fakes.command_runner import FakeCommandRunner, fake_id
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.state_store import InMemoryStateStore
 
 SBATCH = [*PRIVATE_UMASK, "sudo", "-n", "-u", "*", "sbatch", "**"]
 USERS: dict[str, tuple[int, list[str]]] = {"alice": (1001, ["alice"]), "bob": (1002, ["bob"]),

@@ -11,8 +11,8 @@ import pytest
 from fastapi.routing import APIRoute
 
 from bwvisu_common import events as ev
+from tests.fakes.job_runner import secret_of
 from tests.unit.web.conftest import World, csrf_of, login
-from tests.unit.web.fakes import secret_of
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
 from web_portal.adapters.heartbeats import HeartbeatLog
 from web_portal.routes import admin, apps, auth, connect, sessions

@@ -11,11 +11,13 @@ import httpx
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projector import LiveJobs
 from runner_api.app import create_app
 from runner_api.handlers import Jobs
-from tests.unit.web.fakes import TEMPLATES, USERS, FakeRunner
+from tests.fakes.authenticator import USERS
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.job_runner import TEMPLATES, FakeRunner
+from tests.fakes.state_store import InMemoryStateStore
 from web_portal.adapters.runner_api import RunnerApiClient
 from web_portal.errors import NotFound, Rejected, RunnerUnavailable
 from web_portal.ports import JobRunner
