@@ -10,14 +10,16 @@ import httpx
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.keyhole import session_secret_key
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.reasons import UNAVAILABLE
 from runner_api.app import create_app
 from runner_api.handlers import Jobs
 from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.job_logs import FakeJobLogs
 from tests.fakes.state_store import InMemoryStateStore
+from tests.fakes.templates import FakeTemplateCatalog
+from tests.fakes.users import FakeUserDirectory
 
 PASSWORD = "s3cret-web"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"bwvisu-web:{PASSWORD}".encode()).decode()}
@@ -26,28 +28,8 @@ SECRET = "0f" * 32
 CONNECT_URLS = {"xpra-desktop": "http://{host}:{port}/index.html?autoconnect=true&password={secret}"}
 
 
-class FakeUsers:
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-        self.down = False
-
-    async def refusal(self, uid: str) -> str | None:
-        self.asked.append(uid)
-        if self.down:
-            raise DependencyUnavailable("no command node answers")
-        if uid == "bwvisu":
-            return "bwvisu is the middleware's own account"
-        return None if uid in USERS else f"no such user on the cluster: {uid}"
-
-
-class FakeLogs:
-    async def tail(self, uid: str, job_id: str, lines: int) -> str:
-        return "\n".join(f"{uid} {job_id} line {i}" for i in range(lines))
-
-
-class FakeTemplates:
-    def exists(self, name: str) -> bool:
-        return name in {"xpra-desktop", "jupyter"}
+def fake_users() -> FakeUserDirectory:
+    return FakeUserDirectory(USERS, refused={"bwvisu": "bwvisu is the middleware's own account"})
 
 
 UNREACHABLE = "the cluster cannot be reached: no command node answered: login0 (10.200.0.10:22): refused"
@@ -79,12 +61,20 @@ class ScriptedScheduler:
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[tuple[httpx.AsyncClient, InMemoryEventStore, ScriptedScheduler, FakeUsers]]:
+def logs() -> FakeJobLogs:
+    return FakeJobLogs()
+
+
+@pytest.fixture
+async def api(
+    logs: FakeJobLogs,
+) -> AsyncIterator[tuple[httpx.AsyncClient, InMemoryEventStore, ScriptedScheduler, FakeUserDirectory]]:
     store, state = InMemoryEventStore(), InMemoryStateStore()
-    live, users, scheduler = LiveJobs(store, state), FakeUsers(), ScriptedScheduler(store, state)
+    live, users, scheduler = LiveJobs(store, state), fake_users(), ScriptedScheduler(store, state)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(live.run()), asyncio.create_task(store.consume("s", scheduler, stop))]
-    jobs = Jobs(store, live, users, FakeTemplates(), FakeLogs(), submit_timeout=0.5, secrets=state)
+    templates = FakeTemplateCatalog({"xpra-desktop", "jupyter"})
+    jobs = Jobs(store, live, users, templates, logs, submit_timeout=0.5, secrets=state)
     app = create_app(lambda: jobs, {"gw0": "192.0.2.30"}, "bwvisu-web", PASSWORD,
                      connect_urls=CONNECT_URLS.get)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
@@ -271,10 +261,11 @@ async def test_every_job_endpoint_needs_the_password(api, auth):
     assert await store.last_seq() == 0
 
 
-async def test_the_log_tail_is_read_as_the_jobs_owner_only(api):
+async def test_the_log_tail_is_read_as_the_jobs_owner_only(api, logs):
     client, _, _, _ = api
     job_id = (await client.post("/jobs", json=body(), headers=AUTH)).json()["job-id"]
+    logs.write("alice", job_id, "".join(f"alice {job_id} line {i}\n" for i in range(3)))
     r = await client.get(f"/jobs/{job_id}/log?lines=2&uid=alice", headers=AUTH)
-    assert r.status_code == 200 and r.json() == {"log": f"alice {job_id} line 0\nalice {job_id} line 1"}
+    assert r.status_code == 200 and r.json() == {"log": f"alice {job_id} line 1\nalice {job_id} line 2\n"}
     assert (await client.get(f"/jobs/{job_id}/log?uid=bob", headers=AUTH)).status_code == 404
     assert (await client.get(f"/jobs/{job_id}/log?lines=0", headers=AUTH)).status_code == 400

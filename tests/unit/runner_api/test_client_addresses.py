@@ -8,7 +8,7 @@ import pytest
 
 from bwvisu_common import events as ev
 from tests.fakes.event_store import InMemoryEventStore
-from tests.unit.runner_api.test_api import AUTH, api, basic, body  # noqa: F401  (api is a fixture)
+from tests.unit.runner_api.test_api import AUTH, api, basic, body, logs  # noqa: F401  (fixtures)
 
 
 async def recorded(store: InMemoryEventStore, job_id: str) -> list[str]:
