@@ -67,7 +67,7 @@ async def world() -> AsyncIterator[World]:
     runner, auth = FakeRunner(store, feed), FakeAuthenticator()
     portal = Portal(
         bundles={"xpra-desktop": xpra_bundle()}, runner=runner, feed=feed,
-        groups=FakeGroups({"bwvisu-admin": {"carol"}}), prober=FakeProber(open_hosts={"10.0.0.10"}),
+        groups=FakeGroups({"bwvisu-admin": {"carol"}}), prober=FakeProber(open_ports={("10.0.0.10", 22)}),
         authenticator=auth, login_delay=0.0,
         gateways=[GatewayNode(name="gw0", internal_ip="10.0.0.30", external_ip="192.0.2.30")],
         command_nodes=[CommandNode(name="login0", ip="10.0.0.10"),
