@@ -145,3 +145,15 @@ async def run_here(argv: list[str], input: str | None) -> CommandResult:
     status = proc.returncode or 0
     return CommandResult(128 - status if status < 0 else status,  # killed: as a shell reports it
                          out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+
+def fake_tail(files: dict[str, str]) -> Responder:
+    """Answers `sudo -n -u <user> tail -n <N> -- <path>` as coreutils does, from {path: text}."""
+
+    def answer(argv: list[str], _: str | None) -> CommandResult:
+        lines, path = int(argv[argv.index("tail") + 2]), argv[-1]
+        if path not in files:
+            return CommandResult(1, "", f"tail: cannot open '{path}' for reading: No such file or directory")
+        return CommandResult(0, "".join(files[path].splitlines(keepends=True)[-lines:]), "")
+
+    return answer
