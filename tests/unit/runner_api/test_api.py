@@ -15,6 +15,7 @@ from bwvisu_common.projector import LiveJobs
 from bwvisu_common.reasons import UNAVAILABLE
 from runner_api.app import create_app
 from runner_api.handlers import Jobs
+from tests.conditions import eventually
 from tests.fakes.event_store import InMemoryEventStore
 from tests.fakes.job_logs import FakeJobLogs
 from tests.fakes.state_store import InMemoryStateStore
@@ -66,11 +67,22 @@ def logs() -> FakeJobLogs:
 
 
 @pytest.fixture
+def stores() -> tuple[InMemoryEventStore, InMemoryStateStore]:
+    return InMemoryEventStore(), InMemoryStateStore()
+
+
+@pytest.fixture
+def live(stores: tuple[InMemoryEventStore, InMemoryStateStore]) -> LiveJobs:
+    """runner-api's read model: a test waits on it for an event it appended to take effect."""
+    return LiveJobs(*stores)
+
+
+@pytest.fixture
 async def api(
-    logs: FakeJobLogs,
+    logs: FakeJobLogs, stores: tuple[InMemoryEventStore, InMemoryStateStore], live: LiveJobs,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, InMemoryEventStore, ScriptedScheduler, FakeUserDirectory]]:
-    store, state = InMemoryEventStore(), InMemoryStateStore()
-    live, users, scheduler = LiveJobs(store, state), fake_users(), ScriptedScheduler(store, state)
+    store, state = stores
+    users, scheduler = fake_users(), ScriptedScheduler(store, state)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(live.run()), asyncio.create_task(store.consume("s", scheduler, stop))]
     templates = FakeTemplateCatalog({"xpra-desktop", "jupyter"})
@@ -82,6 +94,11 @@ async def api(
     stop.set()
     for task in tasks:
         task.cancel()
+
+
+async def state_of(client: httpx.AsyncClient, job_id: str, state: str) -> bool:
+    """Whether runner-api reports the job in `state` (its read model caught up that far)."""
+    return bool((await client.get(f"/jobs/{job_id}", headers=AUTH)).json()["state"] == state)
 
 
 def body(**overrides: object) -> dict[str, object]:
@@ -114,7 +131,7 @@ async def test_an_available_job_lists_its_services_with_the_gateways_external_ip
     await store.append([ev.JobStarted(job_id=job_id, nodes=["cn0"]),
                         ev.PortsForwarded(job_id=job_id, gateway="gw0", forwards=fwd),
                         ev.PortOpen(job_id=job_id, external_port=21001)])
-    await asyncio.sleep(0.05)
+    await eventually(lambda: state_of(client, job_id, "available"), "the read model has the open port")
     got = (await client.get(f"/jobs/{job_id}", headers=AUTH)).json()
     assert got["state"] == "available"
     assert got["services"] == [{"internal-port": 20001, "external-port": 21001, "external-ip": "192.0.2.30"}]
@@ -128,7 +145,7 @@ async def test_only_the_owner_named_in_the_query_gets_the_secret_and_the_url(api
     fwd = [ev.Forward(internal_port=20001, external_port=21001)]
     await store.append([ev.JobStarted(job_id=job_id, nodes=["cn0"]),
                         ev.PortsForwarded(job_id=job_id, gateway="gw0", forwards=fwd)])
-    await asyncio.sleep(0.05)
+    await eventually(lambda: state_of(client, job_id, "running"), "the read model has the forward")
     mine = (await client.get(f"/jobs/{job_id}?uid=alice", headers=AUTH)).json()
     assert mine["connect"] == {
         "secret": SECRET, "url": f"http://192.0.2.30:21001/index.html?autoconnect=true&password={SECRET}"}
@@ -137,7 +154,7 @@ async def test_only_the_owner_named_in_the_query_gets_the_secret_and_the_url(api
     bobs = await client.get(f"/jobs/{job_id}?uid=bob", headers=AUTH)
     assert bobs.status_code == 404 and SECRET not in bobs.text
     await store.append([ev.JobEnded(job_id=job_id, slurm_state="COMPLETED", exit_code=0)])
-    await asyncio.sleep(0.05)
+    await eventually(lambda: state_of(client, job_id, "finished"), "the read model has the end")
     assert "connect" not in (await client.get(f"/jobs/{job_id}?uid=alice", headers=AUTH)).json()
 
 
@@ -242,8 +259,7 @@ async def test_unknown_and_finished_jobs(api):
     assert (await client.delete("/jobs/nope", headers=AUTH)).json() == {"response": "no such running job"}
     job_id = (await client.post("/jobs", json=body(), headers=AUTH)).json()["job-id"]
     await store.append([ev.JobEnded(job_id=job_id, slurm_state="COMPLETED", exit_code=0)])
-    await asyncio.sleep(0.05)
-    assert (await client.get(f"/jobs/{job_id}", headers=AUTH)).json()["state"] == "finished"
+    await eventually(lambda: state_of(client, job_id, "finished"), "the read model has the end")
     assert (await client.delete(f"/jobs/{job_id}", headers=AUTH)).status_code == 404
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -63,7 +64,7 @@ async def test_submit_renders_stores_a_token_and_records_the_slurm_id(world: Wor
     assert [type(e).__name__ for e in log] == ["JobSubmitted", "JobQueued"]
     assert isinstance(log[1], ev.JobQueued) and log[1].slurm_id == "4711"
     token = await world.state.get_secret(token_key("j1"))
-    assert token is not None and len(token) == 64 and int(token, 16) >= 0
+    assert token is not None and re.fullmatch(rb"[0-9a-f]{64}", token), token
     [call] = world.runner.calls_of("sbatch")
     assert call.input is not None
     assert "#SBATCH --output=/home/alice/bwvisu-job-j1.out" in call.input and "sleep 5" in call.input
