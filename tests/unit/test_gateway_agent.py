@@ -14,6 +14,7 @@ from bwvisu_common.projector import LiveJobs
 from gateway_agent.agent import GatewayAgent, Timing
 from gateway_agent.domain.history import is_current, wanted
 from gateway_agent.domain.rules import ForwardRule
+from tests.conditions import eventually
 from tests.fakes.event_store import InMemoryEventStore
 from tests.fakes.firewall import InMemoryFirewall
 from tests.fakes.prober import FakeProber
@@ -57,7 +58,9 @@ class World:
         return [type(e).__name__ for _, e in await self.events.read_job(job_id)]
 
     async def settle(self) -> None:
-        await self.jobs.wait_for("", lambda j: False, 0.05)  # let the read model catch up
+        """Until the read model holds every event appended so far."""
+        last = await self.events.last_seq()
+        await eventually(lambda: self.jobs.seq >= last, f"the read model reaches event {last}")
 
 
 @pytest.fixture
