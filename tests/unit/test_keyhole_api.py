@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -19,6 +19,7 @@ from keyhole_api.domain.verify import Refused
 from keyhole_api.health import GatewayHealth
 from keyhole_api.service import KeyholeService, NoCapacity, Tuning
 from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.gateway_agents import ScriptedGatewayAgents
 from tests.fakes.state_store import InMemoryStateStore
 
 TOKEN = b"k" * 64
@@ -35,34 +36,11 @@ def make_settings(static: bool = False, lo: int = 20000, hi: int = 20099) -> Set
 
 
 @dataclass
-class Agent:
-    """Answers assignments like a gateway agent: forwards, or refuses ports listed as busy."""
-
-    events: InMemoryEventStore
-    busy: set[int] = field(default_factory=set)
-    silent: set[str] = field(default_factory=set)
-    refuse_first: int = 0
-    refused: list[int] = field(default_factory=list)
-
-    async def handle(self, _seq: int, event: ev.AnyEvent) -> None:
-        if not isinstance(event, ev.PortsAssigned) or event.gateway in self.silent:
-            return
-        if any(f.external_port in self.busy for f in event.forwards) or self.refuse_first > 0:
-            self.refuse_first -= 1
-            self.refused += [f.external_port for f in event.forwards]
-            await self.events.append([ev.PortsUnavailable(job_id=event.job_id, gateway=event.gateway,
-                                                          forwards=event.forwards, reason="in use")])
-        else:
-            await self.events.append([ev.PortsForwarded(job_id=event.job_id, gateway=event.gateway,
-                                                        forwards=event.forwards)])
-
-
-@dataclass
 class World:
     events: InMemoryEventStore
     state: InMemoryStateStore
     health: GatewayHealth
-    agent: Agent
+    agent: ScriptedGatewayAgents
     service: KeyholeService
 
     async def job(self, job_id: str, nodes: list[str] | None = None) -> None:
@@ -88,7 +66,7 @@ async def _world(settings: Settings) -> AsyncIterator[World]:
     for g in ("gw0", "gw1"):
         health.beat(g)
     jobs = LiveJobs(events, state)
-    agent = Agent(events)
+    agent = ScriptedGatewayAgents(events)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(jobs.run()),
              asyncio.create_task(events.consume("agent", agent.handle, stop))]
