@@ -114,6 +114,7 @@ class TestNatsClients(ClusterQueriesContract):
         server = await connect_nats([nats_server.url], "scheduler-adapter")
         client = await connect_nats([nats_server.url], "runner-api")
         subscriptions = await queries.serve(server, slurm, gate, HOME)
+        await server.flush()  # the server knows the subscriptions before anyone asks
 
         def add_user(uid: str) -> None:
             known[uid] = (2000 + len(known), [uid])
