@@ -13,13 +13,13 @@ import sys
 import time
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore
 from bwvisu_common.projections import JobView, evolve
-from scheduler_adapter.adapters.fake import FakeCommandRunner
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.domain.slurm import parse_squeue
 from scheduler_adapter.domain.watch import diff
 from scheduler_adapter.watcher import Watcher
+from tests.fakes.command_runner import FakeCommandRunner
+from tests.fakes.event_store import InMemoryEventStore
 
 TARGET_SECONDS = 0.5
 STATES = ("PENDING", "RUNNING", "RUNNING", "COMPLETING", "COMPLETED")

@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore
 from bwvisu_common.errors import ConcurrencyConflict
+from tests.fakes.event_store import InMemoryEventStore
 
 
 def job() -> str:
@@ -130,6 +130,62 @@ class EventStoreContract:
 
         await asyncio.wait_for(store.consume(f"test-{a}", handler, stop), timeout=10)
         assert got == ["JobSubmitted"]
+
+
+    async def test_two_durable_names_each_see_every_event(self, store):
+        a = job()
+        await store.append([ev.JobSubmitted(job_id=a, uid="alice", template_name="t")], 0)
+        await store.append([ev.JobQueued(job_id=a, slurm_id="1")], None)
+        for durable in (f"one-{a}", f"two-{a}"):
+            assert await consume_until(store, durable, a, 2) == ["JobSubmitted", "JobQueued"], durable
+
+    async def test_a_restarted_consumer_resumes_after_what_it_acked(self, store):
+        a = job()
+        await store.append([ev.JobSubmitted(job_id=a, uid="alice", template_name="t")], 0)
+        assert await consume_until(store, f"resume-{a}", a, 1) == ["JobSubmitted"]
+        await store.append([ev.JobQueued(job_id=a, slurm_id="1")], None)
+        assert await consume_until(store, f"resume-{a}", a, 1) == ["JobQueued"]
+        assert await consume_until(store, f"fresh-{a}", a, 2) == ["JobSubmitted", "JobQueued"]
+
+    async def test_an_event_whose_handler_raised_is_delivered_again(self, store):
+        a = job()
+        await store.append([ev.JobSubmitted(job_id=a, uid="alice", template_name="t")], 0)
+        await store.append([ev.JobQueued(job_id=a, slurm_id="1")], None)
+        got: list[str] = []
+        stop = asyncio.Event()
+
+        async def handler(seq: int, event: ev.Event) -> None:
+            if event.job_id != a:
+                return
+            got.append(type(event).__name__)
+            if got.count("JobSubmitted") == 1 and isinstance(event, ev.JobSubmitted):
+                raise RuntimeError("a handler failing once")
+            if got.count("JobSubmitted") == 2 and "JobQueued" in got:
+                stop.set()
+
+        await asyncio.wait_for(store.consume(f"retry-{a}", handler, stop), timeout=15)
+        assert got.count("JobSubmitted") == 2 and got.count("JobQueued") == 1, got
+        assert await consume_until(store, f"retry-{a}", a, 0, quiet=0.3) == [], "all acked by now"
+
+
+async def consume_until(store, durable: str, job_id: str, count: int, quiet: float = 0.0) -> list[str]:
+    """The names of `job_id`'s events a consumer under `durable` is handed until it has `count`
+    (then, for `quiet` seconds more, whatever else comes), and the consumer stopped."""
+    got: list[str] = []
+    stop = asyncio.Event()
+
+    async def handler(seq: int, event: ev.Event) -> None:
+        if event.job_id == job_id:
+            got.append(type(event).__name__)
+        if len(got) >= count and not quiet:
+            stop.set()
+
+    task = asyncio.create_task(store.consume(durable, handler, stop))
+    if quiet:
+        await asyncio.sleep(quiet)  # a span in which nothing may arrive: there is no event to wait on
+        stop.set()
+    await asyncio.wait_for(task, timeout=15)
+    return got
 
 
 class TestInMemoryEventStore(EventStoreContract):

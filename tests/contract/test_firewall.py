@@ -11,11 +11,11 @@ from dataclasses import replace
 import pytest
 
 from gateway_agent.adapters.iptables import IptablesFirewall
-from gateway_agent.adapters.memory import InMemoryFirewall
 from gateway_agent.adapters.netns import throwaway_netns
 from gateway_agent.domain.rules import ForwardRule
 from gateway_agent.errors import FirewallError
 from gateway_agent.ports import Firewall
+from tests.fakes.firewall import InMemoryFirewall
 
 GW = "10.9.0.30"  # the gateway's external address, which every DNAT matches
 A1 = ForwardRule(job_id="joba", external_port=20001, target_ip="10.9.0.20",

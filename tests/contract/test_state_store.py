@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from bwvisu_common.adapters.memory import InMemoryStateStore
 from bwvisu_common.projections import RUNNING, JobView
+from tests.fakes.state_store import InMemoryStateStore
 
 
 class StateStoreContract:

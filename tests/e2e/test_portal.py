@@ -128,10 +128,14 @@ def test_alice_starts_a_desktop_connects_and_cancels_and_bob_sees_nothing(
         xpra = opened.value
         xpra.wait_for_load_state()
         xpra.wait_for_selector("#screen div.window", timeout=60_000)
-        xpra.wait_for_timeout(2000)  # let the xterm paint
+        deadline = time.monotonic() + 30
+        while True:  # until the desktop's terminal window has its title
+            titles = xpra.locator("#screen div.window .windowtitle").all_inner_texts()
+            if any("xterm" in t.lower() or "@" in t for t in titles):
+                break
+            assert time.monotonic() < deadline, titles
+            xpra.wait_for_timeout(200)
         xpra.screenshot(path=str(ARTIFACTS / "portal-xpra-desktop.png"))
-        titles = xpra.locator("#screen div.window .windowtitle").all_inner_texts()
-        assert any("xterm" in t.lower() or "@" in t for t in titles), titles
         url = xpra.url
         assert re.fullmatch(r"http://10\.200\.0\.3\d:\d+/index\.html\?autoconnect=true&password=[0-9a-f]{64}",
                             url), url

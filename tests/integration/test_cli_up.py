@@ -143,6 +143,7 @@ def test_children_do_not_outlive_a_killed_up(config: Path):
         status_file = config.parent / "state" / "up.json"
         wait_for(status_file.exists)
         children = [c["pid"] for c in json.loads(status_file.read_text())["processes"]]
+        assert children, "up started no child: nothing to outlive it"
         up.kill()  # no chance to stop anything itself
         up.wait()
         for pid in children:

@@ -18,34 +18,14 @@ from bwvisu_common.keyhole_client import PATH_TEMPLATE, request_body, sign
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.settings import parse_settings
 from keyhole_api.handlers import KeyholeHandlers, Tuning
+from tests.fakes.gateway_agents import ScriptedGatewayAgents
 
 pytestmark = pytest.mark.integration
 TOKEN = b"t" * 64
 
 
-class ScriptedAgent:
-    """Forwards every assignment, except the first `refuse_first` ones: "in use"."""
-
-    def __init__(self, events: JetStreamEventStore, refuse_first: int = 0) -> None:
-        self.events = events
-        self.refuse_first = refuse_first
-        self.refused: list[ev.Forward] = []
-
-    async def handle(self, _seq: int, event: ev.AnyEvent) -> None:
-        if not isinstance(event, ev.PortsAssigned):
-            return
-        if self.refuse_first > 0:
-            self.refuse_first -= 1
-            self.refused += event.forwards
-            reply: ev.Event = ev.PortsUnavailable(job_id=event.job_id, gateway=event.gateway,
-                                                  forwards=event.forwards, reason="in use")
-        else:
-            reply = ev.PortsForwarded(job_id=event.job_id, gateway=event.gateway, forwards=event.forwards)
-        await self.events.append([reply])
-
-
 async def _service(event_store: JetStreamEventStore, state_store: EtcdStateStore,
-                   agent: ScriptedAgent) -> AsyncIterator[KeyholeHandlers]:
+                   agent: ScriptedGatewayAgents) -> AsyncIterator[KeyholeHandlers]:
     settings = parse_settings(json.dumps({
         "bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "10.0.0.10"}],
         "gateway-nodes": [{"name": "gw0", "internal-ip": "10.0.0.30", "external-ip": "10.0.0.30"},
@@ -88,7 +68,7 @@ async def _ask(service: KeyholeHandlers, job_id: str, count: int, nodes: list[st
 
 async def test_fifty_concurrent_requests_never_share_a_port(
         event_store: JetStreamEventStore, state_store: EtcdStateStore) -> None:
-    async for service in _service(event_store, state_store, ScriptedAgent(event_store)):
+    async for service in _service(event_store, state_store, ScriptedGatewayAgents(event_store)):
         jobs = [await _job(event_store, state_store, ["cn0"]) for _ in range(50)]
         answers = await asyncio.gather(*(_ask(service, j, 2, ["cn0"]) for j in jobs))
         external = [(a["gateway"], f["external-port"]) for a in answers for f in a["forwards"]]  # type: ignore[attr-defined]
@@ -102,12 +82,12 @@ async def test_fifty_concurrent_requests_never_share_a_port(
 
 async def test_ports_in_use_are_released_and_other_ports_forwarded(
         event_store: JetStreamEventStore, state_store: EtcdStateStore) -> None:
-    agent = ScriptedAgent(event_store, refuse_first=2)
+    agent = ScriptedGatewayAgents(event_store, refuse_first=2)
     async for service in _service(event_store, state_store, agent):
         job = await _job(event_store, state_store, ["cn0", "cn1"])
         answer = await _ask(service, job, 2, ["cn1", "cn0"])
         got = {f["external-port"] for f in answer["forwards"]}  # type: ignore[attr-defined]
-        refused = {(f.external_port) for f in agent.refused}
+        refused = set(agent.refused)
         assert len(agent.refused) == 4 and not got & refused
         held = await state_store.reservations()
         assert sum(k.startswith("ports/") for k in held) == 2
@@ -125,12 +105,12 @@ def _signed(job_id: str, count: int, nodes: list[str], token: bytes = TOKEN,
 
 async def test_a_grant_whose_answer_was_lost_is_answered_again_by_any_replica(
         event_store: JetStreamEventStore, state_store: EtcdStateStore) -> None:
-    async for first in _service(event_store, state_store, ScriptedAgent(event_store)):
+    async for first in _service(event_store, state_store, ScriptedGatewayAgents(event_store)):
         job = await _job(event_store, state_store, ["cn0"])
         request = _signed(job, 2, ["cn0"])
         lost = await first.request_ports(job, *request)  # the client never saw this answer
         assert await first.request_ports(job, *request) == lost  # the same signed request again
-        async for other in _service(event_store, state_store, ScriptedAgent(event_store)):
+        async for other in _service(event_store, state_store, ScriptedGatewayAgents(event_store)):
             # Another replica (or this one restarted): no memory, the grant lives in etcd.
             assert await other.request_ports(job, *_signed(job, 2, ["cn0"])) == lost
             assert await other.request_ports(job, *request) == lost
@@ -141,7 +121,7 @@ async def test_a_grant_whose_answer_was_lost_is_answered_again_by_any_replica(
 
 async def test_concurrent_requests_of_one_job_on_two_replicas_share_one_grant(
         event_store: JetStreamEventStore, state_store: EtcdStateStore) -> None:
-    agent = ScriptedAgent(event_store)
+    agent = ScriptedGatewayAgents(event_store)
     async for one in _service(event_store, state_store, agent):
         async for two in _service(event_store, state_store, agent):
             job = await _job(event_store, state_store, ["cn0"])
@@ -159,7 +139,7 @@ async def test_a_flood_of_unauthenticated_requests_adds_nothing_and_the_job_stil
     from bwvisu_common.keyhole_client import SIGNATURE_HEADER, TIMESTAMP_HEADER
     from keyhole_api.app import create_app
 
-    async for service in _service(event_store, state_store, ScriptedAgent(event_store)):
+    async for service in _service(event_store, state_store, ScriptedGatewayAgents(event_store)):
         job = await _job(event_store, state_store, ["cn0"])
         before = await event_store.read_job(job)
         app = create_app(service, GatewayHeartbeats())

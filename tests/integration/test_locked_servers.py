@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -133,9 +132,10 @@ async def test_a_gateway_agent_appends_only_its_own_events(system):
                 await forged.append([ev.PortClosed(job_id=job, external_port=20002, gateway="gwa")])
         # A raw publish beside the event store is dropped by the server too.
         await nc.publish(job_subject(job, "runner-api"), ev.encode(ev.JobCancelRequested(job_id=job)))
-        await nc.flush()
-        await asyncio.sleep(0.5)
-        assert [s for s, _ in await own.read_job(job)] == [seq]
+        # The server takes one connection's messages in order: had it stored the raw publish, it
+        # would come before this event, which the agent may append.
+        later = await own.append([ev.PortClosed(job_id=job, external_port=20003, gateway="gwa")])
+        assert [s for s, _ in await own.read_job(job)] == [seq, later]
         with pytest.raises(nats.errors.Error):  # nor may it change the stream
             await nc.jetstream(timeout=1.5).delete_stream(STREAM)
     finally:

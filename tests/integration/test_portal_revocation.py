@@ -9,10 +9,14 @@ import httpx
 import pytest
 
 from bwvisu_common.adapters.etcd import EtcdStateStore
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projector import LiveJobs
+from tests.fakes.authenticator import FakeAuthenticator
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.groups import FakeGroups
+from tests.fakes.job_runner import FakeRunner
+from tests.fakes.prober import FakeProber
+from tests.fakes.state_store import InMemoryStateStore
 from tests.unit.web.conftest import SECRET, csrf_of
-from tests.unit.web.fakes import FakeAuthenticator, FakeGroups, FakeProber, FakeRunner
 from web_portal.app import create_app
 from web_portal.portal import Portal
 from web_portal.revocations import Revocations
@@ -27,7 +31,7 @@ async def portal_process(etcd_server, prefix: str, stack: list[EtcdStateStore]) 
     events = InMemoryEventStore()
     feed = LiveJobs(events, InMemoryStateStore())
     portal = Portal(bundles={}, runner=FakeRunner(events, feed), feed=feed, groups=FakeGroups({}),
-                    prober=FakeProber(set()), authenticator=FakeAuthenticator(), login_delay=0.0,
+                    prober=FakeProber(), authenticator=FakeAuthenticator(), login_delay=0.0,
                     revocations=Revocations(store, cache_for=0.0))
     app = create_app(portal, SECRET)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://portal")

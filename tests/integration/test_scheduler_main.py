@@ -35,14 +35,13 @@ def test_starts_and_stops_on_sigterm(nats_server: Server, etcd_server: Server, t
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
-        while "scheduler-adapter running" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        time.sleep(0.5)
+        for awaited in ("scheduler-adapter running", "cannot poll Slurm"):  # up, and polled once
+            while awaited not in log.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
         assert "scheduler-adapter stopped" in log.read_text()
-        assert "cannot poll Slurm" in log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()

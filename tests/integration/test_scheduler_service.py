@@ -14,11 +14,11 @@ from bwvisu_common.adapters.jetstream import JetStreamEventStore
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.state_keys import token_key
 from bwvisu_common.templates import FileTemplates
-from scheduler_adapter.adapters.fake import FakeCommandRunner, fake_id
 from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli
 from scheduler_adapter.domain.render import SubmitConfig
 from scheduler_adapter.handlers import JobHandlers
 from scheduler_adapter.watcher import Watcher
+from tests.fakes.command_runner import FakeCommandRunner, fake_id
 
 pytestmark = pytest.mark.integration
 

@@ -9,16 +9,19 @@ from dataclasses import dataclass
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projections import AVAILABLE, RUNNING
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.state_keys import grant_key, node_port_key, port_key
-from gateway_agent.adapters.memory import FakeProber, InMemoryFirewall
 from gateway_agent.bootstrap import Agent, assemble
 from gateway_agent.domain.history import is_current, wanted
 from gateway_agent.domain.probing import Timing
 from gateway_agent.domain.rules import ForwardRule
 from gateway_agent.gateway import Gateway
+from tests.conditions import eventually
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.firewall import InMemoryFirewall
+from tests.fakes.prober import FakeProber
+from tests.fakes.state_store import InMemoryStateStore
 
 IPS = {"cn0": "10.0.0.20", "cn1": "10.0.0.21"}
 GW_IP = "10.0.0.30"
@@ -62,7 +65,9 @@ class World:
         return [type(e).__name__ for _, e in await self.events.read_job(job_id)]
 
     async def settle(self) -> None:
-        await self.jobs.wait_for("", lambda j: False, 0.05)  # let the read model catch up
+        """Until the read model holds every event appended so far."""
+        last = await self.events.last_seq()
+        await eventually(lambda: self.jobs.seq >= last, f"the read model reaches event {last}")
 
 
 @pytest.fixture

@@ -9,15 +9,17 @@ from dataclasses import replace
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projector import LiveJobs
-from gateway_agent.adapters.memory import FakeProber, InMemoryFirewall
 from gateway_agent.bootstrap import assemble
 from gateway_agent.domain.checks import Limits, refusal
 from gateway_agent.domain.history import allowed_addresses
 from gateway_agent.domain.probing import Timing
 from gateway_agent.domain.rules import ForwardRule
 from gateway_agent.gateway import Gateway
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.firewall import InMemoryFirewall
+from tests.fakes.prober import FakeProber
+from tests.fakes.state_store import InMemoryStateStore
 from tests.unit.test_gateway_agent import GW_IP, World, publish, resolve
 
 EXTERNAL_IP = "192.0.2.30"

@@ -11,17 +11,19 @@ from typing import Any
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.ports import EventStore
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.service_process import TaskDied
 from bwvisu_common.settings import Settings, parse_settings
 from gateway_agent import service
-from gateway_agent.adapters.memory import FakeProber, InMemoryFirewall
 from gateway_agent.bootstrap import Agent, assemble
 from gateway_agent.domain.probing import Timing
 from gateway_agent.domain.rules import ForwardRule
 from gateway_agent.gateway import Gateway
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.firewall import InMemoryFirewall
+from tests.fakes.prober import FakeProber
+from tests.fakes.state_store import InMemoryStateStore
 from tests.unit.test_gateway_agent import GW_IP, resolve
 
 FORWARD = ev.Forward(internal_port=21000, external_port=20000)

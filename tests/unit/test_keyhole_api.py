@@ -6,12 +6,11 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.heartbeats import GatewayHeartbeats
 from bwvisu_common.keyhole_client import PATH_TEMPLATE, request_body, sign
 from bwvisu_common.projector import LiveJobs
@@ -20,6 +19,9 @@ from keyhole_api.app import status_of
 from keyhole_api.domain.allocate import gateway_order, pick_forwards
 from keyhole_api.errors import NoCapacity, Refused
 from keyhole_api.handlers import KeyholeHandlers, Tuning
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.gateway_agents import ScriptedGatewayAgents
+from tests.fakes.state_store import InMemoryStateStore
 
 TOKEN = b"k" * 64
 
@@ -35,34 +37,11 @@ def make_settings(static: bool = False, lo: int = 20000, hi: int = 20099) -> Set
 
 
 @dataclass
-class Agent:
-    """Answers assignments like a gateway agent: forwards, or refuses ports listed as busy."""
-
-    events: InMemoryEventStore
-    busy: set[int] = field(default_factory=set)
-    silent: set[str] = field(default_factory=set)
-    refuse_first: int = 0
-    refused: list[int] = field(default_factory=list)
-
-    async def handle(self, _seq: int, event: ev.AnyEvent) -> None:
-        if not isinstance(event, ev.PortsAssigned) or event.gateway in self.silent:
-            return
-        if any(f.external_port in self.busy for f in event.forwards) or self.refuse_first > 0:
-            self.refuse_first -= 1
-            self.refused += [f.external_port for f in event.forwards]
-            await self.events.append([ev.PortsUnavailable(job_id=event.job_id, gateway=event.gateway,
-                                                          forwards=event.forwards, reason="in use")])
-        else:
-            await self.events.append([ev.PortsForwarded(job_id=event.job_id, gateway=event.gateway,
-                                                        forwards=event.forwards)])
-
-
-@dataclass
 class World:
     events: InMemoryEventStore
     state: InMemoryStateStore
     health: GatewayHeartbeats
-    agent: Agent
+    agent: ScriptedGatewayAgents
     handlers: KeyholeHandlers
 
     async def job(self, job_id: str, nodes: list[str] | None = None) -> None:
@@ -88,7 +67,7 @@ async def _world(settings: Settings) -> AsyncIterator[World]:
     for g in ("gw0", "gw1"):
         health.beat(g)
     jobs = LiveJobs(events, state)
-    agent = Agent(events)
+    agent = ScriptedGatewayAgents(events)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(jobs.run()),
              asyncio.create_task(events.consume("agent", agent.handle, stop))]

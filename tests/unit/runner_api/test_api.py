@@ -10,13 +10,17 @@ import httpx
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
-from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.reasons import UNAVAILABLE
 from bwvisu_common.state_keys import session_secret_key
 from runner_api.app import create_app
 from runner_api.handlers import Jobs
+from tests.conditions import eventually
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.job_logs import FakeJobLogs
+from tests.fakes.state_store import InMemoryStateStore
+from tests.fakes.templates import FakeTemplates
+from tests.fakes.users import FakeUserDirectory
 
 PASSWORD = "s3cret-web"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"bwvisu-web:{PASSWORD}".encode()).decode()}
@@ -25,33 +29,8 @@ SECRET = "0f" * 32
 CONNECT_URLS = {"xpra-desktop": "http://{host}:{port}/index.html?autoconnect=true&password={secret}"}
 
 
-class FakeUsers:
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-        self.down = False
-
-    async def refusal(self, uid: str) -> str | None:
-        self.asked.append(uid)
-        if self.down:
-            raise DependencyUnavailable("no command node answers")
-        if uid == "bwvisu":
-            return "bwvisu is the middleware's own account"
-        return None if uid in USERS else f"no such user on the cluster: {uid}"
-
-
-class FakeLogs:
-    async def tail(self, uid: str, job_id: str, lines: int) -> str:
-        return "\n".join(f"{uid} {job_id} line {i}" for i in range(lines))
-
-
-class FakeTemplates:
-    TEXTS = {"xpra-desktop": "#!/bin/bash\n", "jupyter": "#!/bin/bash\n"}
-
-    def exists(self, name: str) -> bool:
-        return self.load(name) is not None
-
-    def load(self, name: str) -> str | None:
-        return self.TEXTS.get(name)
+def fake_users() -> FakeUserDirectory:
+    return FakeUserDirectory(USERS, refused={"bwvisu": "bwvisu is the middleware's own account"})
 
 
 UNREACHABLE = "the cluster cannot be reached: no command node answered: login0 (10.200.0.10:22): refused"
@@ -83,12 +62,31 @@ class ScriptedScheduler:
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[tuple[httpx.AsyncClient, InMemoryEventStore, ScriptedScheduler, FakeUsers]]:
-    store, state = InMemoryEventStore(), InMemoryStateStore()
-    live, users, scheduler = LiveJobs(store, state), FakeUsers(), ScriptedScheduler(store, state)
+def logs() -> FakeJobLogs:
+    return FakeJobLogs()
+
+
+@pytest.fixture
+def stores() -> tuple[InMemoryEventStore, InMemoryStateStore]:
+    return InMemoryEventStore(), InMemoryStateStore()
+
+
+@pytest.fixture
+def live(stores: tuple[InMemoryEventStore, InMemoryStateStore]) -> LiveJobs:
+    """runner-api's read model: a test waits on it for an event it appended to take effect."""
+    return LiveJobs(*stores)
+
+
+@pytest.fixture
+async def api(
+    logs: FakeJobLogs, stores: tuple[InMemoryEventStore, InMemoryStateStore], live: LiveJobs,
+) -> AsyncIterator[tuple[httpx.AsyncClient, InMemoryEventStore, ScriptedScheduler, FakeUserDirectory]]:
+    store, state = stores
+    users, scheduler = fake_users(), ScriptedScheduler(store, state)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(live.run()), asyncio.create_task(store.consume("s", scheduler, stop))]
-    jobs = Jobs(store, live, users, FakeTemplates(), FakeLogs(), submit_timeout=0.5, secrets=state)
+    templates = FakeTemplates({"xpra-desktop", "jupyter"})
+    jobs = Jobs(store, live, users, templates, logs, submit_timeout=0.5, secrets=state)
     app = create_app(jobs, {"gw0": "192.0.2.30"}, "bwvisu-web", PASSWORD,
                      connect_urls=CONNECT_URLS.get)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
@@ -96,6 +94,11 @@ async def api() -> AsyncIterator[tuple[httpx.AsyncClient, InMemoryEventStore, Sc
     stop.set()
     for task in tasks:
         task.cancel()
+
+
+async def state_of(client: httpx.AsyncClient, job_id: str, state: str) -> bool:
+    """Whether runner-api reports the job in `state` (its read model caught up that far)."""
+    return bool((await client.get(f"/jobs/{job_id}", headers=AUTH)).json()["state"] == state)
 
 
 def body(**overrides: object) -> dict[str, object]:
@@ -129,7 +132,7 @@ async def test_an_available_job_lists_its_services_with_the_gateways_external_ip
     await store.append([ev.JobStarted(job_id=job_id, nodes=["cn0"]),
                         ev.PortsForwarded(job_id=job_id, gateway="gw0", forwards=fwd),
                         ev.PortOpen(job_id=job_id, external_port=21001)])
-    await asyncio.sleep(0.05)
+    await eventually(lambda: state_of(client, job_id, "available"), "the read model has the open port")
     got = (await client.get(f"/jobs/{job_id}", headers=AUTH)).json()
     assert got["state"] == "available"
     assert got["services"] == [{"internal-port": 20001, "external-port": 21001, "external-ip": "192.0.2.30"}]
@@ -143,7 +146,7 @@ async def test_only_the_owner_named_in_the_query_gets_the_secret_and_the_url(api
     fwd = [ev.Forward(internal_port=20001, external_port=21001)]
     await store.append([ev.JobStarted(job_id=job_id, nodes=["cn0"]),
                         ev.PortsForwarded(job_id=job_id, gateway="gw0", forwards=fwd)])
-    await asyncio.sleep(0.05)
+    await eventually(lambda: state_of(client, job_id, "running"), "the read model has the forward")
     mine = (await client.get(f"/jobs/{job_id}?uid=alice", headers=AUTH)).json()
     assert mine["connect"] == {
         "secret": SECRET, "url": f"http://192.0.2.30:21001/index.html?autoconnect=true&password={SECRET}"}
@@ -152,7 +155,7 @@ async def test_only_the_owner_named_in_the_query_gets_the_secret_and_the_url(api
     bobs = await client.get(f"/jobs/{job_id}?uid=bob", headers=AUTH)
     assert bobs.status_code == 404 and SECRET not in bobs.text
     await store.append([ev.JobEnded(job_id=job_id, slurm_state="COMPLETED", exit_code=0)])
-    await asyncio.sleep(0.05)
+    await eventually(lambda: state_of(client, job_id, "finished"), "the read model has the end")
     assert "connect" not in (await client.get(f"/jobs/{job_id}?uid=alice", headers=AUTH)).json()
 
 
@@ -258,8 +261,7 @@ async def test_unknown_and_finished_jobs(api):
     assert (await client.delete("/jobs/nope", headers=AUTH)).json() == {"response": "no such running job"}
     job_id = (await client.post("/jobs", json=body(), headers=AUTH)).json()["job-id"]
     await store.append([ev.JobEnded(job_id=job_id, slurm_state="COMPLETED", exit_code=0)])
-    await asyncio.sleep(0.05)
-    assert (await client.get(f"/jobs/{job_id}", headers=AUTH)).json()["state"] == "finished"
+    await eventually(lambda: state_of(client, job_id, "finished"), "the read model has the end")
     assert (await client.delete(f"/jobs/{job_id}", headers=AUTH)).status_code == 404
 
 
@@ -277,10 +279,11 @@ async def test_every_job_endpoint_needs_the_password(api, auth):
     assert await store.last_seq() == 0
 
 
-async def test_the_log_tail_is_read_as_the_jobs_owner_only(api):
+async def test_the_log_tail_is_read_as_the_jobs_owner_only(api, logs):
     client, _, _, _ = api
     job_id = (await client.post("/jobs", json=body(), headers=AUTH)).json()["job-id"]
+    logs.write("alice", job_id, "".join(f"alice {job_id} line {i}\n" for i in range(3)))
     r = await client.get(f"/jobs/{job_id}/log?lines=2&uid=alice", headers=AUTH)
-    assert r.status_code == 200 and r.json() == {"log": f"alice {job_id} line 0\nalice {job_id} line 1"}
+    assert r.status_code == 200 and r.json() == {"log": f"alice {job_id} line 1\nalice {job_id} line 2\n"}
     assert (await client.get(f"/jobs/{job_id}/log?uid=bob", headers=AUTH)).status_code == 404
     assert (await client.get(f"/jobs/{job_id}/log?lines=0", headers=AUTH)).status_code == 400

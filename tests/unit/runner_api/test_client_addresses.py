@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore
-from tests.unit.runner_api.test_api import AUTH, api, basic, body  # noqa: F401  (api is a fixture)
+from tests.fakes.event_store import InMemoryEventStore
+from tests.unit.runner_api.test_api import AUTH, api, basic, body, live, logs, stores  # noqa: F401  (fixtures)
 
 
 async def recorded(store: InMemoryEventStore, job_id: str) -> list[str]:
     return [e.address for _, e in await store.read_job(job_id) if isinstance(e, ev.ClientAddressAllowed)]
 
 
-async def test_the_owner_adds_addresses_once_each(api):  # noqa: F811
+async def test_the_owner_adds_addresses_once_each(api, live):  # noqa: F811
     client, store, _, _ = api
     job_id = (await client.post("/jobs", json=body(), headers=AUTH)).json()["job-id"]
     for address, expected in [("192.0.2.7", ["192.0.2.7"]), ("198.51.100.2", ["192.0.2.7", "198.51.100.2"]),
@@ -24,7 +22,8 @@ async def test_the_owner_adds_addresses_once_each(api):  # noqa: F811
                               headers=AUTH)
         assert r.status_code == 200, r.text
         assert r.json() == {"response": "address allowed", "client-addresses": expected}
-        await asyncio.sleep(0.05)  # the read model catches up
+        # The next request is decided on the read model: it must have this address first.
+        assert await live.wait_for(job_id, lambda j, a=address: a in j.client_addresses, 2.0)
     assert await recorded(store, job_id) == ["192.0.2.7", "198.51.100.2"]
 
 
@@ -38,7 +37,7 @@ async def test_anything_but_one_ipv4_address_is_a_400_naming_the_field(api, addr
     assert await recorded(store, job_id) == []
 
 
-async def test_only_the_owner_of_a_job_not_finished(api):  # noqa: F811
+async def test_only_the_owner_of_a_job_not_finished(api, live):  # noqa: F811
     client, store, _, _ = api
     job_id = (await client.post("/jobs", json=body(), headers=AUTH)).json()["job-id"]
     url = f"/jobs/{job_id}/clients"
@@ -51,7 +50,7 @@ async def test_only_the_owner_of_a_job_not_finished(api):  # noqa: F811
     r = await client.post(url, json={"uid": "alice", "address": "192.0.2.7"}, headers=basic("x", "y"))
     assert r.status_code == 401
     await store.append([ev.JobEnded(job_id=job_id, slurm_state="COMPLETED", exit_code=0)])
-    await asyncio.sleep(0.05)
+    assert await live.wait_for(job_id, lambda j: j.state == "finished", 2.0)
     r = await client.post(url, json={"uid": "alice", "address": "192.0.2.7"}, headers=AUTH)
     assert r.status_code == 404 and r.json() == {"response": "no such running job"}
     assert await recorded(store, job_id) == []

@@ -1,16 +1,15 @@
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projections import JobView, fold
 from bwvisu_common.state_keys import session_secret_key, token_key
 from bwvisu_common.templates import FileTemplates
-from scheduler_adapter.adapters.fake import FakeCommandRunner, fake_id
 from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli
 from scheduler_adapter.domain.render import SubmitConfig
 from scheduler_adapter.domain.secrets import token_ttl
@@ -19,6 +18,9 @@ from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
 from scheduler_adapter.handlers import JobHandlers
 from scheduler_adapter.ports import CommandResult
 from scheduler_adapter.users import UserGate
+from tests.fakes.command_runner import FakeCommandRunner, fake_id
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.state_store import InMemoryStateStore
 
 SBATCH = [*PRIVATE_UMASK, "sudo", "-n", "-u", "*", "sbatch", "**"]
 USERS: dict[str, tuple[int, list[str]]] = {"alice": (1001, ["alice"]), "bob": (1002, ["bob"]),
@@ -64,7 +66,7 @@ async def test_submit_renders_stores_a_token_and_records_the_slurm_id(world: Wor
     assert [type(e).__name__ for e in log] == ["JobSubmitted", "JobQueued"]
     assert isinstance(log[1], ev.JobQueued) and log[1].slurm_id == "4711"
     token = await world.state.get_secret(token_key("j1"))
-    assert token is not None and len(token) == 64 and int(token, 16) >= 0
+    assert token is not None and re.fullmatch(rb"[0-9a-f]{64}", token), token
     [call] = world.runner.calls_of("sbatch")
     assert call.input is not None
     assert "#SBATCH --output=/home/alice/bwvisu-job-j1.out" in call.input and "sleep 5" in call.input

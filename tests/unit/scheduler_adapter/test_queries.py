@@ -4,13 +4,13 @@ import msgspec
 import pytest
 
 from bwvisu_common.rpc import CheckUser, CheckUserReply, JobLog, JobLogReply
-from scheduler_adapter.adapters.fake import FakeCommandRunner, fake_id
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.errors import SchedulerUnavailable
 from scheduler_adapter.handlers import QueryHandlers
 from scheduler_adapter.ports import CommandResult
 from scheduler_adapter.users import UserGate
+from tests.fakes.command_runner import FakeCommandRunner, fake_id
 
 
 async def reply(runner: FakeCommandRunner, request: bytes,

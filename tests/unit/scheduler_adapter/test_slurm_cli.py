@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler_adapter.adapters.fake import FakeCommandRunner
 from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli
 from scheduler_adapter.domain.slurm import Lifecycle
 from scheduler_adapter.domain.users import Identity
@@ -14,6 +13,7 @@ from scheduler_adapter.errors import (
     UnknownUser,
 )
 from scheduler_adapter.ports import CommandResult
+from tests.fakes.command_runner import FakeCommandRunner
 
 SBATCH = [*PRIVATE_UMASK, "sudo", "-n", "-u", "*", "sbatch", "--parsable", "--job-name=bwvisu-*"]
 FIND = ["squeue", "--noheader", "--all", "--states=all", "--name=bwvisu-j1", "--users=alice", "--format=%i"]

@@ -5,12 +5,12 @@ import logging
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore
 from bwvisu_common.projections import JobView, fold
-from scheduler_adapter.adapters.fake import FakeCommandRunner
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.errors import SchedulerUnavailable
 from scheduler_adapter.watcher import Watcher
+from tests.fakes.command_runner import FakeCommandRunner
+from tests.fakes.event_store import InMemoryEventStore
 
 
 class Setup:

@@ -11,10 +11,14 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.settings import CommandNode, GatewayNode
-from tests.unit.web.fakes import USERS, FakeAuthenticator, FakeGroups, FakeProber, FakeRunner
+from tests.fakes.authenticator import USERS, FakeAuthenticator
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.groups import FakeGroups
+from tests.fakes.job_runner import FakeRunner
+from tests.fakes.prober import FakeProber
+from tests.fakes.state_store import InMemoryStateStore
 from web_portal.app import create_app
 from web_portal.domain.bundles import Bundle, parse_bundle
 from web_portal.portal import Portal
@@ -63,7 +67,7 @@ async def world() -> AsyncIterator[World]:
     runner, auth = FakeRunner(store, feed), FakeAuthenticator()
     portal = Portal(
         bundles={"xpra-desktop": xpra_bundle()}, runner=runner, feed=feed,
-        groups=FakeGroups({"bwvisu-admin": {"carol"}}), prober=FakeProber({"10.0.0.10"}),
+        groups=FakeGroups({"bwvisu-admin": {"carol"}}), prober=FakeProber(open_ports={("10.0.0.10", 22)}),
         authenticator=auth, login_delay=0.0,
         gateways=[GatewayNode(name="gw0", internal_ip="10.0.0.30", external_ip="192.0.2.30")],
         command_nodes=[CommandNode(name="login0", ip="10.0.0.10"),

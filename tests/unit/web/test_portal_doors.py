@@ -9,8 +9,8 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from bwvisu_common.adapters.memory import InMemoryStateStore
 from bwvisu_common.errors import DependencyUnavailable
+from tests.fakes.state_store import InMemoryStateStore
 from tests.unit.web.conftest import SECRET, World, csrf_of, login
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
 from web_portal.app import create_app

@@ -12,8 +12,8 @@ from fastapi.routing import APIRoute
 
 from bwvisu_common import events as ev
 from bwvisu_common.heartbeats import GatewayHeartbeats
+from tests.fakes.job_runner import secret_of
 from tests.unit.web.conftest import SECRET, World, csrf_of, login
-from tests.unit.web.fakes import secret_of
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
 from web_portal.app import create_app
 from web_portal.routes import admin, apps, auth, connect, sessions
@@ -172,7 +172,7 @@ async def test_the_live_stream_sends_the_card_again_when_the_job_changes(world: 
     first = json.loads((await anext(stream)).split("data: ", 1)[1])
     assert [c["id"] for c in first["cards"]] == [job_id] and first["cards"][0]["state"] == "submitted"
     pending = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # a span in which nothing may come: there is no event to wait on
     assert not pending.done(), "nothing changed, nothing sent"
     fwd = [ev.Forward(internal_port=20001, external_port=21001)]
     await world.store.append([ev.JobStarted(job_id=job_id, nodes=["cn0"]),
@@ -200,7 +200,7 @@ async def test_the_admin_page_is_for_the_admin_group(world: World, alice: httpx.
     fwd = [ev.Forward(internal_port=20001, external_port=21001)]
     await world.store.append([ev.JobStarted(job_id=job.job_id, nodes=["cn0"]),
                               ev.PortsForwarded(job_id=job.job_id, gateway="gw0", forwards=fwd)])
-    await asyncio.sleep(0.05)
+    assert await world.feed.wait_for(job.job_id, lambda j: bool(j.services), 2.0)
     async with world.client() as carol:
         await login(carol, "carol")
         page = await carol.get("/admin")

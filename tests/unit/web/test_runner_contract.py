@@ -11,11 +11,16 @@ import httpx
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore, InMemoryStateStore
 from bwvisu_common.projector import LiveJobs
 from runner_api.app import create_app
 from runner_api.handlers import Jobs
-from tests.unit.web.fakes import TEMPLATES, USERS, FakeRunner
+from tests.fakes.authenticator import USERS
+from tests.fakes.event_store import InMemoryEventStore
+from tests.fakes.job_logs import FakeJobLogs
+from tests.fakes.job_runner import TEMPLATES, FakeRunner
+from tests.fakes.state_store import InMemoryStateStore
+from tests.fakes.templates import FakeTemplates
+from tests.fakes.users import FakeUserDirectory
 from web_portal.adapters.runner_api import RunnerApiClient
 from web_portal.errors import NotFound, Rejected, RunnerUnavailable
 from web_portal.ports import JobRunner
@@ -28,25 +33,7 @@ class Setup:
     runner: JobRunner
     live: LiveJobs
     store: InMemoryEventStore
-    logs: dict[tuple[str, str], str] = field(default_factory=dict)
-
-
-class _Users:
-    async def refusal(self, uid: str) -> str | None:
-        return None if uid in USERS else f"no such user on the cluster: {uid}"
-
-
-class _Templates:
-    def exists(self, name: str) -> bool:
-        return name in TEMPLATES
-
-
-class _Logs:
-    def __init__(self, texts: dict[tuple[str, str], str]) -> None:
-        self.texts = texts
-
-    async def tail(self, uid: str, job_id: str, lines: int) -> str:
-        return "\n".join(self.texts.get((uid, job_id), "").splitlines()[-lines:])
+    logs: FakeJobLogs = field(default_factory=FakeJobLogs)
 
 
 async def _queue_everything(store: InMemoryEventStore, stop: asyncio.Event) -> None:
@@ -151,19 +138,20 @@ class TestRunnerApiClient(RunnerContract):
         live = LiveJobs(store, InMemoryStateStore())
         stop = asyncio.Event()
         tasks = [asyncio.create_task(live.run()), asyncio.create_task(_queue_everything(store, stop))]
-        texts: dict[tuple[str, str], str] = {}
-        jobs = Jobs(store, live, _Users(), _Templates(), _Logs(texts), submit_timeout=1)
+        logs = FakeJobLogs()
+        jobs = Jobs(store, live, FakeUserDirectory(USERS), FakeTemplates(TEMPLATES), logs,
+                    submit_timeout=1)
         app = create_app(jobs, {}, "bwvisu-web", PASSWORD)
         client = RunnerApiClient("http://runner-api", "bwvisu-web", PASSWORD,
                                  transport=httpx.ASGITransport(app=app))
-        yield Setup(client, live, store, texts)
+        yield Setup(client, live, store, logs)
         await client.aclose()
         stop.set()
         for task in tasks:
             task.cancel()
 
     def set_log(self, s: Setup, uid: str, job_id: str, text: str) -> None:
-        s.logs[(uid, job_id)] = text
+        s.logs.write(uid, job_id, text)
 
     async def test_an_outage_is_unavailable(self):
         client = RunnerApiClient("http://127.0.0.1:9", "bwvisu-web", PASSWORD)

@@ -1,4 +1,5 @@
-"""In-memory stand-ins for the portal's ports; test_runner_contract.py holds FakeRunner to the real one."""
+"""FakeRunner: the portal's JobRunner for unit tests; tests/unit/web/test_runner_contract.py holds it to
+RunnerApiClient over a real runner-api app."""
 
 from __future__ import annotations
 
@@ -6,30 +7,20 @@ import ipaddress
 from collections.abc import Mapping
 
 from bwvisu_common import events as ev
-from bwvisu_common.adapters.memory import InMemoryEventStore
 from bwvisu_common.errors import InvalidInput
 from bwvisu_common.projections import FINISHED
 from bwvisu_common.projector import LiveJobs
 from bwvisu_common.validation import check_template_name, check_uid, check_variables
+from tests.fakes.authenticator import USERS
+from tests.fakes.event_store import InMemoryEventStore
 from web_portal.errors import NotFound, Rejected, RunnerUnavailable
 
-USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 TEMPLATES = {"xpra-desktop", "web-app"}
 
 
 def secret_of(job_id: str) -> str:
     """The session secret runner-api would hand the owner (a fixed fake per job)."""
     return f"secret-{job_id}"
-
-
-class FakeAuthenticator:
-    def __init__(self, users: Mapping[str, str] = USERS) -> None:
-        self.users = dict(users)
-        self.asked: list[str] = []
-
-    async def authenticate(self, user: str, password: str) -> bool:
-        self.asked.append(user)
-        return self.users.get(user) == password
 
 
 class FakeRunner:
@@ -104,19 +95,3 @@ class FakeRunner:
     def _check_up(self) -> None:
         if self.down:
             raise RunnerUnavailable("no command node answers")
-
-
-class FakeGroups:
-    def __init__(self, members: Mapping[str, set[str]]) -> None:
-        self.members = members
-
-    def is_member(self, user: str, group: str) -> bool:
-        return user in self.members.get(group, set())
-
-
-class FakeProber:
-    def __init__(self, up: set[str]) -> None:
-        self.up = up
-
-    async def is_open(self, host: str, port: int, timeout: float) -> bool:
-        return host in self.up

@@ -1,4 +1,4 @@
-"""In-memory Firewall and PortProber for unit tests; tests/contract holds the firewall to iptables."""
+"""InMemoryFirewall: the gateway agent's Firewall for unit tests; tests/contract holds it to iptables."""
 
 from __future__ import annotations
 
@@ -46,15 +46,3 @@ class InMemoryFirewall:
             self._change()
             self.installed -= gone
         return sorted(gone)
-
-
-class FakeProber:
-    """Ports listed in `open_ports` (host, port) answer; every probe is recorded."""
-
-    def __init__(self) -> None:
-        self.open_ports: set[tuple[str, int]] = set()
-        self.probed: list[tuple[str, int]] = []
-
-    async def is_open(self, host: str, port: int, timeout: float = 0.5) -> bool:
-        self.probed.append((host, port))
-        return (host, port) in self.open_ports
