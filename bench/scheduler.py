@@ -13,7 +13,7 @@ import sys
 import time
 
 from bwvisu_common import events as ev
-from bwvisu_common.projections import JobView, evolve
+from bwvisu_common.read_model import JobView, evolve
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.domain.slurm import parse_squeue
 from scheduler_adapter.domain.watch import diff

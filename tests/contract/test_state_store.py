@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from bwvisu_common.projections import RUNNING, JobView
+from bwvisu_common.job_facts import JobState
+from bwvisu_common.read_model import JobView
 from tests.fakes.state_store import InMemoryStateStore
 
 
@@ -19,7 +20,7 @@ class StateStoreContract:
         assert await store.load_jobs() == ({}, 0)
         a = JobView(job_id="a", uid="alice", seq=1)
         assert await store.save_jobs([a], 1, 0)
-        b = JobView(job_id="b", uid="bob", state=RUNNING, seq=2)
+        b = JobView(job_id="b", uid="bob", state=JobState.RUNNING, seq=2)
         assert not await store.save_jobs([b], 2, 0), "a stale writer must be refused"
         assert await store.save_jobs([b], 2, 1)
         assert await store.load_jobs() == ({"a": a, "b": b}, 2)

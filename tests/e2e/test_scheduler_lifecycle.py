@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.projections import fold
+from bwvisu_common.read_model import fold
 from tests.e2e.conftest import BwvisuSystem, Minicluster
 
 pytestmark = pytest.mark.timeout(600)

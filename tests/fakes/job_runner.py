@@ -8,8 +8,8 @@ from collections.abc import Mapping
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import InvalidInput
-from bwvisu_common.projections import FINISHED
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.job_facts import JobState
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.validation import check_template_name, check_uid, check_variables
 from tests.fakes.authenticator import USERS
 from tests.fakes.event_store import InMemoryEventStore
@@ -56,7 +56,7 @@ class FakeRunner:
     async def cancel(self, job_id: str, uid: str) -> None:
         self._check_up()
         job = self.live.get(job_id)
-        if job is None or job.uid != uid or job.state == FINISHED:
+        if job is None or job.uid != uid or job.state == JobState.FINISHED:
             raise NotFound("no such running job")
         if not job.cancel_requested:
             await self.store.append([ev.JobCancelRequested(job_id=job_id)], job.seq)
@@ -72,7 +72,7 @@ class FakeRunner:
     async def connect_url(self, job_id: str, uid: str) -> str:
         self._check_up()
         job = self.live.get(job_id)
-        if job is None or job.uid != uid or not job.services or job.state == FINISHED:
+        if job is None or job.uid != uid or not job.services or job.state == JobState.FINISHED:
             raise NotFound("no such session")
         port = job.services[0].external_port
         return f"http://192.0.2.30:{port}/index.html?autoconnect=true&password={secret_of(job_id)}"
@@ -80,7 +80,7 @@ class FakeRunner:
     async def allow_client(self, job_id: str, uid: str, address: str) -> list[str]:
         self._check_up()
         job = self.live.get(job_id)
-        if job is None or job.uid != uid or job.state == FINISHED:
+        if job is None or job.uid != uid or job.state == JobState.FINISHED:
             raise NotFound("no such running job")
         try:
             if str(ipaddress.IPv4Address(address)) != address:

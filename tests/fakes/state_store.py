@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from bwvisu_common.projections import JobView
+from bwvisu_common.read_model import JobView
 
 
 class InMemoryStateStore:

@@ -20,7 +20,7 @@ from bwvisu_common.adapters.jetstream import (
     job_subject,
 )
 from bwvisu_common.job_facts import FailureKind, JobState, Why, WhyKind
-from bwvisu_common.projections import fold
+from bwvisu_common.read_model import fold
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.jetstream import JetStreamEventStore
 from bwvisu_common.heartbeats import GatewayHeartbeats
 from bwvisu_common.keyhole_client import PATH_TEMPLATE, request_body, sign
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.settings import parse_settings
 from keyhole_api.handlers import KeyholeHandlers, Tuning
 from tests.fakes.gateway_agents import ScriptedGatewayAgents

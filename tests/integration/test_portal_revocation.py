@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from bwvisu_common.adapters.etcd import EtcdStateStore
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.live_jobs import LiveJobs
 from tests.fakes.authenticator import FakeAuthenticator
 from tests.fakes.event_store import InMemoryEventStore
 from tests.fakes.groups import FakeGroups

@@ -8,8 +8,10 @@ import random
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.projections import FINISHED, fold
-from bwvisu_common.projector import LiveJobs, Projector
+from bwvisu_common.job_facts import JobState
+from bwvisu_common.live_jobs import LiveJobs
+from bwvisu_common.projector import Projector
+from bwvisu_common.read_model import fold
 
 pytestmark = pytest.mark.integration
 
@@ -80,10 +82,10 @@ async def test_the_running_projector_follows_new_events(event_store, state_store
         await event_store.append([ev.JobSubmitFailed(job_id="live", reason="nope")])
         for _ in range(100):
             job = await state_store.get_job("live")
-            if job is not None and job.state == FINISHED:
+            if job is not None and job.state == JobState.FINISHED:
                 break
             await asyncio.sleep(0.05)
-        assert job is not None and job.state == FINISHED and "nope" in job.details
+        assert job is not None and job.state == JobState.FINISHED and "nope" in job.details
     finally:
         task.cancel()
 

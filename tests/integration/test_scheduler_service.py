@@ -11,7 +11,7 @@ import pytest
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.jetstream import JetStreamEventStore
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.state_keys import token_key
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli

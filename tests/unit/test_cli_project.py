@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bwvisu_cli import main as cli
-from bwvisu_common.projections import JobView
+from bwvisu_common.read_model import JobView
 from bwvisu_common.service_process import TaskDied
 from bwvisu_common.settings import parse_settings
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.projections import AVAILABLE, RUNNING
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.job_facts import JobState
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.state_keys import grant_key, node_port_key, port_key
 from gateway_agent.bootstrap import Agent, assemble
 from gateway_agent.domain.history import is_current, wanted
@@ -130,12 +130,12 @@ async def test_probes_report_open_then_closed(world: World) -> None:
     assert "PortOpen" not in await world.kinds("j1")
     world.prober.open_ports.add(("10.0.0.20", 21000))
     await world.agent.probes.probe_once()
-    assert (await world.jobs.wait_for("j1", lambda j: j.state == AVAILABLE, 1)) is not None
+    assert (await world.jobs.wait_for("j1", lambda j: j.state == JobState.AVAILABLE, 1)) is not None
     await world.agent.probes.probe_once()
     assert (await world.kinds("j1")).count("PortOpen") == 1  # reported once
     world.prober.open_ports.clear()
     await world.agent.probes.probe_once()
-    assert (await world.jobs.wait_for("j1", lambda j: j.state == RUNNING, 1)) is not None
+    assert (await world.jobs.wait_for("j1", lambda j: j.state == JobState.RUNNING, 1)) is not None
     assert (await world.kinds("j1"))[-1] == "PortClosed"
 
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.live_jobs import LiveJobs
 from gateway_agent.bootstrap import assemble
 from gateway_agent.domain.checks import Limits, refusal
 from gateway_agent.domain.history import allowed_addresses

@@ -4,7 +4,8 @@ what a probe's answer means."""
 from __future__ import annotations
 
 from bwvisu_common import events as ev
-from bwvisu_common.projections import AVAILABLE, FINISHED, RUNNING, SUBMITTED, JobView, Service
+from bwvisu_common.job_facts import JobState
+from bwvisu_common.read_model import JobView, Service
 from gateway_agent.domain.checks import Limits
 from gateway_agent.domain.forwarding import (
     ForwardTable,
@@ -102,9 +103,9 @@ def test_the_plan_removes_stale_jobs_replaces_mismatched_ones_and_adds_the_rest(
 
 
 def test_jobs_to_check_and_owners_to_release() -> None:
-    views = [JobView(job_id="live", gateway="gw0", state=RUNNING),
-             JobView(job_id="done", gateway="gw0", state=FINISHED),
-             JobView(job_id="other", gateway="gw1", state=RUNNING)]
+    views = [JobView(job_id="live", gateway="gw0", state=JobState.RUNNING),
+             JobView(job_id="done", gateway="gw0", state=JobState.FINISHED),
+             JobView(job_id="other", gateway="gw1", state=JobState.RUNNING)]
     assert jobs_to_check([rule("stray")], views, "gw0") == ["live", "stray"]
     held = {"ports/gw0/1": "live", "ports/gw0/2": "done", "ports/gw0/3": "ghost"}
     by_id = {v.job_id: v for v in views}
@@ -113,10 +114,10 @@ def test_jobs_to_check_and_owners_to_release() -> None:
 
 def test_a_probe_reports_only_changes_and_is_due_by_the_ports_state() -> None:
     book = ProbeBook(Timing(fast_probe=1.0, slow_probe=10.0))
-    view = JobView(job_id="j", state=AVAILABLE,
+    view = JobView(job_id="j", state=JobState.AVAILABLE,
                    services=[Service(internal_port=20500, external_port=20000, gateway="gw0", open=True)])
     forwards = {"j": [rule()], "queued": [rule("queued", port=20001)]}
-    views = {"j": view, "queued": JobView(job_id="queued", state=SUBMITTED)}
+    views = {"j": view, "queued": JobView(job_id="queued", state=JobState.SUBMITTED)}
     assert [key for key, _ in book.due(forwards, views, now=100.0)] == [("j", 20000)]
     assert book.answer(("j", 20000), True, "gw0") is None  # the log says open already
     assert book.due(forwards, views, now=105.0) == []  # open: probed seldom

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from bwvisu_common import events as ev
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.ports import EventStore
-from bwvisu_common.projector import LiveJobs
 from bwvisu_common.service_process import TaskDied
 from bwvisu_common.settings import Settings, parse_settings
 from gateway_agent import service

@@ -13,7 +13,7 @@ import pytest
 from bwvisu_common import events as ev
 from bwvisu_common.heartbeats import GatewayHeartbeats
 from bwvisu_common.keyhole_client import PATH_TEMPLATE, request_body, sign
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.settings import Settings, parse_settings
 from keyhole_api.app import status_of
 from keyhole_api.domain.allocate import gateway_order, pick_forwards

@@ -9,7 +9,8 @@ import pytest
 
 from bwvisu_common import state_keys as keys
 from bwvisu_common.events import Forward
-from bwvisu_common.projections import AVAILABLE, FINISHED, RUNNING, JobView, Service
+from bwvisu_common.job_facts import JobState
+from bwvisu_common.read_model import JobView, Service
 from keyhole_api.app import STATUS, status_of
 from keyhole_api.domain.allocate import Avoid, Reservation, candidate_gateways, pick_reservation
 from keyhole_api.domain.grant import Grant, Outcome, answer, outcome, settled, standing_grant, stuck
@@ -17,7 +18,7 @@ from keyhole_api.domain.verify import PortRequest
 from keyhole_api.errors import Refusal, Refused
 
 
-def _forwarded(gateway: str = "gw0", count: int = 2, state: str = AVAILABLE) -> JobView:
+def _forwarded(gateway: str = "gw0", count: int = 2, state: str = JobState.AVAILABLE) -> JobView:
     services = [Service(internal_port=30000 + i, external_port=20000 + i, gateway=gateway)
                 for i in range(count)]
     return JobView(job_id="j1", state=state, gateway=gateway, services=services, ports_granted=True, seq=7)
@@ -42,27 +43,27 @@ def test_a_standing_grant_answers_a_retry_of_the_same_size() -> None:
 def test_no_standing_grant_while_none_is_forwarded_or_its_gateway_is_gone() -> None:
     req = PortRequest(count=2, nodes=["cn0"])
     assert standing_grant(None, req, {"gw0"}) is None
-    assert standing_grant(JobView(job_id="j1", state=RUNNING), req, {"gw0"}) is None
+    assert standing_grant(JobView(job_id="j1", state=JobState.RUNNING), req, {"gw0"}) is None
     assert standing_grant(_forwarded("gw9"), req, {"gw0"}) is None, "a gateway no longer configured"
     with pytest.raises(Refused) as refused:
-        standing_grant(JobView(job_id="j1", state=FINISHED), req, {"gw0"})
+        standing_grant(JobView(job_id="j1", state=JobState.FINISHED), req, {"gw0"})
     assert refused.value.why is Refusal.NOT_RUNNING
 
 
 def test_the_outcome_of_an_assignment() -> None:
     assert outcome(_forwarded("gw0"), "gw0") is Outcome.FORWARDED
     assert outcome(None, "gw0") is Outcome.NO_ANSWER
-    assert outcome(JobView(job_id="j1", state=RUNNING), "gw0") is Outcome.PORTS_BUSY
+    assert outcome(JobView(job_id="j1", state=JobState.RUNNING), "gw0") is Outcome.PORTS_BUSY
     assert outcome(_forwarded("gw1"), "gw0") is Outcome.PORTS_BUSY, "forwarded elsewhere is not this one"
-    assert outcome(JobView(job_id="j1", state=FINISHED), "gw0") is Outcome.JOB_ENDED
+    assert outcome(JobView(job_id="j1", state=JobState.FINISHED), "gw0") is Outcome.JOB_ENDED
 
 
 def test_an_assignment_is_settled_once_the_agent_answered_it() -> None:
-    waiting = JobView(job_id="j1", state=RUNNING, ports_granted=True, seq=5)
+    waiting = JobView(job_id="j1", state=JobState.RUNNING, ports_granted=True, seq=5)
     assert not settled(waiting, 5), "assigned, not answered yet"
     assert settled(_forwarded(), 7) and not settled(_forwarded(), 8)
-    assert settled(JobView(job_id="j1", state=RUNNING, ports_granted=False, seq=6), 5), "refused"
-    assert settled(JobView(job_id="j1", state=FINISHED, ports_granted=True, seq=6), 5)
+    assert settled(JobView(job_id="j1", state=JobState.RUNNING, ports_granted=False, seq=6), 5), "refused"
+    assert settled(JobView(job_id="j1", state=JobState.FINISHED, ports_granted=True, seq=6), 5)
 
 
 def test_a_grant_is_stuck_only_after_a_while_without_progress() -> None:

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from bwvisu_common import events as ev
 from bwvisu_common.job_facts import FailureKind, JobState, Why, WhyKind
-from bwvisu_common.projections import JobView, evolve, fold
+from bwvisu_common.read_model import JobView, evolve, fold
 
 SUBMITTED, RUNNING, AVAILABLE, COMPLETING, FINISHED = JobState
 

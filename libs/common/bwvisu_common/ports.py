@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
 from bwvisu_common.events import AnyEvent, Event
-from bwvisu_common.projections import JobView
+from bwvisu_common.read_model import JobView
 
 Handler = Callable[[int, AnyEvent], Awaitable[None]]
 

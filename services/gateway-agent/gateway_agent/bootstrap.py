@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bwvisu_common.adapters.tcp_prober import TcpProber
 from bwvisu_common.connect import open_stores
 from bwvisu_common.errors import ConfigError
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.settings import Settings
 from gateway_agent.adapters.iptables import IptablesFirewall
 from gateway_agent.domain.checks import Limits

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from bwvisu_common import events as ev
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.ports import EventStore, StateStore
-from bwvisu_common.projector import LiveJobs
 from bwvisu_common.state_keys import NODE_PORTS, gateway_ports, grant_key, held_by
 from gateway_agent.domain.checks import Limits, shown
 from gateway_agent.domain.forwarding import ForwardTable, concrete_rules, split_sources

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bwvisu_common.adapters.jetstream import JetStreamEventStore
 from bwvisu_common.connect import open_stores
 from bwvisu_common.heartbeats import GatewayHeartbeats
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.settings import Settings
 from keyhole_api.handlers import KeyholeHandlers
 

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bwvisu_common import events as ev
+from bwvisu_common.job_facts import JobState
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.ports import EventStore, StateStore
-from bwvisu_common.projections import FINISHED, SUBMITTED, JobView
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.read_model import JobView
 from bwvisu_common.settings import Settings
 from bwvisu_common.state_keys import NODE_PORTS, gateway_ports, grant_key, token_key
 from keyhole_api.domain.allocate import Avoid, Reservation, candidate_gateways, pick_reservation
@@ -169,7 +170,7 @@ class KeyholeHandlers:
             left = deadline - self._clock()
             if left <= 0:
                 raise GrantPending("the job's ports are still being forwarded; ask again")
-            await self._jobs.wait_for(job_id, lambda j: bool(j.services) or j.state == FINISHED,
+            await self._jobs.wait_for(job_id, lambda j: bool(j.services) or j.state == JobState.FINISHED,
                                       min(left, 1.0))
 
     async def _take_over(self, job_id: str, view: JobView | None) -> bool:
@@ -187,7 +188,8 @@ class KeyholeHandlers:
 
     async def _running(self, job_id: str) -> JobView:
         """The job once the lifecycle shows it started (the watcher may lag behind the script)."""
-        job = await self._jobs.wait_for(job_id, lambda j: j.state != SUBMITTED, self._tuning.start_wait)
+        job = await self._jobs.wait_for(job_id, lambda j: j.state != JobState.SUBMITTED,
+                                        self._tuning.start_wait)
         job = job or self._jobs.get(job_id)
         if job is None:
             raise Refused(Refusal.NOT_RUNNING, "job is not known as running")

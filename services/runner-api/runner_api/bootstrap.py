@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bwvisu_common.app_links import bundle_connect_url
 from bwvisu_common.connect import open_stores_retrying
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.secret_files import read_secret_file
 from bwvisu_common.settings import Settings
 from bwvisu_common.templates import FileTemplates

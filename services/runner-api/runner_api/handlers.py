@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable, InvalidInput
+from bwvisu_common.job_facts import JobState
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.ports import EventStore, StateStore, Templates
-from bwvisu_common.projections import FINISHED, JobView
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.read_model import JobView
 from bwvisu_common.state_keys import session_secret_key
 from runner_api.domain.jobs import (
     allowed_clients,
@@ -86,7 +87,7 @@ class Jobs:
 
     async def session_secret(self, job: JobView) -> str:
         """The job's session secret ("" once the job is over or if it has none). Owners only."""
-        if self._secrets is None or job.state == FINISHED:
+        if self._secrets is None or job.state == JobState.FINISHED:
             return ""
         found = await self._secrets.get_secret(session_secret_key(job.job_id))
         return found.decode() if found is not None else ""

@@ -9,7 +9,7 @@ from nats.aio.client import Client as NatsClient
 
 from bwvisu_common.adapters.jetstream import JetStreamEventStore
 from bwvisu_common.connect import open_stores
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.settings import Settings
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.slurm import SlurmCli

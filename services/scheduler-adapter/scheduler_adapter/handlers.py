@@ -15,7 +15,7 @@ from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict
 from bwvisu_common.keyhole_script import new_session_secret
 from bwvisu_common.ports import EventStore, StateStore, Templates
-from bwvisu_common.projections import JobView, fold
+from bwvisu_common.read_model import JobView, fold
 from bwvisu_common.rpc import CheckUserReply, JobLogReply
 from bwvisu_common.state_keys import session_secret_key, token_key
 from scheduler_adapter.domain.queries import check_user_reply, check_user_request, job_log_request

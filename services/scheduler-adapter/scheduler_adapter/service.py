@@ -8,7 +8,7 @@ import asyncio
 import logging
 
 from bwvisu_common.errors import DependencyUnavailable
-from bwvisu_common.projections import JobView
+from bwvisu_common.read_model import JobView
 from bwvisu_common.service_process import ServiceProcess
 from bwvisu_common.settings import Settings
 from scheduler_adapter import queries

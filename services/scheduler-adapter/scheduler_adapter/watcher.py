@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
 from bwvisu_common.ports import EventStore
-from bwvisu_common.projections import JobView
+from bwvisu_common.read_model import JobView
 from scheduler_adapter.domain.slurm import SqueueAnswer
 from scheduler_adapter.domain.watch import Append, Claim, adopt, diff, diff_error, settle
 from scheduler_adapter.errors import SchedulerError, SchedulerUnavailable

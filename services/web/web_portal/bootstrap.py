@@ -11,7 +11,7 @@ from bwvisu_common.adapters.tcp_prober import TcpProber
 from bwvisu_common.connect import open_stores_retrying
 from bwvisu_common.errors import ConfigError
 from bwvisu_common.heartbeats import GatewayHeartbeats
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.secret_files import ensure_secret_file, read_secret_file
 from bwvisu_common.settings import Settings, templates_path
 from web_portal.adapters.auth import PamAuthenticator, TrustedHeaderAuthenticator

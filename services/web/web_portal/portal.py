@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bwvisu_common.ports import PortProber
-from bwvisu_common.projections import JobView
+from bwvisu_common.read_model import JobView
 from bwvisu_common.settings import CommandNode, GatewayNode
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
 from web_portal.domain.bundles import Bundle

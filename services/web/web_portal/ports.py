@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from bwvisu_common.projections import JobView
+from bwvisu_common.read_model import JobView
 
 
 class Authenticator(Protocol):

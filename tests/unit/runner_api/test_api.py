@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.reasons import UNAVAILABLE
 from bwvisu_common.state_keys import session_secret_key
 from runner_api.app import create_app

@@ -9,7 +9,7 @@ import pytest
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import InvalidInput
-from bwvisu_common.projections import JobView, fold
+from bwvisu_common.read_model import JobView, fold
 from runner_api.domain.jobs import (
     allowed_clients,
     check_log_lines,

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.projections import JobView, fold
+from bwvisu_common.read_model import JobView, fold
 from bwvisu_common.rpc import CheckUser, CheckUserReply, JobLog, JobLogReply
 from bwvisu_common.state_keys import session_secret_key, token_key
 from scheduler_adapter.domain.queries import LogRead, check_user_reply, check_user_request, job_log_request

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.projections import JobView, fold
+from bwvisu_common.read_model import JobView, fold
 from bwvisu_common.state_keys import session_secret_key, token_key
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli

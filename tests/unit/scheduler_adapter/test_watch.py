@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from bwvisu_common import events as ev
 from bwvisu_common.job_facts import Why, WhyKind
-from bwvisu_common.projections import JobView, evolve
+from bwvisu_common.read_model import JobView, evolve
 from scheduler_adapter.domain.slurm import SqueueEntry
 from scheduler_adapter.domain.watch import (
     ABSENT,

@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.projections import JobView, fold
+from bwvisu_common.read_model import JobView, fold
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.errors import SchedulerUnavailable
 from scheduler_adapter.watcher import Watcher

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.settings import CommandNode, GatewayNode
 from tests.fakes.authenticator import USERS, FakeAuthenticator
 from tests.fakes.event_store import InMemoryEventStore

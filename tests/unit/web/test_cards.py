@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from bwvisu_common.job_facts import FailureKind, JobState, Why, WhyKind
-from bwvisu_common.projections import JobView, Service
+from bwvisu_common.read_model import JobView, Service
 from tests.unit.web.conftest import xpra_bundle
 from web_portal.domain.sessions import card, sessions_of
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bwvisu_common import events as ev
-from bwvisu_common.projector import LiveJobs
+from bwvisu_common.live_jobs import LiveJobs
 from runner_api.app import create_app
 from runner_api.handlers import Jobs
 from tests.fakes.authenticator import USERS

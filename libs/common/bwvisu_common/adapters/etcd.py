@@ -17,7 +17,7 @@ import msgspec
 from bwvisu_common import state_keys as layout
 from bwvisu_common.adapters.etcd_tls import TlsEtcdClient
 from bwvisu_common.errors import BwvisuError, DependencyUnavailable
-from bwvisu_common.projections import JobView
+from bwvisu_common.read_model import JobView
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bwvisu_common import events as ev
-from bwvisu_common.projections import AVAILABLE, RUNNING, JobView
+from bwvisu_common.job_facts import JobState
+from bwvisu_common.read_model import JobView
 from gateway_agent.domain.rules import ForwardRule
 
 PortKey = tuple[str, int]  # (job id, external port)
@@ -33,7 +34,7 @@ class ProbeBook:
         found = []
         for job_id, rules in forwards.items():
             view = views.get(job_id)
-            if view is None or view.state not in (RUNNING, AVAILABLE):
+            if view is None or view.state not in (JobState.RUNNING, JobState.AVAILABLE):
                 continue
             for rule in rules:
                 key = (job_id, rule.external_port)

@@ -6,7 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bwvisu_common import events as ev
-from bwvisu_common.projections import FINISHED, JobView
+from bwvisu_common.job_facts import JobState
+from bwvisu_common.read_model import JobView
 from gateway_agent.domain.checks import Limits, refusal
 from gateway_agent.domain.history import Wanted, wanted
 from gateway_agent.domain.rules import ForwardRule
@@ -14,13 +15,13 @@ from gateway_agent.domain.rules import ForwardRule
 
 def is_over(view: JobView | None) -> bool:
     """A job the read model does not know, or one that finished: it holds nothing on a gateway."""
-    return view is None or view.state == FINISHED
+    return view is None or view.state == JobState.FINISHED
 
 
 def jobs_to_check(installed: Iterable[ForwardRule], views: Iterable[JobView], gateway: str) -> list[str]:
     """Jobs with rules here, and live jobs the read model puts on this gateway."""
     jobs = {r.job_id for r in installed}
-    jobs |= {v.job_id for v in views if v.gateway == gateway and v.state != FINISHED}
+    jobs |= {v.job_id for v in views if v.gateway == gateway and v.state != JobState.FINISHED}
     return sorted(jobs)
 
 

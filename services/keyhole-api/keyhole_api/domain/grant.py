@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from bwvisu_common.events import Forward
-from bwvisu_common.projections import FINISHED, JobView
+from bwvisu_common.job_facts import JobState
+from bwvisu_common.read_model import JobView
 from keyhole_api.domain.verify import PortRequest
 from keyhole_api.errors import Refusal, Refused
 
@@ -42,7 +43,7 @@ def standing_grant(view: JobView | None, req: PortRequest, gateways: Collection[
                                                    f"to this job; a job gets one grant")
         return Grant(view.gateway, [Forward(internal_port=s.internal_port, external_port=s.external_port)
                                     for s in view.services])
-    if view is not None and view.state == FINISHED:
+    if view is not None and view.state == JobState.FINISHED:
         raise Refused(Refusal.NOT_RUNNING, ENDED)
     return None
 
@@ -50,7 +51,7 @@ def standing_grant(view: JobView | None, req: PortRequest, gateways: Collection[
 def settled(job: JobView, assigned_seq: int) -> bool:
     """The agent answered the assignment at `assigned_seq` (forwarded or not), or the job ended."""
     return job.seq >= assigned_seq and (bool(job.services) or not job.ports_granted
-                                        or job.state == FINISHED)
+                                        or job.state == JobState.FINISHED)
 
 
 def outcome(view: JobView | None, gateway: str) -> Outcome:
@@ -59,7 +60,7 @@ def outcome(view: JobView | None, gateway: str) -> Outcome:
         return Outcome.FORWARDED
     if view is None:
         return Outcome.NO_ANSWER
-    return Outcome.JOB_ENDED if view.state == FINISHED else Outcome.PORTS_BUSY
+    return Outcome.JOB_ENDED if view.state == JobState.FINISHED else Outcome.PORTS_BUSY
 
 
 def stuck(updated_at: float | None, now: float, stale_after: float) -> bool:

@@ -7,8 +7,9 @@ import json
 import re
 from dataclasses import dataclass
 
+from bwvisu_common.job_facts import JobState
 from bwvisu_common.keyhole_client import sign
-from bwvisu_common.projections import AVAILABLE, RUNNING, JobView
+from bwvisu_common.read_model import JobView
 from keyhole_api.errors import Refusal, Refused
 
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -67,7 +68,7 @@ def check_request(req: PortRequest, job: JobView, *, max_ports: int, suffix: str
     """The request fits the job: not too many ports, exactly the job's nodes, job running."""
     if req.count > max_ports:
         raise Refused(Refusal.INVALID, f"too many ports: {req.count} asked, at most {max_ports} per job")
-    if job.state not in (RUNNING, AVAILABLE):
+    if job.state not in (JobState.RUNNING, JobState.AVAILABLE):
         raise Refused(Refusal.NOT_RUNNING, f"job is {job.state}, not running")
     mine = sorted(n + suffix for n in job.nodes)
     if sorted(req.nodes) != mine:

@@ -7,7 +7,7 @@ from typing import Any
 
 from bwvisu_common.app_links import fill_connect_url
 from bwvisu_common.job_facts import render
-from bwvisu_common.projections import JobView
+from bwvisu_common.read_model import JobView
 from bwvisu_common.reasons import client_why
 
 

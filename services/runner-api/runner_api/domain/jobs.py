@@ -10,8 +10,8 @@ from collections.abc import Iterable
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import InvalidInput
-from bwvisu_common.job_facts import FailureKind
-from bwvisu_common.projections import FINISHED, JobView
+from bwvisu_common.job_facts import FailureKind, JobState
+from bwvisu_common.read_model import JobView
 from runner_api.errors import NotFound, SubmitFailed
 
 MAX_LOG_LINES = 1000
@@ -19,12 +19,12 @@ MAX_LOG_LINES = 1000
 
 def is_decided(job: JobView) -> bool:
     """Whether the scheduler answered a submission: queued (it has a Slurm id) or over."""
-    return bool(job.slurm_id) or job.state == FINISHED
+    return bool(job.slurm_id) or job.state == JobState.FINISHED
 
 
 def submit_refusal(job: JobView) -> SubmitFailed | None:
     """For a decided job: None if Slurm took it, else why not (the scheduler's kind and reason)."""
-    if job.state == FINISHED and not job.slurm_id:
+    if job.state == JobState.FINISHED and not job.slurm_id:
         return SubmitFailed(job.failure or FailureKind.REJECTED, job.why.text)
     return None
 
@@ -44,7 +44,7 @@ def owned(job: JobView | None, uid: str | None) -> JobView:
 
 def running(job: JobView | None, uid: str | None) -> JobView:
     """The job if it runs (and, with `uid`, is theirs): cancel and client addresses need one."""
-    if job is None or job.state == FINISHED or (uid is not None and job.uid != uid):
+    if job is None or job.state == JobState.FINISHED or (uid is not None and job.uid != uid):
         raise NotFound("no such running job")
     return job
 
@@ -77,4 +77,4 @@ def check_log_lines(lines: int) -> int:
 def running_ids(jobs: Iterable[JobView], uid: str | None) -> list[str]:
     """The jobs not over yet (of `uid`, if given), oldest submission first."""
     ordered = sorted(jobs, key=lambda j: (j.submitted_at is None, j.submitted_at))
-    return [j.job_id for j in ordered if j.state != FINISHED and (uid is None or j.uid == uid)]
+    return [j.job_id for j in ordered if j.state != JobState.FINISHED and (uid is None or j.uid == uid)]

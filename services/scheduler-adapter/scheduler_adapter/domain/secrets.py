@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bwvisu_common.projections import FINISHED, JobView
+from bwvisu_common.job_facts import JobState
+from bwvisu_common.read_model import JobView
 from bwvisu_common.state_keys import secret_job, session_secret_key, token_key
 
 # A token must outlive the queue wait and the run; JobEnded deletes it much earlier.
@@ -57,5 +58,5 @@ def stale_secrets(views: Iterable[JobView], names: Iterable[str]) -> list[str]:
 
     Secrets of jobs the read model does not know yet are left alone: another replica may be
     submitting them right now (their lease ends them if not)."""
-    finished = {v.job_id for v in views if v.state == FINISHED}
+    finished = {v.job_id for v in views if v.state == JobState.FINISHED}
     return [n for n in names if secret_job(n) in finished]

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bwvisu_common import events as ev
-from bwvisu_common.job_facts import FailureKind, Why, WhyKind
-from bwvisu_common.projections import FINISHED, JobView
+from bwvisu_common.job_facts import FailureKind, JobState, Why, WhyKind
+from bwvisu_common.read_model import JobView
 from bwvisu_common.reasons import SBATCH_REFUSED
 from scheduler_adapter.domain.secrets import JobSecrets
 from scheduler_adapter.errors import (
@@ -39,7 +39,7 @@ class Submit:
 
 def is_decided(view: JobView | None) -> bool:
     """Whether a JobSubmitted needs nothing more: unknown to the log, queued, or over."""
-    return view is None or bool(view.slurm_id) or view.state == FINISHED
+    return view is None or bool(view.slurm_id) or view.state == JobState.FINISHED
 
 
 def decide_submit(view: JobView | None, event: ev.JobSubmitted, *, earlier: JobSecrets | None,
@@ -103,7 +103,7 @@ class Cancel:
 def decide_cancel(view: JobView | None) -> Cancel | None:
     """What a JobCancelRequested asks of Slurm: nothing if no Slurm job runs (already over, or not
     submitted yet: the submit decision refuses it then)."""
-    if view is None or view.state == FINISHED or not view.slurm_id:
+    if view is None or view.state == JobState.FINISHED or not view.slurm_id:
         return None
     return Cancel(uid=view.uid, slurm_id=view.slurm_id)
 

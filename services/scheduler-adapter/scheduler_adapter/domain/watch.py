@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from bwvisu_common import events as ev
 from bwvisu_common.job_facts import JobState, Why, WhyKind, waiting
 from bwvisu_common.keyhole_client import expand_hostlist
-from bwvisu_common.projections import JobView
+from bwvisu_common.read_model import JobView
 from scheduler_adapter.domain.slurm import Lifecycle, SqueueEntry, job_id_from_name, job_name
 
 # slurm_state of a JobEnded for a job that left squeue without a final word.

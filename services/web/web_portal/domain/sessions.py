@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from bwvisu_common.job_facts import JobState, WhyKind, render
-from bwvisu_common.projections import JobView
+from bwvisu_common.read_model import JobView
 from bwvisu_common.reasons import client_why
 from web_portal.domain.bundles import Bundle
 

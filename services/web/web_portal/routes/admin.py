@@ -9,7 +9,7 @@ import msgspec
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from bwvisu_common.projections import FINISHED
+from bwvisu_common.job_facts import JobState
 from web_portal.portal import Portal
 from web_portal.security import Forbidden, current_user
 from web_portal.views import render
@@ -38,7 +38,7 @@ class CommandNodeRow(msgspec.Struct, frozen=True, kw_only=True):
 
 def gateway_rows(portal: Portal) -> list[GatewayRow]:
     """Forwards per gateway, from the live read model (jobs not finished)."""
-    active = [j for j in portal.feed.all() if j.state != FINISHED]
+    active = [j for j in portal.feed.all() if j.state != JobState.FINISHED]
     rows = []
     for g in portal.gateways:
         services = [s for j in active for s in j.services if s.gateway == g.label]

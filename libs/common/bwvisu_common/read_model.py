@@ -14,13 +14,6 @@ import msgspec
 from bwvisu_common import events as ev
 from bwvisu_common.job_facts import FailureKind, JobState, Why, WhyKind, render
 
-# The states by their bare names, as several modules import them; JobState is the definition.
-SUBMITTED = JobState.SUBMITTED
-RUNNING = JobState.RUNNING
-AVAILABLE = JobState.AVAILABLE
-COMPLETING = JobState.COMPLETING
-FINISHED = JobState.FINISHED
-
 
 class Service(msgspec.Struct, frozen=True, kw_only=True):
     """One forwarded port as runner-api shows it."""
@@ -67,7 +60,7 @@ def evolve(job: JobView | None, event: ev.Event, seq: int = 0) -> JobView:
     if job is None:
         job = JobView(job_id=event.job_id, submitted_at=event.time)
     changes = _changes(job, event)
-    if job.state == FINISHED:
+    if job.state == JobState.FINISHED:
         # Terminal: only Slurm's final word (a JobEnded after a failed submit or a cancel)
         # still adds facts; nothing moves a job out of `finished`.
         keep = ("why", "details", "exit_code") if isinstance(event, ev.JobEnded) else ()
@@ -91,9 +84,9 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
         case ev.JobAdopted(slurm_id=slurm_id, uid=uid):
             return {"slurm_id": slurm_id, "uid": job.uid or uid, **_say(WhyKind.ADOPTED, slurm_id)}
         case ev.JobSubmitFailed(reason=reason, kind=kind):
-            return {"state": FINISHED, "failure": kind, **_say(WhyKind.SUBMIT_FAILED, reason)}
+            return {"state": JobState.FINISHED, "failure": kind, **_say(WhyKind.SUBMIT_FAILED, reason)}
         case ev.JobStarted(nodes=nodes):
-            state = RUNNING if job.state == SUBMITTED else job.state
+            state = JobState.RUNNING if job.state == JobState.SUBMITTED else job.state
             return {"state": state, "nodes": list(nodes), **_say(WhyKind.RUNNING),
                     "started_at": job.started_at or event.time}
         case ev.JobDetailsChanged(details=details, why=why):
@@ -101,9 +94,9 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
                 return {"why": Why.from_details(details), "details": details}
             return {"why": why, "details": render(why)}
         case ev.JobCompleting():
-            return {"state": COMPLETING, **_say(WhyKind.COMPLETING)}
+            return {"state": JobState.COMPLETING, **_say(WhyKind.COMPLETING)}
         case ev.JobEnded(slurm_state=slurm_state, exit_code=code):
-            return {"state": FINISHED, "exit_code": code, "services": [], "client_addresses": [],
+            return {"state": JobState.FINISHED, "exit_code": code, "services": [], "client_addresses": [],
                     **_say(WhyKind.ENDED, slurm_state, code)}
         case ev.JobCancelRequested():
             return {"cancel_requested": True, **_say(WhyKind.CANCEL_REQUESTED)}
@@ -142,9 +135,9 @@ def _port_state(job: JobView, port: int, is_open: bool) -> dict[str, object]:
     services = [msgspec.structs.replace(s, open=is_open) if s.external_port == port else s
                 for s in job.services]
     changes: dict[str, object] = {"services": services}
-    if job.state in (RUNNING, AVAILABLE):
+    if job.state in (JobState.RUNNING, JobState.AVAILABLE):
         # Available once every forwarded port answers; back to running if one stops.
         all_open = bool(services) and all(s.open for s in services)
-        changes["state"] = AVAILABLE if all_open else RUNNING
+        changes["state"] = JobState.AVAILABLE if all_open else JobState.RUNNING
         changes.update(_say(WhyKind.APP_LISTENING if all_open else WhyKind.APP_STARTING))
     return changes
