@@ -15,8 +15,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web_portal.errors import AmbiguousUser, NotFound, RunnerUnavailable
+from web_portal.handlers import admin, apps, auth, connect, sessions
 from web_portal.portal import Portal
-from web_portal.routes import admin, apps, auth, connect, sessions
 from web_portal.security import Forbidden, LoginRequired
 from web_portal.views import render
 

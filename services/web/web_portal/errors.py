@@ -1,4 +1,4 @@
-"""Errors of the web portal; routes.py maps each to what the person sees, in one place."""
+"""Errors of the web portal; app.py maps each to what the person sees, in one place."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Everything the routes use, built once by bootstrap.py (or by tests, with fakes)."""
+"""Everything the handlers use, built once by bootstrap.py (or by tests, with fakes)."""
 
 from __future__ import annotations
 

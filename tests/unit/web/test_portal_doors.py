@@ -215,7 +215,7 @@ async def test_a_live_stream_ends_when_its_login_is_revoked_elsewhere(world: Wor
 async def test_reaching_a_limit_is_logged_once_not_per_refused_attempt(limited: World,
                                                                        caplog: pytest.LogCaptureFixture):
     async with limited.client() as client:
-        with caplog.at_level("INFO", logger="web_portal.routes.auth"):
+        with caplog.at_level("INFO", logger="web_portal.handlers.auth"):
             for _ in range(10):
                 await login_from(client, "198.51.100.7", "alice", "guess")
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

@@ -16,8 +16,8 @@ from tests.fakes.job_runner import secret_of
 from tests.unit.web.conftest import SECRET, World, csrf_of, login
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
 from web_portal.app import create_app
-from web_portal.routes import admin, apps, auth, connect, sessions
-from web_portal.routes.sessions import live_cards
+from web_portal.handlers import admin, apps, auth, connect, sessions
+from web_portal.handlers.sessions import live_cards
 
 LAUNCH = {"runtime": "30", "cores": "2", "partition": "debug"}
 

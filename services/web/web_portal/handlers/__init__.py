@@ -1,0 +1,1 @@
+"""What reacts to the portal's requests: its pages and forms, one module per area."""
