@@ -13,7 +13,7 @@ import pytest
 from bwvisu_common.adapters.jetstream import connect_nats
 from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.templates import job_log_path
-from runner_api.adapters.cluster_queries import NatsJobLogs, NatsUserDirectory
+from runner_api.adapters.nats_requests import NatsJobLogs, NatsUserDirectory
 from runner_api.ports import JobLogs, UserDirectory
 from scheduler_adapter import queries
 from scheduler_adapter.adapters.slurm import SlurmCli

@@ -14,7 +14,7 @@ from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.secret_files import read_secret_file
 from bwvisu_common.settings import Settings
 from bwvisu_common.templates import FileTemplates
-from runner_api.adapters.cluster_queries import NatsJobLogs, NatsUserDirectory
+from runner_api.adapters.nats_requests import NatsJobLogs, NatsUserDirectory
 from runner_api.handlers import Jobs
 
 log = logging.getLogger(__name__)
