@@ -7,7 +7,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 
-async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str, timeout: float = 5.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str, timeout: float = 5.0,
+                     interval: float = 0.01) -> None:
     """Return once `check()` holds; fail the test naming `what` if it does not within `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -15,4 +16,4 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str, tim
         if await result if isinstance(result, Awaitable) else result:
             return
         assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(interval)

@@ -33,6 +33,7 @@ from bwvisu_common.keyhole_client import (
     request_body,
     sign,
 )
+from tests import conditions
 from tests.e2e.conftest import BwvisuSystem, Minicluster
 
 pytestmark = pytest.mark.timeout(600)
@@ -108,13 +109,8 @@ async def held_by(system: BwvisuSystem, *job_ids: str) -> list[str]:
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if await result if isinstance(result, Awaitable) else result:
-            return
-        assert time.monotonic() < deadline, f"not reached in {timeout:.0f} s: {what}"
-        await asyncio.sleep(0.3)
+    """conditions.eventually at the pace of a cluster: seconds, not milliseconds."""
+    await conditions.eventually(check, what, timeout, interval=0.3)
 
 
 async def assert_cleaned_up(system: BwvisuSystem, minicluster: Minicluster, *job_ids: str) -> None:

@@ -5,6 +5,7 @@ import logging
 import pytest
 
 from bwvisu_common import events as ev
+from bwvisu_common.job_facts import FailureKind
 from bwvisu_common.read_model import JobView, fold
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.errors import SchedulerUnavailable
@@ -80,11 +81,16 @@ async def test_an_unreachable_controller_changes_nothing_and_is_noted_once() -> 
     assert s.state("j1") == "finished"
 
 
-async def test_stray_jobs_of_failed_submits_are_cancelled_once() -> None:
-    s = Setup()
+async def failed_submit(s: Setup) -> None:
+    """j1's submission failed as far as bwvisu knows (Slurm may still hold a job of it)."""
     s.job_ids.append("j1")
     await s.events.append([ev.JobSubmitted(job_id="j1", uid="alice", template_name="t"),
-                           ev.JobSubmitFailed(job_id="j1", reason="lost", kind="unavailable")])
+                           ev.JobSubmitFailed(job_id="j1", reason="lost", kind=FailureKind.UNAVAILABLE)])
+
+
+async def test_stray_jobs_of_failed_submits_are_cancelled_once() -> None:
+    s = Setup()
+    await failed_submit(s)
     s.squeue("7|RUNNING|None|cn0|alice|0|bwvisu-j1\n", confirms="7\n")
     s.runner.on(["sudo", "-n", "-u", "alice", "scancel", "7"], "")
     await s.watcher.poll_once()
@@ -94,9 +100,7 @@ async def test_stray_jobs_of_failed_submits_are_cancelled_once() -> None:
 
 async def test_a_stray_that_slurm_does_not_confirm_is_not_cancelled() -> None:
     s = Setup()
-    s.job_ids.append("j1")
-    await s.events.append([ev.JobSubmitted(job_id="j1", uid="alice", template_name="t"),
-                           ev.JobSubmitFailed(job_id="j1", reason="lost", kind="unavailable")])
+    await failed_submit(s)
     s.squeue("7|RUNNING|None|cn0|alice|0|bwvisu-j1\n", confirms="")
     await s.watcher.poll_once()
     assert s.runner.calls_of("scancel") == []
