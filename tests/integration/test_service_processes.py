@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from bwvisu_cli.servers import free_port, listening, nats_command
+from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.settings import Settings, load_settings
 from runner_api.service import run as run_runner_api
 from tests.conftest import Server, _start, _stop
@@ -93,6 +94,12 @@ async def test_runner_api_waits_for_nats_then_serves_and_stops(tmp_path, etcd_se
     async def retrying() -> bool:
         return "retrying in 2 s" in caplog.text
 
+    # The etcd server is shared: earlier tests may have left a read model under the default prefix.
+    store = await EtcdStateStore.connect(etcd_server.host, etcd_server.port)
+    try:
+        await store.wipe_projection()
+    finally:
+        await store.close()
     try:
         async with running(run_runner_api, conf) as service:
             await until(retrying)
