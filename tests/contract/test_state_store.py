@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.job_facts import JobState
 from bwvisu_common.read_model import JobView
 from tests.fakes.state_store import InMemoryStateStore
@@ -139,6 +140,25 @@ class TestEtcdStateStore(StateStoreContract):
         assert await store.release_job("job1", keys) == 2
         assert await store.reservations() == {"ports/gw0/7": "job2"}
         assert len(calls) == 4, "read, refused delete, read again, delete"
+
+    async def test_a_release_cut_short_leaves_the_first_keys_held_for_the_next_attempt(self, store):
+        # More keys than one transaction takes: the gateway's port (listed first) must go last.
+        keys = ["ports/gw0/7"] + [f"nodeports/n{i}/7" for i in range(130)] + ["grants/job1"]
+        assert await store.reserve(keys[:100], "job1") and await store.reserve(keys[100:], "job1")
+        release_held = store._release_held
+
+        async def etcd_dies_after_one_chunk(owner, chunk):
+            if len(await store.reservations()) < len(keys):
+                raise DependencyUnavailable("etcd went away")
+            return await release_held(owner, chunk)
+
+        store._release_held = etcd_dies_after_one_chunk
+        with pytest.raises(DependencyUnavailable):
+            await store.release_job("job1", keys)
+        assert "ports/gw0/7" in await store.reservations("ports/"), "the retry still finds the job"
+        store._release_held = release_held
+        assert await store.release_job("job1", keys) > 0
+        assert await store.reservations() == {}
 
     async def test_deleting_a_secret_also_revokes_its_lease(self, store):
         await store.put_secret("token/z", b"v" * 64, ttl=600)

@@ -148,3 +148,53 @@ async def test_a_one_shot_task_ends_or_fails_without_stopping_the_service(caplog
         await asyncio.wait_for(running, 5)
     assert cancelled == ["blocks"]
     assert "svc: sweep failed: ValueError('sweep broke')" in caplog.text
+
+
+async def test_a_signal_while_starting_stops_cleanly_without_waiting_for_the_start() -> None:
+    closed: list[str] = []
+    never = asyncio.Event()
+
+    async def connect() -> str:
+        await never.wait()  # NATS that never comes
+        return "connected"
+
+    async with ServiceProcess("svc") as process:
+        process.stack.callback(closed.append, "store")
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(process.starting(connect()), 5)
+        raise AssertionError("not reached: the signal ends the start")
+    assert closed == ["store"]
+
+
+async def test_a_signal_while_the_read_model_catches_up_stops_cleanly() -> None:
+    class Slow:
+        async def run(self, caught_up: asyncio.Event | None = None) -> None:
+            await asyncio.Event().wait()
+
+    async with ServiceProcess("svc") as process:
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(process.follow(Slow()), 5)
+        raise AssertionError("not reached")
+
+
+async def test_starting_returns_what_the_start_gives() -> None:
+    async def connect() -> str:
+        return "connected"
+
+    async with ServiceProcess("svc") as process:
+        assert await process.starting(connect()) == "connected"
+
+
+async def test_a_port_that_cannot_be_bound_is_named() -> None:
+    import socket
+
+    from fastapi import FastAPI
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(TaskDied, match=f"could not listen on 127.0.0.1:{port}"):
+            async with ServiceProcess("svc") as process:
+                process.serve_http(FastAPI(), "127.0.0.1", port)
+                await asyncio.wait_for(process.run_until_stopped(), 10)

@@ -104,7 +104,7 @@ def cmd_project(settings: Settings, config: str) -> int:
 async def project(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Keep etcd's read model up to date until a signal; a dead projector raises TaskDied, naming it."""
     async with ServiceProcess("projector", stop) as process:
-        events, state = await open_stores(settings, process.stack, "bwvisu-projector")
+        events, state = await process.starting(open_stores(settings, process.stack, "bwvisu-projector"))
         projector = Projector(events, state)
         await process.follow(projector)
         log.info("projector caught up: read model at stream sequence %d", projector.seq)

@@ -75,7 +75,8 @@ class StateStore(Protocol):
         """Free those of `keys` that `owner` still holds, all in one step; how many were freed.
 
         A key held by someone else (or by nobody) is left alone, even if it changes hands
-        while this runs: a stale release never frees another job's hold.
+        while this runs: a stale release never frees another job's hold. Beyond what one etcd
+        transaction takes, the first keys are freed last (list first what finds the job again).
         """
         ...
 

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import uvicorn
 
@@ -35,11 +35,16 @@ from bwvisu_common.logs import setup_logging
 from bwvisu_common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # How long a serving process waits for its read model to catch up before its start counts as failed:
 # it answers nothing before (a job just submitted must be found, a session must not look gone).
 CATCH_UP_TIMEOUT = 60.0
+
+
+class _StoppedStarting(Exception):
+    """A signal came while the service was still starting."""
 
 
 class TaskDied(BwvisuError):
@@ -94,7 +99,7 @@ class ServiceProcess:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+                        tb: TracebackType | None) -> bool:
         self.stop.set()
         try:
             if self._graceful:
@@ -105,6 +110,22 @@ class ServiceProcess:
         finally:
             await self.stack.__aexit__(exc_type, exc, tb)
             log.info("%s stopped", self.name)
+        return exc_type is _StoppedStarting  # a signal while starting is a clean stop
+
+    async def starting(self, work: Awaitable[T]) -> T:
+        """`work` (connecting, catching up), unless a signal comes first: then it is cancelled and
+        the service stops cleanly; start-up may wait long for NATS or etcd, a stop may not."""
+        doing = asyncio.ensure_future(work)
+        stopping = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait([doing, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not doing.done():
+            doing.cancel()
+            await asyncio.gather(doing, return_exceptions=True)
+            raise _StoppedStarting()
+        return doing.result()
 
     def spawn(self, name: str, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `work` for the life of the service: its end (return or raise) stops the service."""
@@ -134,7 +155,7 @@ class ServiceProcess:
         self.spawn("read-model", jobs.run(caught_up))
         waiter = asyncio.create_task(caught_up.wait())
         try:
-            await asyncio.wait_for(self._first_of(waiter), timeout)
+            await asyncio.wait_for(self.starting(self._first_of(waiter)), timeout)
         except TimeoutError:
             raise TaskDied(f"{self.name}: the read model did not catch up within {timeout:.0f} s") from None
         finally:
@@ -149,8 +170,14 @@ class ServiceProcess:
             proxy_headers=proxy_headers, timeout_graceful_shutdown=2,
             ssl_certfile=tls_cert or None, ssl_keyfile=tls_key or None))
 
+        async def listen() -> None:
+            try:
+                await server.serve()
+            except SystemExit:  # uvicorn's answer to a port it cannot bind (logged by uvicorn)
+                raise TaskDied(f"{self.name}: the HTTP server could not listen on {host}:{port}") from None
+
         async def serve() -> None:
-            serving = asyncio.create_task(server.serve())
+            serving = asyncio.create_task(listen())
             stopping = asyncio.create_task(self.stop.wait())
             try:
                 await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
@@ -192,9 +219,11 @@ class ServiceProcess:
 
 def service_main(name: str, description: str, run: Callable[..., Awaitable[None]],
                  argv: list[str] | None = None,
-                 add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+                 add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+                 instance: Callable[[argparse.Namespace], str] | None = None) -> int:
     """`python -m <service> --config PATH [...]`: settings, logging, `run(settings, args)`, exit code.
 
+    `instance` names one of several processes of a service in its log lines (a gateway's agent).
     Exit codes: 0 stopped by a signal, 1 failed while running, 2 bad configuration.
     """
     parser = argparse.ArgumentParser(prog=name, description=description)
@@ -202,6 +231,8 @@ def service_main(name: str, description: str, run: Callable[..., Awaitable[None]
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    if instance is not None:
+        name = f"{name}[{instance(args)}]"
     try:
         settings = load_settings(args.config)
     except BwvisuError as exc:

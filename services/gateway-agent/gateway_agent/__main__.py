@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return service_main("gateway-agent", __doc__.splitlines()[0], run, argv, add_arguments)
+    return service_main("gateway-agent", __doc__.splitlines()[0], run, argv, add_arguments,
+                        instance=lambda args: args.gateway)
 
 
 if __name__ == "__main__":

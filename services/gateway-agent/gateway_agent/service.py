@@ -17,7 +17,7 @@ from gateway_agent.heartbeat import beat_forever
 async def run(settings: Settings, args: argparse.Namespace, stop: asyncio.Event | None = None) -> None:
     name = agent_name(args.gateway)
     async with ServiceProcess(name, stop) as process:
-        agent = await build(settings, args.gateway, process.stack)
+        agent = await process.starting(build(settings, args.gateway, process.stack))
         await process.follow(agent.gateway.jobs)
         await agent.reconciler.start()
         process.spawn("heartbeat", beat_forever(agent.publish, agent.gateway))

@@ -15,7 +15,7 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
               stop: asyncio.Event | None = None) -> None:
     """Until SIGTERM/SIGINT (or `stop`); raises TaskDied, naming it, if the server or the read model ends."""
     async with ServiceProcess("keyhole-api", stop) as process:
-        api = await bootstrap(settings, process.stack)
+        api = await process.starting(bootstrap(settings, process.stack))
         process.stack.push_async_callback(await api.heartbeats.follow(api.events.nats))
         await process.follow(api.jobs)
         conf = settings.keyhole_api

@@ -19,7 +19,7 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
     """Serve until `stop` is set (SIGTERM/SIGINT set it when running as a process)."""
     conf = settings.runner_api
     async with ServiceProcess("runner-api", stop) as process:
-        deps = await bootstrap(settings, process.stack)
+        deps = await process.starting(bootstrap(settings, process.stack))
         await process.follow(deps.live, timeout=CATCH_UP_TIMEOUT)
         log.info("runner-api ready: read model at stream sequence %d", deps.live.seq)
         app = create_app(deps.jobs, deps.external_ips, conf.user, deps.password, ready=process.healthy,

@@ -22,7 +22,7 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
               stop: asyncio.Event | None = None) -> None:
     """Serve until `stop` is set (SIGTERM/SIGINT set it when running as a process)."""
     async with ServiceProcess("scheduler-adapter", stop) as process:
-        deps = await bootstrap(settings, process.stack)
+        deps = await process.starting(bootstrap(settings, process.stack))
         await process.follow(deps.jobs)
         for subscription in await queries.serve(deps.nc, deps.scheduler, deps.users,
                                                 settings.bwvisu_home_prefix):

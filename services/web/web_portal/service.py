@@ -19,7 +19,7 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
     """Serve until `stop` is set (SIGTERM/SIGINT set it when running as a process)."""
     web = settings.web
     async with ServiceProcess("web", stop) as process:
-        deps = await bootstrap(settings, process.stack)
+        deps = await process.starting(bootstrap(settings, process.stack))
         await process.follow(deps.feed, timeout=CATCH_UP_TIMEOUT)
         app = create_app(deps.portal, deps.session_secret, web.secure_cookies, web.session_max_age,
                          ready=process.healthy)

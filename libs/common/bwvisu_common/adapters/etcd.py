@@ -165,10 +165,15 @@ class EtcdStateStore:
 
     @_translated
     async def release_job(self, owner: str, keys: Sequence[str]) -> int:
-        """One guarded transaction (per MAX_TXN_OPS keys: a job holds far fewer in practice)."""
+        """One guarded transaction per MAX_TXN_OPS keys (a job holds far fewer in practice).
+
+        Over that, the last chunk goes first and the first keys last: a caller lists first the
+        keys it finds the job by again (a gateway's ports), so a release that fails half-way
+        is found and finished by the next attempt."""
         unique = list(dict.fromkeys(keys))  # etcd refuses a transaction touching a key twice
         freed = 0
-        for start in range(0, len(unique), MAX_TXN_OPS):
+        starts = range(0, len(unique), MAX_TXN_OPS)
+        for start in reversed(starts):
             freed += await self._release_held(owner, unique[start : start + MAX_TXN_OPS])
         return freed
 
