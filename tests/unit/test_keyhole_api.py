@@ -15,7 +15,7 @@ from bwvisu_common.heartbeats import GatewayHeartbeats
 from bwvisu_common.keyhole_client import PATH_TEMPLATE, request_body, sign
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.settings import Settings, parse_settings
-from keyhole_api.app import status_of
+from keyhole_api.app import create_app, status_of
 from keyhole_api.domain.allocate import gateway_order, pick_forwards
 from keyhole_api.errors import NoCapacity, Refused
 from keyhole_api.handlers import KeyholeHandlers, Tuning
@@ -286,7 +286,6 @@ async def test_http_edge_maps_refusals_and_grants(world: World) -> None:
     import httpx
 
     from bwvisu_common.keyhole_client import SIGNATURE_HEADER, TIMESTAMP_HEADER
-    from keyhole_api.app import create_app
 
     await world.job("j1")
     app = create_app(world.handlers, world.health)
@@ -305,7 +304,6 @@ async def test_http_edge_caps_bodies_and_counts_unauthenticated_refusals(world: 
     import httpx
 
     from bwvisu_common.keyhole_client import SIGNATURE_HEADER, TIMESTAMP_HEADER
-    from keyhole_api.app import create_app
 
     await world.job("j1")
     app = create_app(world.handlers, world.health, max_body=4096)
@@ -354,3 +352,15 @@ async def test_the_jobs_own_refusals_are_recorded_once_and_never_for_a_replay(wo
             await world.handlers.request_ports("j1", path, ts, sig, body)
     kinds = await world.kinds("j1")
     assert kinds.count("PortsRefused") == 2, kinds  # one per reason: strange nodes, too many ports
+
+
+async def test_healthz_says_unavailable_once_the_process_is_not_sound(world: World) -> None:
+    import httpx
+
+    sound = True
+    app = create_app(world.handlers, world.health, ready=lambda: sound)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://k") as client:
+        assert (await client.get("/healthz")).status_code == 200
+        sound = False
+        answer = await client.get("/healthz")
+        assert answer.status_code == 503 and answer.json()["status"] == "unavailable"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -49,7 +50,8 @@ async def capped_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def create_app(handlers: KeyholeHandlers, gateways: GatewayLiveness, *, max_body: int = 4096) -> FastAPI:
+def create_app(handlers: KeyholeHandlers, gateways: GatewayLiveness, *, max_body: int = 4096,
+               ready: Callable[[], bool] = lambda: True) -> FastAPI:
     app = FastAPI(title="bwvisu keyhole-api", description="Forwarded ports for running jobs.")
 
     @app.exception_handler(Refused)
@@ -82,8 +84,10 @@ def create_app(handlers: KeyholeHandlers, gateways: GatewayLiveness, *, max_body
             request.headers.get(SIGNATURE_HEADER), body)
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, object]:
-        return {"status": "ok", "gateways-alive": gateways.alive(),
-                "refused-unauthenticated": dict(handlers.unauthenticated)}
+    async def healthz() -> JSONResponse:
+        ok = ready()  # not stopping, and every task of the process still runs
+        return JSONResponse({"status": "ok" if ok else "unavailable", "gateways-alive": gateways.alive(),
+                             "refused-unauthenticated": dict(handlers.unauthenticated)},
+                            status_code=200 if ok else 503)
 
     return app

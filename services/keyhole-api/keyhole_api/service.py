@@ -19,6 +19,7 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
         process.stack.push_async_callback(await api.heartbeats.follow(api.events.nats))
         await process.follow(api.jobs)
         conf = settings.keyhole_api
-        process.serve_http(create_app(api.handlers, api.heartbeats, max_body=conf.max_body_bytes),
+        process.serve_http(create_app(api.handlers, api.heartbeats, max_body=conf.max_body_bytes,
+                                      ready=process.healthy),
                            conf.host, conf.port)
         await process.run_until_stopped()
