@@ -1,4 +1,8 @@
-"""The job watcher: one squeue per interval, diffed against the projection, turned into events."""
+"""The job watcher: one squeue per interval, diffed against the projection, turned into events.
+
+However many scheduler-adapters run, one watches: the holder of the watcher role (service.py
+campaigns for it). Its term fences what it does: no poll, append or scancel once the term is over.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
 
+from bwvisu_common.election import LeadershipLost, Term
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
 from bwvisu_common.ports import EventStore
 from bwvisu_common.read_model import JobView
@@ -37,12 +42,20 @@ class Watcher:
         self._error: str | None = None
         self._cancelled: set[str] = set()
         self._noise = (0, 0)
+        self._term: Term | None = None
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Poll until `stop` is set; a failing cycle is logged and the next one tries again."""
-        while not stop.is_set():
+    async def run(self, stop: asyncio.Event, term: Term | None = None) -> None:
+        """Poll until `stop` is set or `term` (the watcher role, if given) is over; a failing cycle is
+        logged and the next one tries again."""
+        if term is not self._term:
+            # Counts from an earlier term are stale: another replica watched in between.
+            self._term, self._absent = term, {}
+        while not stop.is_set() and (term is None or term.held()):
             try:
                 await self.poll_once()
+            except LeadershipLost as exc:
+                log.warning("watcher: %s; not acting on this poll", exc)
+                return
             except DependencyUnavailable as exc:
                 log.warning("watcher: %s", exc)
             except Exception:
@@ -50,8 +63,13 @@ class Watcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval)
 
+    def _fence(self) -> None:
+        if self._term is not None:
+            self._term.check()
+
     async def poll_once(self) -> int:
         """One cycle; returns how many jobs got new events."""
+        self._fence()
         views = list(self._views())
         try:
             answer = await self._scheduler.poll()
@@ -111,6 +129,7 @@ class Watcher:
 
         async def one(a: Append) -> int:
             async with limit:
+                self._fence()
                 try:
                     await self._events.append(a.events, expected_version=a.expected_seq)
                 except ConcurrencyConflict:
@@ -128,6 +147,7 @@ class Watcher:
             entry = claim.entry
             if not await self._confirmed(claim):
                 continue
+            self._fence()
             log.warning("Slurm job %s belongs to bwvisu job %s, which is over; cancelling it",
                         entry.slurm_id, claim.job_id)
             try:
