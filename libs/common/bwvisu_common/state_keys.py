@@ -48,11 +48,6 @@ SCHEDULER_ROLES = "scheduler-adapter/"
 WATCHER_ROLE = f"{SCHEDULER_ROLES}watcher"
 
 
-def election_area(service: str = "") -> str:
-    """Where the roles of `service` (every service's, without it) are held, under ROOT."""
-    return f"{ELECTIONS}{service}/" if service else ELECTIONS
-
-
 def submission_role(job_id: str) -> str:
     """Held by the scheduler-adapter submitting the job right now: never two sbatch for one job."""
     return f"{SCHEDULER_ROLES}submit/{job_id}"

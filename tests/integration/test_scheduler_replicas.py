@@ -1,0 +1,131 @@
+"""Several scheduler-adapters at once on real nats-server and etcd, Slurm scripted: each job is
+submitted once whichever replica takes it, and one replica polls Slurm."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from bwvisu_common import events as ev
+from bwvisu_common.adapters.etcd import EtcdStateStore
+from bwvisu_common.adapters.etcd_election import EtcdElection
+from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
+from bwvisu_common.state_keys import token_key
+from bwvisu_common.templates import FileTemplates
+from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli
+from scheduler_adapter.domain.render import SubmitConfig
+from scheduler_adapter.handlers import JobHandlers
+from scheduler_adapter.ports import CommandResult
+from tests.conftest import Server
+from tests.fakes.command_runner import FakeCommandRunner, fake_id
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Slurm:
+    """One Slurm behind every replica's command runner: sbatch queues, squeue --name finds."""
+
+    sbatch_takes: float = 0.0
+    jobs: list[tuple[str, str, str]] = field(default_factory=list)  # (job name, Slurm id, script)
+
+    def runner(self) -> FakeCommandRunner:
+        runner = FakeCommandRunner().on(["id", "--", "*"], fake_id({"alice": (1001, ["alice"])}))
+        runner.on([*PRIVATE_UMASK, "sudo", "-n", "-u", "alice", "sbatch", "**"], self._sbatch)
+        runner.on(["squeue", "**"], self._squeue)
+        return runner
+
+    async def _sbatch(self, argv: list[str], script: str | None) -> CommandResult:
+        await asyncio.sleep(self.sbatch_takes)
+        name = next(a.split("=", 1)[1] for a in argv if a.startswith("--job-name="))
+        slurm_id = str(100 + len(self.jobs))
+        self.jobs.append((name, slurm_id, script or ""))
+        return CommandResult(0, f"{slurm_id}\n", "")
+
+    def _squeue(self, argv: list[str], _: str | None) -> CommandResult:
+        names = [a.split("=", 1)[1] for a in argv if a.startswith("--name=")]
+        found = [slurm_id for name, slurm_id, _ in self.jobs if name in names]
+        return CommandResult(0, "".join(f"{i}\n" for i in found), "")
+
+    def submitted(self, job_id: str) -> list[tuple[str, str, str]]:
+        return [job for job in self.jobs if job[0] == f"bwvisu-{job_id}"]
+
+
+@pytest.fixture
+async def elections(etcd_server: Server) -> AsyncIterator[list[EtcdElection]]:
+    """One election per replica, under a prefix of this test's own."""
+    prefix = f"/test-{uuid.uuid4().hex[:8]}/"
+    made = [EtcdElection([(etcd_server.host, etcd_server.port)], f"replica-{i}", prefix=prefix)
+            for i in range(2)]
+    yield made
+    for election in made:
+        await election.close()
+
+
+def replica(events: JetStreamEventStore, state: EtcdStateStore, slurm: Slurm,
+            election: EtcdElection | None) -> JobHandlers:
+    return JobHandlers(events, state, SlurmCli(slurm.runner()), FileTemplates(),
+                       SubmitConfig(home_prefix="/home"), election=election)
+
+
+def submitted(job_id: str) -> ev.JobSubmitted:
+    return ev.JobSubmitted(job_id=job_id, uid="alice", template_name="port-echo", variables={"seconds": "1"})
+
+
+async def queued(events: JetStreamEventStore, job_id: str) -> list[ev.JobQueued]:
+    return [e for _, e in await events.read_job(job_id) if isinstance(e, ev.JobQueued)]
+
+
+async def all_queued(events: JetStreamEventStore, jobs: list[str]) -> bool:
+    return all([await queued(events, job_id) for job_id in jobs])
+
+
+async def test_replicas_sharing_the_durable_consumer_submit_every_job_once(
+    nats_server: Server, event_store: JetStreamEventStore, state_store: EtcdStateStore,
+    elections: list[EtcdElection]
+) -> None:
+    slurm = Slurm(sbatch_takes=0.02)
+    durable = f"replicas-{uuid.uuid4().hex[:6]}"
+    stop = asyncio.Event()
+    # Each replica on its own connection, as separate processes are.
+    connections = [await connect_nats([nats_server.url], f"replica-{i}") for i in range(len(elections))]
+    consumers = [asyncio.create_task(JetStreamEventStore(nc).consume(
+        durable, replica(event_store, state_store, slurm, election).handle, stop))
+        for nc, election in zip(connections, elections, strict=True)]
+    jobs = [f"j{i}" for i in range(12)]
+    try:
+        for job_id in jobs:
+            await event_store.append([submitted(job_id)], expected_version=0)
+        for _ in range(200):
+            if await all_queued(event_store, jobs):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*consumers, return_exceptions=True), 5)
+        for nc in connections:
+            await nc.close()
+    for job_id in jobs:
+        assert len(slurm.submitted(job_id)) == 1, job_id
+        assert len(await queued(event_store, job_id)) == 1, job_id
+
+
+async def test_a_job_taken_by_two_replicas_at_once_is_submitted_once(
+    event_store: JetStreamEventStore, state_store: EtcdStateStore, elections: list[EtcdElection]
+) -> None:
+    # The same JobSubmitted in two replicas' hands at once: JetStream delivers it again when the
+    # first one's ack is late (a slow command node), while the first still submits it.
+    slurm = Slurm(sbatch_takes=0.5)
+    a, b = (replica(event_store, state_store, slurm, e) for e in elections)
+    event = submitted("j1")
+    seq = await event_store.append([event], expected_version=0)
+    await asyncio.wait_for(asyncio.gather(a.on_submitted(event, seq), b.on_submitted(event, seq)), 15)
+    jobs = slurm.submitted("j1")
+    assert len(jobs) == 1, "one Slurm job for one submission"
+    assert [q.slurm_id for q in await queued(event_store, "j1")] == [jobs[0][1]]
+    token = await state_store.get_secret(token_key("j1"))
+    assert token is not None and token.decode() in jobs[0][2], "the running job's token is the one kept"
