@@ -4,9 +4,12 @@ submitted once whichever replica takes it, and one replica polls Slurm."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -14,12 +17,14 @@ from bwvisu_common import events as ev
 from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.etcd_election import EtcdElection
 from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
+from bwvisu_common.settings import Settings, load_settings
 from bwvisu_common.state_keys import token_key
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli
 from scheduler_adapter.domain.render import SubmitConfig
 from scheduler_adapter.handlers import JobHandlers
 from scheduler_adapter.ports import CommandResult
+from scheduler_adapter.service import run
 from tests.conftest import Server
 from tests.fakes.command_runner import FakeCommandRunner, fake_id
 
@@ -129,3 +134,76 @@ async def test_a_job_taken_by_two_replicas_at_once_is_submitted_once(
     assert [q.slurm_id for q in await queued(event_store, "j1")] == [jobs[0][1]]
     token = await state_store.get_secret(token_key("j1"))
     assert token is not None and token.decode() in jobs[0][2], "the running job's token is the one kept"
+
+
+def adapter_settings(tmp_path: Path, nats: Server, etcd: Server) -> Settings:
+    path = tmp_path / "bwvisu.json"
+    path.write_text(json.dumps({
+        "bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "127.0.0.1"}],
+        "nats-servers": [nats.url], "etcd-servers": [f"{etcd.host}:{etcd.port}"],
+        "state-dir": str(tmp_path), "credentials": {"required": False, "tls": False},
+        "scheduler": {"poll-interval": 0.2},
+    }))
+    return load_settings(path)
+
+
+def polls(runner: FakeCommandRunner) -> int:
+    """The watcher's squeue calls: every job at once (not a look-up of one job)."""
+    def whole_queue(argv: list[str]) -> bool:
+        return any(a.startswith("--Format=") for a in argv) and not any(a.startswith("--jobs=") for a in argv)
+
+    return sum(1 for c in runner.calls_of("squeue") if whole_queue(c.argv))
+
+
+async def next_poller(runners: dict[int, FakeCommandRunner], within: float) -> int:
+    """The replica that polls next, within `within` seconds."""
+    before = {i: polls(r) for i, r in runners.items()}
+    deadline = time.monotonic() + within
+    while True:
+        moved = [i for i, r in runners.items() if polls(r) > before[i]]
+        if moved:
+            assert len(moved) == 1, f"replicas {moved} all polled"
+            return moved[0]
+        assert time.monotonic() < deadline, f"no replica polled within {within:.0f} s"
+        await asyncio.sleep(0.02)
+
+
+async def only_one_polls(runners: dict[int, FakeCommandRunner], poller: int, seconds: float) -> None:
+    before = {i: polls(r) for i, r in runners.items()}
+    await asyncio.sleep(seconds)
+    after = {i: polls(r) for i, r in runners.items()}
+    assert after[poller] - before[poller] >= 3, "the watcher goes on polling"
+    assert all(after[i] == before[i] for i in runners if i != poller), f"only replica {poller} polls"
+
+
+async def test_one_replica_polls_slurm_and_a_standby_takes_over_within_5_s(
+    tmp_path: Path, nats_server: Server, etcd_server: Server, event_store: JetStreamEventStore
+) -> None:
+    # The etcd server is shared: earlier tests may have left a read model under the default prefix.
+    store = await EtcdStateStore.connect(etcd_server.host, etcd_server.port)
+    try:
+        await store.wipe_projection()
+    finally:
+        await store.close()
+    conf = adapter_settings(tmp_path, nats_server, etcd_server)
+    runners = {i: FakeCommandRunner().on(["squeue", "**"], "") for i in range(3)}
+    stops = {i: asyncio.Event() for i in runners}
+    tasks = {i: asyncio.create_task(run(conf, stop=stops[i], runner=runners[i])) for i in runners}
+    try:
+        watcher = await next_poller(runners, within=30)
+        await only_one_polls(runners, watcher, 1.5)
+
+        stops[watcher].set()  # stopped: it gives the role up on the way out
+        await asyncio.wait_for(tasks.pop(watcher), 10)
+        del runners[watcher]
+        watcher = await next_poller(runners, within=5)
+        await only_one_polls(runners, watcher, 1.5)
+
+        tasks.pop(watcher).cancel()  # its run cancelled outright
+        del runners[watcher]
+        watcher = await next_poller(runners, within=5)
+        await only_one_polls(runners, watcher, 1.0)
+    finally:
+        for stop in stops.values():
+            stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks.values(), return_exceptions=True), 15)
