@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +20,7 @@ from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.etcd_election import EtcdElection
 from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
 from bwvisu_common.settings import Settings, load_settings
-from bwvisu_common.state_keys import token_key
+from bwvisu_common.state_keys import WATCHER_ROLE, token_key
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.slurm import PRIVATE_UMASK, SlurmCli
 from scheduler_adapter.domain.render import SubmitConfig
@@ -207,3 +209,51 @@ async def test_one_replica_polls_slurm_and_a_standby_takes_over_within_5_s(
         for stop in stops.values():
             stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks.values(), return_exceptions=True), 15)
+
+
+def start_adapter(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "scheduler_adapter", "--config", str(config)],
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+async def test_a_killed_watcher_is_replaced_within_5_s(tmp_path: Path, nats_server: Server,
+                                                       etcd_server: Server) -> None:
+    """SIGKILL: no resign, no revoke; its lease runs out and a standby takes the role."""
+    config = tmp_path / "bwvisu.json"
+    config.write_text(json.dumps({
+        "bwvisu-home-prefix": "/home",
+        # No sshd there: each poll fails, and a replica's first poll says so in its log.
+        "command-nodes": [{"ip": "127.0.0.1", "port": 1, "name": "nowhere"}],
+        "nats-servers": [nats_server.url], "etcd-servers": [f"{etcd_server.host}:{etcd_server.port}"],
+        "state-dir": str(tmp_path), "scheduler": {"poll-interval": 0.2},
+        "credentials": {"required": False, "tls": False},
+    }))
+    logs = [tmp_path / f"adapter{i}.log" for i in range(2)]
+    procs = [start_adapter(config, log) for log in logs]
+    observer = EtcdElection([(etcd_server.host, etcd_server.port)], "observer")
+    try:
+        by_pid = {str(p.pid): (p, log) for p, log in zip(procs, logs, strict=True)}
+
+        async def watcher_pid() -> str | None:
+            holder = await observer.holder(WATCHER_ROLE)
+            return None if holder is None else holder.split("/")[1]
+
+        deadline = time.monotonic() + 30
+        while (pid := await watcher_pid()) not in by_pid or "cannot poll" not in by_pid[pid][1].read_text():
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+                [log.read_text()[-2000:] for log in logs]
+            await asyncio.sleep(0.1)
+        standby = next(other for other in by_pid if other != pid)
+        assert "cannot poll Slurm" not in by_pid[standby][1].read_text(), "a standby does not poll"
+        by_pid[pid][0].kill()
+        killed = time.monotonic()
+        while await watcher_pid() != standby or "cannot poll Slurm" not in by_pid[standby][1].read_text():
+            assert time.monotonic() - killed < 5, by_pid[standby][1].read_text()[-2000:]
+            await asyncio.sleep(0.05)
+        print(f"the standby polled {time.monotonic() - killed:.1f} s after the watcher was killed")
+    finally:
+        await observer.close()
+        for proc in procs:
+            proc.kill()
+            proc.wait()

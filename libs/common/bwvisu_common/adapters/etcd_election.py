@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 LEASE_TTL = 3
 REFRESH_EVERY = 1.0
 # A candidate tries again this often: a role is taken this long at most after it is free.
-RETRY_EVERY = 0.5
+RETRY_EVERY = 0.25
 CALL_TIMEOUT = 5
 _ETCD_ERRORS = (aetcd.ClientError, grpc.RpcError, OSError, TimeoutError)
 
