@@ -155,6 +155,20 @@ class TestEtcdElection(ElectionContract):
         await a.close()
         assert await b.try_hold("watcher") is not None and await b.try_hold("submit/j1") is not None
 
+    async def test_after_a_lost_lease_the_next_member_is_asked_first(self, etcd_server: Server) -> None:
+        # Two names of one etcd stand for two members: which one the new lease comes from is what counts.
+        members = [(etcd_server.host, etcd_server.port), ("localhost", etcd_server.port)]
+        a = EtcdElection(members, "a", prefix=f"/test-{uuid.uuid4().hex[:8]}/")
+        try:
+            term = await a.campaign("watcher")
+            assert a._client._host == "127.0.0.1"
+            await self.lose_lease(a)
+            await asyncio.wait_for(term.wait_lost(), LEASE_TTL + 2)
+            again = await asyncio.wait_for(a.campaign("watcher"), 10)
+            assert again.held() and a._client._host == "localhost"
+        finally:
+            await a.close()
+
     async def test_an_unreachable_etcd_is_dependency_unavailable(self) -> None:
         from bwvisu_cli.servers import free_port
         from bwvisu_common.errors import DependencyUnavailable
