@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import pytest
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.etcd_election import EtcdElection
-from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
+from bwvisu_common.adapters.jetstream import STREAM, JetStreamEventStore, connect_nats
 from bwvisu_common.settings import Settings, load_settings
 from bwvisu_common.state_keys import WATCHER_ROLE, token_key
 from bwvisu_common.templates import FileTemplates
@@ -39,12 +39,18 @@ class Slurm:
 
     sbatch_takes: float = 0.0
     jobs: list[tuple[str, str, str]] = field(default_factory=list)  # (job name, Slurm id, script)
+    cancelled: list[str] = field(default_factory=list)  # Slurm ids, once per scancel
 
     def runner(self) -> FakeCommandRunner:
         runner = FakeCommandRunner().on(["id", "--", "*"], fake_id({"alice": (1001, ["alice"])}))
         runner.on([*PRIVATE_UMASK, "sudo", "-n", "-u", "alice", "sbatch", "**"], self._sbatch)
         runner.on(["squeue", "**"], self._squeue)
+        runner.on(["sudo", "-n", "-u", "alice", "scancel", "*"], self._scancel)
         return runner
+
+    def _scancel(self, argv: list[str], _: str | None) -> CommandResult:
+        self.cancelled.append(argv[-1])
+        return CommandResult(0, "", "")
 
     async def _sbatch(self, argv: list[str], script: str | None) -> CommandResult:
         await asyncio.sleep(self.sbatch_takes)
@@ -91,7 +97,7 @@ async def all_queued(events: JetStreamEventStore, jobs: list[str]) -> bool:
     return all([await queued(events, job_id) for job_id in jobs])
 
 
-async def test_replicas_sharing_the_durable_consumer_submit_every_job_once(
+async def test_replicas_sharing_the_durable_consumer_submit_and_cancel_every_job_once(
     nats_server: Server, event_store: JetStreamEventStore, state_store: EtcdStateStore,
     elections: list[EtcdElection]
 ) -> None:
@@ -100,17 +106,25 @@ async def test_replicas_sharing_the_durable_consumer_submit_every_job_once(
     stop = asyncio.Event()
     # Each replica on its own connection, as separate processes are.
     connections = [await connect_nats([nats_server.url], f"replica-{i}") for i in range(len(elections))]
+    handled: list[list[int]] = [[] for _ in elections]
+
+    def counted(i: int, handlers: JobHandlers) -> Callable[[int, ev.AnyEvent], Awaitable[None]]:
+        async def handle(seq: int, event: ev.AnyEvent) -> None:
+            handled[i].append(seq)
+            await handlers.handle(seq, event)
+        return handle
+
     consumers = [asyncio.create_task(JetStreamEventStore(nc).consume(
-        durable, replica(event_store, state_store, slurm, election).handle, stop))
-        for nc, election in zip(connections, elections, strict=True)]
+        durable, counted(i, replica(event_store, state_store, slurm, election)), stop))
+        for i, (nc, election) in enumerate(zip(connections, elections, strict=True))]
     jobs = [f"j{i}" for i in range(12)]
     try:
         for job_id in jobs:
             await event_store.append([submitted(job_id)], expected_version=0)
-        for _ in range(200):
-            if await all_queued(event_store, jobs):
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: all_queued(event_store, jobs), "every job queued")
+        for job_id in jobs:
+            await event_store.append([ev.JobCancelRequested(job_id=job_id)])
+        await until(lambda: everything_acked(event_store, durable), "every event handled")
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*consumers, return_exceptions=True), 5)
@@ -119,6 +133,21 @@ async def test_replicas_sharing_the_durable_consumer_submit_every_job_once(
     for job_id in jobs:
         assert len(slurm.submitted(job_id)) == 1, job_id
         assert len(await queued(event_store, job_id)) == 1, job_id
+    assert sorted(slurm.cancelled) == sorted(slurm_id for _, slurm_id, _ in slurm.jobs), "one scancel each"
+    seqs = [seq for one in handled for seq in one]
+    assert len(seqs) == len(set(seqs)) == 3 * len(jobs), "each event to one replica (no ack was late)"
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def everything_acked(events: JetStreamEventStore, durable: str) -> bool:
+    info = await events.nats.jetstream().consumer_info(STREAM, durable)
+    return info.num_pending == 0 and info.num_ack_pending == 0
 
 
 async def test_a_job_taken_by_two_replicas_at_once_is_submitted_once(
