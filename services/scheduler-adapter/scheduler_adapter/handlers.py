@@ -107,7 +107,7 @@ class JobHandlers:
         if isinstance(decision, Submit) and self._election is not None:
             # Another replica may submit this job right now (the event came again while it worked):
             # only the holder of the job's submission role goes on, and decides once more first.
-            async with self._claimed(event.job_id) as claim:
+            async with _claimed(self._election, event.job_id) as claim:
                 decision, seq = await self._decide(event, submitted_seq)
                 await self._carry_out(event, decision, seq, claim)
             return
@@ -125,19 +125,6 @@ class JobHandlers:
         fresh = JobSecrets(secrets.token_hex(32), new_session_secret())
         return decide_submit(view, event, earlier=JobSecrets.earlier(token, session, fresh),
                              fresh=fresh, now=ev.utcnow()), seq
-
-    @contextlib.asynccontextmanager
-    async def _claimed(self, job_id: str) -> AsyncIterator[Term]:
-        assert self._election is not None
-        try:
-            claim = await asyncio.wait_for(self._election.campaign(submission_role(job_id)), CLAIM_WAIT)
-        except TimeoutError:
-            raise SubmissionBusy(f"job {job_id}: another scheduler-adapter is submitting it") from None
-        try:
-            yield claim
-        finally:
-            with contextlib.suppress(DependencyUnavailable):
-                await self._election.resign(claim)
 
     async def _carry_out(self, event: ev.JobSubmitted, decision: list[ev.Event] | Submit, seq: int,
                          claim: Term | None) -> None:
@@ -222,6 +209,20 @@ class JobHandlers:
             await self._events.append([cancel_failed(event.job_id, exc)])
             return
         log.info("job %s: scancel %s as %s", event.job_id, cancel.slurm_id, cancel.uid)
+
+
+@contextlib.asynccontextmanager
+async def _claimed(election: Election, job_id: str) -> AsyncIterator[Term]:
+    """The job's submission role, held while inside; SubmissionBusy if another replica keeps it."""
+    try:
+        claim = await asyncio.wait_for(election.campaign(submission_role(job_id)), CLAIM_WAIT)
+    except TimeoutError:
+        raise SubmissionBusy(f"job {job_id}: another scheduler-adapter is submitting it") from None
+    try:
+        yield claim
+    finally:
+        with contextlib.suppress(DependencyUnavailable):
+            await election.resign(claim)
 
 
 class QueryHandlers:
