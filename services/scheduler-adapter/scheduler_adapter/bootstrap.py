@@ -64,7 +64,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack, runner: CommandRu
     jobs = LiveJobs(events, state)
     watcher = Watcher(scheduler, jobs.all, events, tag=tag, interval=settings.scheduler.poll_interval,
                       absent_polls_to_finish=settings.scheduler.absent_polls_to_finish,
-                      in_flight=handlers.in_flight)
+                      in_flight=handlers.in_flight, claims=election)
     return Deps(events.nats, events, jobs, scheduler, handlers, watcher, users, election)
 
 

@@ -13,8 +13,9 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 
 from bwvisu_common.election import LeadershipLost, Term
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
-from bwvisu_common.ports import EventStore
+from bwvisu_common.ports import Election, EventStore
 from bwvisu_common.read_model import JobView
+from bwvisu_common.state_keys import submission_role
 from scheduler_adapter.domain.slurm import SqueueAnswer
 from scheduler_adapter.domain.watch import Append, Claim, adopt, diff, diff_error, settle
 from scheduler_adapter.errors import SchedulerError, SchedulerUnavailable
@@ -30,8 +31,10 @@ class Watcher:
 
     def __init__(self, scheduler: Scheduler, views: Callable[[], Iterable[JobView]], events: EventStore, *,
                  tag: str, interval: float, absent_polls_to_finish: int,
-                 in_flight: Collection[str] = ()) -> None:
+                 in_flight: Collection[str] = (), claims: Election | None = None) -> None:
         self._scheduler = scheduler
+        # Where every replica claims the jobs it submits: their in_flight, seen from here.
+        self._claims = claims
         self._views = views
         self._events = events
         self._tag = tag
@@ -87,7 +90,8 @@ class Watcher:
                       ambiguous=answer.ambiguous, cancelled=self._cancelled)
         self._absent = result.absent
         appends = result.appends + await self._settle(result.unsure)
-        appends += [adopt(claim) for claim in result.adoptions if await self._confirmed(claim)]
+        appends += [adopt(claim) for claim in result.adoptions
+                    if not await self._submitted_elsewhere(claim.job_id) and await self._confirmed(claim)]
         applied = await self._apply(appends)
         await self._cancel_strays(result.strays)
         return applied
@@ -111,6 +115,16 @@ class Watcher:
             log.warning("cannot re-check %d job(s) with forged squeue lines: %s", len(unsure), exc)
             return []
         return settle(unsure, entries)
+
+    async def _submitted_elsewhere(self, job_id: str) -> bool:
+        """Another replica submits the job right now: its JobQueued is coming, nothing to adopt."""
+        if self._claims is None:
+            return False
+        try:
+            return await self._claims.holder(submission_role(job_id)) is not None
+        except DependencyUnavailable as exc:
+            log.warning("cannot tell whether job %s is being submitted: %s; not adopting it now", job_id, exc)
+            return True
 
     async def _confirmed(self, claim: Claim) -> bool:
         """Slurm itself says this Slurm job has the claimed name and user (squeue filters, no parsing)."""

@@ -6,7 +6,10 @@ import asyncio
 
 from bwvisu_common import events as ev
 from bwvisu_common.election import Term
+from bwvisu_common.state_keys import submission_role
+from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.ports import CommandResult
+from scheduler_adapter.watcher import Watcher
 from tests.conditions import eventually
 from tests.fakes.election import ElectionBoard, FakeElection
 from tests.unit.scheduler_adapter.test_watcher import Setup, failed_submit
@@ -87,3 +90,20 @@ async def test_absences_counted_in_an_earlier_term_do_not_count_in_the_next() ->
     await eventually(lambda: s.state("j1") == "finished", "two absences in this term end it")
     stop.set()
     await asyncio.wait_for(watching, 1)
+
+
+async def test_a_job_another_replica_is_submitting_is_not_adopted_from_under_it() -> None:
+    s, board = Setup(), ElectionBoard()
+    s.watcher = Watcher(SlurmCli(s.runner), s.views, s.events, tag="bwvisu", interval=0.01,
+                        absent_polls_to_finish=2, claims=FakeElection(board, "watcher"))
+    s.job_ids.append("j1")
+    await s.events.append([ev.JobSubmitted(job_id="j1", uid="alice", template_name="t")])
+    claim = await FakeElection(board, "other").try_hold(submission_role("j1"))
+    assert claim is not None  # the other replica between its sbatch and its JobQueued
+    s.squeue("9|RUNNING|None|cn0|alice|0|bwvisu-j1\n", confirms="9\n")
+    await s.watcher.poll_once()
+    assert not any(isinstance(e, ev.JobAdopted) for _, e in await s.events.read_job("j1"))
+    claim.end("the other replica died before its JobQueued")
+    await s.watcher.poll_once()
+    adopted = [e.slurm_id for _, e in await s.events.read_job("j1") if isinstance(e, ev.JobAdopted)]
+    assert adopted == ["9"], "once nobody submits it, the tagged Slurm job is the job's"
