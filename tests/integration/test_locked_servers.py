@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -18,9 +19,11 @@ from bwvisu_cli.servers import free_port
 from bwvisu_cli.testbed import stop_up
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.etcd import EtcdStateStore
+from bwvisu_common.adapters.etcd_election import EtcdElection
 from bwvisu_common.adapters.etcd_tls import TlsEtcdClient
 from bwvisu_common.adapters.jetstream import STREAM, JetStreamEventStore, NatsAuth, connect_nats, job_subject
 from bwvisu_common.errors import DependencyUnavailable
+from bwvisu_common.state_keys import WATCHER_ROLE, submission_role
 
 pytestmark = pytest.mark.integration
 
@@ -179,3 +182,27 @@ async def test_no_identity_may_redefine_another_services_durable_consumer(system
         assert info.name == "gateway-agent-gwa"
     finally:
         await nc.close()
+
+
+async def test_only_scheduler_adapters_take_part_in_their_elections(system):
+    port = int(str(system["etcd"]))
+
+    def election(identity: str) -> EtcdElection:
+        return EtcdElection([("127.0.0.1", port)], f"test-{identity}", user=identity,
+                            password=password(system, identity), ca_file=ca(system))
+
+    replica, other = election("scheduler-adapter"), election("keyhole-api")
+    try:
+        deadline = time.monotonic() + 30
+        while await replica.holder(WATCHER_ROLE) is None:  # the system's own scheduler-adapter
+            assert time.monotonic() < deadline, "no scheduler-adapter holds the watcher role"
+            await asyncio.sleep(0.2)
+        assert await replica.try_hold(WATCHER_ROLE) is None
+        claim = await replica.try_hold(submission_role("some-job"))
+        assert claim is not None and claim.held()
+        await replica.resign(claim)
+        with pytest.raises(DependencyUnavailable, match="permission denied"):
+            await other.try_hold(submission_role("some-job"))
+    finally:
+        await replica.close()
+        await other.close()

@@ -24,3 +24,10 @@ def test_secret_names_name_their_job() -> None:
 def test_held_by_lists_one_owner_s_keys() -> None:
     held = {keys.grant_key("a"): "a", keys.port_key("gw0", 1): "b", keys.port_key("gw0", 2): "a"}
     assert keys.held_by(held, "a") == [keys.grant_key("a"), keys.port_key("gw0", 2)]
+
+
+def test_the_scheduler_adapters_roles_lie_in_their_own_area() -> None:
+    roles = [keys.WATCHER_ROLE, keys.submission_role("j1"), keys.submission_role("j2")]
+    assert len(set(roles)) == 3
+    assert all(role.startswith(keys.SCHEDULER_ROLES) for role in roles)  # what access.py grants
+    assert not keys.submission_role("watcher").startswith(keys.WATCHER_ROLE), "no job's claim is the watcher"

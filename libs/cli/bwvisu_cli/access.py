@@ -85,14 +85,16 @@ def identities(settings: Settings, prefix: str = layout.ROOT) -> list[Identity]:
     """Every identity of this configuration, with its rights."""
     jobs, seq = f"{prefix}{layout.JOBS}", f"{prefix}{layout.PROJECTION_SEQ}"
     reservations, secrets = f"{prefix}{layout.RESERVATIONS}", f"{prefix}{layout.SECRETS}"
+    scheduler_roles = f"{prefix}{layout.ELECTIONS}{layout.SCHEDULER_ROLES}"
     read_model = [jobs, seq]
     found = [
         # runner-api hands the owner's view its session secret (Connect).
         Identity("runner-api", publish=appends("runner-api") + RPC,
                  etcd_read=[*read_model, f"{secrets}{layout.SESSION_SECRETS}"]),
+        # Its replicas elect the watcher and claim each submission under its roles.
         Identity("scheduler-adapter", publish=appends("scheduler-adapter") + MANAGE_STREAM
                  + durable("scheduler-adapter"), subscribe=RPC, responds=True,
-                 etcd_read=read_model, etcd_write=[secrets]),
+                 etcd_read=read_model, etcd_write=[secrets, scheduler_roles]),
         Identity("keyhole-api", publish=appends("keyhole-api"), subscribe=[HEARTBEAT_SUBJECTS],
                  etcd_read=[*read_model, f"{secrets}{layout.TOKENS}"], etcd_write=[reservations]),
         # The portal keeps logouts where every replica sees them.

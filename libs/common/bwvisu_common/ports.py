@@ -1,4 +1,4 @@
-"""The capabilities services share: an event log, a state store, templates, a port prober."""
+"""The capabilities services share: an event log, a state store, templates, a port prober, elections."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
+from bwvisu_common.election import Term
 from bwvisu_common.events import AnyEvent, Event
 from bwvisu_common.read_model import JobView
 
@@ -126,4 +127,25 @@ class PortProber(Protocol):
 
     async def is_open(self, host: str, port: int, timeout: float = 0.5) -> bool:
         """True if a TCP connection to host:port succeeds within `timeout`."""
+        ...
+
+
+class Election(Protocol):
+    """Which replica holds a role (the Slurm watcher, one job's submission): one at a time, through a
+    lease that dies with its holder. Each replica holds a role at most once at a time."""
+
+    async def campaign(self, role: str) -> Term:
+        """Wait until this replica holds `role`; raises DependencyUnavailable if the store is gone."""
+        ...
+
+    async def try_hold(self, role: str) -> Term | None:
+        """Hold `role` now if no replica does (this one included); None if one does."""
+        ...
+
+    async def resign(self, term: Term) -> None:
+        """Give the role up now: the next candidate need not wait for the lease to expire."""
+        ...
+
+    async def holder(self, role: str) -> str | None:
+        """The replica that holds `role` now, None if none does."""
         ...

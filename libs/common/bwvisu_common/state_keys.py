@@ -1,9 +1,10 @@
 """The state store's key layout, in one place: every service and the access rules read it from here.
 
-Under one root (ROOT) the store keeps five areas: the projected jobs, the sequence they reflect,
-reservations, secrets and revoked portal logins. The names inside the reservation and secret
-areas are what callers of StateStore pass (`port_key(...)`, `token_key(...)`); the areas
-themselves are the etcd adapter's business and the access rules'.
+Under one root (ROOT) the store keeps six areas: the projected jobs, the sequence they reflect,
+reservations, secrets, revoked portal logins and elections (which replica holds a role). The names
+inside the reservation and secret areas are what callers of StateStore pass (`port_key(...)`,
+`token_key(...)`), the roles what callers of Election pass; the areas themselves are the etcd
+adapters' business and the access rules'.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ PROJECTION_SEQ = "projection-seq"  # the stream sequence the projected jobs refl
 RESERVATIONS = "reservations/"  # reservations/<reservation key> -> the job id that holds it
 SECRETS = "secrets/"  # secrets/<secret name> -> the secret, under a lease
 REVOKED_LOGINS = "web/revoked/"  # web/revoked/<login id>, under a lease
+ELECTIONS = "elections/"  # elections/<role> -> the instance that holds the role, under its lease
 
 # --- secret names ----------------------------------------------------------------------------
 TOKENS = "token/"
@@ -38,6 +40,17 @@ def secret_job(name: str) -> str:
     """The job a secret name belongs to ("" for a name outside the layout)."""
     area, _, job_id = name.partition("/")
     return job_id if f"{area}/" in (TOKENS, SESSION_SECRETS) else ""
+
+
+# --- roles in elections (bwvisu_common.election), each under its service's prefix -------------
+SCHEDULER_ROLES = "scheduler-adapter/"
+# The one scheduler-adapter that polls Slurm: the squeue calls stay at one per poll however many run.
+WATCHER_ROLE = f"{SCHEDULER_ROLES}watcher"
+
+
+def submission_role(job_id: str) -> str:
+    """Held by the scheduler-adapter submitting the job right now: never two sbatch for one job."""
+    return f"{SCHEDULER_ROLES}submit/{job_id}"
 
 
 # --- reservation keys, all owned by the job id that holds them --------------------------------

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NatsClient
 
+from bwvisu_common.adapters.etcd_election import EtcdElection
 from bwvisu_common.adapters.jetstream import JetStreamEventStore
-from bwvisu_common.connect import open_stores
+from bwvisu_common.connect import identity_of, nats_auth, open_stores
 from bwvisu_common.live_jobs import LiveJobs
-from bwvisu_common.settings import Settings
+from bwvisu_common.settings import Settings, host_port
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.adapters.ssh import AsyncSshRunner
 from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig
+from scheduler_adapter.ports import CommandRunner
 from scheduler_adapter.users import UserGate
 from scheduler_adapter.watcher import Watcher
 
@@ -31,13 +36,20 @@ class Deps:
     handlers: JobHandlers
     watcher: Watcher
     users: UserGate
+    election: EtcdElection
 
 
-async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
-    """Connect to NATS, etcd and the command nodes; everything closes with `stack`."""
+async def bootstrap(settings: Settings, stack: AsyncExitStack, runner: CommandRunner | None = None) -> Deps:
+    """Connect to NATS, etcd and the command nodes; everything closes with `stack`.
+
+    `runner`: commands go there instead of to the command nodes over SSH (tests, benchmarks)."""
     events, state = await open_stores(settings, stack, "scheduler-adapter")
-    runner = AsyncSshRunner.from_settings(settings)
-    stack.push_async_callback(runner.close)
+    if runner is None:
+        ssh = AsyncSshRunner.from_settings(settings)
+        stack.push_async_callback(ssh.close)
+        runner = ssh
+    election = election_from(settings)
+    stack.push_async_callback(election.close)  # before the stores: the roles are free at once
     tag = settings.scheduler.job_tag
     scheduler = SlurmCli(runner, tag)
     config = SubmitConfig(home_prefix=settings.bwvisu_home_prefix, tag=tag,
@@ -48,9 +60,19 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
                         middleware_accounts=frozenset(node.user for node in settings.command_nodes))
     users = UserGate(scheduler, policy)
     handlers = JobHandlers(events, state, scheduler, FileTemplates(settings.templates_dir), config,
-                           users=users)
+                           users=users, election=election)
     jobs = LiveJobs(events, state)
     watcher = Watcher(scheduler, jobs.all, events, tag=tag, interval=settings.scheduler.poll_interval,
                       absent_polls_to_finish=settings.scheduler.absent_polls_to_finish,
-                      in_flight=handlers.in_flight)
-    return Deps(events.nats, events, jobs, scheduler, handlers, watcher, users)
+                      in_flight=handlers.in_flight, claims=election)
+    return Deps(events.nats, events, jobs, scheduler, handlers, watcher, users, election)
+
+
+def election_from(settings: Settings) -> EtcdElection:
+    """This replica's campaigns, on `etcd-servers` as scheduler-adapter; connects on first use."""
+    auth = nats_auth(settings, identity_of("scheduler-adapter"))
+    endpoints = [host_port(address, 2379, f"etcd-servers[{i}]")
+                 for i, address in enumerate(settings.etcd_servers)]
+    # Unique per process: a restarted replica on the same host is a new candidate.
+    candidate = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
+    return EtcdElection(endpoints, candidate, user=auth.user, password=auth.password, ca_file=auth.ca_file)

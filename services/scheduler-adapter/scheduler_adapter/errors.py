@@ -27,3 +27,7 @@ class UnknownUser(SubmitRejected):
 
 class TemplateError(SchedulerError):
     """A template cannot become a batch script (missing, a variable not given, a bad directive)."""
+
+
+class SubmissionBusy(SchedulerError):
+    """Another replica is submitting the job right now; the event is handled again later."""

@@ -7,17 +7,19 @@ The decisions are domain/'s (submit, secrets, queries); here is only the I/O aro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from bwvisu_common import events as ev
-from bwvisu_common.errors import ConcurrencyConflict
+from bwvisu_common.election import Term
+from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
 from bwvisu_common.keyhole_script import new_session_secret
-from bwvisu_common.ports import EventStore, StateStore, Templates
+from bwvisu_common.ports import Election, EventStore, StateStore, Templates
 from bwvisu_common.read_model import JobView, fold
 from bwvisu_common.rpc import CheckUserReply, JobLogReply
-from bwvisu_common.state_keys import session_secret_key, token_key
+from bwvisu_common.state_keys import session_secret_key, submission_role, token_key
 from scheduler_adapter.domain.queries import check_user_reply, check_user_request, job_log_request
 from scheduler_adapter.domain.render import SubmitConfig, render_job, template_name
 from scheduler_adapter.domain.secrets import (
@@ -41,7 +43,7 @@ from scheduler_adapter.domain.submit import (
     user_refused,
 )
 from scheduler_adapter.domain.users import UserPolicy
-from scheduler_adapter.errors import SchedulerError, SchedulerUnavailable, TemplateError
+from scheduler_adapter.errors import SchedulerError, SchedulerUnavailable, SubmissionBusy, TemplateError
 from scheduler_adapter.ports import Scheduler
 from scheduler_adapter.users import UserGate
 
@@ -50,6 +52,9 @@ log = logging.getLogger(__name__)
 DURABLE = "scheduler-adapter"
 MAX_CONFLICTS = 5
 SWEEP_CONCURRENCY = 32
+# How long a replica waits for another that submits the same job (a redelivery) before it lets the
+# event come again later.
+CLAIM_WAIT = 10.0
 
 
 class JobHandlers:
@@ -57,8 +62,10 @@ class JobHandlers:
 
     def __init__(self, events: EventStore, state: StateStore, scheduler: Scheduler,
                  templates: Templates, config: SubmitConfig, in_flight: set[str] | None = None,
-                 users: UserGate | None = None) -> None:
+                 users: UserGate | None = None, election: Election | None = None) -> None:
         self._events = events
+        # Where replicas claim a job's submission; None: this is the only replica.
+        self._election = election
         self._users = users if users is not None else UserGate(scheduler, UserPolicy())
         self._state = state
         self._scheduler = scheduler
@@ -96,6 +103,18 @@ class JobHandlers:
         return view, (stored[-1][0] if stored else 0)
 
     async def on_submitted(self, event: ev.JobSubmitted, submitted_seq: int = 1) -> None:
+        decision, seq = await self._decide(event, submitted_seq)
+        if isinstance(decision, Submit) and self._election is not None:
+            # Another replica may submit this job right now (the event came again while it worked):
+            # only the holder of the job's submission role goes on, and decides once more first.
+            async with _claimed(self._election, event.job_id) as claim:
+                decision, seq = await self._decide(event, submitted_seq)
+                await self._carry_out(event, decision, seq, claim)
+            return
+        await self._carry_out(event, decision, seq, None)
+
+    async def _decide(self, event: ev.JobSubmitted, submitted_seq: int
+                      ) -> tuple[list[ev.Event] | Submit, int]:
         # A job's history starts at its JobSubmitted: no need to look at the stream before it.
         # The reads at once: they sit on the path of every POST /jobs.
         job_id = event.job_id
@@ -104,15 +123,19 @@ class JobHandlers:
             self._state.get_secret(session_secret_key(job_id)),
         )
         fresh = JobSecrets(secrets.token_hex(32), new_session_secret())
-        decision = decide_submit(view, event, earlier=JobSecrets.earlier(token, session, fresh),
-                                 fresh=fresh, now=ev.utcnow())
+        return decide_submit(view, event, earlier=JobSecrets.earlier(token, session, fresh),
+                             fresh=fresh, now=ev.utcnow()), seq
+
+    async def _carry_out(self, event: ev.JobSubmitted, decision: list[ev.Event] | Submit, seq: int,
+                         claim: Term | None) -> None:
+        job_id = event.job_id
         if not isinstance(decision, Submit):
             if decision:
                 await self._append_decision(job_id, seq, self._logged(decision))
             return
         self.in_flight.add(job_id)
         try:
-            outcome = await self._submit(event, decision)
+            outcome = await self._submit(event, decision, claim)
             await self._append_decision(job_id, seq, self._logged(outcome))
         finally:
             self.in_flight.discard(job_id)
@@ -130,7 +153,8 @@ class JobHandlers:
                     return
         raise ConcurrencyConflict(job_id, seq)
 
-    async def _submit(self, event: ev.JobSubmitted, plan: Submit) -> list[ev.Event]:
+    async def _submit(self, event: ev.JobSubmitted, plan: Submit, claim: Term | None = None
+                      ) -> list[ev.Event]:
         """Look for an earlier attempt's job, render, ask the user gate, keep the secrets, sbatch."""
         job_id, uid = event.job_id, event.uid
         try:
@@ -149,6 +173,8 @@ class JobHandlers:
             ttl = token_ttl(event.variables)
             await asyncio.gather(*(self._state.put_secret(name, value, ttl) for name, value
                                    in secrets_to_store(job_id, plan.secrets, has_ports).items()))
+            if claim is not None:
+                claim.check()  # the last moment another replica could have taken the job over
             done = await self._scheduler.submit(uid, script, job_id)
         except SUBMIT_FAILURES as exc:
             return [submit_failed(job_id, uid, exc)]
@@ -183,6 +209,20 @@ class JobHandlers:
             await self._events.append([cancel_failed(event.job_id, exc)])
             return
         log.info("job %s: scancel %s as %s", event.job_id, cancel.slurm_id, cancel.uid)
+
+
+@contextlib.asynccontextmanager
+async def _claimed(election: Election, job_id: str) -> AsyncIterator[Term]:
+    """The job's submission role, held while inside; SubmissionBusy if another replica keeps it."""
+    try:
+        claim = await asyncio.wait_for(election.campaign(submission_role(job_id)), CLAIM_WAIT)
+    except TimeoutError:
+        raise SubmissionBusy(f"job {job_id}: another scheduler-adapter is submitting it") from None
+    try:
+        yield claim
+    finally:
+        with contextlib.suppress(DependencyUnavailable):
+            await election.resign(claim)
 
 
 class QueryHandlers:

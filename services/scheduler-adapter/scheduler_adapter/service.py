@@ -5,30 +5,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 
+from bwvisu_common.election import lead
 from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.read_model import JobView
 from bwvisu_common.service_process import ServiceProcess
 from bwvisu_common.settings import Settings
+from bwvisu_common.state_keys import WATCHER_ROLE
 from scheduler_adapter import queries
 from scheduler_adapter.bootstrap import bootstrap
 from scheduler_adapter.handlers import DURABLE, JobHandlers
+from scheduler_adapter.ports import CommandRunner
 
 log = logging.getLogger(__name__)
 
 
 async def run(settings: Settings, args: argparse.Namespace | None = None,
-              stop: asyncio.Event | None = None) -> None:
-    """Serve until `stop` is set (SIGTERM/SIGINT set it when running as a process)."""
+              stop: asyncio.Event | None = None, *, runner: CommandRunner | None = None) -> None:
+    """Serve until `stop` is set (SIGTERM/SIGINT set it when running as a process).
+
+    Any number of replicas may run: each takes submissions and cancels from the shared durable
+    consumer and answers queries; the one that holds the watcher role polls Slurm."""
     async with ServiceProcess("scheduler-adapter", stop) as process:
-        deps = await process.starting(bootstrap(settings, process.stack))
+        deps = await process.starting(bootstrap(settings, process.stack, runner))
         await process.follow(deps.jobs)
         for subscription in await queries.serve(deps.nc, deps.scheduler, deps.users,
                                                 settings.bwvisu_home_prefix):
             process.stack.push_async_callback(subscription.unsubscribe)
         process.spawn("handlers", deps.events.consume(DURABLE, deps.handlers.handle, process.stop))
-        process.spawn("watcher", deps.watcher.run(process.stop))
+        watch = functools.partial(deps.watcher.run, process.stop)
+        process.spawn("watcher", lead(deps.election, WATCHER_ROLE, watch, process.stop))
         process.spawn_once("sweep-secrets", _sweep(deps.handlers, deps.jobs.all()))
         log.info("scheduler-adapter: %d command nodes", len(settings.command_nodes))
         await process.run_until_stopped()

@@ -1,4 +1,8 @@
-"""The job watcher: one squeue per interval, diffed against the projection, turned into events."""
+"""The job watcher: one squeue per interval, diffed against the projection, turned into events.
+
+However many scheduler-adapters run, one watches: the holder of the watcher role (service.py
+campaigns for it). Its term fences what it does: no poll, append or scancel once the term is over.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ import contextlib
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
 
+from bwvisu_common.election import LeadershipLost, Term
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
-from bwvisu_common.ports import EventStore
+from bwvisu_common.ports import Election, EventStore
 from bwvisu_common.read_model import JobView
+from bwvisu_common.state_keys import submission_role
 from scheduler_adapter.domain.slurm import SqueueAnswer
 from scheduler_adapter.domain.watch import Append, Claim, adopt, diff, diff_error, settle
 from scheduler_adapter.errors import SchedulerError, SchedulerUnavailable
@@ -25,8 +31,10 @@ class Watcher:
 
     def __init__(self, scheduler: Scheduler, views: Callable[[], Iterable[JobView]], events: EventStore, *,
                  tag: str, interval: float, absent_polls_to_finish: int,
-                 in_flight: Collection[str] = ()) -> None:
+                 in_flight: Collection[str] = (), claims: Election | None = None) -> None:
         self._scheduler = scheduler
+        # Where every replica claims the jobs it submits: their in_flight, seen from here.
+        self._claims = claims
         self._views = views
         self._events = events
         self._tag = tag
@@ -37,12 +45,20 @@ class Watcher:
         self._error: str | None = None
         self._cancelled: set[str] = set()
         self._noise = (0, 0)
+        self._term: Term | None = None
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Poll until `stop` is set; a failing cycle is logged and the next one tries again."""
-        while not stop.is_set():
+    async def run(self, stop: asyncio.Event, term: Term | None = None) -> None:
+        """Poll until `stop` is set or `term` (the watcher role, if given) is over; a failing cycle is
+        logged and the next one tries again."""
+        if term is not self._term:
+            # Counts from an earlier term are stale: another replica watched in between.
+            self._term, self._absent = term, {}
+        while not stop.is_set() and (term is None or term.held()):
             try:
                 await self.poll_once()
+            except LeadershipLost as exc:
+                log.warning("watcher: %s; not acting on this poll", exc)
+                return
             except DependencyUnavailable as exc:
                 log.warning("watcher: %s", exc)
             except Exception:
@@ -50,8 +66,13 @@ class Watcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval)
 
+    def _fence(self) -> None:
+        if self._term is not None:
+            self._term.check()
+
     async def poll_once(self) -> int:
         """One cycle; returns how many jobs got new events."""
+        self._fence()
         views = list(self._views())
         try:
             answer = await self._scheduler.poll()
@@ -69,7 +90,8 @@ class Watcher:
                       ambiguous=answer.ambiguous, cancelled=self._cancelled)
         self._absent = result.absent
         appends = result.appends + await self._settle(result.unsure)
-        appends += [adopt(claim) for claim in result.adoptions if await self._confirmed(claim)]
+        appends += [adopt(claim) for claim in result.adoptions
+                    if not await self._submitted_elsewhere(claim.job_id) and await self._confirmed(claim)]
         applied = await self._apply(appends)
         await self._cancel_strays(result.strays)
         return applied
@@ -94,6 +116,16 @@ class Watcher:
             return []
         return settle(unsure, entries)
 
+    async def _submitted_elsewhere(self, job_id: str) -> bool:
+        """Another replica submits the job right now: its JobQueued is coming, nothing to adopt."""
+        if self._claims is None:
+            return False
+        try:
+            return await self._claims.holder(submission_role(job_id)) is not None
+        except DependencyUnavailable as exc:
+            log.warning("cannot tell whether job %s is being submitted: %s; not adopting it now", job_id, exc)
+            return True
+
     async def _confirmed(self, claim: Claim) -> bool:
         """Slurm itself says this Slurm job has the claimed name and user (squeue filters, no parsing)."""
         try:
@@ -111,6 +143,7 @@ class Watcher:
 
         async def one(a: Append) -> int:
             async with limit:
+                self._fence()
                 try:
                     await self._events.append(a.events, expected_version=a.expected_seq)
                 except ConcurrencyConflict:
@@ -128,6 +161,7 @@ class Watcher:
             entry = claim.entry
             if not await self._confirmed(claim):
                 continue
+            self._fence()
             log.warning("Slurm job %s belongs to bwvisu job %s, which is over; cancelling it",
                         entry.slurm_id, claim.job_id)
             try:
