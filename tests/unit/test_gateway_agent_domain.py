@@ -129,3 +129,39 @@ def test_a_probe_reports_only_changes_and_is_due_by_the_ports_state() -> None:
     book.keep_only(set())
     assert book.is_open == {} and book.last_probe == {}
 
+
+
+FWD0 = [ev.Forward(internal_port=20500, external_port=20007)]
+
+
+def moved_history() -> tuple[list[ev.Event], ev.PortsAssigned]:
+    """Forwarded on gw1, then moved to gw0 (gw1 was declared dead), and forwarded there."""
+    move = ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"], forwards=FWD0, moved_from="gw1")
+    return [*started(), ev.PortsAssigned(job_id="j", gateway="gw1", nodes=["cn0"], forwards=FWD),
+            ev.PortsForwarded(job_id="j", gateway="gw1", forwards=FWD), move,
+            ev.PortsForwarded(job_id="j", gateway="gw0", forwards=FWD0)], move
+
+
+def test_the_failure_sequence_a_late_removal_from_the_old_gateway_leaves_the_new_ones_forwards() -> None:
+    """gw1 comes back and takes its stale rules out (ForwardsRemoved from gw1): gw0 keeps the job's
+    forwards, and gw1 does not want them back."""
+    history, _ = moved_history()
+    late = [*history, ev.ForwardsRemoved(job_id="j", gateway="gw1"),
+            ev.PortsUnavailable(job_id="j", gateway="gw1", forwards=FWD, reason="late")]
+    kept = restore_decision(late, "gw0", Limits())
+    assert isinstance(kept, Restore) and kept.wanted.forwards == FWD0
+    assert restore_decision(late, "gw1", Limits()) is None
+    # The new gateway's own removal still counts.
+    assert restore_decision([*late, ev.ForwardsRemoved(job_id="j", gateway="gw0")], "gw0", Limits()) is None
+
+
+def test_a_move_is_acted_on_even_after_a_late_word_from_the_old_gateway() -> None:
+    history, move = moved_history()
+    pending = [*history[:-1], ev.ForwardsRemoved(job_id="j", gateway="gw1")]
+    assert decide_forward(pending, move, Limits()) == Install([])
+    assert decide_forward(history, move, Limits()) is None  # answered by gw0 itself
+
+
+def test_a_moved_assignment_needs_only_the_external_ports_free() -> None:
+    assert port_checks(["10.0.0.20"], FWD0, GW, moved=True) == [(GW, 20007)]
+    assert port_checks(["10.0.0.20"], FWD0, GW) == [("10.0.0.20", 20500), (GW, 20007)]

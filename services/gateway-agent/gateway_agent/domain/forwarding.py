@@ -52,9 +52,14 @@ def split_sources(addresses: Iterable[str]) -> tuple[list[str], list[str]]:
     return good, bad
 
 
-def port_checks(ips: Sequence[str], forwards: Sequence[ev.Forward], own_ip: str) -> list[tuple[str, int]]:
-    """(host, port) pairs that must not answer yet: internal ports on every node, external ones here."""
-    checks = [(ip, f.internal_port) for f in forwards for ip in ips]
+def port_checks(ips: Sequence[str], forwards: Sequence[ev.Forward], own_ip: str,
+                moved: bool = False) -> list[tuple[str, int]]:
+    """(host, port) pairs that must not answer yet: internal ports on every node, external ones here.
+
+    Forwards `moved` from another gateway lead to an application that already listens: only the
+    external ports here must be free.
+    """
+    checks = [] if moved else [(ip, f.internal_port) for f in forwards for ip in ips]
     return checks + [(own_ip, f.external_port) for f in forwards]
 
 

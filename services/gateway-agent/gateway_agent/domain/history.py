@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from bwvisu_common import events as ev
 
 # After these, a job's forwards are gone for good.
-_TERMINAL = (ev.JobEnded, ev.JobCancelRequested, ev.ForwardsRemoved, ev.JobSubmitFailed)
+_TERMINAL = (ev.JobEnded, ev.JobCancelRequested, ev.JobSubmitFailed)
+# A gateway's answers: each speaks only for the gateway that sent it.
+_ANSWERS = (ev.PortsForwarded, ev.PortsUnavailable, ev.ForwardsRemoved)
 
 
 @dataclass(frozen=True)
@@ -24,13 +26,16 @@ def is_current(history: Sequence[ev.Event], assignment_id: str) -> bool:
 
     A redelivered assignment that was answered, one keyhole-api gave up on, one superseded by
     a newer assignment, or one for a job that ended is not acted on again.
+    A late answer from another gateway (one the job moved away from) does not count.
     """
     ids = [e.event_id for e in history]
     if assignment_id not in ids:
         return False
+    assigned = history[ids.index(assignment_id)]
+    gateway = assigned.gateway if isinstance(assigned, ev.PortsAssigned) else ""
     later = history[ids.index(assignment_id) + 1 :]
-    return not any(isinstance(e, (ev.PortsAssigned, ev.PortsForwarded, ev.PortsUnavailable, *_TERMINAL))
-                   for e in later)
+    return not any(isinstance(e, (ev.PortsAssigned, *_TERMINAL))
+                   or (isinstance(e, _ANSWERS) and e.gateway == gateway) for e in later)
 
 
 def wanted(history: Sequence[ev.Event], gateway: str) -> Wanted | None:
@@ -42,7 +47,9 @@ def wanted(history: Sequence[ev.Event], gateway: str) -> Wanted | None:
             return None
         if isinstance(event, ev.PortsAssigned):
             assigned, result = event, None
-        elif isinstance(event, ev.PortsUnavailable):
+        elif isinstance(event, _ANSWERS) and assigned is not None and event.gateway != assigned.gateway:
+            continue  # a late word from a gateway the job left: it never takes the forwards out here
+        elif isinstance(event, (ev.PortsUnavailable, ev.ForwardsRemoved)):
             assigned, result = None, None
         elif isinstance(event, ev.PortsForwarded) and assigned is not None and event.gateway == gateway:
             if assigned.gateway == gateway:
