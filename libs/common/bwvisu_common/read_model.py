@@ -116,8 +116,8 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
             services = [Service(internal_port=f.internal_port, external_port=f.external_port,
                                 gateway=gateway) for f in forwards]
             # Forwards on a new gateway (a failover) are not known to answer until probed there.
-            state = JobState.RUNNING if job.state == JobState.AVAILABLE else job.state
-            return {"gateway": gateway, "services": services, "state": state, **_say(WhyKind.APP_STARTING)}
+            probed = JobState.RUNNING if job.state == JobState.AVAILABLE else job.state
+            return {"gateway": gateway, "services": services, "state": probed, **_say(WhyKind.APP_STARTING)}
         case ev.PortOpen(external_port=port, gateway=gateway) | ev.PortClosed(
                 external_port=port, gateway=gateway):
             if gateway and gateway != job.gateway:
