@@ -165,3 +165,14 @@ def test_a_move_is_acted_on_even_after_a_late_word_from_the_old_gateway() -> Non
 def test_a_moved_assignment_needs_only_the_external_ports_free() -> None:
     assert port_checks(["10.0.0.20"], FWD0, GW, moved=True) == [(GW, 20007)]
     assert port_checks(["10.0.0.20"], FWD0, GW) == [("10.0.0.20", 20500), (GW, 20007)]
+
+
+def test_a_move_is_trusted_only_for_ports_its_old_gateway_forwarded_for_the_job() -> None:
+    history, move = moved_history()
+    forged = ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"], moved_from="gw1",
+                              forwards=[ev.Forward(internal_port=22, external_port=20007)])
+    decision = decide_forward([*history[:3], forged], forged, Limits(port_min=1))
+    assert isinstance(decision, Refuse) and "never forwarded these ports" in decision.reason
+    never = ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"], forwards=FWD0, moved_from="gw1")
+    assert isinstance(decide_forward([*started(), never], never, Limits()), Refuse)
+    assert decide_forward(history[:5], move, Limits()) == Install([])

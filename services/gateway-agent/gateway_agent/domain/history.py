@@ -57,6 +57,24 @@ def wanted(history: Sequence[ev.Event], gateway: str) -> Wanted | None:
     return result
 
 
+def forwarded_before(history: Sequence[ev.Event], move: ev.PortsAssigned) -> bool:
+    """True if the gateway the move comes from forwarded the same internal ports on the same nodes
+    for the job: they were checked free then, and are the job's application's since. A move that
+    does not match is not trusted to skip that check."""
+    internal = sorted(f.internal_port for f in move.forwards)
+    assigned: ev.PortsAssigned | None = None
+    for event in history:
+        if event.event_id == move.event_id:
+            return False
+        if isinstance(event, ev.PortsAssigned) and event.gateway == move.moved_from:
+            assigned = event
+        elif (isinstance(event, ev.PortsForwarded) and assigned is not None
+              and event.gateway == move.moved_from and list(assigned.nodes) == list(move.nodes)
+              and sorted(f.internal_port for f in event.forwards) == internal):
+            return True
+    return False
+
+
 def allowed_addresses(history: Sequence[ev.Event]) -> list[str]:
     """Client addresses the owner connected from, in order, each once, until the job's end."""
     found: list[str] = []
