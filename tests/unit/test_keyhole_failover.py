@@ -15,7 +15,7 @@ from bwvisu_common.job_facts import JobState
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.read_model import fold
 from bwvisu_common.state_keys import grant_key, node_port_key, port_key
-from keyhole_api.domain.failover import decide_move, pick_moved, stranded
+from keyhole_api.domain.failover import decide_move, pick_moved, still_dead, stranded
 from keyhole_api.failover import GatewayFailover
 from tests.conditions import eventually
 from tests.fakes.event_store import InMemoryEventStore
@@ -67,9 +67,17 @@ def test_a_move_refused_by_its_new_gateway_is_tried_again() -> None:
 def test_stranded_jobs_need_a_dead_gateway_and_a_live_one() -> None:
     job = fold(numbered(on_gw1()))
     assert job is not None and job.state == JobState.AVAILABLE
-    assert stranded([job], alive=["gw0"]) == ["j"]
-    assert stranded([job], alive=["gw1"]) == []
-    assert stranded([job], alive=[]) == []  # nowhere to go
+    assert stranded([job], alive=["gw0"], dead=["gw1"]) == ["j"]
+    assert stranded([job], alive=["gw0", "gw1"], dead=[]) == []
+    assert stranded([job], alive=[], dead=["gw0", "gw1"]) == []  # nowhere to go
+
+
+def test_a_gateway_is_dead_once_not_alive_for_a_while_not_for_one_missed_answer() -> None:
+    since, dead = still_dead(["gw0", "gw1"], ["gw0"], {}, now=10.0, confirm=1.5)
+    assert since == {"gw1": 10.0} and dead == set()  # forgotten a moment ago: not yet
+    since, dead = still_dead(["gw0", "gw1"], ["gw0"], since, now=11.6, confirm=1.5)
+    assert dead == {"gw1"}
+    assert still_dead(["gw0", "gw1"], ["gw0", "gw1"], since, now=12.0, confirm=1.5) == ({}, set())
 
 
 def test_a_moved_forward_gets_a_free_external_port_and_static_keeps_it_equal() -> None:
@@ -119,11 +127,15 @@ async def test_a_dead_gateways_job_moves_once_even_with_several_replicas(world: 
     world.health.beat("gw0")
     last = await world.events.last_seq()
     await eventually(lambda: world.jobs.seq >= last, "the read model catches up")
-    replicas = [GatewayFailover(make_settings(), world.events, world.state, world.jobs, world.health)
+    replicas = [GatewayFailover(make_settings(), world.events, world.state, world.jobs, world.health,
+                                clock=lambda: world.clock[0])
                 for _ in range(3)]
     assert [await r.move_once() for r in replicas] == [0, 0, 0]  # both alive: nothing to move
     world.clock[0] += 6.0
     world.health.beat("gw0")  # gw1 fell silent
+    assert [await r.move_once() for r in replicas] == [0, 0, 0]  # not yet confirmed dead
+    world.clock[0] += 2.0
+    world.health.beat("gw0")
     moves = await asyncio.gather(*(r.move_once() for r in replicas))
     assert sum(moves) == 1
     job = await world.jobs.wait_for("j", lambda j: bool(j.services) and j.services[0].gateway == "gw0", 2.0)
@@ -159,8 +171,11 @@ async def test_a_replica_that_loses_the_race_appends_nothing_and_gives_its_ports
     health.beat("gw0")
     jobs = LiveJobs(events, state)
     await jobs.catch_up()
-    failover = GatewayFailover(make_settings(), events, state, jobs, health)
-    assert await failover.move_once() == 0
+    failover = GatewayFailover(make_settings(), events, state, jobs, health, clock=lambda: clock[0])
+    assert await failover.move_once() == 0  # gw1 not alive: since now
+    clock[0] += 2.0
+    health.beat("gw0")
+    assert await failover.move_once() == 0  # dead now, but the race is lost
     assigned = [e for _, e in await events.read_job("j") if isinstance(e, ev.PortsAssigned)]
     assert [a.forwards[0].external_port for a in assigned] == [20010, 20099]  # only the winner's move
     assert await state.reservations() == {port_key("gw1", 20010): "j", node_port_key("cn0", 20050): "j"}

@@ -19,12 +19,13 @@ from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.settings import Settings
 from bwvisu_common.state_keys import gateway_ports, held_by
 from keyhole_api.domain.allocate import Avoid, Reservation, candidate_gateways
-from keyhole_api.domain.failover import Move, decide_move, moved, pick_moved, stranded
+from keyhole_api.domain.failover import Move, decide_move, moved, pick_moved, still_dead, stranded
 from keyhole_api.ports import GatewayLiveness
 
 log = logging.getLogger(__name__)
 
 CHECK_EVERY = 1.0  # seconds between looks at the gateways' liveness
+CONFIRM_DEAD = 1.5  # a gateway not alive this long (more than a heartbeat) is dead: its jobs move
 RETRY_AFTER = 10.0  # a job whose move did not take is not moved again sooner than this
 
 
@@ -41,6 +42,7 @@ class GatewayFailover:
         self._clock = clock
         self._known = [g.label for g in settings.gateway_nodes]
         self._tried: dict[str, float] = {}  # job -> when its last move was appended or tried
+        self._dead_since: dict[str, float] = {}  # gateway -> since when it has not been alive
 
     async def run_forever(self, warm_up: float = HEARTBEAT_TIMEOUT, every: float = CHECK_EVERY) -> None:
         # Until every live agent had time to beat, a gateway not heard yet is not known to be dead.
@@ -56,9 +58,10 @@ class GatewayFailover:
         """Move the forwards of every stranded job that may be moved now; how many moved."""
         alive = [g for g in self._live.alive() if g in self._known]
         now = self._clock()
+        self._dead_since, dead = still_dead(self._known, alive, self._dead_since, now, CONFIRM_DEAD)
         self._tried = {j: t for j, t in self._tried.items() if now - t < RETRY_AFTER}
         count = 0
-        for job_id in stranded(self._jobs.all(), alive):
+        for job_id in stranded(self._jobs.all(), alive, dead):
             if job_id in self._tried:
                 continue
             move = decide_move(await self._events.read_job(job_id), alive)

@@ -37,13 +37,24 @@ def current_gateway(view: JobView) -> str:
     return view.gateway or (view.services[0].gateway if view.services else "")
 
 
-def stranded(views: Iterable[JobView], alive: Collection[str]) -> list[str]:
-    """Running or available jobs with forwards on a gateway that is not alive: worth a closer look."""
+def still_dead(known: Iterable[str], alive: Collection[str], dead_since: Mapping[str, float], now: float,
+               confirm: float) -> tuple[dict[str, float], set[str]]:
+    """Since when each known gateway has not been alive, and those dead for `confirm` seconds.
+
+    A gateway that failed to answer one assignment counts as dead only until its next heartbeat:
+    that alone must not move its jobs.
+    """
+    since = {g: dead_since.get(g, now) for g in known if g not in alive}
+    return since, {g for g, t in since.items() if now - t >= confirm}
+
+
+def stranded(views: Iterable[JobView], alive: Collection[str], dead: Collection[str]) -> list[str]:
+    """Running or available jobs with forwards on a dead gateway: worth a closer look."""
     if not alive:
         return []  # nowhere to move them to
     return sorted(v.job_id for v in views
                   if v.state in (JobState.RUNNING, JobState.AVAILABLE) and v.services
-                  and not v.cancel_requested and current_gateway(v) not in alive)
+                  and not v.cancel_requested and current_gateway(v) in dead)
 
 
 def decide_move(history: Sequence[tuple[int, ev.Event]], alive: Collection[str]) -> Move | None:
