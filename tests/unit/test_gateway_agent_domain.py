@@ -176,3 +176,16 @@ def test_a_move_is_trusted_only_for_ports_its_old_gateway_forwarded_for_the_job(
     never = ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"], forwards=FWD0, moved_from="gw1")
     assert isinstance(decide_forward([*started(), never], never, Limits()), Refuse)
     assert decide_forward(history[:5], move, Limits()) == Install([])
+
+
+def test_a_refused_move_leaves_the_forwards_where_they_were_and_a_pending_one_does_not_take_them() -> None:
+    history, move = moved_history()
+    pending = history[:5]
+    assert restore_decision(pending, "gw1", Limits()) is not None  # until gw0 confirms
+    refused = [*pending, ev.PortsUnavailable(job_id="j", gateway="gw0", forwards=FWD0, reason="in use")]
+    kept = restore_decision(refused, "gw1", Limits())
+    assert isinstance(kept, Restore) and kept.wanted.forwards == FWD
+    assert restore_decision(refused, "gw0", Limits()) is None
+    # Given up on after it forwarded (keyhole-api's PortsUnavailable for that gateway): gone.
+    given_up = [*history[:4], ev.PortsUnavailable(job_id="j", gateway="gw1", forwards=FWD)]
+    assert restore_decision(given_up, "gw1", Limits()) is None

@@ -39,22 +39,35 @@ def is_current(history: Sequence[ev.Event], assignment_id: str) -> bool:
 
 
 def wanted(history: Sequence[ev.Event], gateway: str) -> Wanted | None:
-    """The forwards this gateway confirmed for the job and should still hold, if any."""
-    assigned: ev.PortsAssigned | None = None
-    result: Wanted | None = None
+    """The forwards this gateway confirmed for the job and should still hold, if any.
+
+    The job holds the forwards of the last assignment its gateway confirmed, until that gateway
+    removes them or another confirms a newer one (a move): a refused move leaves them where they
+    were, and no gateway's word counts for another's forwards.
+    """
+    forwarded: tuple[ev.PortsAssigned, list[ev.Forward]] | None = None
+    pending: ev.PortsAssigned | None = None
     for event in history:
         if isinstance(event, _TERMINAL):
             return None
         if isinstance(event, ev.PortsAssigned):
-            assigned, result = event, None
-        elif isinstance(event, _ANSWERS) and assigned is not None and event.gateway != assigned.gateway:
-            continue  # a late word from a gateway the job left: it never takes the forwards out here
-        elif isinstance(event, (ev.PortsUnavailable, ev.ForwardsRemoved)):
-            assigned, result = None, None
-        elif isinstance(event, ev.PortsForwarded) and assigned is not None and event.gateway == gateway:
-            if assigned.gateway == gateway:
-                result = Wanted(nodes=list(assigned.nodes), forwards=list(event.forwards))
-    return result
+            pending = event
+            continue
+        if not isinstance(event, _ANSWERS):
+            continue
+        if isinstance(event, ev.ForwardsRemoved):
+            if forwarded is not None and event.gateway == forwarded[0].gateway:
+                forwarded = None
+        elif pending is not None and event.gateway == pending.gateway:
+            if isinstance(event, ev.PortsForwarded):
+                forwarded = (pending, list(event.forwards))
+            pending = None
+        elif isinstance(event, ev.PortsUnavailable) and forwarded is not None \
+                and event.gateway == forwarded[0].gateway:
+            forwarded = None  # given up on after all (keyhole-api released its ports)
+    if forwarded is None or forwarded[0].gateway != gateway:
+        return None
+    return Wanted(nodes=list(forwarded[0].nodes), forwards=forwarded[1])
 
 
 def forwarded_before(history: Sequence[ev.Event], move: ev.PortsAssigned) -> bool:

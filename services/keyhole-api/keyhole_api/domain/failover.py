@@ -78,6 +78,9 @@ def decide_move(history: Sequence[tuple[int, ev.Event]], alive: Collection[str])
             forwarded, pending = pending, None
         elif isinstance(event, ev.PortsUnavailable) and from_pending:
             pending = None
+        elif isinstance(event, ev.PortsUnavailable) and forwarded is not None \
+                and event.gateway == forwarded.gateway:
+            forwarded = None  # given up on after all
         elif isinstance(event, ev.ForwardsRemoved) and forwarded is not None \
                 and event.gateway == forwarded.gateway:
             forwarded = None
