@@ -189,3 +189,12 @@ def test_a_refused_move_leaves_the_forwards_where_they_were_and_a_pending_one_do
     # Given up on after it forwarded (keyhole-api's PortsUnavailable for that gateway): gone.
     given_up = [*history[:4], ev.PortsUnavailable(job_id="j", gateway="gw1", forwards=FWD)]
     assert restore_decision(given_up, "gw1", Limits()) is None
+
+
+def test_a_port_just_moved_here_is_not_taken_as_open_from_its_old_gateways_word() -> None:
+    view = JobView(job_id="j", state=JobState.AVAILABLE, gateway="gw0",
+                   services=[Service(internal_port=20500, external_port=20000, gateway="gw1", open=True)])
+    book = ProbeBook(Timing(fast_probe=1.0, slow_probe=10.0))
+    book.due({"j": [rule()]}, {"j": view}, now=100.0, gateway="gw0")
+    opened = book.answer(("j", 20000), True, "gw0")
+    assert isinstance(opened, ev.PortOpen) and opened.gateway == "gw0"  # reported here, for gw0
