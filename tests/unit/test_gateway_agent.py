@@ -178,3 +178,39 @@ def test_wanted_follows_the_log() -> None:
     assert wanted([a, f], "gw1") is None
     assert wanted([a], "gw0") is None
     assert wanted([a, f, ev.JobCancelRequested(job_id="j")], "gw0") is None
+
+
+async def test_a_gateway_back_from_the_dead_removes_rules_of_jobs_moved_away_and_takes_new_work(
+        world: World) -> None:
+    await world.running_job("j1", ["cn0"])
+    await world.assign("j1", ["cn0"], [(21000, 20000)])
+    # While gw0 was gone, the job's forwards moved to gw1 and its application answered there.
+    moved = [ev.Forward(internal_port=21000, external_port=20009)]
+    await world.events.append([ev.PortsAssigned(job_id="j1", gateway="gw1", nodes=["cn0"], forwards=moved,
+                                                moved_from="gw0")])
+    await world.events.append([ev.PortsForwarded(job_id="j1", gateway="gw1", forwards=moved)])
+    await world.events.append([ev.PortOpen(job_id="j1", external_port=20009, gateway="gw1")])
+    await world.settle()
+    await world.agent.reconciler.reconcile()
+    assert await world.firewall.rules() == []
+    assert (await world.kinds("j1"))[-1] == "ForwardsRemoved"
+    await world.settle()
+    job = world.jobs.get("j1")
+    assert job is not None and job.state == JobState.AVAILABLE
+    assert [(s.gateway, s.external_port) for s in job.services] == [("gw1", 20009)]
+    await world.running_job("j2", ["cn0"])
+    await world.assign("j2", ["cn0"], [(21001, 20001)])
+    assert [r.job_id for r in await world.firewall.rules()] == ["j2"]
+
+
+async def test_forwards_moved_here_are_installed_while_the_application_listens(world: World) -> None:
+    await world.running_job("j1", ["cn0"])
+    world.prober.open_ports = {("10.0.0.20", 21000)}  # the application, up since its first gateway
+    forwards = [ev.Forward(internal_port=21000, external_port=20000)]
+    await world.events.append([ev.PortsAssigned(job_id="j1", gateway="gw1", nodes=["cn0"],
+                                                forwards=forwards)])
+    await world.events.append([ev.PortsForwarded(job_id="j1", gateway="gw1", forwards=forwards)])
+    move = ev.PortsAssigned(job_id="j1", gateway="gw0", nodes=["cn0"], forwards=forwards, moved_from="gw1")
+    await world.agent.handlers.handle(await world.events.append([move]), move)
+    assert [r.job_id for r in await world.firewall.rules()] == ["j1"]
+    assert (await world.kinds("j1"))[-1] == "PortsForwarded"

@@ -129,3 +129,72 @@ def test_a_probe_reports_only_changes_and_is_due_by_the_ports_state() -> None:
     book.keep_only(set())
     assert book.is_open == {} and book.last_probe == {}
 
+
+
+FWD0 = [ev.Forward(internal_port=20500, external_port=20007)]
+
+
+def moved_history() -> tuple[list[ev.Event], ev.PortsAssigned]:
+    """Forwarded on gw1, then moved to gw0 (gw1 was declared dead), and forwarded there."""
+    move = ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"], forwards=FWD0, moved_from="gw1")
+    return [*started(), ev.PortsAssigned(job_id="j", gateway="gw1", nodes=["cn0"], forwards=FWD),
+            ev.PortsForwarded(job_id="j", gateway="gw1", forwards=FWD), move,
+            ev.PortsForwarded(job_id="j", gateway="gw0", forwards=FWD0)], move
+
+
+def test_the_failure_sequence_a_late_removal_from_the_old_gateway_leaves_the_new_ones_forwards() -> None:
+    """gw1 comes back and takes its stale rules out (ForwardsRemoved from gw1): gw0 keeps the job's
+    forwards, and gw1 does not want them back."""
+    history, _ = moved_history()
+    late = [*history, ev.ForwardsRemoved(job_id="j", gateway="gw1"),
+            ev.PortsUnavailable(job_id="j", gateway="gw1", forwards=FWD, reason="late")]
+    kept = restore_decision(late, "gw0", Limits())
+    assert isinstance(kept, Restore) and kept.wanted.forwards == FWD0
+    assert restore_decision(late, "gw1", Limits()) is None
+    # The new gateway's own removal still counts.
+    assert restore_decision([*late, ev.ForwardsRemoved(job_id="j", gateway="gw0")], "gw0", Limits()) is None
+
+
+def test_a_move_is_acted_on_even_after_a_late_word_from_the_old_gateway() -> None:
+    history, move = moved_history()
+    pending = [*history[:-1], ev.ForwardsRemoved(job_id="j", gateway="gw1")]
+    assert decide_forward(pending, move, Limits()) == Install([])
+    assert decide_forward(history, move, Limits()) is None  # answered by gw0 itself
+
+
+def test_a_moved_assignment_needs_only_the_external_ports_free() -> None:
+    assert port_checks(["10.0.0.20"], FWD0, GW, moved=True) == [(GW, 20007)]
+    assert port_checks(["10.0.0.20"], FWD0, GW) == [("10.0.0.20", 20500), (GW, 20007)]
+
+
+def test_a_move_is_trusted_only_for_ports_its_old_gateway_forwarded_for_the_job() -> None:
+    history, move = moved_history()
+    forged = ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"], moved_from="gw1",
+                              forwards=[ev.Forward(internal_port=22, external_port=20007)])
+    decision = decide_forward([*history[:3], forged], forged, Limits(port_min=1))
+    assert isinstance(decision, Refuse) and "never forwarded these ports" in decision.reason
+    never = ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"], forwards=FWD0, moved_from="gw1")
+    assert isinstance(decide_forward([*started(), never], never, Limits()), Refuse)
+    assert decide_forward(history[:5], move, Limits()) == Install([])
+
+
+def test_a_refused_move_leaves_the_forwards_where_they_were_and_a_pending_one_does_not_take_them() -> None:
+    history, move = moved_history()
+    pending = history[:5]
+    assert restore_decision(pending, "gw1", Limits()) is not None  # until gw0 confirms
+    refused = [*pending, ev.PortsUnavailable(job_id="j", gateway="gw0", forwards=FWD0, reason="in use")]
+    kept = restore_decision(refused, "gw1", Limits())
+    assert isinstance(kept, Restore) and kept.wanted.forwards == FWD
+    assert restore_decision(refused, "gw0", Limits()) is None
+    # Given up on after it forwarded (keyhole-api's PortsUnavailable for that gateway): gone.
+    given_up = [*history[:4], ev.PortsUnavailable(job_id="j", gateway="gw1", forwards=FWD)]
+    assert restore_decision(given_up, "gw1", Limits()) is None
+
+
+def test_a_port_just_moved_here_is_not_taken_as_open_from_its_old_gateways_word() -> None:
+    view = JobView(job_id="j", state=JobState.AVAILABLE, gateway="gw0",
+                   services=[Service(internal_port=20500, external_port=20000, gateway="gw1", open=True)])
+    book = ProbeBook(Timing(fast_probe=1.0, slow_probe=10.0))
+    book.due({"j": [rule()]}, {"j": view}, now=100.0, gateway="gw0")
+    opened = book.answer(("j", 20000), True, "gw0")
+    assert isinstance(opened, ev.PortOpen) and opened.gateway == "gw0"  # reported here, for gw0

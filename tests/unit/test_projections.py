@@ -193,3 +193,51 @@ def test_the_typed_facts_keep_their_json_values():
     assert (raw["state"], raw["failure"], raw["details"]) == ("finished", "unavailable",
                                                               "submission failed: x")
     assert raw["why"] == {"kind": "submit-failed", "text": "x"}
+
+
+FWD0 = [ev.Forward(internal_port=20001, external_port=21501)]
+
+
+def moved_to_gw0() -> list[ev.Event]:
+    """A job available on gw1, whose forwards moved to gw0 once gw1 was declared dead."""
+    return [
+        *STARTED,
+        ev.PortsAssigned(job_id="j", gateway="gw1", nodes=["cn0"], forwards=FWD),
+        ev.PortsForwarded(job_id="j", gateway="gw1", forwards=FWD),
+        ev.PortOpen(job_id="j", external_port=21001, gateway="gw1"),
+        ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"], forwards=FWD0, moved_from="gw1"),
+        ev.PortsForwarded(job_id="j", gateway="gw0", forwards=FWD0),
+        ev.PortOpen(job_id="j", external_port=21501, gateway="gw0"),
+    ]
+
+
+def test_a_moved_job_is_available_on_its_new_gateway() -> None:
+    job = fold(list(enumerate(moved_to_gw0(), 1)))
+    assert job is not None and job.state == AVAILABLE and job.gateway == "gw0"
+    assert [(s.gateway, s.external_port, s.open) for s in job.services] == [("gw0", 21501, True)]
+
+
+def test_the_old_gateways_late_events_never_touch_the_moved_jobs_forwards() -> None:
+    """The observed failure: a late ForwardsRemoved (or PortsUnavailable, PortsForwarded) from the
+    gateway the job left once left it `available` with no services while its application ran."""
+    moved = fold(list(enumerate(moved_to_gw0(), 1)))
+    late = [ev.ForwardsRemoved(job_id="j", gateway="gw1"),
+            ev.PortsUnavailable(job_id="j", gateway="gw1", forwards=FWD, reason="late"),
+            ev.PortsForwarded(job_id="j", gateway="gw1", forwards=FWD),
+            ev.PortClosed(job_id="j", external_port=21001, gateway="gw1")]
+    job = fold(list(enumerate(late, 20)), moved)
+    assert job is not None and job.state == AVAILABLE and job.gateway == "gw0"
+    assert job.services == moved.services and job.ports_granted
+
+
+def test_the_current_gateway_still_removes_its_own_forwards() -> None:
+    moved = fold(list(enumerate(moved_to_gw0(), 1)))
+    job = evolve(moved, ev.ForwardsRemoved(job_id="j", gateway="gw0"), 20)
+    assert job.services == []
+
+
+def test_forwards_on_a_new_gateway_are_running_until_probed_there() -> None:
+    history = moved_to_gw0()[:-1]
+    job = fold(list(enumerate(history, 1)))
+    assert job is not None and job.state == RUNNING
+    assert [s.gateway for s in job.services] == ["gw0"] and not job.services[0].open

@@ -130,6 +130,9 @@ class PortsAssigned(Event, frozen=True, kw_only=True):
     gateway: str
     nodes: list[str]
     forwards: list[Forward]
+    # A failover: the job's forwards move here from that (dead) gateway. Its application already
+    # listens on the internal ports, so the agent does not ask them to be free.
+    moved_from: str = ""
 
 
 class PortsForwarded(Event, frozen=True, kw_only=True):

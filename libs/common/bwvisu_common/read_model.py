@@ -106,24 +106,37 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
             return _say(WhyKind.PORTS_REFUSED, reason)
         case ev.PortsAssigned(gateway=gateway):
             return {"gateway": gateway, "ports_granted": True}
-        case ev.PortsUnavailable():
+        case ev.PortsUnavailable(gateway=gateway):
+            if _not_current(job, gateway):
+                return {}  # a late answer to an assignment the job moved away from
             return {"gateway": "", "ports_granted": False}
         case ev.PortsForwarded(gateway=gateway, forwards=forwards):
+            if _not_current(job, gateway):
+                return {}
             services = [Service(internal_port=f.internal_port, external_port=f.external_port,
                                 gateway=gateway) for f in forwards]
-            return {"gateway": gateway, "services": services, **_say(WhyKind.APP_STARTING)}
+            # Forwards on a new gateway (a failover) are not known to answer until probed there.
+            probed = JobState.RUNNING if job.state == JobState.AVAILABLE else job.state
+            return {"gateway": gateway, "services": services, "state": probed, **_say(WhyKind.APP_STARTING)}
         case ev.PortOpen(external_port=port, gateway=gateway) | ev.PortClosed(
                 external_port=port, gateway=gateway):
             if gateway and gateway != job.gateway:
                 return {}  # another gateway's word on a port that is not its to probe
             return _port_state(job, port, isinstance(event, ev.PortOpen))
-        case ev.ForwardsRemoved():
+        case ev.ForwardsRemoved(gateway=gateway):
+            if _not_current(job, gateway):
+                return {}  # a gateway the job left took out its stale rules: not the job's forwards
             return {"services": []}
         case ev.ClientAddressAllowed(address=address):
             if not address or address in job.client_addresses:
                 return {}
             return {"client_addresses": [*job.client_addresses, address]}
     return {}
+
+
+def _not_current(job: JobView, gateway: str) -> bool:
+    """An event from a gateway that is not the job's: it never changes the job's forwards."""
+    return bool(gateway) and bool(job.gateway) and gateway != job.gateway
 
 
 def _say(kind: WhyKind, text: str = "", exit_code: int | None = None) -> dict[str, object]:

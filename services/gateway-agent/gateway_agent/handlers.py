@@ -58,7 +58,7 @@ class GatewayHandlers:
         except OSError as exc:
             await self._unavailable(assigned, f"cannot resolve the job's nodes: {exc}")
             return
-        busy = await self._busy(job_id, ips, assigned.forwards)
+        busy = await self._busy(job_id, ips, assigned.forwards, moved=bool(assigned.moved_from))
         if busy:
             await self._unavailable(assigned, "in use: " + ", ".join(busy))
             return
@@ -74,11 +74,12 @@ class GatewayHandlers:
         log.info("job %s: forwarded %s", job_id,
                  ", ".join(f"{r.external_port}->{r.target_ip}:{r.internal_port}" for r in rules))
 
-    async def _busy(self, job_id: str, ips: list[str], forwards: Sequence[ev.Forward]) -> list[str]:
-        """Ports something already uses: internal ones on any node, external ones here."""
+    async def _busy(self, job_id: str, ips: list[str], forwards: Sequence[ev.Forward],
+                    moved: bool) -> list[str]:
+        """Ports something already uses: internal ones on any node (unless moved), external ones here."""
         gw = self._gw
         others = [r.external_port for r in await gw.firewall.rules() if r.job_id != job_id]
-        checks = port_checks(ips, forwards, gw.own_ip)
+        checks = port_checks(ips, forwards, gw.own_ip, moved)
         answers = await asyncio.gather(*(gw.prober.is_open(h, p, gw.timing.probe_timeout)
                                          for h, p in checks))
         return busy_ports(checks, answers, forwards, others, gw.own_ip)

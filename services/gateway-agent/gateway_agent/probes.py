@@ -28,7 +28,7 @@ class Probes:
         gw = self._gw
         forwards = dict(gw.table.rules)
         due = self._book.due(forwards, {job_id: gw.jobs.get(job_id) for job_id in forwards},
-                             time.monotonic())
+                             time.monotonic(), gw.name)
         answers = await asyncio.gather(*(gw.prober.is_open(rule.target_ip, rule.internal_port,
                                                            gw.timing.probe_timeout)
                                          for _, rule in due))

@@ -10,6 +10,7 @@ from bwvisu_common.connect import open_stores
 from bwvisu_common.heartbeats import GatewayHeartbeats
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.settings import Settings
+from keyhole_api.failover import GatewayFailover
 from keyhole_api.handlers import KeyholeHandlers
 
 
@@ -21,6 +22,7 @@ class KeyholeApi:
     jobs: LiveJobs
     heartbeats: GatewayHeartbeats
     handlers: KeyholeHandlers
+    failover: GatewayFailover  # moves running jobs' forwards off dead gateways
 
 
 async def bootstrap(settings: Settings, stack: AsyncExitStack) -> KeyholeApi:
@@ -28,4 +30,5 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> KeyholeApi:
     events, state = await open_stores(settings, stack, "keyhole-api")
     heartbeats = GatewayHeartbeats()
     jobs = LiveJobs(events, state)
-    return KeyholeApi(events, jobs, heartbeats, KeyholeHandlers(settings, events, state, jobs, heartbeats))
+    return KeyholeApi(events, jobs, heartbeats, KeyholeHandlers(settings, events, state, jobs, heartbeats),
+                      GatewayFailover(settings, events, state, jobs, heartbeats))

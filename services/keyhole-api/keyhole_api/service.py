@@ -1,4 +1,5 @@
-"""The keyhole-api process: follow the read model and the gateways' heartbeats, serve the API."""
+"""The keyhole-api process: follow the read model and the gateways' heartbeats, move forwards off
+dead gateways, serve the API."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
         api = await process.starting(bootstrap(settings, process.stack))
         process.stack.push_async_callback(await api.heartbeats.follow(api.events.nats))
         await process.follow(api.jobs)
+        process.spawn("failover", api.failover.run_forever())
         conf = settings.keyhole_api
         process.serve_http(create_app(api.handlers, api.heartbeats, max_body=conf.max_body_bytes,
                                       ready=process.healthy),

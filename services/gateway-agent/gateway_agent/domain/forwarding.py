@@ -10,8 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bwvisu_common import events as ev
-from gateway_agent.domain.checks import Limits, refusal
-from gateway_agent.domain.history import allowed_addresses, is_current
+from gateway_agent.domain.checks import Limits, refusal, shown
+from gateway_agent.domain.history import allowed_addresses, forwarded_before, is_current
 from gateway_agent.domain.rules import ForwardRule, is_ipv4, per_source
 
 
@@ -38,6 +38,8 @@ def decide_forward(history: Sequence[ev.Event], assigned: ev.PortsAssigned,
     if not is_current(history, assigned.event_id):
         return None
     why = refusal(assigned.nodes, assigned.forwards, history, limits)
+    if why is None and assigned.moved_from and not forwarded_before(history, assigned):
+        why = f"a move from {shown([assigned.moved_from])}, which never forwarded these ports for the job"
     if why is not None:
         return Refuse(f"refused: {why}")
     return Install(sources=allowed_addresses(history))
@@ -52,9 +54,14 @@ def split_sources(addresses: Iterable[str]) -> tuple[list[str], list[str]]:
     return good, bad
 
 
-def port_checks(ips: Sequence[str], forwards: Sequence[ev.Forward], own_ip: str) -> list[tuple[str, int]]:
-    """(host, port) pairs that must not answer yet: internal ports on every node, external ones here."""
-    checks = [(ip, f.internal_port) for f in forwards for ip in ips]
+def port_checks(ips: Sequence[str], forwards: Sequence[ev.Forward], own_ip: str,
+                moved: bool = False) -> list[tuple[str, int]]:
+    """(host, port) pairs that must not answer yet: internal ports on every node, external ones here.
+
+    Forwards `moved` from another gateway lead to an application that already listens: only the
+    external ports here must be free.
+    """
+    checks = [] if moved else [(ip, f.internal_port) for f in forwards for ip in ips]
     return checks + [(own_ip, f.external_port) for f in forwards]
 
 

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from bwvisu_common import events as ev
 
 # After these, a job's forwards are gone for good.
-_TERMINAL = (ev.JobEnded, ev.JobCancelRequested, ev.ForwardsRemoved, ev.JobSubmitFailed)
+_TERMINAL = (ev.JobEnded, ev.JobCancelRequested, ev.JobSubmitFailed)
+# A gateway's answers: each speaks only for the gateway that sent it.
+_ANSWERS = (ev.PortsForwarded, ev.PortsUnavailable, ev.ForwardsRemoved)
 
 
 @dataclass(frozen=True)
@@ -24,30 +26,66 @@ def is_current(history: Sequence[ev.Event], assignment_id: str) -> bool:
 
     A redelivered assignment that was answered, one keyhole-api gave up on, one superseded by
     a newer assignment, or one for a job that ended is not acted on again.
+    A late answer from another gateway (one the job moved away from) does not count.
     """
     ids = [e.event_id for e in history]
     if assignment_id not in ids:
         return False
+    assigned = history[ids.index(assignment_id)]
+    gateway = assigned.gateway if isinstance(assigned, ev.PortsAssigned) else ""
     later = history[ids.index(assignment_id) + 1 :]
-    return not any(isinstance(e, (ev.PortsAssigned, ev.PortsForwarded, ev.PortsUnavailable, *_TERMINAL))
-                   for e in later)
+    return not any(isinstance(e, (ev.PortsAssigned, *_TERMINAL))
+                   or (isinstance(e, _ANSWERS) and e.gateway == gateway) for e in later)
 
 
 def wanted(history: Sequence[ev.Event], gateway: str) -> Wanted | None:
-    """The forwards this gateway confirmed for the job and should still hold, if any."""
-    assigned: ev.PortsAssigned | None = None
-    result: Wanted | None = None
+    """The forwards this gateway confirmed for the job and should still hold, if any.
+
+    The job holds the forwards of the last assignment its gateway confirmed, until that gateway
+    removes them or another confirms a newer one (a move): a refused move leaves them where they
+    were, and no gateway's word counts for another's forwards.
+    """
+    forwarded: tuple[ev.PortsAssigned, list[ev.Forward]] | None = None
+    pending: ev.PortsAssigned | None = None
     for event in history:
         if isinstance(event, _TERMINAL):
             return None
         if isinstance(event, ev.PortsAssigned):
-            assigned, result = event, None
-        elif isinstance(event, ev.PortsUnavailable):
-            assigned, result = None, None
-        elif isinstance(event, ev.PortsForwarded) and assigned is not None and event.gateway == gateway:
-            if assigned.gateway == gateway:
-                result = Wanted(nodes=list(assigned.nodes), forwards=list(event.forwards))
-    return result
+            pending = event
+            continue
+        if not isinstance(event, _ANSWERS):
+            continue
+        if isinstance(event, ev.ForwardsRemoved):
+            if forwarded is not None and event.gateway == forwarded[0].gateway:
+                forwarded = None
+        elif pending is not None and event.gateway == pending.gateway:
+            if isinstance(event, ev.PortsForwarded):
+                forwarded = (pending, list(event.forwards))
+            pending = None
+        elif isinstance(event, ev.PortsUnavailable) and forwarded is not None \
+                and event.gateway == forwarded[0].gateway:
+            forwarded = None  # given up on after all (keyhole-api released its ports)
+    if forwarded is None or forwarded[0].gateway != gateway:
+        return None
+    return Wanted(nodes=list(forwarded[0].nodes), forwards=forwarded[1])
+
+
+def forwarded_before(history: Sequence[ev.Event], move: ev.PortsAssigned) -> bool:
+    """True if the gateway the move comes from forwarded the same internal ports on the same nodes
+    for the job: they were checked free then, and are the job's application's since. A move that
+    does not match is not trusted to skip that check."""
+    internal = sorted(f.internal_port for f in move.forwards)
+    assigned: ev.PortsAssigned | None = None
+    for event in history:
+        if event.event_id == move.event_id:
+            return False
+        if isinstance(event, ev.PortsAssigned) and event.gateway == move.moved_from:
+            assigned = event
+        elif (isinstance(event, ev.PortsForwarded) and assigned is not None
+              and event.gateway == move.moved_from and list(assigned.nodes) == list(move.nodes)
+              and sorted(f.internal_port for f in event.forwards) == internal):
+            return True
+    return False
 
 
 def allowed_addresses(history: Sequence[ev.Event]) -> list[str]:

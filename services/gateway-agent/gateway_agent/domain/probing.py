@@ -29,8 +29,12 @@ class ProbeBook:
     last_probe: dict[PortKey, float] = field(default_factory=dict)
 
     def due(self, forwards: Mapping[str, Sequence[ForwardRule]], views: Mapping[str, JobView | None],
-            now: float) -> list[tuple[PortKey, ForwardRule]]:
-        """The forwards of running jobs to probe at `now` (often while closed, seldom once open)."""
+            now: float, gateway: str = "") -> list[tuple[PortKey, ForwardRule]]:
+        """The forwards of running jobs to probe at `now` (often while closed, seldom once open).
+
+        What the log last said counts only if it was said of this `gateway`'s forwards: a job that
+        just moved here may still show its old gateway's open port, with the same number.
+        """
         found = []
         for job_id, rules in forwards.items():
             view = views.get(job_id)
@@ -41,7 +45,8 @@ class ProbeBook:
                 if key not in self.is_open:
                     # What the log last said (a restarted agent does not report it again).
                     self.is_open[key] = any(s.open for s in view.services
-                                            if s.external_port == rule.external_port)
+                                            if s.external_port == rule.external_port
+                                            and (not gateway or s.gateway == gateway))
                 interval = self.timing.slow_probe if self.is_open[key] else self.timing.fast_probe
                 if now - self.last_probe.get(key, 0.0) >= interval - 0.01:
                     self.last_probe[key] = now
