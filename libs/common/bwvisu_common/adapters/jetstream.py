@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -39,6 +40,26 @@ BATCH_ALREADY_STORED = 10201
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 # The optimistic check covers the job's subjects of every source, not only the one published to.
 EXPECTED_LAST_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+# Seconds between a followed stream's heartbeats; two missed ones (a server died) and nats-py makes
+# the consumer again elsewhere, so a follower is back within 2 s of the fault.
+FOLLOW_HEARTBEAT = 1.0
+
+
+# Seconds an append keeps trying while the stream has no leader or the connection moves to
+# another server of the cluster (a server died): long enough for JetStream to elect a new one.
+APPEND_PATIENCE = 10.0
+# What a server dying looks like to a publisher: no answer, or nobody leading the stream yet.
+_TRANSIENT = (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError,
+              nats.errors.ConnectionReconnectingError, nats.js.errors.NoStreamResponseError,
+              nats.js.errors.ServiceUnavailableError)
+
+
+class _StoreMoving(Exception):
+    """An append that got no answer; it may be made again (the event ids deduplicate)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,19 +201,33 @@ class JetStreamEventStore:
 
     async def append(self, events: Sequence[ev.Event], expected_version: int | None = None) -> int:
         job_id = ev.job_of(events)
-        if len(events) > 1:
-            return await self._append_batch(job_id, events, expected_version)
-        headers = {"Nats-Msg-Id": events[0].event_id}
+        deadline = asyncio.get_running_loop().time() + APPEND_PATIENCE
+        while True:
+            try:
+                if len(events) > 1:
+                    return await self._append_batch(job_id, events, expected_version)
+                return await self._append_one(job_id, events[0], expected_version)
+            except _StoreMoving as exc:
+                # The event ids make a retry safe: an event stored already is acknowledged, not
+                # stored twice, and its optimistic check is not made again.
+                if asyncio.get_running_loop().time() > deadline:
+                    raise DependencyUnavailable(f"JetStream did not store the events: {exc.cause!r}") from exc
+                log.info("JetStream did not answer (%r); appending again", exc.cause)
+                await asyncio.sleep(0.5)
+
+    async def _append_one(self, job_id: str, event: ev.Event, expected_version: int | None) -> int:
+        headers = {"Nats-Msg-Id": event.event_id}
         if expected_version is not None:
             headers.update(_expect(job_id, expected_version))
         try:
-            ack = await self._js.publish(job_subject(job_id, self._source), ev.encode(events[0]),
-                                         headers=headers)
+            ack = await self._js.publish(job_subject(job_id, self._source), ev.encode(event), headers=headers)
+        except _TRANSIENT as exc:
+            raise _StoreMoving(exc) from exc
         except nats.js.errors.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise ConcurrencyConflict(job_id, expected_version or 0) from exc
             raise DependencyUnavailable(f"JetStream refused an event: {exc}") from exc
-        except (TimeoutError, nats.errors.Error) as exc:
+        except nats.errors.Error as exc:
             raise DependencyUnavailable(f"JetStream did not store an event: {exc!r}") from exc
         # A duplicate ack carries the sequence of the copy stored first.
         return int(ack.seq)
@@ -213,7 +248,9 @@ class JetStreamEventStore:
                 headers["Nats-Batch-Commit"] = "1"
                 reply = await self._nc.request(subject, ev.encode(event), headers=headers,
                                                timeout=self._timeout)
-        except (TimeoutError, nats.errors.Error) as exc:
+        except _TRANSIENT as exc:
+            raise _StoreMoving(exc) from exc
+        except nats.errors.Error as exc:
             raise DependencyUnavailable(f"JetStream did not store the events: {exc!r}") from exc
         answer = json.loads(reply.data)
         error = answer.get("error")
@@ -261,23 +298,46 @@ class JetStreamEventStore:
         else:
             policy = {"deliver_policy": DeliverPolicy.ALL}
         config = ConsumerConfig(**policy)  # type: ignore[arg-type]
-        # An ordered consumer: no server-side state to clean up, gaps are re-fetched by nats-py.
-        sub = await self._js.subscribe(ALL_SUBJECTS, ordered_consumer=True, config=config)
+        sub = await self._follow(config, after_seq)
         try:
             while True:
-                batch: list[tuple[int, ev.AnyEvent]] = []
-                msg = await sub.next_msg(timeout=None)
-                while True:
-                    meta = msg.metadata
-                    decoded = _decode_or_skip(msg.data, meta.sequence.stream, msg.subject)
-                    if decoded is not None:
-                        batch.append((meta.sequence.stream, decoded))
-                    if meta.num_pending == 0 or len(batch) >= max_batch:
-                        break
-                    msg = await sub.next_msg(timeout=10)
-                yield batch
+                yield await self._next_batch(sub, max_batch)
         finally:
-            await sub.unsubscribe()
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def _follow(self, config: ConsumerConfig, after_seq: int) -> Any:
+        """An ordered consumer: no server-side state to clean up, gaps are re-fetched by nats-py.
+
+        Its server dying (a NATS cluster losing one) stops the heartbeats; nats-py then makes
+        the consumer again on a live server, from the last sequence delivered."""
+        try:
+            sub = await self._js.subscribe(ALL_SUBJECTS, ordered_consumer=True, config=config,
+                                           idle_heartbeat=FOLLOW_HEARTBEAT)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise DependencyUnavailable(f"cannot follow stream {STREAM}: {exc!r}") from exc
+        jsi = getattr(sub, "_jsi", None)
+        if jsi is not None and getattr(jsi, "_sseq", None) == 0:
+            # nats-py resumes from its last delivered sequence, 0 until one arrives: without
+            # this, a consumer made again before the first event would replay the whole stream.
+            jsi._sseq = after_seq
+        return sub
+
+    async def _next_batch(self, sub: Any, max_batch: int) -> list[tuple[int, ev.AnyEvent]]:
+        batch: list[tuple[int, ev.AnyEvent]] = []
+        try:
+            msg = await sub.next_msg(timeout=None)
+            while True:
+                meta = msg.metadata
+                decoded = _decode_or_skip(msg.data, meta.sequence.stream, msg.subject)
+                if decoded is not None:
+                    batch.append((meta.sequence.stream, decoded))
+                if meta.num_pending == 0 or len(batch) >= max_batch:
+                    return batch
+                msg = await sub.next_msg(timeout=10)
+        except (TimeoutError, nats.errors.Error) as exc:
+            # Events announced but not delivered: the follower starts again from what it has.
+            raise DependencyUnavailable(f"following stream {STREAM} stalled: {exc!r}") from exc
 
     async def consume(self, durable: str, handler: Handler, stop: asyncio.Event) -> None:
         config = ConsumerConfig(
