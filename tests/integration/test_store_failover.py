@@ -1,0 +1,137 @@
+"""A NATS server or an etcd member dying under running stores: they go on at another, unrestarted."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aetcd
+import pytest
+
+from bwvisu_common import events as ev
+from bwvisu_common.adapters.etcd import EtcdStateStore
+from bwvisu_common.adapters.jetstream import STREAM, JetStreamEventStore, connect_nats
+from bwvisu_common.errors import DependencyUnavailable
+from bwvisu_common.live_jobs import LiveJobs
+from bwvisu_common.projector import Projector
+from bwvisu_common.read_model import JobView
+from tests.clusters import LocalCluster, etcd_cluster, nats_cluster
+from tests.conditions import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def _base(tmp_path: Path, name: str) -> Path:
+    base = tmp_path / name
+    base.mkdir()
+    return base
+
+
+@pytest.fixture
+def etcd3(tmp_path: Path) -> Iterator[LocalCluster]:
+    with etcd_cluster(_base(tmp_path, "etcd")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def nats3(tmp_path: Path) -> Iterator[LocalCluster]:
+    with nats_cluster(_base(tmp_path, "nats")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def cluster_store(etcd3: LocalCluster) -> AsyncIterator[EtcdStateStore]:
+    store = await EtcdStateStore.connect_cluster([(m.host, m.port) for m in etcd3.members],
+                                                 prefix=f"/test-{uuid.uuid4().hex[:8]}/")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_an_etcd_store_goes_on_at_another_member_when_its_member_dies(etcd3, cluster_store):
+    store = cluster_store
+    assert await store.save_jobs([JobView(job_id="a")], 1, 0)
+    first = etcd3.member_at(store.member)
+    etcd3.kill(first)
+    # A reservation's first request reaches no member (refused): it is made at the next one.
+    assert await store.reserve(["gw0/1"], "a")
+    assert store.member != first.address
+    assert await store.get_job("a") == JobView(job_id="a")
+    assert await store.save_jobs([JobView(job_id="b")], 2, 1)
+    await store.put_secret("token/b", b"s3cret", ttl=60)
+    assert await store.get_secret("token/b") == b"s3cret"
+    assert await store.load_jobs() == ({"a": JobView(job_id="a"), "b": JobView(job_id="b")}, 2)
+    assert await store.release_job("a", ["gw0/1"]) == 1
+
+
+async def test_a_reservation_whose_answer_was_lost_is_not_made_again(cluster_store, monkeypatch):
+    """Made again, it would find its own hold and say "taken": a job would be told wrongly."""
+    store = cluster_store
+    before = store.member
+    txn = store._txn
+
+    async def answer_lost(compare, success):  # type: ignore[no-untyped-def]
+        await txn(compare, success)
+        raise aetcd.ConnectionTimeoutError("Deadline Exceeded")
+
+    monkeypatch.setattr(store, "_txn", answer_lost)
+    with pytest.raises(DependencyUnavailable):
+        await store.reserve(["gw0/9"], "job1")
+    monkeypatch.undo()
+    assert store.member != before, "the member that did not answer is left"
+    assert await store.reservations() == {"gw0/9": "job1"}
+
+
+async def _stream_ready(events: JetStreamEventStore) -> None:
+    """The cluster elects its JetStream leader a few seconds after it starts."""
+
+    async def made() -> bool:
+        try:
+            await events.ensure_stream()
+        except DependencyUnavailable:
+            return False
+        return True
+
+    await eventually(made, "a stream with three replicas", timeout=30, interval=0.5)
+
+
+@pytest.mark.parametrize("victim", ["the stream's leader", "the server the stores are connected to"])
+async def test_a_job_appended_after_a_nats_server_dies_reaches_the_read_model(victim, nats3, etcd3,
+                                                                             cluster_store):
+    nc = await connect_nats([f"nats://{m.address}" for m in nats3.members], "tests")
+    events = JetStreamEventStore(nc, replicas=3)
+    await _stream_ready(events)
+    assert (await nc.jetstream().stream_info(STREAM)).config.num_replicas == 3
+    live, projector = LiveJobs(events, cluster_store), Projector(events, cluster_store)
+    tasks = [asyncio.create_task(live.run()), asyncio.create_task(projector.run())]
+    try:
+        await events.append([ev.JobSubmitted(job_id="before", uid="alice", template_name="t")], 0)
+        await eventually(lambda: live.get("before") is not None, "LiveJobs has the first job", timeout=10)
+        await eventually(lambda: projector.get("before") is not None, "the projector has it", timeout=10)
+        if victim == "the stream's leader":
+            info = await nc.jetstream().stream_info(STREAM)
+            assert info.cluster is not None
+            dead = next(m for m in nats3.members if m.name == info.cluster.leader)
+        else:
+            dead = nats3.member_at(nc.connected_url.netloc)
+        nats3.kill(dead)
+        etcd3.kill(etcd3.member_at(cluster_store.member))
+
+        seq = await events.append([ev.JobSubmitted(job_id="after", uid="bob", template_name="t")], 0)
+        await eventually(lambda: live.get("after") is not None, "LiveJobs has the job appended after",
+                         timeout=15)
+
+        async def projected() -> bool:
+            return await cluster_store.get_job("after") is not None
+
+        await eventually(projected, "etcd's read model has it", timeout=15, interval=0.2)
+        assert [s for s, _ in await events.read_job("after")] == [seq], "stored once"
+        assert not any(t.done() for t in tasks), "the followers run on, unrestarted"
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await nc.close()
