@@ -135,3 +135,31 @@ async def test_a_job_appended_after_a_nats_server_dies_reaches_the_read_model(vi
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await nc.close()
+
+
+async def test_a_durable_consumer_goes_on_when_the_streams_leader_dies(nats3):
+    """The gateway agents' and the scheduler-adapter's way of reading: no event lost (at least once:
+    an acknowledgement the dead leader took with it brings its event again)."""
+    nc = await connect_nats([f"nats://{m.address}" for m in nats3.members], "tests")
+    events = JetStreamEventStore(nc, replicas=3)
+    await _stream_ready(events)
+    handled: list[str] = []
+
+    async def handle(seq: int, event: ev.AnyEvent) -> None:
+        handled.append(event.job_id)
+
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(events.consume("failover-test", handle, stop))
+    try:
+        await events.append([ev.JobSubmitted(job_id="before", uid="alice", template_name="t")], 0)
+        await eventually(lambda: handled == ["before"], "the first event handled", timeout=10)
+        info = await nc.jetstream().stream_info(STREAM)
+        assert info.cluster is not None
+        nats3.kill(next(m for m in nats3.members if m.name == info.cluster.leader))
+        await events.append([ev.JobSubmitted(job_id="after", uid="bob", template_name="t")], 0)
+        await eventually(lambda: "after" in handled, "the event appended after handled",
+                         timeout=20, interval=0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(consumer, 10)
+        await nc.close()
