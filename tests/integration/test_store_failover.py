@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,10 +15,12 @@ import pytest
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.jetstream import STREAM, JetStreamEventStore, connect_nats
+from bwvisu_common.connect import open_stores_retrying
 from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.projector import Projector
 from bwvisu_common.read_model import JobView
+from bwvisu_common.settings import Settings, parse_settings
 from tests.clusters import LocalCluster, etcd_cluster, nats_cluster
 from tests.conditions import eventually
 
@@ -98,43 +102,53 @@ async def _stream_ready(events: JetStreamEventStore) -> None:
     await eventually(made, "a stream with three replicas", timeout=30, interval=0.5)
 
 
+def _settings(nats3: LocalCluster, etcd3: LocalCluster) -> Settings:
+    return parse_settings(json.dumps({
+        "bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "127.0.0.1"}], "stream-replicas": 3,
+        "nats-servers": [f"nats://{m.address}" for m in nats3.members],
+        "etcd-servers": [m.address for m in etcd3.members],
+    }).encode())
+
+
 @pytest.mark.parametrize("victim", ["the stream's leader", "the server the stores are connected to"])
-async def test_a_job_appended_after_a_nats_server_dies_reaches_the_read_model(victim, nats3, etcd3,
-                                                                             cluster_store):
-    nc = await connect_nats([f"nats://{m.address}" for m in nats3.members], "tests")
-    events = JetStreamEventStore(nc, replicas=3)
-    await _stream_ready(events)
-    assert (await nc.jetstream().stream_info(STREAM)).config.num_replicas == 3
-    live, projector = LiveJobs(events, cluster_store), Projector(events, cluster_store)
-    tasks = [asyncio.create_task(live.run()), asyncio.create_task(projector.run())]
-    try:
+async def test_a_job_appended_after_a_nats_server_dies_reaches_the_read_model(victim, nats3, etcd3):
+    """A service's stores, made from its settings: one NATS server and one etcd member die."""
+    async with contextlib.AsyncExitStack() as stack:
+        events, state = await asyncio.wait_for(
+            open_stores_retrying(_settings(nats3, etcd3), stack, "projector"), 60)
+        js = events.nats.jetstream()
+        assert (await js.stream_info(STREAM)).config.num_replicas == 3
+        live, projector = LiveJobs(events, state), Projector(events, state)
+        tasks = [asyncio.create_task(live.run()), asyncio.create_task(projector.run())]
+        stack.push_async_callback(_cancelled, tasks)
         await events.append([ev.JobSubmitted(job_id="before", uid="alice", template_name="t")], 0)
         await eventually(lambda: live.get("before") is not None, "LiveJobs has the first job", timeout=10)
         await eventually(lambda: projector.get("before") is not None, "the projector has it", timeout=10)
         if victim == "the stream's leader":
-            info = await nc.jetstream().stream_info(STREAM)
+            info = await js.stream_info(STREAM)
             assert info.cluster is not None
             dead = next(m for m in nats3.members if m.name == info.cluster.leader)
         else:
-            dead = nats3.member_at(nc.connected_url.netloc)
+            dead = nats3.member_at(events.nats.connected_url.netloc)
         nats3.kill(dead)
-        etcd3.kill(etcd3.member_at(cluster_store.member))
+        etcd3.kill(etcd3.member_at(state.member))
 
         seq = await events.append([ev.JobSubmitted(job_id="after", uid="bob", template_name="t")], 0)
         await eventually(lambda: live.get("after") is not None, "LiveJobs has the job appended after",
                          timeout=15)
 
         async def projected() -> bool:
-            return await cluster_store.get_job("after") is not None
+            return await state.get_job("after") is not None
 
         await eventually(projected, "etcd's read model has it", timeout=15, interval=0.2)
         assert [s for s, _ in await events.read_job("after")] == [seq], "stored once"
         assert not any(t.done() for t in tasks), "the followers run on, unrestarted"
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await nc.close()
+
+
+async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_a_durable_consumer_goes_on_when_the_streams_leader_dies(nats3):
