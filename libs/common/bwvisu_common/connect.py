@@ -12,13 +12,8 @@ from nats.aio.client import Client as NatsClient
 
 from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.etcd_members import EtcdLogin
-from bwvisu_common.adapters.jetstream import (
-    JetStreamEventStore,
-    NatsAuth,
-    StreamLimits,
-    connect_nats,
-    gateway_identity,
-)
+from bwvisu_common.adapters.jetstream import JetStreamEventStore, StreamLimits, gateway_identity
+from bwvisu_common.adapters.nats_connection import NatsAuth, connect_nats
 from bwvisu_common.errors import ConfigError, DependencyUnavailable
 from bwvisu_common.secret_files import read_secret_file
 from bwvisu_common.settings import Settings, host_port
