@@ -14,7 +14,7 @@ import grpc
 import msgspec
 
 from bwvisu_common import state_keys as layout
-from bwvisu_common.adapters.etcd_members import EtcdLogin, EtcdMembers, member_lost, never_sent
+from bwvisu_common.adapters.etcd_members import CALL_TIMEOUT, EtcdLogin, EtcdMembers, member_lost, never_sent
 from bwvisu_common.errors import BwvisuError, DependencyUnavailable
 from bwvisu_common.read_model import JobView
 
@@ -85,6 +85,10 @@ class EtcdStateStore:
         self._etcd = client
         self._members = members
         self._moving = asyncio.Lock()
+        # Clients of members left behind, closed once no call can be waiting on them any more.
+        self._retired: list[aetcd.Client] = []
+        self._retiring: list[asyncio.TimerHandle] = []
+        self._closing: set[asyncio.Future[None]] = set()
         self._prefix = prefix
         self._jobs = f"{prefix}{layout.JOBS}"
         self._seq = f"{prefix}{layout.PROJECTION_SEQ}".encode()
@@ -123,8 +127,18 @@ class EtcdStateStore:
             client = await self._members.next_answering()
             self._etcd = client
         log.warning("etcd member %s stopped answering (%s); now using %s", lost, why, self._members.name())
-        with contextlib.suppress(Exception):
-            await failed.close()
+        # Closing a channel cancels the calls still waiting on it, and gRPC reports that as the
+        # caller's own cancellation: the old client goes once those calls timed out by themselves.
+        self._retired.append(failed)
+        retiring = asyncio.get_running_loop().call_later(CALL_TIMEOUT + 1, self._close_retired, failed)
+        self._retiring.append(retiring)
+
+    def _close_retired(self, client: aetcd.Client) -> None:
+        if client in self._retired:
+            self._retired.remove(client)
+            task = asyncio.ensure_future(_quietly_closed(client))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def reauthenticate(self) -> None:
         """A fresh connection, which logs in again."""
@@ -132,6 +146,11 @@ class EtcdStateStore:
         await self._etcd.connect()
 
     async def close(self) -> None:
+        for retiring in self._retiring:
+            retiring.cancel()
+        for client in self._retired:
+            await _quietly_closed(client)
+        self._retired.clear()
         await self._etcd.close()
 
     async def _txn(self, compare: list[Any], success: list[Any]) -> tuple[bool, list[Any]]:
@@ -273,6 +292,11 @@ class EtcdStateStore:
     @_translated
     async def login_revoked(self, login_id: str) -> bool:
         return await self._etcd.get(f"{self._revoked}{login_id}".encode()) is not None
+
+
+async def _quietly_closed(client: aetcd.Client) -> None:
+    with contextlib.suppress(Exception):
+        await client.close()
 
 
 def _prefix_end(prefix: str) -> bytes:
