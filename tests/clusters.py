@@ -55,6 +55,17 @@ class LocalCluster:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
+    @contextmanager
+    def paused(self, member: ClusterMember) -> Iterator[None]:
+        """SIGSTOP until the block ends: connections stay open and nothing answers, as behind a
+        link that went down."""
+        proc = self.processes[member.name]
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         for proc in self.processes.values():
             if proc.poll() is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.etcd import EtcdStateStore
+from bwvisu_common.adapters.etcd_members import CALL_TIMEOUT
 from bwvisu_common.adapters.jetstream import STREAM, JetStreamEventStore, connect_nats
 from bwvisu_common.connect import open_stores_retrying
 from bwvisu_common.errors import DependencyUnavailable
@@ -69,6 +71,22 @@ async def test_an_etcd_store_goes_on_at_another_member_when_its_member_dies(etcd
     assert await store.get_secret("token/b") == b"s3cret"
     assert await store.load_jobs() == ({"a": JobView(job_id="a"), "b": JobView(job_id="b")}, 2)
     assert await store.release_job("a", ["gw0/1"]) == 1
+
+
+async def test_calls_waiting_on_a_member_that_stopped_answering_go_on_at_another(etcd3, cluster_store):
+    store = cluster_store
+    assert await store.save_jobs([JobView(job_id="a")], 1, 0)
+
+    async def read_later(delay: float) -> JobView | None:
+        await asyncio.sleep(delay)
+        return await store.get_job("a")
+
+    with etcd3.paused(etcd3.member_at(store.member)):
+        started = time.monotonic()
+        found = await asyncio.gather(*(read_later(i * 0.2) for i in range(10)))
+        took = time.monotonic() - started
+    assert found == [JobView(job_id="a")] * 10, "no call failed, none was cancelled by the move"
+    assert took < 2 * CALL_TIMEOUT + 3
 
 
 async def test_a_reservation_whose_answer_was_lost_is_not_made_again(cluster_store, monkeypatch):
