@@ -149,6 +149,13 @@ class JetStreamEventStore:
                 if len(events) > 1:
                     return await self._append_batch(job_id, events, expected_version)
                 return await self._append_one(job_id, events[0], expected_version)
+            except ConcurrencyConflict:
+                # JetStream checks the expected sequence before the event ids: an append made again
+                # after its answer was lost finds its own events stored, and that is success.
+                stored = await self._stored_seq(job_id, events[-1].event_id)
+                if stored is None:
+                    raise
+                return stored
             except _StoreMoving as exc:
                 # The event ids make a retry safe: an event stored already is acknowledged, not
                 # stored twice, and its optimistic check is not made again.
@@ -202,11 +209,13 @@ class JetStreamEventStore:
             raise ConcurrencyConflict(job_id, expected or 0)
         if error.get("err_code") == BATCH_ALREADY_STORED:
             # A retry of a batch that went in: answer as the first attempt would have.
-            last_id = events[-1].event_id
-            stored = [s for s, e in await self.read_job(job_id) if e.event_id == last_id]
-            if stored:
-                return stored[0]
+            stored = await self._stored_seq(job_id, events[-1].event_id)
+            if stored is not None:
+                return stored
         raise DependencyUnavailable(f"JetStream refused the events: {error.get('description', error)}")
+
+    async def _stored_seq(self, job_id: str, event_id: str) -> int | None:
+        return next((s for s, e in await self.read_job(job_id) if e.event_id == event_id), None)
 
     async def read_job(self, job_id: str, from_seq: int = 1) -> list[tuple[int, ev.AnyEvent]]:
         found: list[tuple[int, ev.AnyEvent]] = []
