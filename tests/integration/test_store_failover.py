@@ -196,14 +196,3 @@ async def test_a_durable_consumer_goes_on_when_the_streams_leader_dies(nats3):
         await asyncio.wait_for(consumer, 10)
         await nc.close()
 
-
-async def test_an_append_made_again_after_a_lost_answer_is_acknowledged_not_refused(event_store):
-    """What makes appending again safe: the event id wins over the optimistic check, for one
-    event and for a decision's batch, so a stored event is neither stored twice nor refused."""
-    submitted = ev.JobSubmitted(job_id="again", uid="alice", template_name="t")
-    first = await event_store.append([submitted], 0)
-    assert await event_store.append([submitted], 0) == first
-    decision = [ev.JobQueued(job_id="again", slurm_id="1"), ev.JobStarted(job_id="again", nodes=["cn0"])]
-    last = await event_store.append(decision, first)
-    assert await event_store.append(decision, first) == last
-    assert [s for s, _ in await event_store.read_job("again")] == [first, first + 1, last]
