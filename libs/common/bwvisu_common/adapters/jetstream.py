@@ -295,8 +295,8 @@ class JetStreamEventStore:
             durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_deliver=-1,
             deliver_policy=DeliverPolicy.ALL,
         )
-        sub = await self._js.pull_subscribe(ALL_SUBJECTS, durable=durable, config=config)
-        while not stop.is_set():
+        sub = await self._durable(durable, config, stop)
+        while sub is not None and not stop.is_set():
             try:
                 msgs = await sub.fetch(64, timeout=1)
             except (TimeoutError, nats.errors.TimeoutError):
@@ -317,6 +317,19 @@ class JetStreamEventStore:
                     continue
                 await msg.ack()
 
+
+    async def _durable(self, durable: str, config: ConsumerConfig, stop: asyncio.Event) -> Any:
+        """The durable consumer's subscription, once JetStream answers (it may be electing a
+        leader, as just after a server died); None if `stop` is set first."""
+        while not stop.is_set():
+            try:
+                return await self._js.pull_subscribe(ALL_SUBJECTS, durable=durable, config=config)
+            except _TRANSIENT as exc:
+                log.warning("consumer %s: JetStream did not answer (%r); retrying", durable, exc)
+                await asyncio.sleep(1)
+            except nats.errors.Error as exc:
+                raise DependencyUnavailable(f"consumer {durable} refused: {exc!r}") from exc
+        return None
 
 def _expect(job_id: str, version: int) -> dict[str, str]:
     return {EXPECTED_LAST: str(version), EXPECTED_LAST_SUBJECT: job_subjects(job_id)}
