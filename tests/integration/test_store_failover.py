@@ -62,10 +62,9 @@ async def test_an_etcd_store_goes_on_at_another_member_when_its_member_dies(etcd
     assert await store.save_jobs([JobView(job_id="a")], 1, 0)
     first = etcd3.member_at(store.member)
     etcd3.kill(first)
-    # A reservation's first request reaches no member (refused): it is made at the next one.
-    assert await store.reserve(["gw0/1"], "a")
-    assert store.member != first.address
     assert await store.get_job("a") == JobView(job_id="a")
+    assert store.member != first.address
+    assert await store.reserve(["gw0/1"], "a")
     assert await store.save_jobs([JobView(job_id="b")], 2, 1)
     await store.put_secret("token/b", b"s3cret", ttl=60)
     assert await store.get_secret("token/b") == b"s3cret"
@@ -87,6 +86,24 @@ async def test_calls_waiting_on_a_member_that_stopped_answering_go_on_at_another
         took = time.monotonic() - started
     assert found == [JobView(job_id="a")] * 10, "no call failed, none was cancelled by the move"
     assert took < 2 * CALL_TIMEOUT + 3
+
+
+async def test_a_reservation_that_reached_no_member_is_made_at_the_next(cluster_store, monkeypatch):
+    store = cluster_store
+    before = store.member
+    txn = store._txn
+
+    async def refused_once(compare, success):  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(store, "_txn", txn)
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as exc:
+            raise aetcd.ConnectionFailedError("failed to connect to all addresses") from exc
+
+    monkeypatch.setattr(store, "_txn", refused_once)
+    assert await store.reserve(["gw0/8"], "job1")
+    assert store.member != before
+    assert await store.reservations() == {"gw0/8": "job1"}
 
 
 async def test_a_reservation_whose_answer_was_lost_is_not_made_again(cluster_store, monkeypatch):
