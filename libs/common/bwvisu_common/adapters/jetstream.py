@@ -44,8 +44,6 @@ EXPECTED_LAST_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 # Seconds between a followed stream's heartbeats; two missed ones (a server died) and nats-py makes
 # the consumer again elsewhere, so a follower is back within 2 s of the fault.
 FOLLOW_HEARTBEAT = 1.0
-
-
 # Seconds an append keeps trying while the stream has no leader or the connection moves to
 # another server of the cluster (a server died): long enough for JetStream to elect a new one.
 APPEND_PATIENCE = 10.0
@@ -157,8 +155,8 @@ class JetStreamEventStore:
                     raise
                 return stored
             except _StoreMoving as exc:
-                # The event ids make a retry safe: an event stored already is acknowledged, not
-                # stored twice, and its optimistic check is not made again.
+                # The event ids make a retry safe: an event stored already is acknowledged as a
+                # duplicate or found above, never stored twice.
                 if asyncio.get_running_loop().time() > deadline:
                     raise DependencyUnavailable(f"JetStream did not store the events: {exc.cause!r}") from exc
                 log.info("JetStream did not answer (%r); appending again", exc.cause)
