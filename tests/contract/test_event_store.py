@@ -41,6 +41,7 @@ class EventStoreContract:
         s1 = await store.append([event], 0)
         s2 = await store.append([event])
         assert s1 == s2
+        assert await store.append([event], 0) == s1, "also made again with its expected version"
         assert [e for _, e in await store.read_job(a)] == [event]
 
     async def test_a_stale_expected_version_is_a_conflict(self, store):

@@ -11,13 +11,9 @@ from contextlib import AsyncExitStack
 from nats.aio.client import Client as NatsClient
 
 from bwvisu_common.adapters.etcd import EtcdStateStore
-from bwvisu_common.adapters.jetstream import (
-    JetStreamEventStore,
-    NatsAuth,
-    StreamLimits,
-    connect_nats,
-    gateway_identity,
-)
+from bwvisu_common.adapters.etcd_members import EtcdLogin
+from bwvisu_common.adapters.jetstream import JetStreamEventStore, StreamLimits, gateway_identity
+from bwvisu_common.adapters.nats_connection import NatsAuth, connect_nats
 from bwvisu_common.errors import ConfigError, DependencyUnavailable
 from bwvisu_common.secret_files import read_secret_file
 from bwvisu_common.settings import Settings, host_port
@@ -116,13 +112,8 @@ def nats_auth(settings: Settings, identity: str) -> NatsAuth:
 
 
 async def _first_etcd_answering(settings: Settings, auth: NatsAuth) -> EtcdStateStore:
-    """The first of `etcd-servers` that answers: one member down does not stop a service."""
-    problems = []
-    for i, address in enumerate(settings.etcd_servers):
-        host, port = host_port(address, 2379, f"etcd-servers[{i}]")
-        try:
-            return await EtcdStateStore.connect(host, port, user=auth.user, password=auth.password,
-                                                ca_file=auth.ca_file)
-        except DependencyUnavailable as exc:
-            problems.append(str(exc))
-    raise DependencyUnavailable("; ".join(problems) or "no etcd-servers configured")
+    """The first of `etcd-servers` that answers; the store moves on to another when it stops."""
+    members = [host_port(address, 2379, f"etcd-servers[{i}]")
+               for i, address in enumerate(settings.etcd_servers)]
+    login = EtcdLogin(user=auth.user, password=auth.password, ca_file=auth.ca_file)
+    return await EtcdStateStore.connect_cluster(members, login=login)

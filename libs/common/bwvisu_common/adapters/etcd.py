@@ -7,7 +7,6 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import aetcd
@@ -15,7 +14,7 @@ import grpc
 import msgspec
 
 from bwvisu_common import state_keys as layout
-from bwvisu_common.adapters.etcd_tls import TlsEtcdClient
+from bwvisu_common.adapters.etcd_members import CALL_TIMEOUT, EtcdLogin, EtcdMembers, member_lost, never_sent
 from bwvisu_common.errors import BwvisuError, DependencyUnavailable
 from bwvisu_common.read_model import JobView
 
@@ -31,33 +30,65 @@ _job_encoder = msgspec.json.Encoder()
 _job_decoder = msgspec.json.Decoder(JobView)
 
 
-def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """aetcd and gRPC errors never leave this adapter: they become DependencyUnavailable."""
+_ETCD_ERRORS = (aetcd.ClientError, grpc.RpcError, OSError, TimeoutError)
 
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
+
+Call = Callable[P, Coroutine[Any, Any, T]]
+
+
+def _etcd_call(*, retry_sent: bool) -> Callable[[Call[P, T]], Call[P, T]]:
+    """aetcd and gRPC errors never leave this adapter: they become DependencyUnavailable.
+
+    A member that stops answering is left for the next one of `etcd-servers` that does, and the
+    call is made once more there: always when `retry_sent` (reads, guarded and idempotent
+    writes), else only when the first request reached no member (so it cannot have taken effect).
+    """
+
+    def decorate(fn: Call[P, T]) -> Call[P, T]:
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            store = args[0]
+            assert isinstance(store, EtcdStateStore)
+            client = store._etcd
             try:
-                return await fn(*args, **kwargs)
-            except (aetcd.ClientError, grpc.RpcError) as exc:
-                # etcd forgets auth tokens (idle TTL, a restart) and aetcd does not log in again.
-                if "invalid auth token" not in str(exc) or not isinstance(args[0], EtcdStateStore):
-                    raise
-                await args[0].reauthenticate()
-                return await fn(*args, **kwargs)
-        except BwvisuError:
-            raise
-        except (aetcd.ClientError, grpc.RpcError, OSError) as exc:
-            raise DependencyUnavailable(f"etcd: {exc}") from exc
+                try:
+                    return await fn(*args, **kwargs)
+                except _ETCD_ERRORS as exc:
+                    if "invalid auth token" in str(exc):
+                        # etcd forgets auth tokens (idle TTL, a restart) and aetcd does not log in again.
+                        await store.reauthenticate()
+                    elif member_lost(exc):
+                        await store.fail_over(client, exc)
+                        if not (retry_sent or never_sent(exc)):
+                            raise
+                    else:
+                        raise
+                    return await fn(*args, **kwargs)
+            except BwvisuError:
+                raise
+            except _ETCD_ERRORS as exc:
+                raise DependencyUnavailable(f"etcd: {exc}") from exc
 
-    return wrapper
+        return wrapper
+
+    return decorate
+
+
+_translated = _etcd_call(retry_sent=True)
 
 
 class EtcdStateStore:
     """Keys live under one prefix, in the areas of bwvisu_common.state_keys."""
 
-    def __init__(self, client: aetcd.Client, prefix: str = layout.ROOT) -> None:
+    def __init__(self, client: aetcd.Client, prefix: str = layout.ROOT,
+                 members: EtcdMembers | None = None) -> None:
         self._etcd = client
+        self._members = members
+        self._moving = asyncio.Lock()
+        # Clients of members left behind, closed once no call can be waiting on them any more.
+        self._retired: list[aetcd.Client] = []
+        self._retiring: list[asyncio.TimerHandle] = []
+        self._closing: set[asyncio.Future[None]] = set()
         self._prefix = prefix
         self._jobs = f"{prefix}{layout.JOBS}"
         self._seq = f"{prefix}{layout.PROJECTION_SEQ}".encode()
@@ -69,19 +100,45 @@ class EtcdStateStore:
     async def connect(cls, host: str, port: int, prefix: str = layout.ROOT, *, user: str = "",
                       password: str = "", ca_file: str = "") -> EtcdStateStore:
         """Log in as `user` when one is given; over TLS when `ca_file` names the CA to trust."""
-        credentials = {"username": user, "password": password} if user else {}
-        client_class = TlsEtcdClient if ca_file else aetcd.Client
-        client = client_class(host=host, port=port, timeout=5, **credentials)
-        try:
-            if ca_file:
-                client.ca_pem = await asyncio.to_thread(Path(ca_file).read_bytes)
-            await client.connect()
-            await client.get(f"{prefix}{layout.PROJECTION_SEQ}".encode())
-        except Exception as exc:
-            await client.close()
-            who = f" as {user}" if user else ""
-            raise DependencyUnavailable(f"cannot use etcd at {host}:{port}{who}: {exc}") from exc
-        return cls(client, prefix)
+        return await cls.connect_cluster([(host, port)], prefix, EtcdLogin(user, password, ca_file))
+
+    @classmethod
+    async def connect_cluster(cls, members: Sequence[tuple[str, int]], prefix: str = layout.ROOT,
+                              login: EtcdLogin | None = None) -> EtcdStateStore:
+        """The first of `members` that answers; later calls move on to another when it stops."""
+        cluster = EtcdMembers(members, login or EtcdLogin(), f"{prefix}{layout.PROJECTION_SEQ}".encode())
+        return cls(await cluster.first_answering(), prefix, cluster)
+
+    @property
+    def member(self) -> str:
+        """host:port of the member in use (for logs and tests)."""
+        return self._members.name() if self._members else "?"
+
+    async def fail_over(self, failed: aetcd.Client, why: BaseException) -> None:
+        """Leave `failed` (the client a call failed on) for the next member that answers.
+
+        Calls failing together move once: the later ones find the store on a new client already."""
+        if self._members is None:
+            raise DependencyUnavailable(f"etcd: {why}") from why
+        async with self._moving:
+            if self._etcd is not failed:
+                return
+            lost = self._members.name()
+            client = await self._members.next_answering()
+            self._etcd = client
+        log.warning("etcd member %s stopped answering (%s); now using %s", lost, why, self._members.name())
+        # Closing a channel cancels the calls still waiting on it, and gRPC reports that as the
+        # caller's own cancellation: the old client goes once those calls timed out by themselves.
+        self._retired.append(failed)
+        retiring = asyncio.get_running_loop().call_later(CALL_TIMEOUT + 1, self._close_retired, failed)
+        self._retiring.append(retiring)
+
+    def _close_retired(self, client: aetcd.Client) -> None:
+        if client in self._retired:
+            self._retired.remove(client)
+            task = asyncio.ensure_future(_quietly_closed(client))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def reauthenticate(self) -> None:
         """A fresh connection, which logs in again."""
@@ -89,6 +146,11 @@ class EtcdStateStore:
         await self._etcd.connect()
 
     async def close(self) -> None:
+        for retiring in self._retiring:
+            retiring.cancel()
+        for client in self._retired:
+            await _quietly_closed(client)
+        self._retired.clear()
         await self._etcd.close()
 
     async def _txn(self, compare: list[Any], success: list[Any]) -> tuple[bool, list[Any]]:
@@ -153,7 +215,7 @@ class EtcdStateStore:
             ],
         )
 
-    @_translated
+    @_etcd_call(retry_sent=False)  # a retry could not tell its own committed hold from another's
     async def reserve(self, keys: Sequence[str], owner: str) -> bool:
         t = self._etcd.transactions
         full = [f"{self._reservations}{k}".encode() for k in keys]
@@ -235,6 +297,11 @@ class EtcdStateStore:
     @_translated
     async def login_revoked(self, login_id: str) -> bool:
         return await self._etcd.get(f"{self._revoked}{login_id}".encode()) is not None
+
+
+async def _quietly_closed(client: aetcd.Client) -> None:
+    with contextlib.suppress(Exception):
+        await client.close()
 
 
 def _prefix_end(prefix: str) -> bytes:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
-import ssl
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -20,6 +20,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 
 from bwvisu_common import events as ev
+from bwvisu_common.adapters.nats_connection import NatsAuth as NatsAuth
+from bwvisu_common.adapters.nats_connection import connect_nats as connect_nats
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
 from bwvisu_common.ports import Handler
 
@@ -39,6 +41,24 @@ BATCH_ALREADY_STORED = 10201
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 # The optimistic check covers the job's subjects of every source, not only the one published to.
 EXPECTED_LAST_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+# Seconds between a followed stream's heartbeats; two missed ones (a server died) and nats-py makes
+# the consumer again elsewhere, so a follower is back within 2 s of the fault.
+FOLLOW_HEARTBEAT = 1.0
+# Seconds an append keeps trying while the stream has no leader or the connection moves to
+# another server of the cluster (a server died): long enough for JetStream to elect a new one.
+APPEND_PATIENCE = 10.0
+# What a server dying looks like to a publisher: no answer, or nobody leading the stream yet.
+_TRANSIENT = (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError,
+              nats.errors.ConnectionReconnectingError, nats.js.errors.NoStreamResponseError,
+              nats.js.errors.ServiceUnavailableError)
+
+
+class _StoreMoving(Exception):
+    """An append that got no answer; it may be made again (the event ids deduplicate)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,65 +97,6 @@ def job_subject(job_id: str, source: str = DEFAULT_SOURCE) -> str:
 def source_of(subject: str) -> str:
     """The identity that appended an event, from its subject."""
     return subject.rsplit(".", 1)[-1]
-
-
-@dataclasses.dataclass(frozen=True)
-class NatsAuth:
-    """How a service proves who it is to NATS: user and password, TLS trust, inbox prefix."""
-
-    user: str = ""
-    password: str = dataclasses.field(default="", repr=False)
-    ca_file: str = ""
-
-    @property
-    def inbox_prefix(self) -> str:
-        # Each identity gets replies on its own inboxes, which no other identity may read.
-        return f"_INBOX_{self.user}" if self.user else "_INBOX"
-
-
-async def connect_nats(servers: Sequence[str], name: str, auth: NatsAuth | None = None) -> NatsClient:
-    """Connect with endless reconnects; a first connection that fails is DependencyUnavailable."""
-    auth = auth or NatsAuth()
-
-    client: list[NatsClient] = []
-    problems: list[Exception] = []
-
-    async def on_disconnect() -> None:
-        if client and not (client[0].is_draining or client[0].is_closed):
-            log.warning("NATS connection lost; reconnecting")
-
-    async def on_reconnect() -> None:
-        log.info("NATS connection back")
-
-    async def on_error(exc: Exception) -> None:
-        problems.append(exc)
-        log.warning("NATS: %s", exc)
-
-    connecting = nats.connect(
-        servers=list(servers), name=name, connect_timeout=3, max_reconnect_attempts=-1,
-        reconnect_time_wait=1, allow_reconnect=True, disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect, error_cb=on_error, inbox_prefix=auth.inbox_prefix,
-        **_credentials(auth),
-    )
-    try:
-        # nats-py retries a refused login for ever; a first connection gets a bounded time.
-        nc = await asyncio.wait_for(connecting, timeout=10)
-    except (nats.errors.Error, OSError, TimeoutError) as exc:
-        # A refused login says the most; what the closing socket said after it says little.
-        refusals = [p for p in problems if "authorization" in str(p).lower()]
-        why = (refusals or problems or [exc])[-1]
-        raise DependencyUnavailable(f"cannot reach NATS at {', '.join(servers)}: {why}") from exc
-    client.append(nc)
-    return nc
-
-
-def _credentials(auth: NatsAuth) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if auth.user:
-        options.update(user=auth.user, password=auth.password)
-    if auth.ca_file:
-        options["tls"] = ssl.create_default_context(cafile=auth.ca_file)
-    return options
 
 
 class JetStreamEventStore:
@@ -180,19 +141,40 @@ class JetStreamEventStore:
 
     async def append(self, events: Sequence[ev.Event], expected_version: int | None = None) -> int:
         job_id = ev.job_of(events)
-        if len(events) > 1:
-            return await self._append_batch(job_id, events, expected_version)
-        headers = {"Nats-Msg-Id": events[0].event_id}
+        deadline = asyncio.get_running_loop().time() + APPEND_PATIENCE
+        while True:
+            try:
+                if len(events) > 1:
+                    return await self._append_batch(job_id, events, expected_version)
+                return await self._append_one(job_id, events[0], expected_version)
+            except ConcurrencyConflict:
+                # JetStream checks the expected sequence before the event ids: an append made again
+                # after its answer was lost finds its own events stored, and that is success.
+                stored = await self._stored_seq(job_id, events[-1].event_id)
+                if stored is None:
+                    raise
+                return stored
+            except _StoreMoving as exc:
+                # The event ids make a retry safe: an event stored already is acknowledged as a
+                # duplicate or found above, never stored twice.
+                if asyncio.get_running_loop().time() > deadline:
+                    raise DependencyUnavailable(f"JetStream did not store the events: {exc.cause!r}") from exc
+                log.info("JetStream did not answer (%r); appending again", exc.cause)
+                await asyncio.sleep(0.5)
+
+    async def _append_one(self, job_id: str, event: ev.Event, expected_version: int | None) -> int:
+        headers = {"Nats-Msg-Id": event.event_id}
         if expected_version is not None:
             headers.update(_expect(job_id, expected_version))
         try:
-            ack = await self._js.publish(job_subject(job_id, self._source), ev.encode(events[0]),
-                                         headers=headers)
+            ack = await self._js.publish(job_subject(job_id, self._source), ev.encode(event), headers=headers)
+        except _TRANSIENT as exc:
+            raise _StoreMoving(exc) from exc
         except nats.js.errors.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise ConcurrencyConflict(job_id, expected_version or 0) from exc
             raise DependencyUnavailable(f"JetStream refused an event: {exc}") from exc
-        except (TimeoutError, nats.errors.Error) as exc:
+        except nats.errors.Error as exc:
             raise DependencyUnavailable(f"JetStream did not store an event: {exc!r}") from exc
         # A duplicate ack carries the sequence of the copy stored first.
         return int(ack.seq)
@@ -213,7 +195,9 @@ class JetStreamEventStore:
                 headers["Nats-Batch-Commit"] = "1"
                 reply = await self._nc.request(subject, ev.encode(event), headers=headers,
                                                timeout=self._timeout)
-        except (TimeoutError, nats.errors.Error) as exc:
+        except _TRANSIENT as exc:
+            raise _StoreMoving(exc) from exc
+        except nats.errors.Error as exc:
             raise DependencyUnavailable(f"JetStream did not store the events: {exc!r}") from exc
         answer = json.loads(reply.data)
         error = answer.get("error")
@@ -223,11 +207,13 @@ class JetStreamEventStore:
             raise ConcurrencyConflict(job_id, expected or 0)
         if error.get("err_code") == BATCH_ALREADY_STORED:
             # A retry of a batch that went in: answer as the first attempt would have.
-            last_id = events[-1].event_id
-            stored = [s for s, e in await self.read_job(job_id) if e.event_id == last_id]
-            if stored:
-                return stored[0]
+            stored = await self._stored_seq(job_id, events[-1].event_id)
+            if stored is not None:
+                return stored
         raise DependencyUnavailable(f"JetStream refused the events: {error.get('description', error)}")
+
+    async def _stored_seq(self, job_id: str, event_id: str) -> int | None:
+        return next((s for s, e in await self.read_job(job_id) if e.event_id == event_id), None)
 
     async def read_job(self, job_id: str, from_seq: int = 1) -> list[tuple[int, ev.AnyEvent]]:
         found: list[tuple[int, ev.AnyEvent]] = []
@@ -261,31 +247,54 @@ class JetStreamEventStore:
         else:
             policy = {"deliver_policy": DeliverPolicy.ALL}
         config = ConsumerConfig(**policy)  # type: ignore[arg-type]
-        # An ordered consumer: no server-side state to clean up, gaps are re-fetched by nats-py.
-        sub = await self._js.subscribe(ALL_SUBJECTS, ordered_consumer=True, config=config)
+        sub = await self._follow(config, after_seq)
         try:
             while True:
-                batch: list[tuple[int, ev.AnyEvent]] = []
-                msg = await sub.next_msg(timeout=None)
-                while True:
-                    meta = msg.metadata
-                    decoded = _decode_or_skip(msg.data, meta.sequence.stream, msg.subject)
-                    if decoded is not None:
-                        batch.append((meta.sequence.stream, decoded))
-                    if meta.num_pending == 0 or len(batch) >= max_batch:
-                        break
-                    msg = await sub.next_msg(timeout=10)
-                yield batch
+                yield await self._next_batch(sub, max_batch)
         finally:
-            await sub.unsubscribe()
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def _follow(self, config: ConsumerConfig, after_seq: int) -> Any:
+        """An ordered consumer: no server-side state to clean up, gaps are re-fetched by nats-py.
+
+        Its server dying (a NATS cluster losing one) stops the heartbeats; nats-py then makes
+        the consumer again on a live server, from the last sequence delivered."""
+        try:
+            sub = await self._js.subscribe(ALL_SUBJECTS, ordered_consumer=True, config=config,
+                                           idle_heartbeat=FOLLOW_HEARTBEAT)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise DependencyUnavailable(f"cannot follow stream {STREAM}: {exc!r}") from exc
+        jsi = getattr(sub, "_jsi", None)
+        if jsi is not None and getattr(jsi, "_sseq", None) == 0:
+            # nats-py resumes from its last delivered sequence, 0 until one arrives: without
+            # this, a consumer made again before the first event would replay the whole stream.
+            jsi._sseq = after_seq
+        return sub
+
+    async def _next_batch(self, sub: Any, max_batch: int) -> list[tuple[int, ev.AnyEvent]]:
+        batch: list[tuple[int, ev.AnyEvent]] = []
+        try:
+            msg = await sub.next_msg(timeout=None)
+            while True:
+                meta = msg.metadata
+                decoded = _decode_or_skip(msg.data, meta.sequence.stream, msg.subject)
+                if decoded is not None:
+                    batch.append((meta.sequence.stream, decoded))
+                if meta.num_pending == 0 or len(batch) >= max_batch:
+                    return batch
+                msg = await sub.next_msg(timeout=10)
+        except (TimeoutError, nats.errors.Error) as exc:
+            # Events announced but not delivered: the follower starts again from what it has.
+            raise DependencyUnavailable(f"following stream {STREAM} stalled: {exc!r}") from exc
 
     async def consume(self, durable: str, handler: Handler, stop: asyncio.Event) -> None:
         config = ConsumerConfig(
             durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_deliver=-1,
             deliver_policy=DeliverPolicy.ALL,
         )
-        sub = await self._js.pull_subscribe(ALL_SUBJECTS, durable=durable, config=config)
-        while not stop.is_set():
+        sub = await self._durable(durable, config, stop)
+        while sub is not None and not stop.is_set():
             try:
                 msgs = await sub.fetch(64, timeout=1)
             except (TimeoutError, nats.errors.TimeoutError):
@@ -306,6 +315,19 @@ class JetStreamEventStore:
                     continue
                 await msg.ack()
 
+
+    async def _durable(self, durable: str, config: ConsumerConfig, stop: asyncio.Event) -> Any:
+        """The durable consumer's subscription, once JetStream answers (it may be electing a
+        leader, as just after a server died); None if `stop` is set first."""
+        while not stop.is_set():
+            try:
+                return await self._js.pull_subscribe(ALL_SUBJECTS, durable=durable, config=config)
+            except _TRANSIENT as exc:
+                log.warning("consumer %s: JetStream did not answer (%r); retrying", durable, exc)
+                await asyncio.sleep(1)
+            except nats.errors.Error as exc:
+                raise DependencyUnavailable(f"consumer {durable} refused: {exc!r}") from exc
+        return None
 
 def _expect(job_id: str, version: int) -> dict[str, str]:
     return {EXPECTED_LAST: str(version), EXPECTED_LAST_SUBJECT: job_subjects(job_id)}
