@@ -66,7 +66,10 @@ def cmd_status(settings: Settings, config: str) -> int:
         answers = p["address"] == "-" or listening(*_split(p["address"]))
         healthy &= alive and answers
         word = "running" if alive and answers else ("not listening" if alive else "DEAD")
-        print(f"  {p['name']:<18} pid {p['pid']:<8} {p['address']:<22} {word}")
+        restarts = p.get("restarts", 0)
+        print(f"  {p['name']:<18} pid {p['pid']:<8} {p['address']:<22} {word}, restarts {restarts}")
+        if p.get("last_failure"):
+            _print_failure(p["last_failure"], p["log"])
     try:
         events, projected = asyncio.run(asyncio.wait_for(_sequences(settings), 5))
         print(f"  events in the stream: up to sequence {events}; read model at {projected}")
@@ -109,6 +112,12 @@ async def project(settings: Settings, stop: asyncio.Event | None = None) -> None
         await process.follow(projector)
         log.info("projector caught up: read model at stream sequence %d", projector.seq)
         await process.run_until_stopped()
+
+
+def _print_failure(failure: dict[str, str], log_file: str) -> None:
+    print(f"      last failure: {failure['how']} at {failure['at']}; the end of {log_file}:")
+    for line in failure.get("log_tail", "").splitlines():
+        print(f"        {line}")
 
 
 def _alive(pid: int) -> bool:
