@@ -38,6 +38,7 @@ bench: install
 	$(PY) -m bench.events
 	$(PY) -m bench.scheduler
 	$(PY) -m bench.gateway
+	$(PY) -m bench.retention
 
 bench-cluster: install
 	$(CLUSTER) up

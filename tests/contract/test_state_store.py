@@ -34,6 +34,16 @@ class StateStoreContract:
         loaded, seq = await store.load_jobs()
         assert seq == 300 and len(loaded) == 300 and loaded["j0299"] == jobs[-1]
 
+    async def test_forgets_jobs_only_from_the_expected_sequence_and_keeps_it(self, store):
+        jobs = [JobView(job_id=f"j{i:04d}", seq=i) for i in range(1, 251)]
+        assert await store.save_jobs(jobs, 250, 0)
+        assert not await store.forget_jobs(["j0001"], 249), "a stale projector must be refused"
+        gone = [j.job_id for j in jobs[:200]]
+        assert await store.forget_jobs([*gone, "never-known"], 250)
+        loaded, seq = await store.load_jobs()
+        assert seq == 250 and sorted(loaded) == [j.job_id for j in jobs[200:]]
+        assert await store.get_job("j0001") is None
+
     async def test_wipe_removes_the_projection_only(self, store):
         await store.save_jobs([JobView(job_id="a")], 5, 0)
         assert await store.reserve(["gw0/1"], "a")

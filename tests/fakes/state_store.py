@@ -31,6 +31,13 @@ class InMemoryStateStore:
         self.seq = seq
         return True
 
+    async def forget_jobs(self, job_ids: Sequence[str], expected_seq: int) -> bool:
+        if self.seq != expected_seq:
+            return False
+        for job_id in job_ids:
+            self.jobs.pop(job_id, None)
+        return True
+
     async def wipe_projection(self) -> None:
         self.jobs.clear()
         self.seq = 0

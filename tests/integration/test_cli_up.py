@@ -174,3 +174,31 @@ def test_runner_api_serves_tls_when_configured(config: Path):
             httpx.get(f"http://{url}/jobs", timeout=5)  # plain HTTP is not served
     finally:
         stop_up(up)
+
+
+def test_status_names_a_restarted_childs_new_pid_and_its_failure(config: Path):
+    up = subprocess.Popen([*BWVISU, "--config", str(config), "up"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        status_file = config.parent / "state" / "up.json"
+        wait_for(status_file.exists)
+
+        def projector() -> dict:
+            processes = json.loads(status_file.read_text())["processes"]
+            return next(c for c in processes if c["name"] == "projector")
+
+        first = projector()
+        assert first["restarts"] == 0 and first["last_failure"] is None
+        os.kill(first["pid"], signal.SIGKILL)
+        wait_for(lambda: projector()["restarts"] == 1 and projector()["pid"] != first["pid"])
+        assert oct(status_file.stat().st_mode & 0o777) in ("0o640", "0o600")
+
+        again = projector()
+        assert again["last_failure"]["how"] == "killed by SIGKILL"
+        status = bwvisu(config, "status")
+        line = next(line for line in status.stdout.splitlines() if line.strip().startswith("projector"))
+        assert f"pid {again['pid']}" in line and "running" in line and "restarts 1" in line, status.stdout
+        assert "last failure: killed by SIGKILL" in status.stdout
+        assert "DEAD" not in status.stdout
+    finally:
+        stop_up(up)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,6 +13,7 @@ from bwvisu_common.job_facts import JobState
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.projector import Projector
 from bwvisu_common.read_model import fold
+from tests.conditions import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +128,31 @@ async def test_two_projectors_at_once_write_the_same_read_model_as_one(event_sto
     finally:
         for task in tasks:
             task.cancel()
+
+
+async def test_finished_jobs_leave_etcd_while_the_projector_runs_and_stay_gone(event_store, state_store):
+    now = [datetime.now(UTC)]
+    kept_for = timedelta(seconds=5)  # swept every second
+    await event_store.append([ev.JobSubmitted(job_id="old", uid="alice", template_name="t"),
+                              ev.JobEnded(job_id="old", slurm_state="COMPLETED", exit_code=0)], 0)
+    await event_store.append([ev.JobSubmitted(job_id="on", uid="bob", template_name="t")], 0)
+    projector = Projector(event_store, state_store, kept_for=kept_for, clock=lambda: now[0])
+    task = asyncio.create_task(projector.run())
+    try:
+        await eventually(lambda: projector.get("on") is not None, "the projector caught up")
+        assert await state_store.get_job("old") is not None
+        now[0] += timedelta(minutes=1)
+        await eventually(lambda: projector.get("old") is None, "the finished job is forgotten")
+        assert await state_store.get_job("old") is None and await state_store.get_job("on") is not None
+
+        late = await event_store.append([ev.ForwardsRemoved(job_id="old", gateway="gw1")])
+        await eventually(lambda: projector.seq >= late, "the late event is read")
+        assert projector.get("old") is None and await state_store.get_job("old") is None
+    finally:
+        task.cancel()
+
+    live = LiveJobs(event_store, state_store, kept_for=kept_for, clock=lambda: now[0])
+    await live.catch_up()
+    assert [j.job_id for j in live.all()] == ["on"]
+    await Projector(event_store, state_store, kept_for=kept_for, clock=lambda: now[0]).rebuild()
+    assert set((await state_store.load_jobs())[0]) == {"on"}, "a rebuild forgets what is due again"

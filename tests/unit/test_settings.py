@@ -31,6 +31,7 @@ def test_the_original_bwvisu_fields_are_accepted_as_they_are():
     assert s.keyholed_port_range.max == 20100 and s.debug.keyholed_static_forwarding
     assert s.forwarding_hostname_suffix == "-ib"
     assert s.scheduler.poll_interval == 2.0 and s.runner_api.port == 4242
+    assert s.finished_jobs_kept_for == 7.0 and s.stream_max_age == 180.0 and s.stream_max_bytes > 0
     assert not s.restrict_forwards_to_clients  # off unless a site knows its clients' addresses
     assert parse({**ORIGINAL, "restrict-forwards-to-clients": True}).restrict_forwards_to_clients
 
@@ -50,6 +51,8 @@ def test_the_original_bwvisu_fields_are_accepted_as_they_are():
         ({"keyhole-api": {"max-body-bytes": 10}}, "keyhole-api.max-body-bytes"),
         ({"stream-max-bytes": -1}, "stream-max-bytes"),
         ({"stream-max-events-per-job": 5}, "stream-max-events-per-job"),
+        ({"finished-jobs-kept-for": 0}, "finished-jobs-kept-for"),
+        ({"finished-jobs-kept-for": 30, "stream-max-age": 10}, "stream-max-age"),
         ({"scheduler": {"min-uid": 0}}, "scheduler.min-uid"),
         ({"scheduler": {"min-uid": 1000, "max-uid": 999}}, "scheduler.max-uid"),
         ({"scheduler": {"required-group": 5}}, "scheduler.required-group"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bwvisu_cli.servers import listening
 from bwvisu_cli.up import is_up, run_up, status_file
-from bwvisu_common.connect import open_stores
+from bwvisu_common.connect import finished_jobs_kept_for, open_stores
 from bwvisu_common.errors import BwvisuError
 from bwvisu_common.logs import setup_logging
 from bwvisu_common.projector import Projector
@@ -66,7 +66,10 @@ def cmd_status(settings: Settings, config: str) -> int:
         answers = p["address"] == "-" or listening(*_split(p["address"]))
         healthy &= alive and answers
         word = "running" if alive and answers else ("not listening" if alive else "DEAD")
-        print(f"  {p['name']:<18} pid {p['pid']:<8} {p['address']:<22} {word}")
+        restarts = p.get("restarts", 0)
+        print(f"  {p['name']:<18} pid {p['pid']:<8} {p['address']:<22} {word}, restarts {restarts}")
+        if p.get("last_failure"):
+            _print_failure(p["last_failure"], p["log"])
     try:
         events, projected = asyncio.run(asyncio.wait_for(_sequences(settings), 5))
         print(f"  events in the stream: up to sequence {events}; read model at {projected}")
@@ -86,7 +89,7 @@ def cmd_rebuild(settings: Settings, config: str) -> int:
     async def rebuild() -> tuple[int, int]:
         async with AsyncExitStack() as stack:
             events, state = await open_stores(settings, stack, "bwvisu-rebuild")
-            seq = await Projector(events, state).rebuild()
+            seq = await Projector(events, state, kept_for=finished_jobs_kept_for(settings)).rebuild()
             return seq, len((await state.load_jobs())[0])
 
     seq, jobs = asyncio.run(rebuild())
@@ -105,10 +108,16 @@ async def project(settings: Settings, stop: asyncio.Event | None = None) -> None
     """Keep etcd's read model up to date until a signal; a dead projector raises TaskDied, naming it."""
     async with ServiceProcess("projector", stop) as process:
         events, state = await process.starting(open_stores(settings, process.stack, "bwvisu-projector"))
-        projector = Projector(events, state)
+        projector = Projector(events, state, kept_for=finished_jobs_kept_for(settings))
         await process.follow(projector)
         log.info("projector caught up: read model at stream sequence %d", projector.seq)
         await process.run_until_stopped()
+
+
+def _print_failure(failure: dict[str, str], log_file: str) -> None:
+    print(f"      last failure: {failure['how']} at {failure['at']}; the end of {log_file}:")
+    for line in failure.get("log_tail", "").splitlines():
+        print(f"        {line}")
 
 
 def _alive(pid: int) -> bool:

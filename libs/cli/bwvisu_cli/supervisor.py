@@ -29,6 +29,27 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+@dataclass(frozen=True)
+class Exit:
+    """How a child last ended unasked: its exit code or signal, when, and its log's last lines."""
+
+    code: int
+    at: str
+    log_tail: str = ""
+
+    @property
+    def how(self) -> str:
+        if self.code < 0:
+            try:
+                return f"killed by {signal.Signals(-self.code).name}"
+            except ValueError:
+                return f"killed by signal {-self.code}"
+        return f"exited with code {self.code}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "how": self.how, "at": self.at, "log_tail": self.log_tail}
+
+
 @dataclass
 class Child:
     """One supervised process, and where it listens (if it does)."""
@@ -39,6 +60,7 @@ class Child:
     listen: tuple[str, int] | None = None
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
     restarts: int = 0
+    last_failure: Exit | None = None
     # Run once it listens, on every start (etcd: its users and roles); must be idempotent.
     after_start: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
 
@@ -49,6 +71,12 @@ class Child:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
+
+    def as_dict(self) -> dict[str, object]:
+        """What `bwvisu status` shows of this child."""
+        return {"name": self.name, "pid": self.pid, "address": self.address, "log": str(self.log_file),
+                "restarts": self.restarts,
+                "last_failure": self.last_failure.as_dict() if self.last_failure else None}
 
     async def start(self, ready_timeout: float = 30.0) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -106,8 +134,12 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-async def supervise(children: list[Child], on_started: Callable[[list[Child]], None]) -> None:
-    """Start every child in order, then watch them until a stop signal; always stop them all."""
+async def supervise(children: list[Child], on_started: Callable[[list[Child]], None],
+                    on_change: Callable[[list[Child]], None] | None = None) -> None:
+    """Start every child in order, then watch them until a stop signal; always stop them all.
+
+    `on_change` hears of every exit and restart after start-up (`bwvisu status` reads it).
+    """
     stop = asyncio.Event()
     started: list[Child] = []
     with stop_on_signals(stop):
@@ -116,7 +148,11 @@ async def supervise(children: list[Child], on_started: Callable[[list[Child]], N
                 await child.start()
                 started.append(child)
             on_started(started)
-            watchers = [asyncio.create_task(_keep_running(c, stop)) for c in started]
+            def changed() -> None:
+                if on_change is not None:
+                    on_change(started)
+
+            watchers = [asyncio.create_task(_keep_running(c, stop, changed)) for c in started]
             await stop.wait()
             for w in watchers:
                 w.cancel()
@@ -125,14 +161,16 @@ async def supervise(children: list[Child], on_started: Callable[[list[Child]], N
                 await child.stop()
 
 
-async def _keep_running(child: Child, stop: asyncio.Event) -> None:
+async def _keep_running(child: Child, stop: asyncio.Event, changed: Callable[[], None]) -> None:
     backoff = 1.0
     while not stop.is_set():
         assert child.process is not None
         code = await child.process.wait()
         if stop.is_set():
             return
-        log.error("%s exited with code %s; restarting in %.0f s (log: %s)", child.name, code, backoff,
+        child.last_failure = Exit(code, time.strftime("%Y-%m-%dT%H:%M:%S%z"), _tail(child.log_file, 5))
+        changed()
+        log.error("%s %s; restarting in %.0f s (log: %s)", child.name, child.last_failure.how, backoff,
                   child.log_file)
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF)
@@ -142,3 +180,4 @@ async def _keep_running(child: Child, stop: asyncio.Event) -> None:
             backoff = 1.0
         except ChildFailed as exc:
             log.error("%s", exc)
+        changed()

@@ -156,14 +156,16 @@ def run_up(settings: Settings, config_path: str) -> None:
         if ensure_secret_file(password_file):
             print(f"created the runner-api password for {settings.runner_api.user} in {password_file}")
 
+        since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
         def started(running: list[Child]) -> None:
-            _write_status(settings, running)
+            _write_status(settings, running, since)
             print(f"bwvisu is up (state dir {state}); Ctrl-C stops everything.")
             for c in running:
                 print(f"  {c.name:<18} pid {c.pid:<8} {c.address:<22} log {c.log_file}")
             sys.stdout.flush()
 
-        asyncio.run(supervise(children, started))
+        asyncio.run(supervise(children, started, lambda running: _write_status(settings, running, since)))
         print("bwvisu stopped.")
     finally:
         status_file(settings).unlink(missing_ok=True)
@@ -181,12 +183,14 @@ def _demo_certificates(settings: Settings) -> None:
         print(f"created demo TLS certificates for {', '.join(sorted(set(hosts)))} in {tls_dir}")
 
 
-def _write_status(settings: Settings, running: list[Child]) -> None:
-    data = {
-        "pid": os.getpid(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "processes": [
-            {"name": c.name, "pid": c.pid, "address": c.address, "log": str(c.log_file)} for c in running
-        ],
-    }
-    status_file(settings).write_text(json.dumps(data, indent=2))
+def _write_status(settings: Settings, running: list[Child], since: str) -> None:
+    """Rewritten on every start and exit of a child; replaced whole, so a reader never sees half."""
+    data = {"pid": os.getpid(), "started": since, "processes": [c.as_dict() for c in running]}
+    target = status_file(settings)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}")
+    # Log tails may say more than the world should read: owner and group only.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(data, indent=2))
+    os.replace(temporary, target)
+

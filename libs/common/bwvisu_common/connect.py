@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 from nats.aio.client import Client as NatsClient
 
@@ -40,6 +41,11 @@ async def open_stores_retrying(
         except DependencyUnavailable as exc:
             log.warning("%s; retrying in 2 s", exc)
             await asyncio.sleep(2)
+
+
+def finished_jobs_kept_for(settings: Settings) -> timedelta:
+    """How long a finished job stays in LiveJobs and etcd's read model."""
+    return timedelta(days=settings.finished_jobs_kept_for)
 
 
 def stream_limits(settings: Settings) -> StreamLimits:

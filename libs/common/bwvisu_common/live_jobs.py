@@ -3,6 +3,10 @@
 `LiveJobs` is etcd's snapshot plus every later event, folded in memory (read_model.evolve),
 with a way to wait until a job reaches some state. The projector (projector.py) is the same
 fold that also writes each batch back to etcd.
+
+A finished job is forgotten once `kept_for` has passed since its last event (read_model's
+due_for_forgetting), when the snapshot is loaded and then every `kept_for / 10` (at most hourly),
+so memory and etcd hold the recent jobs only, however long the service runs.
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from bwvisu_common.errors import DependencyUnavailable
-from bwvisu_common.events import AnyEvent
+from bwvisu_common.events import AnyEvent, utcnow
 from bwvisu_common.ports import EventStore, StateStore
-from bwvisu_common.read_model import JobView, evolve
+from bwvisu_common.read_model import JobView, due_for_forgetting, evolve, opens_job
+
+DEFAULT_KEPT_FOR = timedelta(days=7)
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +33,17 @@ class ProjectionMoved(Exception):
 class LiveJobs:
     """Every job's view, from etcd's snapshot plus the stream's later events."""
 
-    def __init__(self, events: EventStore, state: StateStore, max_batch: int = 500) -> None:
+    def __init__(self, events: EventStore, state: StateStore, max_batch: int = 500, *,
+                 kept_for: timedelta = DEFAULT_KEPT_FOR, clock: Callable[[], datetime] = utcnow) -> None:
         self._events = events
         self._state = state
         self._max_batch = max_batch
+        self._kept_for = kept_for
+        self._clock = clock
         self._jobs: dict[str, JobView] = {}
         self._seq = 0
         self._changed = asyncio.Condition()
+        self._writing = asyncio.Lock()  # a batch and a forgetting never interleave
 
     @property
     def seq(self) -> int:
@@ -67,8 +78,36 @@ class LiveJobs:
                 pass
         return self._seq
 
+    async def forget_finished(self) -> list[str]:
+        """Forget the jobs finished longer than `kept_for` ago; the ids forgotten."""
+        async with self._writing:
+            due = due_for_forgetting(self._jobs.values(), self._clock(), self._kept_for)
+            if due:
+                await self._commit_forgetting(due)
+                for job_id in due:
+                    del self._jobs[job_id]
+        if due:
+            log.info("forgot %d jobs finished more than %s ago", len(due), self._kept_for)
+        return due
+
     async def run(self, caught_up: asyncio.Event | None = None) -> None:
         """Follow the stream until cancelled; set `caught_up` once the backlog is applied."""
+        sweeper = asyncio.create_task(self._sweep())
+        try:
+            await self._follow_forever(caught_up)
+        finally:
+            sweeper.cancel()
+
+    async def _sweep(self) -> None:
+        every = min(max(self._kept_for.total_seconds() / 10, 1.0), 3600.0)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.forget_finished()
+            except (ProjectionMoved, DependencyUnavailable) as exc:
+                log.info("forgetting finished jobs: %r; trying again later", exc)
+
+    async def _follow_forever(self, caught_up: asyncio.Event | None) -> None:
         while True:
             try:
                 await self._follow(caught_up)
@@ -79,19 +118,22 @@ class LiveJobs:
                 await asyncio.sleep(1)
 
     async def catch_up(self) -> int:
-        """Load etcd's snapshot and apply every later stored event; return the sequence reached."""
+        """Load etcd's snapshot and apply every later stored event; return the sequence reached.
+
+        Jobs the snapshot still holds but that are due are forgotten before anyone reads them.
+        """
         self._jobs, self._seq = await self._state.load_jobs()
         target = await self._events.last_seq()
-        if self._seq >= target:
-            return self._seq
-        batches = self._events.batches(self._seq, self._max_batch)
-        try:
-            async for batch in batches:
-                await self._apply(batch)
-                if self._seq >= target:
-                    break
-        finally:
-            await batches.aclose()  # type: ignore[attr-defined]
+        if self._seq < target:
+            batches = self._events.batches(self._seq, self._max_batch)
+            try:
+                async for batch in batches:
+                    await self._apply(batch)
+                    if self._seq >= target:
+                        break
+            finally:
+                await batches.aclose()  # type: ignore[attr-defined]
+        await self.forget_finished()
         return self._seq
 
     async def _follow(self, caught_up: asyncio.Event | None) -> None:
@@ -102,22 +144,28 @@ class LiveJobs:
             await self._apply(batch)
 
     async def _apply(self, batch: list[tuple[int, AnyEvent]]) -> None:
-        fresh = [(seq, e) for seq, e in batch if seq > self._seq]
-        if not fresh:
-            return
-        changed: dict[str, JobView] = {}
-        for seq, event in fresh:
-            job_id = event.job_id
-            job = changed.get(job_id) or self._jobs.get(job_id)
-            if job is not None and seq <= job.seq:
-                continue  # already in this view (a chunked write that a crash cut short)
-            changed[job_id] = evolve(job, event, seq)
-        new_seq = fresh[-1][0]
-        await self._commit(list(changed.values()), new_seq)
-        async with self._changed:
-            self._jobs.update(changed)
-            self._seq = new_seq
-            self._changed.notify_all()
+        async with self._writing:
+            fresh = [(seq, e) for seq, e in batch if seq > self._seq]
+            if not fresh:
+                return
+            changed: dict[str, JobView] = {}
+            for seq, event in fresh:
+                job_id = event.job_id
+                job = changed.get(job_id) or self._jobs.get(job_id)
+                if job is None and not opens_job(event):
+                    continue  # a forgotten job's late word: it stays forgotten
+                if job is not None and seq <= job.seq:
+                    continue  # already in this view (a chunked write that a crash cut short)
+                changed[job_id] = evolve(job, event, seq)
+            new_seq = fresh[-1][0]
+            await self._commit(list(changed.values()), new_seq)
+            async with self._changed:
+                self._jobs.update(changed)
+                self._seq = new_seq
+                self._changed.notify_all()
 
     async def _commit(self, changed: list[JobView], new_seq: int) -> None:
         """Where a batch goes before it is visible; memory only here."""
+
+    async def _commit_forgetting(self, job_ids: list[str]) -> None:
+        """Where forgotten jobs go before they leave memory; nowhere here."""

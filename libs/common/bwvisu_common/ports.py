@@ -64,6 +64,10 @@ class StateStore(Protocol):
         """Write jobs and the new sequence atomically if the stored one is `expected_seq`."""
         ...
 
+    async def forget_jobs(self, job_ids: Sequence[str], expected_seq: int) -> bool:
+        """Remove these projected jobs if the stored sequence is `expected_seq` (it stays)."""
+        ...
+
     async def wipe_projection(self) -> None:
         """Remove every projected job and the sequence (not reservations or secrets)."""
         ...

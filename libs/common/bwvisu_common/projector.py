@@ -3,6 +3,7 @@
 It is LiveJobs's fold that also writes each batch to etcd, with the new stream sequence, in
 one guarded transaction: several projectors (HA) never apply an event twice, a restarted one
 resumes at the sequence etcd holds, and a wiped projection is rebuilt by replaying the stream.
+Jobs finished longer ago than the retention time leave etcd too (LiveJobs.forget_finished).
 """
 
 from __future__ import annotations
@@ -21,4 +22,9 @@ class Projector(LiveJobs):
 
     async def _commit(self, changed: list[JobView], new_seq: int) -> None:
         if not await self._state.save_jobs(changed, new_seq, self._seq):
+            raise ProjectionMoved()
+
+    async def _commit_forgetting(self, job_ids: list[str]) -> None:
+        # Guarded by the sequence this projector read: jobs are removed from the view it knows.
+        if not await self._state.forget_jobs(job_ids, self._seq):
             raise ProjectionMoved()

@@ -3,11 +3,16 @@
 State machine (`JobState`): submitted -> running -> available -> completing -> finished.
 `finished` is terminal: no later event (a late PortOpen, a duplicate JobStarted) moves a job
 out of it. Each event that has something to say sets the job's `why` and, with it, `details`.
+
+Retention: a job finished longer ago than the configured time is forgotten (`due_for_forgetting`),
+and only a job's first event opens a view (`opens_job`), so a forgotten job's late event never
+brings it back as a new, empty job.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 import msgspec
 
@@ -66,6 +71,18 @@ def evolve(job: JobView | None, event: ev.Event, seq: int = 0) -> JobView:
         keep = ("why", "details", "exit_code") if isinstance(event, ev.JobEnded) else ()
         changes = {k: v for k, v in changes.items() if k in keep}
     return msgspec.structs.replace(job, **changes, updated_at=event.time, seq=max(seq, job.seq))
+
+
+def opens_job(event: ev.Event) -> bool:
+    """Whether `event` may start a view of a job nobody knows (yet, or any more)."""
+    return isinstance(event, ev.JobSubmitted | ev.JobAdopted)
+
+
+def due_for_forgetting(jobs: Iterable[JobView], now: datetime, kept_for: timedelta) -> list[str]:
+    """The jobs finished (by their last event) longer than `kept_for` before `now`. Pure."""
+    horizon = now - kept_for
+    return [j.job_id for j in jobs
+            if j.state == JobState.FINISHED and (j.updated_at is None or j.updated_at <= horizon)]
 
 
 def fold(events: list[tuple[int, ev.Event]], job: JobView | None = None) -> JobView | None:

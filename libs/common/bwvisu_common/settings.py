@@ -148,6 +148,8 @@ class Settings(_Section, frozen=True, kw_only=True):
     stream_max_bytes: int = 8 * 1024**3  # the job event stream's bounds; 0: none
     stream_max_age: float = 180.0  # days
     stream_max_events_per_job: int = 10_000
+    # Days a finished job stays in every service's memory and in etcd's read model:
+    finished_jobs_kept_for: float = 7.0
     state_dir: str = ".bwvisu"
     templates_dir: str = ""
     ssh: Ssh = Ssh()
@@ -180,6 +182,11 @@ def _check(s: Settings) -> None:
                         ("stream-max-events-per-job", s.stream_max_events_per_job)):
         if value < 0:
             fail(name, "Expected a number >= 0 (0: no bound)")
+    if s.finished_jobs_kept_for <= 0:
+        fail("finished-jobs-kept-for", f"Expected a number of days > 0, got {s.finished_jobs_kept_for}")
+    if 0 < s.stream_max_age < s.finished_jobs_kept_for:
+        # A rebuild replays the stream: it must still hold every job the read model keeps.
+        fail("stream-max-age", "Expected 0 or at least finished-jobs-kept-for (days)")
     if 0 < s.stream_max_events_per_job < 100:
         fail("stream-max-events-per-job", "Expected 0 or at least 100 (a job's history must fit)")
     if s.scheduler.min_uid < 1:

@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from bwvisu_common.adapters.tcp_prober import TcpProber
-from bwvisu_common.connect import open_stores
+from bwvisu_common.connect import finished_jobs_kept_for, open_stores
 from bwvisu_common.errors import ConfigError
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.settings import Settings
@@ -65,8 +65,9 @@ async def build(settings: Settings, gateway: str, stack: AsyncExitStack) -> Agen
     r = settings.keyholed_port_range
     limits = Limits(port_min=r.min, port_max=r.max, max_forwards=settings.keyholed_max_forwarders_per_job,
                     node_suffix=settings.forwarding_hostname_suffix)
+    jobs = LiveJobs(events, state, kept_for=finished_jobs_kept_for(settings))
     return assemble(Gateway(name=gateway, own_ip=node.internal_ip, events=events, state=state,
-                            jobs=LiveJobs(events, state), firewall=IptablesFirewall(tag=tag),
+                            jobs=jobs, firewall=IptablesFirewall(tag=tag),
                             prober=TcpProber(), external_ip=node.external_ip, limits=limits,
                             restrict_sources=settings.restrict_forwards_to_clients),
                     events.nats.publish)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bwvisu_common.app_links import bundle_connect_url
-from bwvisu_common.connect import open_stores_retrying
+from bwvisu_common.connect import finished_jobs_kept_for, open_stores_retrying
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.secret_files import read_secret_file
 from bwvisu_common.settings import Settings
@@ -39,7 +39,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
     # The same app bundles as the portal's, so that both name the same connect URL.
     bundles = Path(settings.web.bundles_dir) if settings.web.bundles_dir else templates.directory
     events, state = await open_stores_retrying(settings, stack, "runner-api")
-    live = LiveJobs(events, state)
+    live = LiveJobs(events, state, kept_for=finished_jobs_kept_for(settings))
     jobs = Jobs(events, live, NatsUserDirectory(events.nats), templates, NatsJobLogs(events.nats),
                 secrets=state)
     return Deps(live=live, jobs=jobs,

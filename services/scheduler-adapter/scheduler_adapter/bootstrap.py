@@ -12,7 +12,7 @@ from nats.aio.client import Client as NatsClient
 
 from bwvisu_common.adapters.etcd_election import EtcdElection
 from bwvisu_common.adapters.jetstream import JetStreamEventStore
-from bwvisu_common.connect import identity_of, nats_auth, open_stores
+from bwvisu_common.connect import finished_jobs_kept_for, identity_of, nats_auth, open_stores
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.settings import Settings, host_port
 from bwvisu_common.templates import FileTemplates
@@ -61,7 +61,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack, runner: CommandRu
     users = UserGate(scheduler, policy)
     handlers = JobHandlers(events, state, scheduler, FileTemplates(settings.templates_dir), config,
                            users=users, election=election)
-    jobs = LiveJobs(events, state)
+    jobs = LiveJobs(events, state, kept_for=finished_jobs_kept_for(settings))
     watcher = Watcher(scheduler, jobs.all, events, tag=tag, interval=settings.scheduler.poll_interval,
                       absent_polls_to_finish=settings.scheduler.absent_polls_to_finish,
                       in_flight=handlers.in_flight, claims=election)

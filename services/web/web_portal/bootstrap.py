@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bwvisu_common.adapters.tcp_prober import TcpProber
-from bwvisu_common.connect import open_stores_retrying
+from bwvisu_common.connect import finished_jobs_kept_for, open_stores_retrying
 from bwvisu_common.errors import ConfigError
 from bwvisu_common.heartbeats import GatewayHeartbeats
 from bwvisu_common.live_jobs import LiveJobs
@@ -74,7 +74,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
     events, state = await open_stores_retrying(settings, stack, "web-portal")
     beats = GatewayHeartbeats()
     stack.push_async_callback(await beats.follow(events.nats))
-    feed = LiveJobs(events, state)
+    feed = LiveJobs(events, state, kept_for=finished_jobs_kept_for(settings))
     portal = Portal(
         bundles=bundles, runner=runner, feed=feed, groups=UnixGroups(), prober=TcpProber(),
         authenticator=PamAuthenticator(web.pam_service) if web.auth == "pam" else None,

@@ -206,6 +206,20 @@ class EtcdStateStore:
         return True
 
     @_translated
+    async def forget_jobs(self, job_ids: Sequence[str], expected_seq: int) -> bool:
+        """Deletes in chunks, each guarded by `expected_seq`; a deleted job stays deleted."""
+        t = self._etcd.transactions
+        guard = t.version(self._seq) == 0 if expected_seq == 0 else t.value(self._seq) == str(expected_seq)
+        unique = list(dict.fromkeys(job_ids))  # etcd refuses a transaction touching a key twice
+        for start in range(0, len(unique), MAX_TXN_OPS):
+            chunk = unique[start : start + MAX_TXN_OPS]
+            ok, _ = await self._txn(compare=[guard],
+                                    success=[t.delete(f"{self._jobs}{j}".encode()) for j in chunk])
+            if not ok:
+                return False
+        return True
+
+    @_translated
     async def wipe_projection(self) -> None:
         await self._txn(
             compare=[],
