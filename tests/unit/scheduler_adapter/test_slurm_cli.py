@@ -107,7 +107,8 @@ async def test_unknown_outcomes_resubmit_at_most_as_often_as_configured() -> Non
     assert len(runner.calls_of("sbatch")) == 2 and len(runner.calls_of("squeue")) == 4
     never = FakeCommandRunner().on(SBATCH, CommandOutcomeUnknown("connection lost")).on(FIND, "")
     with pytest.raises(CommandOutcomeUnknown):
-        await SlurmCli(never, "bwvisu", lookup_attempts=1, lookup_delay=0, resubmits=0).submit("alice", "x", "j1")
+        once = SlurmCli(never, "bwvisu", lookup_attempts=1, lookup_delay=0, resubmits=0)
+        await once.submit("alice", "x", "j1")
     assert len(never.calls_of("sbatch")) == 1
 
 

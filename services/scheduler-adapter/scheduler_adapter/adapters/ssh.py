@@ -155,7 +155,8 @@ class AsyncSshRunner:
                                        keepalive_interval=ssh.keepalive_interval,
                                        keepalive_count_max=ssh.keepalive_count_max)
         return cls(settings.command_nodes, connector, command_timeout=ssh.command_timeout,
-                   answer_timeout=ssh.answer_timeout, probe_interval=max(1.0, settings.scheduler.poll_interval))
+                   answer_timeout=ssh.answer_timeout,
+                   probe_interval=max(1.0, settings.scheduler.poll_interval))
 
     def down_nodes(self) -> list[str]:
         return [n.spec.label for n in self._nodes if n.down]
