@@ -38,7 +38,10 @@ class FakeSession:
         return FakeRunning(CommandResult(0, f"{self.name}: {command}", "", self.name), failure)
 
     def alive(self) -> bool:
-        return self.open and self.name not in self.cluster.down
+        return self.open and self.name not in self.cluster.down and self.name not in self.cluster.gone
+
+    def unanswered(self) -> str | None:
+        return "Server not responding to keepalive" if self.open and self.name in self.cluster.gone else None
 
     def close(self) -> None:
         self.open = False
@@ -48,15 +51,19 @@ class FakeCluster:
     def __init__(self) -> None:
         self.down: set[str] = set()
         self.silent: set[str] = set()  # connected, but nothing comes back any more
+        self.gone: set[str] = set()  # its keepalives went unanswered: the connection closed
         self.exec_failure: dict[str, Exception] = {}
         self.connects: list[str] = []
+        self.opened: list[FakeSession] = []
         self.commands: list[tuple[str, str, str | None]] = []
 
     async def connect(self, node: CommandNode) -> Session:
         self.connects.append(node.label)
         if node.label in self.down:
             raise OSError(f"connection refused by {node.label}")
-        return FakeSession(self, node.label)
+        session = FakeSession(self, node.label)
+        self.opened.append(session)
+        return session
 
 
 def runner(cluster: FakeCluster, answer_timeout: float = 3.0) -> AsyncSshRunner:
@@ -170,4 +177,26 @@ async def test_a_silent_node_is_probed_and_comes_back() -> None:
             break
         await asyncio.sleep(0.01)
     assert (await r.run(["squeue"])).node == "login0"
+    await r.close()
+
+
+async def test_a_connection_closed_by_unanswered_keepalives_skips_the_node_without_reconnecting() -> None:
+    cluster = FakeCluster()
+    r = runner(cluster)
+    await r.run(["squeue"])
+    cluster.gone.add("login0")
+    cluster.down.add("login0")  # a connection attempt would fail too, but only after connect-timeout
+    assert (await r.run(["sbatch"], input="x", idempotent=False)).node == "login1"
+    assert cluster.connects == ["login0", "login1"] and r.down_nodes() == ["login0"]
+    await r.close()
+
+
+async def test_a_connection_the_node_closed_cleanly_is_opened_again_at_once() -> None:
+    cluster = FakeCluster()
+    r = runner(cluster)
+    await r.run(["squeue"])
+    for session in cluster.opened:
+        session.open = False  # sshd restarted: nothing says the node is gone
+    assert (await r.run(["squeue"])).node == "login0"
+    assert cluster.connects == ["login0", "login0"]
     await r.close()

@@ -42,6 +42,10 @@ class Session(Protocol):
 
     def alive(self) -> bool: ...
 
+    def unanswered(self) -> str | None:
+        """Why the connection closed because the node stopped answering; None otherwise."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -68,12 +72,25 @@ class AsyncSshProcess:
         return CommandResult(status, _text(done.stdout), _text(done.stderr), self._label)
 
 
+class _Client(asyncssh.SSHClient):
+    """Remembers why the connection was lost: the keepalives giving up means the node is gone."""
+
+    def __init__(self) -> None:
+        self.unanswered: str | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # asyncssh's words when keepalive_count_max keepalives went unanswered.
+        if exc is not None and "keepalive" in str(exc):
+            self.unanswered = str(exc)
+
+
 class AsyncSshSession:
     """An asyncssh client connection, with its errors sorted into NotSent and Lost."""
 
-    def __init__(self, conn: asyncssh.SSHClientConnection, label: str) -> None:
+    def __init__(self, conn: asyncssh.SSHClientConnection, label: str, client: _Client | None = None) -> None:
         self._conn = conn
         self._label = label
+        self._client = client or _Client()
 
     async def start(self, command: str, input: str | None) -> Running:
         # asyncssh writes `input` only after the node confirmed the channel and the exec request.
@@ -87,6 +104,9 @@ class AsyncSshSession:
 
     def alive(self) -> bool:
         return not self._conn.is_closed()
+
+    def unanswered(self) -> str | None:
+        return self._client.unanswered
 
     def close(self) -> None:
         self._conn.close()
@@ -122,8 +142,8 @@ def asyncssh_connector(key_file: str, known_hosts: str, connect_timeout: float, 
             options["client_keys"] = [key_file]
         if known_hosts:  # else asyncssh checks ~/.ssh/known_hosts; never None (no checking)
             options["known_hosts"] = known_hosts
-        conn = await asyncssh.connect(node.ip, **options)  # type: ignore[arg-type]
-        return AsyncSshSession(conn, node.label)
+        conn, client = await asyncssh.create_connection(_Client, node.ip, **options)  # type: ignore[arg-type]
+        return AsyncSshSession(conn, node.label, client if isinstance(client, _Client) else None)
 
     return connect
 
@@ -200,8 +220,13 @@ class AsyncSshRunner:
 
     async def _session(self, node: _Node) -> Session:
         async with node.lock:
-            if node.session is not None and node.session.alive():
-                return node.session
+            if node.session is not None:
+                if node.session.alive():
+                    return node.session
+                unanswered = node.session.unanswered()
+                if unanswered is not None:
+                    # Gone while idle: skip it now rather than wait for a connection attempt.
+                    raise NotSent(f"stopped answering: {unanswered}")
             try:
                 node.session = await self._connect(node.spec)
             except (asyncssh.Error, OSError, TimeoutError) as exc:
