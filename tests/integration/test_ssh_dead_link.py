@@ -76,7 +76,8 @@ async def test_a_cut_link_costs_the_answer_timeout_and_the_script_goes_to_the_ot
     cut_port = int(link.server.sockets[0].getsockname()[1])
     nodes = [msgspec.structs.replace(sshd.node, port=cut_port, name="login0"),
              msgspec.structs.replace(sshd.node, name="login1")]
-    runner = AsyncSshRunner(nodes, connector(sshd, link), command_timeout=30, answer_timeout=1.0, probe_interval=60)
+    runner = AsyncSshRunner(nodes, connector(sshd, link), command_timeout=30, answer_timeout=1.0,
+                            probe_interval=60)
     try:
         assert (await runner.run(["true"])).node == "login0"  # an open connection through the link
         link.cut = True
