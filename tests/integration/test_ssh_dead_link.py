@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 from scheduler_adapter.adapters.ssh import AsyncSshRunner, Connector, asyncssh_connector
+from scheduler_adapter.errors import CommandOutcomeUnknown
 from tests.conditions import eventually
 from tests.contract.test_command_runner import Sshd, sshd  # noqa: F401 (the fixture)
 
@@ -110,3 +111,26 @@ async def test_a_connection_closed_on_purpose_is_not_a_gone_node(sshd: Sshd, lin
     await eventually(lambda: not session.alive(), "the connection closes")
     await asyncio.sleep(0)
     assert session.unanswered() is None
+
+
+async def test_a_link_cut_while_sbatch_runs_is_an_unknown_outcome_within_the_keepalives(
+    sshd: Sshd, link: Link, tmp_path: Path  # noqa: F811
+) -> None:
+    assert link.server is not None
+    node = msgspec.structs.replace(sshd.node, port=int(link.server.sockets[0].getsockname()[1]))
+    read = tmp_path / "script-read"
+    runner = AsyncSshRunner([node], connector(sshd, link, keepalive_interval=0.2), command_timeout=30,
+                            probe_interval=60)
+    try:
+        # The script has arrived (cat read it all) when the link goes; the answer never comes.
+        command = runner.run(["sh", "-c", f"cat >/dev/null; touch {read}; sleep 20; echo 4711"],
+                             input="#!/bin/bash\n", idempotent=False)
+        running = asyncio.ensure_future(command)
+        await eventually(read.exists, "the node read the script")
+        link.cut = True
+        t0 = time.monotonic()
+        with pytest.raises(CommandOutcomeUnknown):
+            await running
+        assert time.monotonic() - t0 < 3.0  # the keepalives, not the 30 s command timeout
+    finally:
+        await runner.close()
