@@ -36,7 +36,8 @@ class CommandRunner(Protocol):
     ) -> CommandResult:
         """Run argv with optional stdin on the first command node that answers.
 
-        Raises SchedulerUnavailable when no node answers (nothing ran). If the
+        A node that does not start the command within a short deadline counts as not
+        answering. Raises SchedulerUnavailable when no node answers (nothing ran). If the
         connection dies after the command was sent, an idempotent command is run again
         on the next node; otherwise CommandOutcomeUnknown is raised.
         """
