@@ -124,6 +124,21 @@ class Minicluster:
                 if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
                     os.kill(pid, signal.SIGKILL)
 
+    def set_link(self, host: str, up: bool) -> None:
+        """Take a host's link to the bridge down or up: down is a cut cable (nothing is refused or
+        reset, packets just go nowhere); its namespace, addresses and routes stay as they are."""
+        subprocess.run(["ip", "link", "set", "dev", f"bwv-{host}", "up" if up else "down"],
+                       check=True, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+
+    @contextlib.contextmanager
+    def link_down(self, host: str) -> Iterator[None]:
+        """The host's link is down inside the block, and up again after it, also on failure."""
+        self.set_link(host, up=False)
+        try:
+            yield
+        finally:
+            self.set_link(host, up=True)
+
     def repair(self) -> None:
         """Run `minicluster up` again: restarts whatever a test stopped."""
         proc = run_minicluster("up")

@@ -61,6 +61,11 @@ class Ssh(_Section, frozen=True, kw_only=True):
     known_hosts: str = ""
     connect_timeout: float = 5.0
     command_timeout: float = 30.0
+    # A node that does not start a command within this long is skipped (its link may be down).
+    answer_timeout: float = 3.0
+    # An open connection whose peer misses this many keepalives in a row is closed.
+    keepalive_interval: float = 2.0
+    keepalive_count_max: int = 3
 
 
 class RunnerApi(_Section, frozen=True, kw_only=True):

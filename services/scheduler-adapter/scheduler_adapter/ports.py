@@ -36,7 +36,8 @@ class CommandRunner(Protocol):
     ) -> CommandResult:
         """Run argv with optional stdin on the first command node that answers.
 
-        Raises SchedulerUnavailable when no node answers (nothing ran). If the
+        A node that does not start the command within a short deadline counts as not
+        answering. Raises SchedulerUnavailable when no node answers (nothing ran). If the
         connection dies after the command was sent, an idempotent command is run again
         on the next node; otherwise CommandOutcomeUnknown is raised.
         """
@@ -47,7 +48,11 @@ class Scheduler(Protocol):
     """Slurm as bwvisu uses it: submit, look up, poll, cancel, and ask about users."""
 
     async def submit(self, uid: str, script: str, job_id: str) -> Submitted:
-        """Queue the script as `uid`; raises SubmitRejected, UnknownUser or SchedulerUnavailable."""
+        """Queue the script as `uid`; raises SubmitRejected, UnknownUser or SchedulerUnavailable.
+
+        When a node took the script but gave no answer, the job tagged with `job_id` is adopted if
+        Slurm has it, and the script goes to the next node only once Slurm said it has none;
+        CommandOutcomeUnknown when Slurm could not say."""
         ...
 
     async def find(self, job_id: str, uid: str) -> str | None:

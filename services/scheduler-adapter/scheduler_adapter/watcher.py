@@ -162,8 +162,8 @@ class Watcher:
             if not await self._confirmed(claim):
                 continue
             self._fence()
-            log.warning("Slurm job %s belongs to bwvisu job %s, which is over; cancelling it",
-                        entry.slurm_id, claim.job_id)
+            log.warning("Slurm job %s carries the tag of bwvisu job %s, which is over or is another "
+                        "Slurm job; cancelling it", entry.slurm_id, claim.job_id)
             try:
                 await self._scheduler.cancel(claim.uid, entry.slurm_id)
                 self._cancelled.add(entry.slurm_id)

@@ -123,12 +123,32 @@ async def test_a_redelivery_after_a_crash_finds_the_job_instead_of_submitting_ag
     assert isinstance(queued, ev.JobQueued) and queued.slurm_id == "4711"
 
 
-async def test_an_unknown_outcome_with_no_job_found_fails_as_unavailable(world: World) -> None:
+async def test_an_unknown_outcome_that_slurm_cannot_resolve_fails_as_unavailable(world: World) -> None:
     world.runner.on(SBATCH, CommandOutcomeUnknown("connection lost"))
-    world.runner.on(["squeue", "**"], "")
+    world.runner.on(["squeue", "**"], SchedulerUnavailable("no command node answered"))
     await world.submit()
     failed = (await world.log())[-1]
     assert isinstance(failed, ev.JobSubmitFailed) and failed.kind == "unavailable"
+    assert len(world.runner.calls_of("sbatch")) == 1
+
+
+async def test_an_unknown_outcome_with_no_job_in_slurm_is_submitted_once_more(world: World) -> None:
+    world.runner.on(SBATCH, CommandOutcomeUnknown("connection lost"), times=1)
+    world.runner.on(SBATCH, CommandResult(0, "4714\n", "", "login1"))
+    world.runner.on(["squeue", "**"], "")
+    await world.submit()
+    queued = (await world.log())[-1]
+    assert isinstance(queued, ev.JobQueued) and (queued.slurm_id, queued.command_node) == ("4714", "login1")
+    first, second = world.runner.calls_of("sbatch")
+    assert first.input == second.input  # the same script, with the secrets stored before the first
+
+
+async def test_an_unknown_outcome_adopts_the_tagged_job_instead_of_a_second_one(world: World) -> None:
+    world.runner.on(SBATCH, CommandOutcomeUnknown("connection lost"))
+    world.runner.on(["squeue", "**"], "4715\n")
+    await world.submit()
+    queued = (await world.log())[-1]
+    assert isinstance(queued, ev.JobQueued) and queued.slurm_id == "4715"
     assert len(world.runner.calls_of("sbatch")) == 1
 
 

@@ -56,14 +56,60 @@ async def test_unknown_outcome_is_resolved_by_the_tag_never_by_submitting_again(
     assert len(runner.calls_of("sbatch")) == 1
 
 
-async def test_unknown_outcome_without_a_tagged_job_stays_unknown() -> None:
+async def test_unknown_outcome_adopts_a_job_that_shows_up_on_a_later_lookup() -> None:
     runner = FakeCommandRunner()
     runner.on(SBATCH, CommandOutcomeUnknown("connection lost"))
+    runner.on(FIND, "", times=1)  # the sbatch was still on its way to slurmctld
+    runner.on(FIND, "4712\n")
+    done = await cli(runner).submit("alice", "x", "j1")
+    assert done.slurm_id == "4712"
+    assert len(runner.calls_of("sbatch")) == 1 and len(runner.calls_of("squeue")) == 2
+
+
+async def test_unknown_outcome_with_no_tagged_job_in_slurm_submits_once_more() -> None:
+    runner = FakeCommandRunner()
+    runner.on(SBATCH, CommandOutcomeUnknown("connection lost"), times=1)
+    runner.on(SBATCH, CommandResult(0, "4713\n", "", "login1"))
     runner.on(FIND, SchedulerUnavailable("down"), times=1)
     runner.on(FIND, "")
-    with pytest.raises(CommandOutcomeUnknown, match="no tagged job"):
+    done = await cli(runner).submit("alice", "#!/bin/bash\n", "j1")
+    assert (done.slurm_id, done.node) == ("4713", "login1")
+    first, second = runner.calls_of("sbatch")
+    assert first == second  # the same script, under the same tag
+    # Every lookup came before the second sbatch.
+    assert [c.argv[0] for c in runner.calls] == ["sh", "squeue", "squeue", "sh"]
+
+
+async def test_unknown_outcome_is_never_resubmitted_while_slurm_cannot_be_asked() -> None:
+    runner = FakeCommandRunner()
+    runner.on(SBATCH, CommandOutcomeUnknown("connection lost"))
+    runner.on(FIND, SchedulerUnavailable("down"))
+    with pytest.raises(CommandOutcomeUnknown, match="could not be asked"):
         await cli(runner).submit("alice", "x", "j1")
     assert len(runner.calls_of("sbatch")) == 1 and len(runner.calls_of("squeue")) == 2
+
+
+async def test_a_squeue_error_is_no_answer_and_no_reason_to_submit_again() -> None:
+    runner = FakeCommandRunner()
+    runner.on(SBATCH, CommandOutcomeUnknown("connection lost"))
+    runner.on(FIND, CommandResult(1, "", "slurm_load_jobs error: Unable to contact slurm controller"))
+    with pytest.raises(CommandOutcomeUnknown, match="could not be asked"):
+        await cli(runner).submit("alice", "x", "j1")
+    assert len(runner.calls_of("sbatch")) == 1
+
+
+async def test_unknown_outcomes_resubmit_at_most_as_often_as_configured() -> None:
+    runner = FakeCommandRunner()
+    runner.on(SBATCH, CommandOutcomeUnknown("connection lost"))
+    runner.on(FIND, "")
+    with pytest.raises(CommandOutcomeUnknown, match="no tagged job found"):
+        await cli(runner).submit("alice", "x", "j1")
+    assert len(runner.calls_of("sbatch")) == 2 and len(runner.calls_of("squeue")) == 4
+    never = FakeCommandRunner().on(SBATCH, CommandOutcomeUnknown("connection lost")).on(FIND, "")
+    with pytest.raises(CommandOutcomeUnknown):
+        once = SlurmCli(never, "bwvisu", lookup_attempts=1, lookup_delay=0, resubmits=0)
+        await once.submit("alice", "x", "j1")
+    assert len(never.calls_of("sbatch")) == 1
 
 
 async def test_poll_is_one_squeue_for_all_jobs_and_keeps_only_ours() -> None:

@@ -7,26 +7,41 @@ import asyncio
 import pytest
 
 from bwvisu_common.settings import CommandNode
-from scheduler_adapter.adapters.ssh import AsyncSshRunner, Lost, NotSent, Session
+from scheduler_adapter.adapters.ssh import AsyncSshRunner, Lost, NotSent, Running, Session
 from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
 from scheduler_adapter.ports import CommandResult
 
 NODES = [CommandNode(ip="10.0.0.1", name="login0"), CommandNode(ip="10.0.0.2", name="login1")]
 
 
+class FakeRunning:
+    def __init__(self, result: CommandResult, failure: Exception | None) -> None:
+        self.result, self.failure = result, failure
+
+    async def wait(self, timeout: float) -> CommandResult:
+        if self.failure is not None:
+            raise self.failure
+        return self.result
+
+
 class FakeSession:
     def __init__(self, cluster: FakeCluster, name: str) -> None:
         self.cluster, self.name, self.open = cluster, name, True
 
-    async def exec(self, command: str, input: str | None, timeout: float) -> CommandResult:
+    async def start(self, command: str, input: str | None) -> Running:
+        if self.name in self.cluster.silent:
+            await asyncio.Event().wait()  # its link is down: the channel is never confirmed
         self.cluster.commands.append((self.name, command, input))
         failure = self.cluster.exec_failure.get(self.name)
-        if failure is not None:
+        if isinstance(failure, NotSent):
             raise failure
-        return CommandResult(0, f"{self.name}: {command}", "", self.name)
+        return FakeRunning(CommandResult(0, f"{self.name}: {command}", "", self.name), failure)
 
     def alive(self) -> bool:
-        return self.open and self.name not in self.cluster.down
+        return self.open and self.name not in self.cluster.down and self.name not in self.cluster.gone
+
+    def unanswered(self) -> str | None:
+        return "Server not responding to keepalive" if self.open and self.name in self.cluster.gone else None
 
     def close(self) -> None:
         self.open = False
@@ -35,19 +50,25 @@ class FakeSession:
 class FakeCluster:
     def __init__(self) -> None:
         self.down: set[str] = set()
+        self.silent: set[str] = set()  # connected, but nothing comes back any more
+        self.gone: set[str] = set()  # its keepalives went unanswered: the connection closed
         self.exec_failure: dict[str, Exception] = {}
         self.connects: list[str] = []
+        self.opened: list[FakeSession] = []
         self.commands: list[tuple[str, str, str | None]] = []
 
     async def connect(self, node: CommandNode) -> Session:
         self.connects.append(node.label)
         if node.label in self.down:
             raise OSError(f"connection refused by {node.label}")
-        return FakeSession(self, node.label)
+        session = FakeSession(self, node.label)
+        self.opened.append(session)
+        return session
 
 
-def runner(cluster: FakeCluster) -> AsyncSshRunner:
-    return AsyncSshRunner(NODES, cluster.connect, command_timeout=5, probe_interval=0.01)
+def runner(cluster: FakeCluster, answer_timeout: float = 3.0) -> AsyncSshRunner:
+    return AsyncSshRunner(NODES, cluster.connect, command_timeout=5, answer_timeout=answer_timeout,
+                          probe_interval=0.01)
 
 
 async def test_one_persistent_connection_per_node_and_argv_quoted_at_the_edge() -> None:
@@ -114,4 +135,68 @@ async def test_a_session_that_cannot_open_is_not_sent_and_safe_to_retry() -> Non
     r = runner(cluster)
     result = await r.run(["sbatch"], input="x", idempotent=False)
     assert result.node == "login1"
+    await r.close()
+
+
+async def test_a_node_that_stopped_answering_costs_the_answer_timeout_then_the_next_node_runs_it() -> None:
+    cluster = FakeCluster()
+    r = runner(cluster, answer_timeout=0.2)
+    assert (await r.run(["squeue"])).node == "login0"  # the connection is open and cached
+    cluster.silent.add("login0")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await r.run(["sbatch", "--parsable"], input="#!/bin/bash\n", idempotent=False)
+    assert result.node == "login1" and loop.time() - started < 1.0
+    # The script went to login1 only: login0 never confirmed the channel, so it got no input.
+    assert [(c[0], c[2]) for c in cluster.commands if "sbatch" in c[1]] == [("login1", "#!/bin/bash\n")]
+    assert r.down_nodes() == ["login0"]
+    started = loop.time()
+    assert (await r.run(["squeue"])).node == "login1" and loop.time() - started < 0.1  # no second wait
+    await r.close()
+
+
+async def test_a_silent_node_after_a_non_idempotent_command_without_input_is_an_unknown_outcome() -> None:
+    cluster = FakeCluster()
+    r = runner(cluster, answer_timeout=0.05)
+    await r.run(["squeue"])
+    cluster.silent.add("login0")
+    with pytest.raises(CommandOutcomeUnknown, match="no answer within"):
+        await r.run(["scontrol", "release", "7"], idempotent=False)
+    await r.close()
+
+
+async def test_a_silent_node_is_probed_and_comes_back() -> None:
+    cluster = FakeCluster()
+    r = runner(cluster, answer_timeout=0.05)
+    await r.run(["squeue"])
+    cluster.silent.add("login0")
+    assert (await r.run(["squeue"])).node == "login1"
+    cluster.silent.clear()
+    for _ in range(100):
+        if not r.down_nodes():
+            break
+        await asyncio.sleep(0.01)
+    assert (await r.run(["squeue"])).node == "login0"
+    await r.close()
+
+
+async def test_a_connection_closed_by_unanswered_keepalives_skips_the_node_without_reconnecting() -> None:
+    cluster = FakeCluster()
+    r = runner(cluster)
+    await r.run(["squeue"])
+    cluster.gone.add("login0")
+    cluster.down.add("login0")  # a connection attempt would fail too, but only after connect-timeout
+    assert (await r.run(["sbatch"], input="x", idempotent=False)).node == "login1"
+    assert cluster.connects == ["login0", "login1"] and r.down_nodes() == ["login0"]
+    await r.close()
+
+
+async def test_a_connection_the_node_closed_cleanly_is_opened_again_at_once() -> None:
+    cluster = FakeCluster()
+    r = runner(cluster)
+    await r.run(["squeue"])
+    for session in cluster.opened:
+        session.open = False  # sshd restarted: nothing says the node is gone
+    assert (await r.run(["squeue"])).node == "login0"
+    assert cluster.connects == ["login0", "login0"]
     await r.close()

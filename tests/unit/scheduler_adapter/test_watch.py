@@ -157,6 +157,17 @@ def test_a_running_job_of_a_failed_submit_is_a_stray() -> None:
     assert again.strays == []
 
 
+def test_a_second_slurm_job_of_a_queued_job_is_a_stray() -> None:
+    # An sbatch without an answer reached Slurm after the job was queued through another node.
+    view = queued()  # alice's job j1 is Slurm job 100
+    d = run([view], [entry("RUNNING", slurm_id="100", nodes="cn0"), entry("PENDING", slurm_id="101")])
+    assert kinds(d) == ["JobStarted"] and [s.entry.slurm_id for s in d.strays] == ["101"]
+    # Not while the job is being submitted, not once it ended by itself, not another user's.
+    assert run([view], [entry("PENDING", slurm_id="101")], in_flight=("j1",)).strays == []
+    assert run([view], [entry("COMPLETED", slurm_id="101")]).strays == []
+    assert run([view], [entry("PENDING", slurm_id="101", user="bob")]).strays == []
+
+
 def test_a_slurm_job_named_like_ours_with_another_id_or_user_is_not_ours() -> None:
     view = queued()  # alice's job j1 is Slurm job 100
     # bob's Slurm job 555, named like j1, says "completed": j1 is not touched.

@@ -59,21 +59,36 @@ class SlurmCli:
     """Slurm through its command-line tools on a command node; jobs tagged by their job name."""
 
     def __init__(self, runner: CommandRunner, tag: str = "bwvisu", *,
-                 lookup_attempts: int = 3, lookup_delay: float = 1.0) -> None:
+                 lookup_attempts: int = 3, lookup_delay: float = 1.0, resubmits: int = 1) -> None:
         self._runner = runner
         self._tag = tag
         self._lookup_attempts = lookup_attempts
         self._lookup_delay = lookup_delay
+        # New sbatch calls after one whose outcome is unknown, each only once Slurm has no such job.
+        self._resubmits = resubmits
 
     async def submit(self, uid: str, script: str, job_id: str) -> Submitted:
         sbatch = _sudo(uid, "sbatch", "--parsable", f"--job-name={job_name(self._tag, job_id)}")
         argv = [*PRIVATE_UMASK, *sbatch]
-        try:
-            # The script travels on stdin: it is never written to a file by us.
-            result = await self._runner.run(argv, input=script, idempotent=False)
-        except CommandOutcomeUnknown as exc:
-            log.warning("job %s: %s; looking for the tagged job instead of submitting again", job_id, exc)
-            return await self._resolve_unknown(job_id, uid, exc)
+        unknown: CommandOutcomeUnknown | None = None
+        for _ in range(1 + self._resubmits):
+            try:
+                # The script travels on stdin: it is never written to a file by us.
+                result = await self._runner.run(argv, input=script, idempotent=False)
+            except CommandOutcomeUnknown as exc:
+                # The node that had the script is marked down: a lookup, and a new sbatch if
+                # Slurm clearly has no such job, go to the next node.
+                log.warning("job %s: %s; looking for the tagged job before submitting again", job_id, exc)
+                unknown = exc
+                found = await self._resolve_unknown(job_id, uid, exc)
+                if found is not None:
+                    return found
+                continue
+            return self._submitted(uid, result)
+        raise CommandOutcomeUnknown(f"{unknown}; no tagged job found, and no sbatch answered")
+
+    @staticmethod
+    def _submitted(uid: str, result: CommandResult) -> Submitted:
         if result.exit_status != 0:
             complaint = _complaint(result)
             if _is_unknown_user(complaint):
@@ -84,17 +99,27 @@ class SlurmCli:
         except ValueError as exc:
             raise SubmitRejected(str(exc)) from exc
 
-    async def _resolve_unknown(self, job_id: str, uid: str, cause: CommandOutcomeUnknown) -> Submitted:
+    async def _resolve_unknown(self, job_id: str, uid: str, cause: CommandOutcomeUnknown) -> Submitted | None:
+        """The tagged job if Slurm has it; None once Slurm answered (every time) that it has none.
+
+        Raises CommandOutcomeUnknown when Slurm could not be asked: submitting again then could
+        make a second job."""
+        answered = False
         for attempt in range(self._lookup_attempts):
             if attempt:
+                # An sbatch still on its way to slurmctld shows up a moment later.
                 await asyncio.sleep(self._lookup_delay)
             try:
                 slurm_id = await self.find(job_id, uid)
             except SchedulerUnavailable:
                 continue
             if slurm_id is not None:
+                log.info("job %s: adopting Slurm job %s, found by its tag", job_id, slurm_id)
                 return Submitted(slurm_id)
-        raise CommandOutcomeUnknown(f"{cause}; no tagged job found (yet)")
+            answered = True
+        if not answered:
+            raise CommandOutcomeUnknown(f"{cause}; Slurm could not be asked for the tagged job")
+        return None
 
     async def find(self, job_id: str, uid: str) -> str | None:
         # Slurm filters by exact name and user; only ids are printed, so no name can forge one.

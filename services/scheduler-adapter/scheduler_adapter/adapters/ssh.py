@@ -27,12 +27,24 @@ class Lost(Exception):
     """The connection died or timed out after the command was sent."""
 
 
+class Running(Protocol):
+    """A command that a node has started."""
+
+    async def wait(self, timeout: float) -> CommandResult: ...
+
+
 class Session(Protocol):
     """One open connection to a node, as the runner uses it."""
 
-    async def exec(self, command: str, input: str | None, timeout: float) -> CommandResult: ...
+    async def start(self, command: str, input: str | None) -> Running:
+        """Open a channel and start the command; its input is sent only once the node answered."""
+        ...
 
     def alive(self) -> bool: ...
+
+    def unanswered(self) -> str | None:
+        """Why the connection closed because the node stopped answering; None otherwise."""
+        ...
 
     def close(self) -> None: ...
 
@@ -40,18 +52,16 @@ class Session(Protocol):
 Connector = Callable[[CommandNode], Awaitable[Session]]
 
 
-class AsyncSshSession:
-    """An asyncssh client connection, with its errors sorted into NotSent and Lost."""
+class AsyncSshProcess:
+    """A command started over asyncssh, with its errors sorted into Lost."""
 
-    def __init__(self, conn: asyncssh.SSHClientConnection, label: str) -> None:
-        self._conn = conn
+    def __init__(self, proc: asyncssh.SSHClientProcess[str], label: str) -> None:
+        self._proc = proc
         self._label = label
 
-    async def exec(self, command: str, input: str | None, timeout: float) -> CommandResult:
+    async def wait(self, timeout: float) -> CommandResult:
         try:
-            done = await self._conn.run(command, input=input, check=False, timeout=timeout)
-        except asyncssh.ChannelOpenError as exc:
-            raise NotSent(str(exc)) from exc
+            done = await self._proc.wait(check=False, timeout=timeout)
         except (asyncssh.Error, OSError) as exc:  # asyncssh.TimeoutError is both
             raise Lost(repr(exc)) from exc
         status = done.exit_status
@@ -61,8 +71,42 @@ class AsyncSshSession:
             status = 128 + _signal_number(done.exit_signal[0])  # killed on the node
         return CommandResult(status, _text(done.stdout), _text(done.stderr), self._label)
 
+
+class _Client(asyncssh.SSHClient):
+    """Remembers why the connection was lost: the keepalives giving up means the node is gone."""
+
+    def __init__(self) -> None:
+        self.unanswered: str | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # asyncssh's words when keepalive_count_max keepalives went unanswered.
+        if exc is not None and "keepalive" in str(exc):
+            self.unanswered = str(exc)
+
+
+class AsyncSshSession:
+    """An asyncssh client connection, with its errors sorted into NotSent and Lost."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, label: str, client: _Client | None = None) -> None:
+        self._conn = conn
+        self._label = label
+        self._client = client or _Client()
+
+    async def start(self, command: str, input: str | None) -> Running:
+        # asyncssh writes `input` only after the node confirmed the channel and the exec request.
+        try:
+            proc = await self._conn.create_process(command, input=input)
+        except asyncssh.ChannelOpenError as exc:
+            raise NotSent(str(exc)) from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise Lost(repr(exc)) from exc
+        return AsyncSshProcess(proc, self._label)
+
     def alive(self) -> bool:
         return not self._conn.is_closed()
+
+    def unanswered(self) -> str | None:
+        return self._client.unanswered
 
     def close(self) -> None:
         self._conn.close()
@@ -81,21 +125,25 @@ def _text(data: object) -> str:
     return data if isinstance(data, str) else ""
 
 
-def asyncssh_connector(key_file: str, known_hosts: str, connect_timeout: float) -> Connector:
+def asyncssh_connector(key_file: str, known_hosts: str, connect_timeout: float, *,
+                       keepalive_interval: float = 2.0, keepalive_count_max: int = 3) -> Connector:
     """Connect as the node's user with the service key; the node's host key must be known."""
 
     async def connect(node: CommandNode) -> Session:
+        # Keepalives close a connection whose node stopped answering, also while a command runs:
+        # after keepalive_interval * keepalive_count_max, not after the command's timeout.
         options: dict[str, object] = {
             "port": node.port, "username": node.user, "connect_timeout": connect_timeout,
-            "keepalive_interval": 10, "keepalive_count_max": 3, "agent_path": None,
+            "keepalive_interval": keepalive_interval, "keepalive_count_max": keepalive_count_max,
+            "agent_path": None,
             "config": [], "preferred_auth": "publickey",
         }
         if key_file:
             options["client_keys"] = [key_file]
         if known_hosts:  # else asyncssh checks ~/.ssh/known_hosts; never None (no checking)
             options["known_hosts"] = known_hosts
-        conn = await asyncssh.connect(node.ip, **options)  # type: ignore[arg-type]
-        return AsyncSshSession(conn, node.label)
+        conn, client = await asyncssh.create_connection(_Client, node.ip, **options)  # type: ignore[arg-type]
+        return AsyncSshSession(conn, node.label, client if isinstance(client, _Client) else None)
 
     return connect
 
@@ -112,18 +160,22 @@ class _Node:
 class AsyncSshRunner:
     """Runs argv on the first command node that answers; one persistent connection per node."""
 
-    def __init__(self, nodes: Sequence[CommandNode], connector: Connector, *,
-                 command_timeout: float = 30.0, probe_interval: float = 2.0) -> None:
+    def __init__(self, nodes: Sequence[CommandNode], connector: Connector, *, command_timeout: float = 30.0,
+                 answer_timeout: float = 3.0, probe_interval: float = 2.0) -> None:
         self._nodes = [_Node(n) for n in nodes]
         self._connect = connector
         self._command_timeout = command_timeout
+        self._answer_timeout = answer_timeout
         self._probe_interval = probe_interval
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AsyncSshRunner:
         ssh = settings.ssh
-        connector = asyncssh_connector(ssh.key_file, ssh.known_hosts, ssh.connect_timeout)
+        connector = asyncssh_connector(ssh.key_file, ssh.known_hosts, ssh.connect_timeout,
+                                       keepalive_interval=ssh.keepalive_interval,
+                                       keepalive_count_max=ssh.keepalive_count_max)
         return cls(settings.command_nodes, connector, command_timeout=ssh.command_timeout,
+                   answer_timeout=ssh.answer_timeout,
                    probe_interval=max(1.0, settings.scheduler.poll_interval))
 
     def down_nodes(self) -> list[str]:
@@ -136,8 +188,7 @@ class AsyncSshRunner:
         problems: list[str] = []
         for node in [n for n in self._nodes if not n.down]:
             try:
-                session = await self._session(node)
-                return await session.exec(command, input, self._command_timeout)
+                return await self._exec(node, command, input, idempotent)
             except NotSent as exc:
                 problems.append(f"{node.spec.label}: {exc}")
                 self._mark_down(node, str(exc))
@@ -152,10 +203,30 @@ class AsyncSshRunner:
             problems = [f"all command nodes are down ({', '.join(self.down_nodes())})"]
         raise SchedulerUnavailable("no command node answered: " + "; ".join(problems))
 
+    async def _exec(self, node: _Node, command: str, input: str | None, idempotent: bool) -> CommandResult:
+        session = await self._session(node)
+        try:
+            # A cached connection to a node whose link went down looks open until keepalives
+            # give up: a node that does not even start the command is skipped after a short wait.
+            running = await asyncio.wait_for(session.start(command, input), self._answer_timeout)
+        except TimeoutError as exc:
+            why = f"no answer within {self._answer_timeout:g} s"
+            if input is None and not idempotent:
+                raise Lost(why) from exc  # the exec request may have reached the node
+            # Its input was never sent: a command that may have started has nothing to act on,
+            # and it ends when the connection is closed.
+            raise NotSent(why) from exc
+        return await running.wait(self._command_timeout)
+
     async def _session(self, node: _Node) -> Session:
         async with node.lock:
-            if node.session is not None and node.session.alive():
-                return node.session
+            if node.session is not None:
+                if node.session.alive():
+                    return node.session
+                unanswered = node.session.unanswered()
+                if unanswered is not None:
+                    # Gone while idle: skip it now rather than wait for a connection attempt.
+                    raise NotSent(f"stopped answering: {unanswered}")
             try:
                 node.session = await self._connect(node.spec)
             except (asyncssh.Error, OSError, TimeoutError) as exc:

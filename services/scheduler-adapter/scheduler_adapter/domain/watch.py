@@ -48,7 +48,7 @@ class Diff:
     absent: dict[str, int] = field(default_factory=dict)
     # Submitted jobs without a recorded Slurm id that a tagged Slurm job of their user may be.
     adoptions: list[Claim] = field(default_factory=list)
-    # Active Slurm jobs tagged as ours whose bwvisu job is already over: to cancel.
+    # Active Slurm jobs tagged as ours whose bwvisu job is over or is another Slurm job: to cancel.
     strays: list[Claim] = field(default_factory=list)
     # Jobs whose Slurm id squeue printed twice (once forged): ask Slurm again without names.
     unsure: list[JobView] = field(default_factory=list)
@@ -178,8 +178,9 @@ def _unclaimed(
     if view.state != JobState.FINISHED and not view.slurm_id:
         # Submitted, then a crash before JobQueued: the tag tells which Slurm job it became.
         out.adoptions.append(Claim(job_id, view.seq, view.uid, entry))
-    elif (view.state == JobState.FINISHED and view.slurm_id != entry.slurm_id
-          and entry.lifecycle is not Lifecycle.FINISHED):
+    elif view.slurm_id != entry.slurm_id and entry.lifecycle is not Lifecycle.FINISHED:
+        # The job is over, or it is another Slurm job: an sbatch that gave no answer and reached
+        # Slurm only after the job was submitted again elsewhere. Either way one too many.
         out.strays.append(Claim(job_id, view.seq, view.uid, entry))
 
 
