@@ -5,10 +5,8 @@ back again, removes its stale rules without touching the new gateway's."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -44,18 +42,6 @@ async def api(bwvisu_system: BwvisuSystem) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@contextlib.contextmanager
-def link_down(host: str) -> Iterator[None]:
-    """The host's link to the bridge down (its host gone, as far as anyone can tell), and ALWAYS
-    back up when the block ends, failed or not."""
-    veth = f"bwv-{host}"
-    subprocess.run(["ip", "link", "set", veth, "down"], check=True, capture_output=True, timeout=10)
-    try:
-        yield
-    finally:
-        subprocess.run(["ip", "link", "set", veth, "up"], check=True, capture_output=True, timeout=10)
-
-
 def moved_to(other: str, system: BwvisuSystem):  # -> Callable[[Job], bool]
     def check(job: Job) -> bool:
         assert job["state"] != "finished", f"job ended while its forwards moved: {job}"
@@ -81,7 +67,7 @@ async def test_a_dead_gateways_job_moves_to_the_live_one_and_its_stale_rules_go_
         secret = await secret_of(api, job_id)
         own_id = f"port-echo {job_id} {node} {before['internal-port']}"
         assert await answers_through(before, secret) == own_id
-        with link_down(dead):
+        with minicluster.link_down(dead):
             t0 = time.monotonic()
             job = await wait_job(api, job_id, moved_to(other, bwvisu_system),
                                  timeout=HEARTBEAT_TIMEOUT + MOVE_WITHIN)
