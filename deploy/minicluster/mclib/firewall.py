@@ -45,6 +45,21 @@ def ensure_compute_firewall(hosts: list[Host]) -> None:
             run([*ipt, "-I", *_jump(host)])
 
 
+def ensure_middleware_firewall(hosts: list[Host]) -> None:
+    """Inside each middleware node (the bridge does not pass its traffic through the host's INPUT):
+    the same chain, jumped to for each compute node's address. keyhole-api stays reachable."""
+    for mw in (h for h in hosts if h.role == "middleware"):
+        ipt = ["ip", "netns", "exec", mw.name, *iptables()]
+        if not ok([*ipt, "-n", "-L", CHAIN]):
+            run([*ipt, "-N", CHAIN])
+        run([*ipt, "-F", CHAIN])
+        for rule in RULES:
+            run([*ipt, "-A", CHAIN, *rule])
+        for host in hosts:
+            if host.role == "compute" and not ok([*ipt, "-C", *_jump(host)]):
+                run([*ipt, "-I", *_jump(host)])
+
+
 def compute_firewall_present(hosts: list[Host]) -> bool:
     ipt = iptables()
     return all(ok([*ipt, "-C", *_jump(h)]) for h in hosts if h.role == "compute")
