@@ -68,6 +68,8 @@ def ha_node_config(hosts: list[Host], node: Host) -> dict[str, object]:
         "nats-servers": [f"nats://{h.ip}:4222" for h in mws],
         "stream-replicas": len(mws),
         "state-dir": str(BWVISU_STATE / node.name),
+        # One set of passwords and one CA for the whole cluster: the first node's `up` makes them.
+        "credentials": {"dir": str(BWVISU_STATE / "ha-credentials")},
         "runner-api": {"host": node.ip, "port": 4242, "password-file": str(WEB_PASSWORD)},
         "keyhole-api": {"host": node.ip, "port": 4243},
         "web": {"host": node.ip, "port": 8080,
