@@ -53,7 +53,8 @@ class Adversary:
 
     def _plan(self, rng: random.Random) -> list[Fault]:
         s = self.system
-        faults = [self._kill(f"kill {svc} on {node}", node, svc, rng) for node in MIDDLEWARE for svc in SERVICES]
+        faults = [self._kill(f"kill {svc} on {node}", node, svc, rng)
+                  for node in MIDDLEWARE for svc in SERVICES]
         faults.append(self._kill_in_ns("kill nats-server", rng.choice(MIDDLEWARE), "nats-server", rng))
         faults.append(self._kill_in_ns("kill etcd", rng.choice(MIDDLEWARE), "etcd", rng))
         node = rng.choice(MIDDLEWARE)

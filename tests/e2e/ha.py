@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bwvisu_cli.testbed import BWVISU, stop_up
 from bwvisu_cli.servers import listening
+from bwvisu_cli.testbed import BWVISU, stop_up
 from bwvisu_common.settings import Settings, load_settings
 from tests.e2e.conftest import Minicluster, run_minicluster
 
@@ -118,7 +118,8 @@ def ha_system(minicluster: Minicluster, base: Path) -> Iterator[HaSystem]:
     for name in MIDDLEWARE:
         (base / name).mkdir(parents=True, exist_ok=True)
         path = base / name / "bwvisu.json"
-        path.write_text(json.dumps(_node_config(Path(facts["ha-configs"][name]), base / name, credentials, tag)))
+        source = Path(facts["ha-configs"][name])
+        path.write_text(json.dumps(_node_config(source, base / name, credentials, tag)))
         nodes.append(HaNode(name, hosts[name], path, base / name / "up.log"))
     system = HaSystem(minicluster, nodes, credentials)
     try:
