@@ -151,8 +151,10 @@ async def leftovers(system: HaSystem, record: Record) -> list[str]:
             ended = [e for _, e in await events.read_job(job_id) if isinstance(e, ev.JobEnded)]
             if not ended:
                 found.append(f"{job_id}: lost (never finished)")
-            elif job_id in record.answered and ended[-1].slurm_state != "COMPLETED":
+            elif ended[-1].slurm_state != "COMPLETED":  # each ends by itself once it served
                 found.append(f"{job_id}: ended {ended[-1].slurm_state}, not COMPLETED")
+            if job_id not in record.answered:
+                found.append(f"{job_id}: never answered through its gateway with its own id")
         held = await state.reservations()
         found += [f"reservation {k} held by {o}" for k, o in held.items() if o in record.accepted]
         found += [f"token {n}" for n in await state.secret_names("token/")
