@@ -105,6 +105,19 @@ def _wait(check, what: str, timeout: float) -> None:  # type: ignore[no-untyped-
         time.sleep(0.3)
 
 
+def _wait_serving(nodes: list[HaNode]) -> None:
+    for node in nodes:
+        api = node.settings.runner_api
+
+        def serving(api=api, node=node) -> bool:  # type: ignore[no-untyped-def]
+            if node.process is not None and node.process.poll() is not None:
+                raise RuntimeError(f"bwvisu up on {node.name} ended:\n"
+                                   + node.log_path.read_text(errors="replace")[-3000:])
+            return listening(api.host, api.port)
+
+        _wait(serving, f"runner-api on {node.name} is not up", 180)
+
+
 @contextlib.contextmanager
 def ha_system(minicluster: Minicluster, base: Path) -> Iterator[HaSystem]:
     """The middleware nodes up (left for reuse with BWVISU_KEEP_MINICLUSTER=1), bwvisu on each."""
@@ -123,15 +136,15 @@ def ha_system(minicluster: Minicluster, base: Path) -> Iterator[HaSystem]:
         nodes.append(HaNode(name, hosts[name], path, base / name / "up.log"))
     system = HaSystem(minicluster, nodes, credentials)
     try:
-        # The first node makes the shared credentials; the others join once they exist.
+        # The first node makes the shared credentials; the second joins once they exist (etcd needs
+        # two members for a majority); the third once those two run, so that the machine is not
+        # asked to start everything at once.
         nodes[0].start()
         _wait(lambda: (credentials / "tls" / "ca.crt").exists(), "mw0 made no credentials", 60)
-        for node in nodes[1:]:
-            node.start()
-        for node in nodes:
-            api = node.settings.runner_api
-            _wait(lambda api=api: listening(api.host, api.port), f"runner-api on {node.name} not up\n"
-                  + node.log_path.read_text(errors="replace")[-3000:], 180)
+        nodes[1].start()
+        _wait_serving(nodes[:2])
+        nodes[2].start()
+        _wait_serving(nodes)
         yield system
     finally:
         system.restore_links()
