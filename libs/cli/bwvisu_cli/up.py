@@ -96,7 +96,10 @@ def plan(settings: Settings, config_path: str) -> list[Child]:
             raise BwvisuError(f"something already listens on {host}:{port}, where {what} should start")
     children = [
         Child("nats-server", nats_argv, logs / "nats.log", (nats_host, nats_port)),
-        Child("etcd", etcd_argv, logs / "etcd.log", (etcd_host, etcd_port), after_start=etcd_users),
+        # etcd's users are the cluster's: on several nodes, the first one's `up` makes them.
+        Child("etcd", etcd_argv, logs / "etcd.log", (etcd_host, etcd_port),
+              after_start=etcd_users if not is_clustered(settings) or local_index_or_none(settings) == 0
+              else None),
         Child("projector", [py, "-m", "bwvisu_cli", "project", "--config", config_path],
               logs / "projector.log"),
     ]
