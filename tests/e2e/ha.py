@@ -136,14 +136,12 @@ def ha_system(minicluster: Minicluster, base: Path) -> Iterator[HaSystem]:
         nodes.append(HaNode(name, hosts[name], path, base / name / "up.log"))
     system = HaSystem(minicluster, nodes, credentials)
     try:
-        # The first node makes the shared credentials; the second joins once they exist (etcd needs
-        # two members for a majority); the third once those two run, so that the machine is not
-        # asked to start everything at once.
+        # The first node makes the shared credentials; the others join once they exist. They
+        # start together: the job stream has three replicas, so it needs all three NATS servers.
         nodes[0].start()
         _wait(lambda: (credentials / "tls" / "ca.crt").exists(), "mw0 made no credentials", 60)
-        nodes[1].start()
-        _wait_serving(nodes[:2])
-        nodes[2].start()
+        for node in nodes[1:]:
+            node.start()
         _wait_serving(nodes)
         yield system
     finally:
