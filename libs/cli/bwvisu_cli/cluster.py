@@ -7,11 +7,17 @@ Members are named after their place in the list, so every node derives the same 
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 from pathlib import Path
 
+import grpc
+from aetcd import rpc
+
+from bwvisu_cli.etcd_auth import set_up_etcd_auth
 from bwvisu_cli.servers import etcd_command, nats_command
-from bwvisu_common.errors import BwvisuError
+from bwvisu_common.errors import BwvisuError, DependencyUnavailable
 from bwvisu_common.settings import Settings, host_port
 
 NATS_ROUTE_PORT = 6222
@@ -68,3 +74,41 @@ def etcd_member(settings: Settings, data_dir: Path, tls: Path | None) -> tuple[l
     for flag, value in replaced.items():
         argv[argv.index(flag) + 1] = value
     return argv, (host, port)
+
+
+async def etcd_auth_as_member(settings: Settings, host: str, port: int, first: bool,
+                              timeout: float = 120.0) -> None:
+    """After this node's etcd member started: the first node makes the users once the cluster has
+    a majority (its calls time out until then); the others wait until auth is on, so that their
+    services log in to an etcd that knows them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if first:
+                await set_up_etcd_auth(settings, host, port)
+                return
+            if await etcd_auth_enabled(settings, host, port):
+                return
+        except DependencyUnavailable:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise DependencyUnavailable(f"etcd at {host}:{port}: auth not on within {timeout:.0f} s")
+        await asyncio.sleep(1.0)
+
+
+async def etcd_auth_enabled(settings: Settings, host: str, port: int) -> bool:
+    target = f"{host}:{port}"
+    ca_file = settings.credentials.ca_file
+    if ca_file:
+        pem = await asyncio.to_thread(Path(ca_file).read_bytes)
+        channel = rpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=pem))
+    else:
+        channel = rpc.insecure_channel(target)
+    try:
+        status = await rpc.AuthStub(channel).AuthStatus(rpc.AuthStatusRequest(), timeout=5)
+        return bool(status.enabled)
+    except grpc.RpcError as exc:
+        raise DependencyUnavailable(f"etcd at {target}: {exc}") from exc
+    finally:
+        await channel.close()

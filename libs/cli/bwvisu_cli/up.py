@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import IO
 
 from bwvisu_cli.access import ensure_credentials, write_nats_config
-from bwvisu_cli.cluster import etcd_member, is_clustered, local_index_or_none, nats_member
+from bwvisu_cli.cluster import (
+    etcd_auth_as_member,
+    etcd_member,
+    is_clustered,
+    local_index_or_none,
+    nats_member,
+)
 from bwvisu_cli.etcd_auth import set_up_etcd_auth
 from bwvisu_cli.servers import etcd_command, free_port, listening, nats_command
 from bwvisu_cli.supervisor import Child, supervise
@@ -84,7 +90,10 @@ def plan(settings: Settings, config_path: str) -> list[Child]:
     tls = Path(settings.credentials.dir) / "tls" if settings.credentials.ca_file else None
 
     async def etcd_users() -> None:
-        await set_up_etcd_auth(settings, etcd_host, etcd_port)
+        if is_clustered(settings):
+            await etcd_auth_as_member(settings, etcd_host, etcd_port, local_index_or_none(settings) == 0)
+        else:
+            await set_up_etcd_auth(settings, etcd_host, etcd_port)
 
     nats_argv = nats_command(nats_host, nats_port, state / "nats", nats_config)
     etcd_argv = etcd_command(etcd_host, etcd_port, free_port(), state / "etcd", tls)
@@ -96,10 +105,7 @@ def plan(settings: Settings, config_path: str) -> list[Child]:
             raise BwvisuError(f"something already listens on {host}:{port}, where {what} should start")
     children = [
         Child("nats-server", nats_argv, logs / "nats.log", (nats_host, nats_port)),
-        # etcd's users are the cluster's: on several nodes, the first one's `up` makes them.
-        Child("etcd", etcd_argv, logs / "etcd.log", (etcd_host, etcd_port),
-              after_start=etcd_users if not is_clustered(settings) or local_index_or_none(settings) == 0
-              else None),
+        Child("etcd", etcd_argv, logs / "etcd.log", (etcd_host, etcd_port), after_start=etcd_users),
         Child("projector", [py, "-m", "bwvisu_cli", "project", "--config", config_path],
               logs / "projector.log"),
     ]
