@@ -106,12 +106,13 @@ async def lifecycle(runners: Runners, record: Record) -> None:
     record.problems.append(f"{job_id}: not finished within 240 s")
 
 
-async def workload(runners: Runners, record: Record, stop: asyncio.Event) -> None:
+async def workload(runners: Runners, record: Record, stop: asyncio.Event, faults_done: asyncio.Event) -> None:
+    """At least JOBS lifecycles, and sessions keep coming until every fault ran (within BUDGET)."""
     started = time.monotonic()
     remaining = [JOBS]
 
     async def worker() -> None:
-        while remaining[0] > 0 and time.monotonic() - started < BUDGET:
+        while (remaining[0] > 0 or not faults_done.is_set()) and time.monotonic() - started < BUDGET:
             remaining[0] -= 1
             await lifecycle(runners, record)
 
@@ -174,9 +175,16 @@ async def test_sessions_survive_the_adversary_and_nothing_is_left(ha: HaSystem) 
     runners = Runners(ha)
     record = Record()
     stop = asyncio.Event()
+    faults_done = asyncio.Event()
+
+    async def attack() -> None:
+        try:
+            await adversary.run(stop, start_after=20, gap=(5, 15))
+        finally:
+            faults_done.set()
+
     try:
-        await asyncio.gather(workload(runners, record, stop),
-                             adversary.run(stop, start_after=20, gap=(5, 15)))
+        await asyncio.gather(workload(runners, record, stop, faults_done), attack())
     finally:
         stop.set()
         ha.restore_links()
