@@ -6,9 +6,10 @@
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 CLUSTER   := deploy/minicluster/minicluster
-CLUSTER_CONFIG := /var/lib/bwvisu-minicluster/bwvisu.json
+CLUSTER_STATE := /var/lib/bwvisu-minicluster
+CLUSTER_CONFIG := $(CLUSTER_STATE)/bwvisu.json
 
-.PHONY: demo test install test-fast bench bench-cluster lint down clean
+.PHONY: demo demo-ha test install test-fast bench bench-cluster lint down clean
 
 $(VENV)/.installed: pyproject.toml
 	$(CLUSTER) packages
@@ -27,6 +28,24 @@ demo: install
 	@echo "Portal: http://127.0.0.1:8080/  (log in as alice, password: $$(python3 -c 'import json; print(json.load(open("/var/lib/bwvisu-minicluster/users.json"))["alice"])'))"
 	@echo
 	$(VENV)/bin/bwvisu --config $(CLUSTER_CONFIG) up
+
+# Three middleware nodes (network namespaces mw0-mw2), each running a NATS server and an etcd
+# member of one cluster and every service. mw0 starts first: it makes the shared credentials.
+demo-ha: install
+	$(CLUSTER) up --ha
+	@echo
+	@echo "Portals: http://10.200.0.40:8080/ http://10.200.0.41:8080/ http://10.200.0.42:8080/"
+	@echo
+	mkdir -p $(CLUSTER_STATE)/log
+	ip netns exec mw0 $(VENV)/bin/bwvisu --config $(CLUSTER_STATE)/bwvisu-mw0.json up \
+		> $(CLUSTER_STATE)/log/bwvisu-mw0.log 2>&1 & \
+	until [ -s $(CLUSTER_STATE)/bwvisu-state/ha-credentials/tls/ca.crt ]; do sleep 0.2; done; \
+	for n in mw1 mw2; do \
+		ip netns exec $$n $(VENV)/bin/bwvisu --config $(CLUSTER_STATE)/bwvisu-$$n.json up \
+			> $(CLUSTER_STATE)/log/bwvisu-$$n.log 2>&1 & \
+	done; \
+	echo "bwvisu runs on mw0-mw2 (logs in $(CLUSTER_STATE)/log/bwvisu-mwN.log); Ctrl-C stops it."; \
+	wait
 
 test: install
 	$(PY) -m pytest -ra

@@ -123,3 +123,12 @@ def test_a_service_without_its_credential_file_is_told_which_file(tmp_path):
     file.write_text(json.dumps({**ORIGINAL, "state-dir": "state"}))
     with pytest.raises(ConfigError, match=r"credentials\.dir: no password file .*gateway-10_0_0_5\.password"):
         nats_auth(load_settings(file), "gateway-10_0_0_5")
+
+
+def test_the_portal_takes_one_runner_api_url_or_a_list_of_replicas():
+    from web_portal.bootstrap import runner_api_urls
+
+    one = parse({**ORIGINAL, "web": {"runner-api-url": "http://mw0:8000/"}})
+    many = parse({**ORIGINAL, "web": {"runner-api-url": ["http://mw0:8000", "http://mw1:8000"]}})
+    assert runner_api_urls(one) == ["http://mw0:8000"]  # type: ignore[arg-type]
+    assert runner_api_urls(many) == ["http://mw0:8000", "http://mw1:8000"]  # type: ignore[arg-type]

@@ -17,14 +17,19 @@ from .topology import BWVISU_CONFIG, DEFAULT_COMPUTE, LOCK_FILE, MAX_COMPUTE, ST
 from .topology import hosts as make_hosts
 
 
-def up(n_compute: int | None) -> int:
+def up(n_compute: int | None, ha: bool = False) -> int:
     started = time.monotonic()
     packages.ensure()
     recorded = facts.recorded_hosts()
     if n_compute is None:
         n_compute = sum(h.role == "compute" for h in recorded) if recorded else DEFAULT_COMPUTE
-    hosts = make_hosts(n_compute)
-    if collect(hosts)["up"]:
+    # Once built with --ha, the middleware nodes stay until `down`.
+    ha = ha or any(h.role == "middleware" for h in recorded or [])
+    hosts = make_hosts(n_compute, ha=ha)
+    base = [h for h in hosts if h.role != "middleware"]
+    if collect(base)["up"]:
+        if ha:
+            _ensure_middleware(hosts)
         # A cluster built by an older version gets the current sudo rule without a rebuild.
         accounts.ensure_users_group()
         accounts.ensure_sudoers()
@@ -32,8 +37,20 @@ def up(n_compute: int | None) -> int:
         say(f"already up; bwvisu config: {BWVISU_CONFIG}")
         return 0
     build(hosts)
+    if ha:
+        _ensure_middleware(hosts)
     say(f"up in {time.monotonic() - started:.1f}s; bwvisu config: {BWVISU_CONFIG}")
     return 0
+
+
+def _ensure_middleware(hosts: list[Host]) -> None:
+    """The namespaces mw0-mw2 on the bridge, closed to the compute nodes for NATS and etcd."""
+    for host in hosts:
+        if host.role == "middleware":
+            network.ensure_host(host)
+    firewall.ensure_middleware_firewall(hosts)
+    network.ensure_hosts_block(hosts)
+    facts.write_all(hosts)
 
 
 def build(hosts: list[Host]) -> None:
@@ -47,7 +64,8 @@ def build(hosts: list[Host]) -> None:
     network.ensure_bridge()
     network.ensure_forward_rule()
     for host in hosts:
-        network.ensure_host(host)
+        if host.role != "middleware":
+            network.ensure_host(host)
     firewall.ensure_compute_firewall(hosts)
     network.ensure_hosts_block(hosts)
     accounts.ensure_users()
@@ -93,7 +111,7 @@ def down() -> int:
     slurm.unlink_system_conf()
     accounts.remove_users()
     shutil.rmtree(STATE, ignore_errors=True)
-    left = collect(make_hosts(MAX_COMPUTE))["leftovers"]
+    left = collect(make_hosts(MAX_COMPUTE, ha=True))["leftovers"]
     if left:
         say("down, but left: " + "; ".join(left))
         return 1
@@ -123,6 +141,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="minicluster", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="build or repair the cluster")
+    p_up.add_argument("--ha", action="store_true",
+                      help="also the middleware nodes mw0-mw2 (see `make demo-ha`)")
     p_up.add_argument("--compute", type=int, default=None, metavar="N",
                       help=f"number of compute nodes (1..{MAX_COMPUTE}, default {DEFAULT_COMPUTE})")
     sub.add_parser("down", help="remove everything the cluster made")
@@ -154,7 +174,7 @@ def main(argv: list[str]) -> int:
     try:
         if args.cmd in ("up", "down"):
             with _exclusive():
-                return up(args.compute) if args.cmd == "up" else down()
+                return up(args.compute, args.ha) if args.cmd == "up" else down()
         if args.cmd == "status":
             return status(args.json)
         if args.cmd == "packages":

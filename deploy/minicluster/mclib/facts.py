@@ -57,6 +57,32 @@ def bwvisu_config(hosts: list[Host]) -> dict[str, object]:
     }
 
 
+def ha_node_config(hosts: list[Host], node: Host) -> dict[str, object]:
+    """One middleware node's config: its services listen on its own address, and everything that
+    is clustered (NATS, etcd, keyhole-api, runner-api) lists all middleware nodes."""
+    mws = [h for h in hosts if h.role == "middleware"]
+    config = bwvisu_config(hosts)
+    config.update({
+        "keyholed-servers": [f"http://{h.ip}:4243" for h in mws],
+        "etcd-servers": [f"{h.ip}:2379" for h in mws],
+        "nats-servers": [f"nats://{h.ip}:4222" for h in mws],
+        "stream-replicas": len(mws),
+        "state-dir": str(BWVISU_STATE / node.name),
+        # One set of passwords and one CA for the whole cluster: the first node's `up` makes them.
+        "credentials": {"dir": str(BWVISU_STATE / "ha-credentials")},
+        "runner-api": {"host": node.ip, "port": 4242, "password-file": str(WEB_PASSWORD)},
+        "keyhole-api": {"host": node.ip, "port": 4243},
+        "web": {"host": node.ip, "port": 8080,
+                "runner-api-url": [f"http://{node.ip}:4242"]
+                + [f"http://{h.ip}:4242" for h in mws if h != node]},
+    })
+    return config
+
+
+def ha_config_path(node: Host) -> Path:
+    return STATE / f"bwvisu-{node.name}.json"
+
+
 def cluster_facts(hosts: list[Host]) -> dict[str, object]:
     return {
         "state-dir": str(STATE),
@@ -64,6 +90,7 @@ def cluster_facts(hosts: list[Host]) -> dict[str, object]:
         "bridge": BRIDGE,
         "host-ip": HOST_IP,
         "hosts": [{"name": h.name, "ip": h.ip, "role": h.role} for h in hosts],
+        "ha-configs": {h.name: str(ha_config_path(h)) for h in hosts if h.role == "middleware"},
         "partition": PARTITION,
         "users": list(USERS),
         "missing-user": MISSING_USER,
@@ -85,6 +112,8 @@ def write_all(hosts: list[Host]) -> None:
     if not WEB_PASSWORD.exists():
         write_file(WEB_PASSWORD, secrets.token_urlsafe(24) + "\n", 0o600)
     write_file(BWVISU_CONFIG, json.dumps(bwvisu_config(hosts), indent=2) + "\n", 0o644)
+    for node in (h for h in hosts if h.role == "middleware"):
+        write_file(ha_config_path(node), json.dumps(ha_node_config(hosts, node), indent=2) + "\n", 0o644)
     write_file(CLUSTER_JSON, json.dumps(cluster_facts(hosts), indent=2) + "\n", 0o644)
 
 

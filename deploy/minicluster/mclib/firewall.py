@@ -4,8 +4,8 @@ Every user runs code on the compute nodes, so nothing there may reach the middle
 rule is a chain of its own, jumped to for each compute node's address:
 
 - replies to connections the host opened (slurmctld to slurmd, srun) pass;
-- NATS (4222), etcd (2379, 2380) and the range isolated test systems draw their NATS and etcd ports
-  from (bwvisu_cli.testbed.SERVER_PORTS) are rejected;
+- NATS (4222, routes 6222), etcd (2379, 2380) and the range isolated test systems draw their
+  NATS and etcd ports from (bwvisu_cli.testbed.SERVER_PORTS) are rejected;
 - the rest passes: slurmctld, and keyhole-api on 4243 or an isolated system's port.
 
 A site's rule is stricter (deploy/README.md): it lets through slurmctld and keyhole-api only. The
@@ -20,7 +20,7 @@ from .topology import Host
 CHAIN = "BWVISU-COMPUTE-IN"
 # Keep in step with bwvisu_cli.testbed.SERVER_PORTS (this module runs without bwvisu installed).
 SERVER_PORTS = "14000:14999"
-REJECTED = ["4222", "2379", "2380", SERVER_PORTS]
+REJECTED = ["4222", "6222", "2379", "2380", SERVER_PORTS]  # 6222: NATS cluster routes
 RULES = [
     ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
     *[["-p", "tcp", "--dport", port, "-j", "REJECT", "--reject-with", "tcp-reset"] for port in REJECTED],
@@ -43,6 +43,21 @@ def ensure_compute_firewall(hosts: list[Host]) -> None:
     for host in hosts:
         if host.role == "compute" and not ok([*ipt, "-C", *_jump(host)]):
             run([*ipt, "-I", *_jump(host)])
+
+
+def ensure_middleware_firewall(hosts: list[Host]) -> None:
+    """Inside each middleware node (the bridge does not pass its traffic through the host's INPUT):
+    the same chain, jumped to for each compute node's address. keyhole-api stays reachable."""
+    for mw in (h for h in hosts if h.role == "middleware"):
+        ipt = ["ip", "netns", "exec", mw.name, *iptables()]
+        if not ok([*ipt, "-n", "-L", CHAIN]):
+            run([*ipt, "-N", CHAIN])
+        run([*ipt, "-F", CHAIN])
+        for rule in RULES:
+            run([*ipt, "-A", CHAIN, *rule])
+        for host in hosts:
+            if host.role == "compute" and not ok([*ipt, "-C", *_jump(host)]):
+                run([*ipt, "-I", *_jump(host)])
 
 
 def compute_firewall_present(hosts: list[Host]) -> bool:

@@ -27,6 +27,8 @@ def _host_report(host: Host) -> dict[str, Any]:
         daemons["sshd"] = present and sshd.running(host) and sshd.listening(host)
     elif host.role == "compute":
         daemons["slurmd"] = present and slurm.slurmd_running(host)
+    elif host.role == "middleware":
+        pass  # its daemons are bwvisu's own (`make demo-ha`), reported by `bwvisu status`
     elif present:
         out = run(["ip", "netns", "exec", host.name, "sysctl", "-n", "net.ipv4.ip_forward"],
                   check=False).stdout.strip()

@@ -41,6 +41,7 @@ PARTITION = "debug"
 NODE_CPUS = 8  # advertised per compute node (SlurmdParameters=config_overrides)
 MAX_COMPUTE = 10
 DEFAULT_COMPUTE = 2
+MIDDLEWARE_NODES = 3  # a NATS and an etcd cluster keep a majority with one node lost
 
 PACKAGES = (
     "slurm-wlm", "munge", "openssh-server", "openssh-client", "iptables",
@@ -57,20 +58,27 @@ class Host:
 
     name: str
     ip: str
-    role: str  # "login", "compute" or "gateway"
+    role: str  # "login", "compute", "gateway" or "middleware"
 
     @property
     def veth(self) -> str:
         return f"bwv-{self.name}"
 
 
-def hosts(n_compute: int = DEFAULT_COMPUTE) -> list[Host]:
+def hosts(n_compute: int = DEFAULT_COMPUTE, ha: bool = False) -> list[Host]:
     result = [Host(f"login{i}", f"{NET_PREFIX}{10 + i}", "login") for i in range(2)]
     result += [Host(f"cn{i}", f"{NET_PREFIX}{20 + i}", "compute") for i in range(n_compute)]
     result += [Host(f"gw{i}", f"{NET_PREFIX}{30 + i}", "gateway") for i in range(2)]
+    if ha:
+        result += middleware_hosts()
     return result
+
+
+def middleware_hosts() -> list[Host]:
+    """The HA middleware (`up --ha`): each runs a NATS server, an etcd member and every service."""
+    return [Host(f"mw{i}", f"{NET_PREFIX}{40 + i}", "middleware") for i in range(MIDDLEWARE_NODES)]
 
 
 def candidate_names() -> list[str]:
     """Every netns name the minicluster could ever have made."""
-    return [h.name for h in hosts(MAX_COMPUTE)]
+    return [h.name for h in hosts(MAX_COMPUTE, ha=True)]

@@ -14,6 +14,13 @@ from pathlib import Path
 from typing import IO
 
 from bwvisu_cli.access import ensure_credentials, write_nats_config
+from bwvisu_cli.cluster import (
+    etcd_auth_as_member,
+    etcd_member,
+    is_clustered,
+    local_index_or_none,
+    nats_member,
+)
 from bwvisu_cli.etcd_auth import set_up_etcd_auth
 from bwvisu_cli.servers import etcd_command, free_port, listening, nats_command
 from bwvisu_cli.supervisor import Child, supervise
@@ -78,21 +85,27 @@ def plan(settings: Settings, config_path: str) -> list[Child]:
     logs = state / "logs"
     nats_host, nats_port = host_port(settings.nats_servers[0], 4222, "nats-servers[0]")
     etcd_host, etcd_port = host_port(settings.etcd_servers[0], 2379, "etcd-servers[0]")
-    for what, host, port in (("NATS", nats_host, nats_port), ("etcd", etcd_host, etcd_port)):
-        if listening(host, port):
-            raise BwvisuError(f"something already listens on {host}:{port}, where {what} should start")
     py = sys.executable
     nats_config = state / "nats.conf"
     tls = Path(settings.credentials.dir) / "tls" if settings.credentials.ca_file else None
 
     async def etcd_users() -> None:
-        await set_up_etcd_auth(settings, etcd_host, etcd_port)
+        if is_clustered(settings):
+            await etcd_auth_as_member(settings, etcd_host, etcd_port, local_index_or_none(settings) == 0)
+        else:
+            await set_up_etcd_auth(settings, etcd_host, etcd_port)
 
+    nats_argv = nats_command(nats_host, nats_port, state / "nats", nats_config)
+    etcd_argv = etcd_command(etcd_host, etcd_port, free_port(), state / "etcd", tls)
+    if is_clustered(settings):  # this machine's member of the NATS and etcd clusters
+        nats_argv, (nats_host, nats_port) = nats_member(settings, state / "nats", nats_config)
+        etcd_argv, (etcd_host, etcd_port) = etcd_member(settings, state / "etcd", tls)
+    for what, host, port in (("NATS", nats_host, nats_port), ("etcd", etcd_host, etcd_port)):
+        if listening(host, port):
+            raise BwvisuError(f"something already listens on {host}:{port}, where {what} should start")
     children = [
-        Child("nats-server", nats_command(nats_host, nats_port, state / "nats", nats_config),
-              logs / "nats.log", (nats_host, nats_port)),
-        Child("etcd", etcd_command(etcd_host, etcd_port, free_port(), state / "etcd", tls), logs / "etcd.log",
-              (etcd_host, etcd_port), after_start=etcd_users),
+        Child("nats-server", nats_argv, logs / "nats.log", (nats_host, nats_port)),
+        Child("etcd", etcd_argv, logs / "etcd.log", (etcd_host, etcd_port), after_start=etcd_users),
         Child("projector", [py, "-m", "bwvisu_cli", "project", "--config", config_path],
               logs / "projector.log"),
     ]
@@ -112,6 +125,8 @@ def _gateway_agents(settings: Settings, config_path: str, logs: Path) -> list[Ch
     """One agent per gateway with a netns (run inside it); a gateway without one runs its own."""
     if not _runnable("gateway_agent"):
         return []
+    if is_clustered(settings) and local_index_or_none(settings) != 0:
+        return []  # on several middleware nodes, the first one's `up` starts the netns agents
     agents = []
     for gw in settings.gateway_nodes:
         agent = [sys.executable, "-m", "gateway_agent", "--config", config_path, "--gateway", gw.label]

@@ -122,7 +122,8 @@ class Web(_Section, frozen=True, kw_only=True):
     secure_cookies: bool = False  # set when the portal is served over HTTPS
     admin_group: str = "bwvisu-admin"
     finished_sessions_kept_for: float = 60.0  # minutes
-    runner_api_url: str = ""  # default: from runner-api's host and port
+    # One URL, or a list (one per runner-api replica: the next is tried when one cannot be reached).
+    runner_api_url: str | list[str] = ""  # default: from runner-api's host and port
     bundles_dir: str = ""  # default: the templates directory
     login_delay: float = 1.0  # seconds added to every failed login
     # Failed logins within `login-window` seconds, then 429 until the oldest one is older:

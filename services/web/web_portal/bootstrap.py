@@ -26,13 +26,16 @@ from web_portal.revocations import Revocations
 log = logging.getLogger(__name__)
 
 
-def runner_api_url(settings: Settings) -> str:
-    if settings.web.runner_api_url:
-        return settings.web.runner_api_url.rstrip("/")
+def runner_api_urls(settings: Settings) -> list[str]:
+    configured = settings.web.runner_api_url
+    urls = [configured] if isinstance(configured, str) else list(configured)
+    urls = [u.rstrip("/") for u in urls if u]
+    if urls:
+        return urls
     conf = settings.runner_api
     host = "127.0.0.1" if conf.host in ("0.0.0.0", "::", "") else conf.host
     scheme = "https" if conf.tls_cert else "http"
-    return f"{scheme}://{host}:{conf.port}"
+    return [f"{scheme}://{host}:{conf.port}"]
 
 
 def session_secret(settings: Settings) -> str:
@@ -68,7 +71,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
     bundles = load_bundles(Path(web.bundles_dir or templates_dir), templates_dir)
     secret = session_secret(settings)
     networks = trusted_networks(settings)
-    runner = RunnerApiClient(runner_api_url(settings), settings.runner_api.user,
+    runner = RunnerApiClient(runner_api_urls(settings), settings.runner_api.user,
                              read_secret_file(settings.runner_api.password_file, "runner-api.password-file"))
     stack.push_async_callback(runner.aclose)
     events, state = await open_stores_retrying(settings, stack, "web-portal")

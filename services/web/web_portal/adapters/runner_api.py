@@ -1,9 +1,14 @@
-"""runner-api over HTTP (httpx), as the `bwvisu-web` account, always on behalf of one user."""
+"""runner-api over HTTP (httpx), as the `bwvisu-web` account, always on behalf of one user.
+
+With several runner-api replicas (one per middleware node), a request that cannot even connect goes
+to the next one; the one that answered last is tried first. A request that connected but got no
+answer in time is not sent again: a submit may have been taken.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -21,10 +26,14 @@ READ_TIMEOUT = 30.0
 class RunnerApiClient:
     """The JobRunner port over runner-api's HTTP API."""
 
-    def __init__(self, base_url: str, user: str, password: str,
+    def __init__(self, base_urls: str | Sequence[str], user: str, password: str,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, auth=(user, password), transport=transport,
-                                       timeout=READ_TIMEOUT)
+        urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+        if not urls:
+            raise ValueError("no runner-api URL")
+        self._urls = [u.rstrip("/") for u in urls]
+        self._current = 0  # the replica that answered last
+        self._http = httpx.AsyncClient(auth=(user, password), transport=transport, timeout=READ_TIMEOUT)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -82,13 +91,23 @@ class RunnerApiClient:
             raise Rejected(str(answer.get("field", "address")), str(answer.get("response", "refused")))
         raise _unavailable(r, answer)
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self._http.request(method, url, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise RunnerUnavailable("runner-api did not answer in time") from exc
-        except httpx.HTTPError as exc:
-            raise RunnerUnavailable(f"runner-api cannot be reached: {exc}") from exc
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        last: Exception | None = None
+        for step in range(len(self._urls)):
+            index = (self._current + step) % len(self._urls)
+            try:
+                r = await self._http.request(method, self._urls[index] + path, **kwargs)
+            except httpx.ConnectError as exc:  # nothing was sent: the next replica may take it
+                log.warning("runner-api at %s cannot be reached: %s", self._urls[index], exc)
+                last = exc
+                continue
+            except httpx.TimeoutException as exc:
+                raise RunnerUnavailable("runner-api did not answer in time") from exc
+            except httpx.HTTPError as exc:
+                raise RunnerUnavailable(f"runner-api cannot be reached: {exc}") from exc
+            self._current = index
+            return r
+        raise RunnerUnavailable(f"runner-api cannot be reached: {last}") from last
 
 
 def _answer(r: httpx.Response) -> dict[str, Any]:

@@ -1,0 +1,205 @@
+"""High availability, proven by chaos: session lifecycles on the HA minicluster under a seeded adversary.
+
+bwvisu runs on mw0-mw2 (tests/e2e/ha.py). Several workers at once run short port-echo sessions
+(submit, `available`, answer through the gateway with the job's own id, end by themselves) through
+whichever runner-api answers, while the adversary (tests/e2e/adversary.py) kills and cuts things.
+Afterwards nothing may be lost or left behind. BWVISU_CHAOS_JOBS sets the number of lifecycles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import statistics
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bwvisu_common import events as ev
+from bwvisu_common.connect import open_stores
+from tests.e2e.adversary import Adversary, Fault
+from tests.e2e.conftest import Minicluster
+from tests.e2e.ha import HaSystem, ha_system
+
+pytestmark = pytest.mark.timeout(15 * 60)
+
+JOBS = int(os.environ.get("BWVISU_CHAOS_JOBS", "200"))
+WORKERS = 8
+BUDGET = 13 * 60.0  # seconds for the workload; the checks take the rest of the 15 minutes
+Job = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def ha(minicluster: Minicluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaSystem]:
+    with ha_system(minicluster, tmp_path_factory.mktemp("bwvisu-ha")) as system:
+        yield system
+
+
+@dataclass
+class Record:
+    accepted: list[str] = field(default_factory=list)
+    answered: set[str] = field(default_factory=set)  # reached `available` and greeted with its own id
+    problems: list[str] = field(default_factory=list)
+    submits: list[float] = field(default_factory=list)  # monotonic times of accepted submits
+    availables: list[float] = field(default_factory=list)
+
+
+class Runners:
+    """runner-api on every middleware node: a request goes to the next when one cannot be reached."""
+
+    def __init__(self, system: HaSystem) -> None:
+        api = system.settings.runner_api
+        password = Path(api.password_file).read_text().strip()
+        self.urls = [f"http://{n.ip}:{api.port}" for n in system.nodes]
+        self.http = httpx.AsyncClient(auth=(api.user, password), timeout=30)
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
+        for url in self.urls:
+            with contextlib.suppress(httpx.ConnectError, httpx.ConnectTimeout):
+                return await self.http.request(method, url + path, **kwargs)
+        return None
+
+
+def greeting(host: str, port: int, secret: str) -> str:
+    with socket.create_connection((host, port), timeout=5) as conn:
+        f = conn.makefile("rwb")
+        f.write(secret.encode() + b"\n")
+        f.flush()
+        return f.readline().decode().strip()
+
+
+async def lifecycle(runners: Runners, record: Record) -> None:
+    """One session: submit, wait for `available`, be greeted through the gateway, let it end."""
+    body = {"uid": "alice", "template-name": "port-echo", "variables": {"seconds": "6", "runtime": "3"}}
+    try:
+        r = await runners.call("POST", "/jobs", json=body, timeout=90)
+    except httpx.HTTPError:
+        return  # not accepted (no answer): not a job of ours
+    if r is None or r.status_code != 200:
+        return
+    job_id = str(r.json()["job-id"])
+    record.accepted.append(job_id)
+    record.submits.append(time.monotonic())
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            got = await runners.call("GET", f"/jobs/{job_id}", params={"uid": "alice"})
+            job: Job = got.json() if got is not None and got.status_code == 200 else {}
+            if job.get("state") == "available" and job_id not in record.answered:
+                record.availables.append(time.monotonic())
+                service = job["services"][0]
+                with contextlib.suppress(OSError):
+                    line = await asyncio.to_thread(greeting, service["external-ip"], service["external-port"],
+                                                   str(job["connect"]["secret"]))
+                    if line.split()[1:2] == [job_id]:
+                        record.answered.add(job_id)
+            if job.get("state") == "finished":
+                return
+        await asyncio.sleep(0.5)
+    record.problems.append(f"{job_id}: not finished within 240 s")
+
+
+async def workload(runners: Runners, record: Record, stop: asyncio.Event, faults_done: asyncio.Event) -> None:
+    """At least JOBS lifecycles, and sessions keep coming until every fault ran (within BUDGET)."""
+    started = time.monotonic()
+    remaining = [JOBS]
+
+    async def worker() -> None:
+        while (remaining[0] > 0 or not faults_done.is_set()) and time.monotonic() - started < BUDGET:
+            remaining[0] -= 1
+            await lifecycle(runners, record)
+
+    await asyncio.gather(*(worker() for _ in range(WORKERS)))
+    stop.set()
+
+
+def recovery(faults: list[Fault], times: list[float]) -> list[float]:
+    """Per fault: seconds from its injection to the first such event after it."""
+    out = []
+    for fault in faults:
+        after = [t for t in times if t >= fault.at > 0]
+        if after:
+            out.append(min(after) - fault.at)
+    return out
+
+
+def p50_max(values: list[float]) -> str:
+    return f"p50 {statistics.median(values):.1f} s, max {max(values):.1f} s" if values else "none"
+
+
+@contextlib.asynccontextmanager
+async def stores(system: HaSystem) -> AsyncIterator[tuple[Any, Any]]:
+    async with contextlib.AsyncExitStack() as stack:
+        events, _ = await open_stores(system.settings, stack, "scheduler-adapter")
+        _, state = await open_stores(system.settings, stack, "bwvisu-status")
+        yield events, state
+
+
+async def leftovers(system: HaSystem, record: Record) -> list[str]:
+    """Everything the accepted jobs may not leave behind, said in words (empty: nothing left)."""
+    found = []
+    mc = system.minicluster
+    tag = system.settings.scheduler.job_tag
+    async with stores(system) as (events, state):
+        for job_id in record.accepted:
+            ended = [e for _, e in await events.read_job(job_id) if isinstance(e, ev.JobEnded)]
+            if not ended:
+                found.append(f"{job_id}: lost (never finished)")
+            elif ended[-1].slurm_state != "COMPLETED":  # each ends by itself once it served
+                found.append(f"{job_id}: ended {ended[-1].slurm_state}, not COMPLETED")
+            if job_id not in record.answered:
+                found.append(f"{job_id}: never answered through its gateway with its own id")
+        held = await state.reservations()
+        found += [f"reservation {k} held by {o}" for k, o in held.items() if o in record.accepted]
+        found += [f"token {n}" for n in await state.secret_names("token/")
+                  if any(j in n for j in record.accepted)]
+    for gw in mc.gateway_nodes:
+        out = mc.in_host(gw, ["iptables", "-w", "-t", "nat", "-S"]).stdout
+        found += [f"{gw}: {line}" for line in out.splitlines() if tag in line]
+    squeue = mc.ssh("login1", ["squeue", "--noheader", "--all", "--format=%j"]).stdout
+    found += [f"Slurm job {name}" for name in squeue.split() if name.startswith(tag + "-")]
+    return found
+
+
+async def test_sessions_survive_the_adversary_and_nothing_is_left(ha: HaSystem) -> None:
+    adversary = Adversary.planned(ha)
+    print(f"\nchaos: seed {adversary.seed} (set BWVISU_CHAOS_SEED={adversary.seed} to replay), "
+          f"{len(adversary.faults)} faults, {JOBS} lifecycles", flush=True)
+    runners = Runners(ha)
+    record = Record()
+    stop = asyncio.Event()
+    faults_done = asyncio.Event()
+
+    async def attack() -> None:
+        try:
+            await adversary.run(stop, start_after=20, gap=(5, 15))
+        finally:
+            faults_done.set()
+
+    try:
+        await asyncio.gather(workload(runners, record, stop, faults_done), attack())
+    finally:
+        stop.set()
+        ha.restore_links()
+        await runners.http.aclose()
+    for fault in adversary.faults:
+        if fault.error:
+            record.problems.append(f"fault {fault.name!r}: {fault.error}")
+    left = await leftovers(ha, record)
+    ran = [f for f in adversary.faults if f.at]
+    print(f"chaos: recovery, first accepted submit after a fault: {p50_max(recovery(ran, record.submits))}")
+    print(f"chaos: recovery, first `available` after a fault: {p50_max(recovery(ran, record.availables))}")
+    print(f"chaos: seed {adversary.seed}: {len(record.accepted)} accepted, {len(record.answered)} answered, "
+          f"{len(ran)}/{len(adversary.faults)} faults, {len(record.problems)} problems, "
+          f"{len(left)} left behind", flush=True)
+    assert len(record.accepted) >= JOBS, f"only {len(record.accepted)} of {JOBS} sessions accepted"
+    assert not record.problems, "\n".join(record.problems)
+    assert not left, "\n".join(left)
+    assert len(ran) == len(adversary.faults), "the workload ended before every fault ran"
