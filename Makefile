@@ -9,7 +9,7 @@ CLUSTER   := deploy/minicluster/minicluster
 CLUSTER_STATE := /var/lib/bwvisu-minicluster
 CLUSTER_CONFIG := $(CLUSTER_STATE)/bwvisu.json
 
-.PHONY: demo demo-ha test install test-fast bench bench-cluster lint down clean
+.PHONY: demo demo-ha test chaos install test-fast bench bench-cluster lint down clean
 
 $(VENV)/.installed: pyproject.toml
 	$(CLUSTER) packages
@@ -49,6 +49,9 @@ demo-ha: install
 
 test: install
 	$(PY) -m pytest -ra
+
+chaos: install
+	BWVISU_CHAOS=1 $(PY) -m pytest -ra -s tests/e2e/test_chaos.py
 
 test-fast: install
 	$(PY) -m pytest -ra -m "not e2e"

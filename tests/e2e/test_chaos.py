@@ -28,7 +28,12 @@ from tests.e2e.adversary import Adversary, Fault
 from tests.e2e.conftest import Minicluster
 from tests.e2e.ha import HaSystem, ha_system
 
-pytestmark = pytest.mark.timeout(15 * 60)
+# Not yet part of `make test`: it has not passed three runs in a row. `make chaos` runs it.
+pytestmark = [
+    pytest.mark.timeout(15 * 60),
+    pytest.mark.skipif(os.environ.get("BWVISU_CHAOS") != "1",
+                       reason="the chaos test runs with BWVISU_CHAOS=1 (make chaos)"),
+]
 
 JOBS = int(os.environ.get("BWVISU_CHAOS_JOBS", "200"))
 WORKERS = 8
