@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import msgspec
 import pytest
 
 from bwvisu_common import state_keys as keys
@@ -38,6 +39,15 @@ def test_a_standing_grant_answers_a_retry_of_the_same_size() -> None:
     with pytest.raises(Refused) as refused:
         standing_grant(_forwarded(), PortRequest(count=1, nodes=["cn0"]), {"gw0"})
     assert refused.value.why is Refusal.ALREADY_GRANTED
+
+
+def test_while_forwards_move_a_retry_is_answered_with_the_gateway_that_forwards_them() -> None:
+    # Moved to gw1 (PortsAssigned), not yet forwarded there: the services are still gw0's ports.
+    moving = msgspec.structs.replace(_forwarded("gw0"), gateway="gw1")
+    grant = standing_grant(moving, PortRequest(count=2, nodes=["cn0"]), {"gw0", "gw1"})
+    assert grant is not None and grant.gateway == "gw0"
+    assert grant.forwards[0].external_port == 20000
+    assert outcome(moving, "gw1") is not Outcome.FORWARDED
 
 
 def test_no_standing_grant_while_none_is_forwarded_or_its_gateway_is_gone() -> None:

@@ -80,6 +80,15 @@ def test_a_gateway_is_dead_once_not_alive_for_a_while_not_for_one_missed_answer(
     assert still_dead(["gw0", "gw1"], ["gw0", "gw1"], since, now=12.0, confirm=1.5) == ({}, set())
 
 
+def test_silence_from_every_gateway_moves_nothing_and_a_reconnect_starts_the_count_afresh() -> None:
+    # keyhole-api's own NATS connection gone: no gateway beats, none is counted as dead.
+    since, dead = still_dead(["gw0", "gw1"], [], {}, now=10.0, confirm=1.5)
+    assert (since, dead) == ({}, set())
+    # Back, and gw0 beats first: gw1 gets its `confirm` seconds from now, not from the outage.
+    since, dead = still_dead(["gw0", "gw1"], ["gw0"], since, now=20.0, confirm=1.5)
+    assert since == {"gw1": 20.0} and dead == set()
+
+
 def test_a_moved_forward_gets_a_free_external_port_and_static_keeps_it_equal() -> None:
     held = {port_key("gw0", p): "other" for p in range(20000, 20010)}
     picked = pick_moved("gw0", [20050], held=held, port_range=(20000, 20010), static=False,

@@ -20,8 +20,9 @@ FIND = ["squeue", "--noheader", "--all", "--states=all", "--name=bwvisu-j1", "--
 
 
 
-def cli(runner: FakeCommandRunner) -> SlurmCli:
-    return SlurmCli(runner, "bwvisu", lookup_attempts=2, lookup_delay=0)
+def cli(runner: FakeCommandRunner, resubmits: int = 1) -> SlurmCli:
+    """A site that allows one new sbatch once Slurm clearly has no such job (off by default)."""
+    return SlurmCli(runner, "bwvisu", lookup_attempts=2, lookup_delay=0, resubmits=resubmits)
 
 
 async def test_submit_pipes_the_script_as_the_user_and_parses_the_id() -> None:

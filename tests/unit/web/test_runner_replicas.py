@@ -14,6 +14,8 @@ def _transport(down: set[str], seen: list[str]) -> httpx.MockTransport:
         seen.append(request.url.host)
         if request.url.host in down:
             raise httpx.ConnectError("connection refused", request=request)
+        if request.url.host == "gone":  # its node's link is down: packets dropped, no refusal
+            raise httpx.ConnectTimeout("connect timed out", request=request)
         if request.url.host == "slow":
             raise httpx.ReadTimeout("no answer", request=request)
         return httpx.Response(200, json={"job-id": f"job-from-{request.url.host}"})
@@ -28,6 +30,14 @@ async def test_a_replica_that_refuses_connections_is_passed_over_and_the_next_an
     # The replica that answered is asked first next time.
     assert await client.submit("alice", "t", {}) == "job-from-b"
     assert seen == ["a", "b", "b"]
+    await client.aclose()
+
+
+async def test_a_replica_whose_node_is_gone_is_passed_over_after_the_connect_timeout():
+    seen: list[str] = []
+    client = RunnerApiClient(["http://gone:1", "http://b:1"], "web", "pw", transport=_transport(set(), seen))
+    assert await client.submit("alice", "t", {}) == "job-from-b"
+    assert seen == ["gone", "b"]
     await client.aclose()
 
 

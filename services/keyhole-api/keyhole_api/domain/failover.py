@@ -44,6 +44,10 @@ def still_dead(known: Iterable[str], alive: Collection[str], dead_since: Mapping
     A gateway that failed to answer one assignment counts as dead only until its next heartbeat:
     that alone must not move its jobs.
     """
+    if not alive:
+        # Nobody beats: more likely our own NATS connection is gone than every gateway. Start
+        # counting afresh once heartbeats come again, so a reconnect moves nobody at once.
+        return {}, set()
     since = {g: dead_since.get(g, now) for g in known if g not in alive}
     return since, {g for g, t in since.items() if now - t >= confirm}
 

@@ -32,16 +32,25 @@ class Outcome(Enum):
     JOB_ENDED = "job-ended"  # nothing is left to forward to: refuse
 
 
+def forwarded_on(view: JobView | None) -> str:
+    """The gateway that forwards all of the job's services ("" if none, or not one gateway)."""
+    gateways = {s.gateway for s in view.services} if view is not None else set()
+    return gateways.pop() if len(gateways) == 1 else ""
+
+
 def standing_grant(view: JobView | None, req: PortRequest, gateways: Collection[str]) -> Grant | None:
     """The grant the job holds, to answer a retry with; None while it holds none.
 
     Refused if the job holds a grant of another size (a job gets one) or has ended.
     """
-    if view is not None and view.services and view.gateway in gateways:
+    # The services' own gateway, not `view.gateway`: while forwards move, that names the gateway
+    # they move to, which does not forward them yet (its external ports are other ones).
+    held = forwarded_on(view)
+    if view is not None and held and held in gateways:
         if len(view.services) != req.count:
             raise Refused(Refusal.ALREADY_GRANTED, f"{len(view.services)} port(s) were already granted "
                                                    f"to this job; a job gets one grant")
-        return Grant(view.gateway, [Forward(internal_port=s.internal_port, external_port=s.external_port)
+        return Grant(held, [Forward(internal_port=s.internal_port, external_port=s.external_port)
                                     for s in view.services])
     if view is not None and view.state == JobState.FINISHED:
         raise Refused(Refusal.NOT_RUNNING, ENDED)
@@ -56,7 +65,7 @@ def settled(job: JobView, assigned_seq: int) -> bool:
 
 def outcome(view: JobView | None, gateway: str) -> Outcome:
     """What became of an assignment to `gateway`, from the job's view once settled (None: not in time)."""
-    if view is not None and view.services and view.gateway == gateway:
+    if view is not None and view.services and forwarded_on(view) == gateway:
         return Outcome.FORWARDED
     if view is None:
         return Outcome.NO_ANSWER

@@ -59,12 +59,14 @@ class SlurmCli:
     """Slurm through its command-line tools on a command node; jobs tagged by their job name."""
 
     def __init__(self, runner: CommandRunner, tag: str = "bwvisu", *,
-                 lookup_attempts: int = 3, lookup_delay: float = 1.0, resubmits: int = 1) -> None:
+                 lookup_attempts: int = 3, lookup_delay: float = 1.0, resubmits: int = 0) -> None:
         self._runner = runner
         self._tag = tag
         self._lookup_attempts = lookup_attempts
         self._lookup_delay = lookup_delay
         # New sbatch calls after one whose outcome is unknown, each only once Slurm has no such job.
+        # Off by default: an sbatch still retrying against a busy slurmctld may arrive after the
+        # lookups, and a second Slurm job would run the user's script twice.
         self._resubmits = resubmits
 
     async def submit(self, uid: str, script: str, job_id: str) -> Submitted:

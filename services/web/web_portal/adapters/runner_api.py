@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # runner-api answers a submit once Slurm took or refused the job: up to a minute.
 SUBMIT_TIMEOUT = 75.0
 READ_TIMEOUT = 30.0
+# A replica whose node is gone drops packets rather than refusing: give up on it soon, nothing was sent.
+CONNECT_TIMEOUT = 3.0
 
 
 class RunnerApiClient:
@@ -33,14 +35,16 @@ class RunnerApiClient:
             raise ValueError("no runner-api URL")
         self._urls = [u.rstrip("/") for u in urls]
         self._current = 0  # the replica that answered last
-        self._http = httpx.AsyncClient(auth=(user, password), transport=transport, timeout=READ_TIMEOUT)
+        self._http = httpx.AsyncClient(auth=(user, password), transport=transport,
+                                       timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT))
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def submit(self, uid: str, template: str, variables: Mapping[str, str]) -> str:
         body = {"uid": uid, "template-name": template, "variables": dict(variables)}
-        r = await self._call("POST", "/jobs", json=body, timeout=SUBMIT_TIMEOUT)
+        r = await self._call("POST", "/jobs", json=body,
+                             timeout=httpx.Timeout(SUBMIT_TIMEOUT, connect=CONNECT_TIMEOUT))
         if r.status_code == 200:
             return str(r.json()["job-id"])
         answer = _answer(r)
@@ -97,7 +101,7 @@ class RunnerApiClient:
             index = (self._current + step) % len(self._urls)
             try:
                 r = await self._http.request(method, self._urls[index] + path, **kwargs)
-            except httpx.ConnectError as exc:  # nothing was sent: the next replica may take it
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing sent: the next may take it
                 log.warning("runner-api at %s cannot be reached: %s", self._urls[index], exc)
                 last = exc
                 continue
