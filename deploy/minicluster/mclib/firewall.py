@@ -34,7 +34,19 @@ def _jump(host: Host) -> list[str]:
 
 def ensure_compute_firewall(hosts: list[Host]) -> None:
     """Idempotent: the chain is rewritten, each compute node jumps to it once."""
-    ipt = iptables()
+    _ensure_chain(iptables(), hosts)
+
+
+def ensure_middleware_firewall(hosts: list[Host]) -> None:
+    """Inside each middleware node (the bridge does not pass its traffic through the host's INPUT):
+    the same chain, jumped to for each compute node's address. keyhole-api stays reachable."""
+    for mw in (h for h in hosts if h.role == "middleware"):
+        _ensure_chain(["ip", "netns", "exec", mw.name, *iptables()], hosts)
+
+
+def _ensure_chain(ipt: list[str], hosts: list[Host]) -> None:
+    """Through `ipt` (the host's iptables or a namespace's): the chain rewritten, one jump per
+    compute node."""
     if not ok([*ipt, "-n", "-L", CHAIN]):
         run([*ipt, "-N", CHAIN])
     run([*ipt, "-F", CHAIN])
@@ -43,21 +55,6 @@ def ensure_compute_firewall(hosts: list[Host]) -> None:
     for host in hosts:
         if host.role == "compute" and not ok([*ipt, "-C", *_jump(host)]):
             run([*ipt, "-I", *_jump(host)])
-
-
-def ensure_middleware_firewall(hosts: list[Host]) -> None:
-    """Inside each middleware node (the bridge does not pass its traffic through the host's INPUT):
-    the same chain, jumped to for each compute node's address. keyhole-api stays reachable."""
-    for mw in (h for h in hosts if h.role == "middleware"):
-        ipt = ["ip", "netns", "exec", mw.name, *iptables()]
-        if not ok([*ipt, "-n", "-L", CHAIN]):
-            run([*ipt, "-N", CHAIN])
-        run([*ipt, "-F", CHAIN])
-        for rule in RULES:
-            run([*ipt, "-A", CHAIN, *rule])
-        for host in hosts:
-            if host.role == "compute" and not ok([*ipt, "-C", *_jump(host)]):
-                run([*ipt, "-I", *_jump(host)])
 
 
 def compute_firewall_present(hosts: list[Host]) -> bool:

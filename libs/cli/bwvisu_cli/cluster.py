@@ -42,6 +42,7 @@ def local_index_or_none(settings: Settings) -> int | None:
 
 
 def is_local(ip: str) -> bool:
+    """Whether `ip` is one of this machine's addresses."""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind((ip, 0))

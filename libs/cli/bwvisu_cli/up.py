@@ -7,7 +7,6 @@ import fcntl
 import importlib.util
 import json
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from bwvisu_cli.cluster import (
     etcd_auth_as_member,
     etcd_member,
     is_clustered,
+    is_local,
     local_index_or_none,
     nats_member,
 )
@@ -132,22 +132,12 @@ def _gateway_agents(settings: Settings, config_path: str, logs: Path) -> list[Ch
         agent = [sys.executable, "-m", "gateway_agent", "--config", config_path, "--gateway", gw.label]
         if gw.netns:
             argv = ["ip", "netns", "exec", gw.netns, *agent]
-        elif _is_local(gw.internal_ip):
+        elif is_local(gw.internal_ip):
             argv = agent
         else:
             continue  # another host's agent: started there (systemd)
         agents.append(Child(f"gateway-agent-{gw.label}", argv, logs / f"gateway-agent-{gw.label}.log"))
     return agents
-
-
-def _is_local(ip: str) -> bool:
-    """Whether `ip` is one of this machine's addresses."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((ip, 0))
-        return True
-    except OSError:
-        return False
 
 
 def _runnable(package: str) -> bool:
