@@ -108,6 +108,7 @@ class World:
     jobs: LiveJobs
     health: GatewayHeartbeats
     clock: list[float]
+    agents: ScriptedGatewayAgents
 
 
 @pytest.fixture
@@ -120,7 +121,7 @@ async def world() -> AsyncIterator[World]:
     stop = asyncio.Event()
     tasks = [asyncio.create_task(jobs.run()),
              asyncio.create_task(events.consume("agents", agents.handle, stop))]
-    yield World(events, state, jobs, health, clock)
+    yield World(events, state, jobs, health, clock, agents)
     stop.set()
     for t in tasks:
         t.cancel()
@@ -188,3 +189,90 @@ async def test_a_replica_that_loses_the_race_appends_nothing_and_gives_its_ports
     assigned = [e for _, e in await events.read_job("j") if isinstance(e, ev.PortsAssigned)]
     assert [a.forwards[0].external_port for a in assigned] == [20010, 20099]  # only the winner's move
     assert await state.reservations() == {port_key("gw1", 20010): "j", node_port_key("cn0", 20050): "j"}
+
+
+async def stranded_on_gw1(world: World) -> None:
+    """The job of on_gw1() holds its ports, and gw1 has been silent long enough to be dead."""
+    for event in on_gw1():
+        await world.events.append([event])
+    assert await world.state.reserve([port_key("gw1", 20010), node_port_key("cn0", 20050)], "j")
+    last = await world.events.last_seq()
+    await eventually(lambda: world.jobs.seq >= last, "the read model catches up")
+    world.health.beat("gw0")
+
+
+def failover_of(world: World, events: InMemoryEventStore | None = None) -> GatewayFailover:
+    return GatewayFailover(make_settings(), events or world.events, world.state, world.jobs, world.health,
+                           clock=lambda: world.clock[0], answer_timeout=0.3)
+
+
+async def test_a_move_its_new_gateway_never_answers_is_given_up_and_tried_again(world: World) -> None:
+    await stranded_on_gw1(world)
+    world.agents.silent.add("gw0")
+    failover = failover_of(world)
+    assert await failover.move_once() == 0  # gw1 not alive: since now
+    world.clock[0] += 2.0
+    world.health.beat("gw0")
+    assert await failover.move_once() == 0  # moved to gw0, which stays silent
+    history = [e for _, e in await world.events.read_job("j")]
+    assert isinstance(history[-1], ev.PortsUnavailable) and history[-1].gateway == "gw0"
+    # gw0's ports are free again; gw1's stay with the job until its forwards are somewhere else.
+    assert await world.state.reservations() == {port_key("gw1", 20010): "j", node_port_key("cn0", 20050): "j"}
+    assert "gw0" not in world.health.alive()  # dead to the next round until it beats again
+    world.agents.silent.clear()
+    world.health.beat("gw0")
+    assert await failover.move_once() == 1  # not held back until RETRY_AFTER
+    job = world.jobs.get("j")
+    assert job is not None and [s.gateway for s in job.services] == ["gw0"]
+
+
+class AnswerLostEventStore(InMemoryEventStore):
+    """The first conditional append fails as if its answer was lost; `stored`: after storing it."""
+
+    def __init__(self, stored: bool) -> None:
+        super().__init__()
+        self.stored = stored
+        self.failed = False
+
+    async def append(self, events, expected_version=None):  # type: ignore[no-untyped-def]
+        if expected_version is None or self.failed:
+            return await super().append(events, expected_version)
+        self.failed = True
+        if self.stored:
+            await super().append(events, expected_version)
+        raise TimeoutError("no answer from the stream")
+
+
+@pytest.mark.parametrize("stored", [True, False])
+async def test_a_move_whose_append_answer_is_lost_keeps_the_ports_it_needs(stored: bool) -> None:
+    events, state = AnswerLostEventStore(stored), InMemoryStateStore()
+    clock = [100.0]
+    health = GatewayHeartbeats(timeout=5.0, clock=lambda: clock[0])
+    jobs = LiveJobs(events, state)
+    agents = ScriptedGatewayAgents(events)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(jobs.run()),
+             asyncio.create_task(events.consume("agents", agents.handle, stop))]
+    try:
+        world = World(events, state, jobs, health, clock, agents)
+        await stranded_on_gw1(world)
+        failover = failover_of(world)
+        assert await failover.move_once() == 0
+        clock[0] += 2.0
+        health.beat("gw0")
+        assert await failover.move_once() == (1 if stored else 0)
+        held = await state.reservations()
+        job = jobs.get("j")
+        assert job is not None
+        if stored:  # the move went in: it keeps its new ports, and the dead gateway's are free
+            assert [s.gateway for s in job.services] == ["gw0"]
+            moved_to = port_key("gw0", job.services[0].external_port)
+            assert held == {moved_to: "j", node_port_key("cn0", 20050): "j"}
+        else:  # nothing went in: nothing is held for it, and the next round tries again
+            assert held == {port_key("gw1", 20010): "j", node_port_key("cn0", 20050): "j"}
+            assert await failover.move_once() == 1
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

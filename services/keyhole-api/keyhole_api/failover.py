@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict
 from bwvisu_common.heartbeats import HEARTBEAT_TIMEOUT
 from bwvisu_common.live_jobs import LiveJobs
@@ -19,7 +20,17 @@ from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.settings import Settings
 from bwvisu_common.state_keys import gateway_ports, held_by
 from keyhole_api.domain.allocate import Avoid, Reservation, candidate_gateways
-from keyhole_api.domain.failover import Move, decide_move, moved, pick_moved, still_dead, stranded
+from keyhole_api.domain.failover import (
+    Move,
+    decide_move,
+    move_answered,
+    move_outcome,
+    moved,
+    pick_moved,
+    still_dead,
+    stranded,
+)
+from keyhole_api.domain.grant import Outcome
 from keyhole_api.ports import GatewayLiveness
 
 log = logging.getLogger(__name__)
@@ -27,19 +38,24 @@ log = logging.getLogger(__name__)
 CHECK_EVERY = 1.0  # seconds between looks at the gateways' liveness
 CONFIRM_DEAD = 1.5  # a gateway not alive this long (more than a heartbeat) is dead: its jobs move
 RETRY_AFTER = 10.0  # a job whose move did not take is not moved again sooner than this
+ANSWER_TIMEOUT = 10.0  # how long the gateway the forwards move to may take to install them
+AT_ONCE = 16  # moves under way at once
 
 
 class GatewayFailover:
     """Watches for jobs stranded on a dead gateway and moves their forwards to a live one."""
 
     def __init__(self, settings: Settings, events: EventStore, state: StateStore, jobs: LiveJobs,
-                 gateways: GatewayLiveness, clock: Callable[[], float] = time.monotonic) -> None:
+                 gateways: GatewayLiveness, clock: Callable[[], float] = time.monotonic,
+                 answer_timeout: float = ANSWER_TIMEOUT) -> None:
         self._settings = settings
         self._events = events
         self._state = state
         self._jobs = jobs
         self._live = gateways
         self._clock = clock
+        self._answer_timeout = answer_timeout
+        self._moving = asyncio.Semaphore(AT_ONCE)
         self._known = [g.label for g in settings.gateway_nodes]
         self._tried: dict[str, float] = {}  # job -> when its last move was appended or tried
         self._dead_since: dict[str, float] = {}  # gateway -> since when it has not been alive
@@ -60,15 +76,26 @@ class GatewayFailover:
         now = self._clock()
         self._dead_since, dead = still_dead(self._known, alive, self._dead_since, now, CONFIRM_DEAD)
         self._tried = {j: t for j, t in self._tried.items() if now - t < RETRY_AFTER}
-        count = 0
+        moves = []
         for job_id in stranded(self._jobs.all(), alive, dead):
             if job_id in self._tried:
                 continue
             move = decide_move(await self._events.read_job(job_id), alive)
             if move is not None:
                 self._tried[job_id] = now
-                count += await self._move(move, alive)
-        return count
+                moves.append(move)
+        # Together: each waits for its new gateway's answer, and a dead gateway strands many jobs.
+        results = await asyncio.gather(*(self._bounded(m, alive) for m in moves), return_exceptions=True)
+        for move, result in zip(moves, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("job %s: moving its forwards off %s failed: %r; trying again", move.job_id,
+                          move.from_gateway, result)
+                self._tried.pop(move.job_id, None)
+        return sum(r for r in results if isinstance(r, int))
+
+    async def _bounded(self, move: Move, alive: list[str]) -> int:
+        async with self._moving:
+            return await self._move(move, alive)
 
     async def _move(self, move: Move, alive: list[str]) -> int:
         picked = await self._reserve(move, alive)
@@ -76,21 +103,56 @@ class GatewayFailover:
             log.warning("job %s: gateway %s is dead and no live gateway has room for its forwards",
                         move.job_id, move.from_gateway)
             return 0
+        assigned = moved(move, picked)
         try:
-            await self._events.append([moved(move, picked)], expected_version=move.expected_seq)
+            seq = await self._events.append([assigned], expected_version=move.expected_seq)
         except ConcurrencyConflict:
             # Something happened to the job meanwhile (another replica moved it, say): look again.
             await self._state.release_job(move.job_id, picked.keys)
             self._tried.pop(move.job_id, None)
             return 0
-        except BaseException:
-            await self._state.release_job(move.job_id, picked.keys)
-            raise
+        except Exception:
+            # The answer was lost, not necessarily the move: if it is stored, it needs its ports. If
+            # even that cannot be read, they stay held (the gateway's agent frees them at the job's end).
+            landed = await self._stored_at(assigned)
+            if landed is None:
+                await self._state.release_job(move.job_id, picked.keys)
+                raise
+            seq = landed
+        view = await self._jobs.wait_for(move.job_id, lambda j: move_answered(j, seq, picked.gateway),
+                                         self._answer_timeout)
+        result = move_outcome(view, picked.gateway)
+        if result is not Outcome.FORWARDED:
+            await self._not_taken(move, picked, result)
+            return 0
         dead = held_by(await self._state.reservations(gateway_ports(move.from_gateway)), move.job_id)
         await self._state.release_job(move.job_id, dead)
-        log.warning("job %s: gateway %s is dead; its forwards move to %s", move.job_id, move.from_gateway,
+        log.warning("job %s: gateway %s is dead; its forwards moved to %s", move.job_id, move.from_gateway,
                     picked.gateway)
         return 1
+
+    async def _stored_at(self, event: ev.PortsAssigned) -> int | None:
+        """The stream sequence of `event` if the job's history holds it."""
+        for seq, stored in await self._events.read_job(event.job_id):
+            if stored.event_id == event.event_id:
+                return seq
+        return None
+
+    async def _not_taken(self, move: Move, picked: Reservation, result: Outcome) -> None:
+        """The new gateway did not take the forwards: free its ports, and try again next round."""
+        await self._state.release_job(move.job_id, picked.keys)
+        if result is Outcome.JOB_ENDED:
+            return
+        self._tried.pop(move.job_id, None)
+        if result is Outcome.NO_ANSWER:
+            reason = f"gateway {picked.gateway} did not answer the move in time"
+            self._live.forget(picked.gateway)  # dead to the next round, until it beats again
+            # Its answer would come too late: the agent must not install the move after this.
+            await self._events.append([ev.PortsUnavailable(job_id=move.job_id, gateway=picked.gateway,
+                                                           forwards=picked.forwards, reason=reason)])
+            log.warning("job %s: %s; trying again", move.job_id, reason)
+        else:
+            log.warning("job %s: gateway %s refused the move; trying again", move.job_id, picked.gateway)
 
     async def _reserve(self, move: Move, alive: list[str]) -> Reservation | None:
         """External ports on the least loaded live gateway, reserved atomically."""

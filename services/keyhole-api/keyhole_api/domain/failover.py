@@ -16,6 +16,7 @@ from bwvisu_common.job_facts import JobState
 from bwvisu_common.read_model import JobView
 from bwvisu_common.state_keys import gateway_ports, port_key, port_of
 from keyhole_api.domain.allocate import Reservation
+from keyhole_api.domain.grant import Outcome, forwarded_on
 
 _OVER = (ev.JobEnded, ev.JobCancelRequested, ev.JobSubmitFailed, ev.JobCompleting)
 
@@ -120,3 +121,19 @@ def pick_moved(gateway: str, internal_ports: Sequence[int], *, held: Mapping[str
 def moved(move: Move, reservation: Reservation) -> ev.PortsAssigned:
     return ev.PortsAssigned(job_id=move.job_id, gateway=reservation.gateway, nodes=move.nodes,
                             forwards=reservation.forwards, moved_from=move.from_gateway)
+
+
+def move_answered(view: JobView, seq: int, gateway: str) -> bool:
+    """The gateway the forwards moved to (by the assignment at `seq`) answered it, or it no longer
+    matters: the job ended, or its forwards were assigned elsewhere since."""
+    return view.seq >= seq and (view.gateway != gateway or forwarded_on(view) == gateway
+                                or view.state == JobState.FINISHED)
+
+
+def move_outcome(view: JobView | None, gateway: str) -> Outcome:
+    """What became of a move to `gateway`, from the job's view once answered (None: not in time)."""
+    if view is None:
+        return Outcome.NO_ANSWER
+    if view.services and forwarded_on(view) == gateway:
+        return Outcome.FORWARDED
+    return Outcome.JOB_ENDED if view.state == JobState.FINISHED else Outcome.PORTS_BUSY
