@@ -98,8 +98,10 @@ class Adversary:
                     os.kill(pid, signal.SIGKILL)
         self.system.link(gw, up=False)
 
-    async def run(self, stop: asyncio.Event, start_after: float, gap: tuple[float, float]) -> None:
-        """Each fault in turn, `gap` seconds apart (seeded), until all ran or `stop` is set."""
+    async def run(self, stop: asyncio.Event, start_after: float, gap: tuple[float, float],
+                  injected: Callable[[Fault], object] = lambda fault: None) -> None:
+        """Each fault in turn, `gap` seconds apart (seeded), until all ran or `stop` is set;
+        `injected` is called as each fault goes in."""
         rng = random.Random(self.seed + 1)
         await _sleep_or_stop(stop, start_after)
         for fault in self.faults:
@@ -109,6 +111,7 @@ class Adversary:
             print(f"chaos: {fault.name} (hold {fault.hold:.1f} s)", flush=True)
             try:
                 await fault.inject()
+                injected(fault)
                 await _sleep_or_stop(stop, fault.hold)
             except Exception as exc:  # reported in the summary: the run goes on with the next fault
                 fault.error = f"inject: {exc}"

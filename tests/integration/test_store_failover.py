@@ -145,9 +145,11 @@ def _settings(nats3: LocalCluster, etcd3: LocalCluster) -> Settings:
     }).encode())
 
 
-@pytest.mark.parametrize("victim", ["the stream's leader", "the server the stores are connected to"])
+@pytest.mark.parametrize("victim", ["the stream's leader", "the server the stores are connected to",
+                                    "the server the stores are connected to, silent"])
 async def test_a_job_appended_after_a_nats_server_dies_reaches_the_read_model(victim, nats3, etcd3):
-    """A service's stores, made from its settings: one NATS server and one etcd member die."""
+    """A service's stores, made from its settings: one NATS server and one etcd member die, or fall
+    silent (stopped, their sockets open: as when their host's link goes down)."""
     async with contextlib.AsyncExitStack() as stack:
         events, state = await asyncio.wait_for(
             open_stores_retrying(_settings(nats3, etcd3), stack, "projector"), 60)
@@ -165,8 +167,12 @@ async def test_a_job_appended_after_a_nats_server_dies_reaches_the_read_model(vi
             dead = next(m for m in nats3.members if m.name == info.cluster.leader)
         else:
             dead = nats3.member_at(events.nats.connected_url.netloc)
-        nats3.kill(dead)
-        etcd3.kill(etcd3.member_at(state.member))
+        if victim.endswith("silent"):
+            stack.enter_context(nats3.paused(dead))
+            stack.enter_context(etcd3.paused(etcd3.member_at(state.member)))
+        else:
+            nats3.kill(dead)
+            etcd3.kill(etcd3.member_at(state.member))
 
         seq = await events.append([ev.JobSubmitted(job_id="after", uid="bob", template_name="t")], 0)
         await eventually(lambda: live.get("after") is not None, "LiveJobs has the job appended after",

@@ -32,6 +32,10 @@ class NatsAuth:
         return f"_INBOX_{self.user}" if self.user else "_INBOX"
 
 
+PING_INTERVAL = 1  # seconds
+MAX_OUTSTANDING_PINGS = 2
+
+
 async def connect_nats(servers: Sequence[str], name: str, auth: NatsAuth | None = None) -> NatsClient:
     """Connect with endless reconnects; a first connection that fails is DependencyUnavailable."""
     auth = auth or NatsAuth()
@@ -52,6 +56,10 @@ async def connect_nats(servers: Sequence[str], name: str, auth: NatsAuth | None 
 
     connecting = nats.connect(
         servers=list(servers), name=name, connect_timeout=3, max_reconnect_attempts=-1,
+        # A server whose link died drops packets without a word: without pings answered within
+        # ~3 s the connection counts as stale and moves to another server (nats-py's default
+        # waits two unanswered pings two minutes apart).
+        ping_interval=PING_INTERVAL, max_outstanding_pings=MAX_OUTSTANDING_PINGS,
         reconnect_time_wait=1, allow_reconnect=True, disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect, error_cb=on_error, inbox_prefix=auth.inbox_prefix,
         **_credentials(auth),
