@@ -11,6 +11,7 @@ import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from bwvisu_cli.figures import report
 from bwvisu_cli.servers import listening
 from bwvisu_cli.up import is_up, run_up, status_file
 from bwvisu_common.connect import finished_jobs_kept_for, open_stores
@@ -77,6 +78,7 @@ def cmd_status(settings: Settings, config: str) -> int:
     except (BwvisuError, TimeoutError) as exc:
         healthy = False
         print(f"  cannot read the stream or etcd: {exc}")
+    print("\n".join(report(data)))
     return 0 if healthy else 1
 
 
