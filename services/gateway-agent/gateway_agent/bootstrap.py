@@ -38,8 +38,9 @@ def agent_name(gateway: str) -> str:
 
 def metrics_address(settings: Settings, gateway: str) -> tuple[str, int]:
     """Where the agent of `gateway` serves /metrics (port 0: not at all)."""
-    node = next(g for g in settings.gateway_nodes if g.label == gateway)
-    return gateway_metrics_host(settings, node), settings.metrics.gateway_agent_port
+    host = next((gateway_metrics_host(settings, g) for g in settings.gateway_nodes if g.label == gateway),
+                settings.metrics.host)
+    return host, settings.metrics.gateway_agent_port
 
 
 def assemble(gateway: Gateway, publish: Publish) -> Agent:
