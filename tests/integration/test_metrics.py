@@ -9,7 +9,6 @@ import base64
 import contextlib
 import json
 import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -119,9 +118,9 @@ async def some_traffic(conf: Settings) -> str:
     """One job submitted through runner-api, one port request keyhole-api refuses; the job's id."""
     auth = "Basic " + base64.b64encode(f"bwvisu-web:{PASSWORD}".encode()).decode()
     async with httpx.AsyncClient() as client:
-        answer = await client.post(f"http://127.0.0.1:{conf.runner_api.port}/jobs", headers={"Authorization": auth},
-                                   json={"uid": "alice", "template-name": "sleep", "variables": {"seconds": "1"}},
-                                   timeout=30)
+        job = {"uid": "alice", "template-name": "sleep", "variables": {"seconds": "1"}}
+        answer = await client.post(f"http://127.0.0.1:{conf.runner_api.port}/jobs", json=job,
+                                   headers={"Authorization": auth}, timeout=30)
         assert answer.status_code == 200, answer.text
         refused = await client.post(f"http://127.0.0.1:{conf.keyhole_api.port}"
                                     + PATH_TEMPLATE.format(job_id="nosuchjob"), content=b"{}", timeout=5)
@@ -162,40 +161,49 @@ async def test_each_service_serves_its_figures_in_prometheus_text_format(servers
         assert any(s.labels == {"reason": "unknown-job"} and s.value >= 1 for s in refusals), refusals
 
 
+@contextlib.asynccontextmanager
+async def prometheus(tmp_path: Path, scrape: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """A Prometheus server scraping `scrape` (job name -> target) every second; a client of its API."""
+    port = free_port()
+    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+              "scrape_configs": [{"job_name": name, "static_configs": [{"targets": [target]}]}
+                                 for name, target in scrape.items()]}
+    (tmp_path / "prometheus.yml").write_text(json.dumps(config))  # YAML reads JSON
+    argv = ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"]
+    log = tmp_path / "prometheus.log"
+    server = await asyncio.to_thread(_start, argv, "127.0.0.1", port, "prometheus", log)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as api:
+            yield api
+    finally:
+        await asyncio.to_thread(_stop, server)
+
+
+async def query(api: httpx.AsyncClient, promql: str) -> dict[str, float]:
+    """An instant query's answer, by the `job` label."""
+    answer = (await api.get("/api/v1/query", params={"query": promql})).json()
+    assert answer["status"] == "success", answer
+    return {r["metric"].get("job", ""): float(r["value"][1]) for r in answer["data"]["result"]}
+
+
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus is not installed")
 async def test_a_prometheus_server_scrapes_every_service(servers, tmp_path):
     conf = config(tmp_path, *servers)
-    port = free_port()
-    scrape = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-              "scrape_configs": [{"job_name": name, "static_configs": [{"targets": [target]}]}
-                                 for name, target in targets(conf).items()]}
-    (tmp_path / "prometheus.yml").write_text(json.dumps(scrape))  # YAML reads JSON
     async with services(conf):
         job_id = await some_traffic(conf)
-        argv = ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}"]
-        server = await asyncio.to_thread(_start, argv, "127.0.0.1", port, "prometheus", tmp_path / "prometheus.log")
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as api:
-                async def query(promql: str) -> dict[str, float]:
-                    answer = (await api.get("/api/v1/query", params={"query": promql})).json()
-                    assert answer["status"] == "success", answer
-                    return {r["metric"].get("job", ""): float(r["value"][1]) for r in answer["data"]["result"]}
+        async with prometheus(tmp_path, targets(conf)) as api:
+            async def every_target_up() -> bool:
+                return await query(api, "up") == dict.fromkeys(SERVICES, 1.0)
 
-                async def every_target_up() -> bool:
-                    return await query("up") == dict.fromkeys(SERVICES, 1.0)
+            async def submission_timed() -> bool:
+                counts = await query(api, "sum by (job) (bwvisu_submit_duration_seconds_count)")
+                return counts.get("runner-api", 0.0) >= 1
 
-                await eventually(every_target_up, "Prometheus finds every service up", timeout=30, interval=0.5)
-
-                async def submissions_seen() -> bool:
-                    return (await query("sum by (job) (bwvisu_submit_duration_seconds_count)")).get(
-                        "runner-api", 0.0) >= 1
-
-                await eventually(submissions_seen, "Prometheus holds the submission's timing", timeout=15,
-                                 interval=0.5)
-                jobs = await query("sum by (job) (bwvisu_jobs)")
-                assert jobs.get("projector", 0.0) >= 1, f"job {job_id} counted by state: {jobs}"
-                lags = await query("max by (job) (bwvisu_event_lag_events)")
-                assert set(lags) == set(SERVICES), lags
-        finally:
-            await asyncio.to_thread(_stop, server)
+            await eventually(every_target_up, "Prometheus finds every service up", timeout=30, interval=0.5)
+            await eventually(submission_timed, "Prometheus holds the submission's timing", timeout=15,
+                             interval=0.5)
+            jobs = await query(api, "sum by (job) (bwvisu_jobs)")
+            assert jobs.get("projector", 0.0) >= 1, f"job {job_id} counted by state: {jobs}"
+            lags = await query(api, "max by (job) (bwvisu_event_lag_events)")
+            assert set(lags) == set(SERVICES), lags
