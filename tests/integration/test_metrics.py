@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,11 +29,14 @@ from scheduler_adapter.service import run as run_scheduler
 from tests.conditions import eventually
 from tests.conftest import Server, _start, _stop
 from tests.fakes.command_runner import FakeCommandRunner, fake_id
+from tests.samples import dashboard_queries
 from web_portal.service import run as run_portal
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "runner-api-password-for-tests"
+# What Grafana puts in place of the dashboard's variables.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h", "$job": ".*"}
 SERVICES = ("projector", "scheduler-adapter", "runner-api", "keyhole-api", "web")
 
 
@@ -207,3 +211,5 @@ async def test_a_prometheus_server_scrapes_every_service(servers, tmp_path):
             assert jobs.get("projector", 0.0) >= 1, f"job {job_id} counted by state: {jobs}"
             lags = await query(api, "max by (job) (bwvisu_event_lag_events)")
             assert set(lags) == set(SERVICES), lags
+            for expr in dashboard_queries():  # each of the dashboard's queries is one Prometheus runs
+                await query(api, re.sub(r"\$\w+", lambda m: GRAFANA_VARIABLES[m.group(0)], expr))
