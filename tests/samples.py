@@ -20,3 +20,8 @@ def dashboard_queries() -> list[str]:
     """Every PromQL query of deploy/grafana/bwvisu.json, with Grafana's variables in it."""
     dashboard = json.loads(DASHBOARD.read_text())
     return [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+
+
+# A config section that keeps a test's processes off the metrics listeners' fixed ports (a demo on the
+# same machine may hold them).
+NO_METRICS_PORTS = {"up-port": 0, "projector-port": 0, "scheduler-adapter-port": 0, "gateway-agent-port": 0}
