@@ -13,6 +13,7 @@ import keyhole_api.app  # noqa: F401
 import runner_api.handlers  # noqa: F401
 import scheduler_adapter.adapters.ssh  # noqa: F401
 import scheduler_adapter.watcher  # noqa: F401
+import web_portal.handlers.auth  # noqa: F401
 from bwvisu_cli.figures import Restarts
 from bwvisu_common.metrics import JobStates, lag_family
 from tests.samples import dashboard_queries
@@ -32,7 +33,7 @@ def defined() -> dict[str, str]:
 
 def test_the_names_follow_prometheus_naming_guide() -> None:
     names = defined()
-    assert len(names) == 12, sorted(names)
+    assert len(names) == 13, sorted(names)
     for name, kind in names.items():
         assert re.fullmatch(r"bwvisu_[a-z]+(_[a-z]+)*", name), name
         if kind == "counter":
