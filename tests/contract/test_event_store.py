@@ -9,6 +9,7 @@ import pytest
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict
+from tests.conditions import eventually
 from tests.fakes.event_store import InMemoryEventStore
 
 
@@ -167,6 +168,19 @@ class EventStoreContract:
         await asyncio.wait_for(store.consume(f"retry-{a}", handler, stop), timeout=15)
         assert got.count("JobSubmitted") == 2 and got.count("JobQueued") == 1, got
         assert await consume_until(store, f"retry-{a}", a, 0, quiet=0.3) == [], "all acked by now"
+
+    async def test_a_consumer_s_pending_events_are_those_it_has_not_acked(self, store):
+        a = job()
+        await store.append([ev.JobSubmitted(job_id=a, uid="alice", template_name="t")], 0)
+        assert await consume_until(store, f"lag-{a}", a, 1) == ["JobSubmitted"]
+
+        async def pending_is(n: int) -> bool:
+            return await store.consumer_pending(f"lag-{a}") == n
+
+        await eventually(lambda: pending_is(0), "every event acked: nothing pending")
+        await store.append([ev.JobQueued(job_id=a, slurm_id="1")], None)
+        await store.append([ev.JobStarted(job_id=a, nodes=["cn0"])], None)
+        await eventually(lambda: pending_is(2), "two events appended since: two pending")
 
 
 async def consume_until(store, durable: str, job_id: str, count: int, quiet: float = 0.0) -> list[str]:

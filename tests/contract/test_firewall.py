@@ -16,6 +16,7 @@ from gateway_agent.domain.rules import ForwardRule
 from gateway_agent.errors import FirewallError
 from gateway_agent.ports import Firewall
 from tests.fakes.firewall import InMemoryFirewall
+from tests.samples import sample
 
 GW = "10.9.0.30"  # the gateway's external address, which every DNAT matches
 A1 = ForwardRule(job_id="joba", external_port=20001, target_ip="10.9.0.20",
@@ -112,6 +113,14 @@ class TestIptablesFirewall(FirewallContract):
                 "--comment \"bwvisu:joba\" -j DNAT --to-destination 10.9.0.20:21001") in self._save(netns)
         assert self._save(netns).count("-A BWVISU-SNAT") == 1
         assert "-A BWVISU-SNAT -d 10.9.0.20/32 -p tcp -m tcp --dport 21001" in saved
+
+    async def test_each_batch_is_timed_and_a_change_is_one_batch(self, firewall: Firewall) -> None:
+        await firewall.ensure_chains()
+        await firewall.install([A1])
+        batches = sample("bwvisu_iptables_batch_duration_seconds_count")
+        await firewall.install([A1, A2, B1])
+        await firewall.remove_jobs(["jobb"])
+        assert sample("bwvisu_iptables_batch_duration_seconds_count") == batches + 2
 
     async def test_foreign_rules_are_left_alone(self, firewall: Firewall, netns: str) -> None:
         foreign = ["-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "20001", "-j", "DNAT",

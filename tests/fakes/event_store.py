@@ -96,6 +96,9 @@ class InMemoryEventStore:
             finally:
                 state.taken.discard(seq)
 
+    async def consumer_pending(self, durable: str) -> int:
+        return len(self._log) - len(self._durables.setdefault(durable, _Durable()).acked)
+
     def _next_due(self, state: _Durable, now: float) -> tuple[int, ev.AnyEvent] | None:
         while state.floor < len(self._log) and self._log[state.floor][0] in state.acked:
             state.floor += 1

@@ -36,6 +36,8 @@ def config(tmp_path: Path) -> Path:
         "runner-api": {"port": free_port()},
         "keyhole-api": {"port": free_port()},
         "web": {"port": free_port()},
+        "metrics": {"up-port": free_port(), "projector-port": free_port(),
+                    "scheduler-adapter-port": free_port()},
     }))
     return file
 
@@ -75,6 +77,12 @@ def test_up_status_second_up_and_a_clean_stop(config: Path):
         status = bwvisu(config, "status")
         assert status.returncode == 0, status.stdout
         assert "nats-server" in status.stdout and "running" in status.stdout
+        # Where each process serves its metrics, all read, and the figures read there.
+        served = status.stdout.split("metrics (Prometheus):")[1].split("figures:")[0]
+        assert {line.split()[0] for line in served.strip().splitlines()} >= {
+            "bwvisu", "projector", "scheduler-adapter", "keyhole-api", "runner-api", "web"}, served
+        assert "cannot read" not in served, served
+        assert "\n    jobs: " in status.stdout and "\n    restarts: 0" in status.stdout, status.stdout
 
         again = bwvisu(config, "up")
         assert again.returncode == 1 and "already up" in again.stderr

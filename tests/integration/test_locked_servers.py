@@ -24,6 +24,7 @@ from bwvisu_common.adapters.etcd_tls import TlsEtcdClient
 from bwvisu_common.adapters.jetstream import STREAM, JetStreamEventStore, NatsAuth, connect_nats, job_subject
 from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.state_keys import WATCHER_ROLE, submission_role
+from tests.samples import NO_METRICS_PORTS
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, objec
                           {"internal-ip": "127.0.0.2", "external-ip": "127.0.0.2", "name": "gwb"}],
         "etcd-servers": [f"127.0.0.1:{etcd_port}"], "nats-servers": [f"nats://127.0.0.1:{nats_port}"],
         "state-dir": "state", "runner-api": {"port": free_port()}, "keyhole-api": {"port": free_port()},
-        "web": {"port": free_port()},
+        "web": {"port": free_port()}, "metrics": NO_METRICS_PORTS,
     }))
     log = base / "up.log"
     with log.open("wb") as out:

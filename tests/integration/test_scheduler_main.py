@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Server
+from tests.samples import NO_METRICS_PORTS
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +27,7 @@ def test_starts_and_stops_on_sigterm(nats_server: Server, etcd_server: Server, t
         "state-dir": str(tmp_path),
         "scheduler": {"poll-interval": 0.2},
         "credentials": {"required": False, "tls": False},  # this test's servers run without auth
+        "metrics": NO_METRICS_PORTS,
     }
     path = tmp_path / "bwvisu.json"
     path.write_text(json.dumps(config))

@@ -29,6 +29,7 @@ from scheduler_adapter.ports import CommandResult
 from scheduler_adapter.service import run
 from tests.conftest import Server
 from tests.fakes.command_runner import FakeCommandRunner, fake_id
+from tests.samples import NO_METRICS_PORTS
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +174,7 @@ def adapter_settings(tmp_path: Path, nats: Server, etcd: Server) -> Settings:
         "bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "127.0.0.1"}],
         "nats-servers": [nats.url], "etcd-servers": [f"{etcd.host}:{etcd.port}"],
         "state-dir": str(tmp_path), "credentials": {"required": False, "tls": False},
-        "scheduler": {"poll-interval": 0.2},
+        "scheduler": {"poll-interval": 0.2}, "metrics": NO_METRICS_PORTS,
     }))
     return load_settings(path)
 
@@ -256,7 +257,7 @@ async def test_a_killed_watcher_is_replaced_within_5_s(tmp_path: Path, nats_serv
         "command-nodes": [{"ip": "127.0.0.1", "port": 1, "name": "nowhere"}],
         "nats-servers": [nats_server.url], "etcd-servers": [f"{etcd_server.host}:{etcd_server.port}"],
         "state-dir": str(tmp_path), "scheduler": {"poll-interval": 0.2},
-        "credentials": {"required": False, "tls": False},
+        "credentials": {"required": False, "tls": False}, "metrics": NO_METRICS_PORTS,
     }))
     logs = [tmp_path / f"adapter{i}.log" for i in range(2)]
     procs = [start_adapter(config, log) for log in logs]

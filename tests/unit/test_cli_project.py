@@ -13,8 +13,10 @@ from bwvisu_cli import main as cli
 from bwvisu_common.read_model import JobView
 from bwvisu_common.service_process import TaskDied
 from bwvisu_common.settings import parse_settings
+from tests.samples import NO_METRICS_PORTS
 
-SETTINGS = {"bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "127.0.0.1"}]}
+SETTINGS = {"bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "127.0.0.1"}],
+            "metrics": NO_METRICS_PORTS}
 
 
 class BrokenState:

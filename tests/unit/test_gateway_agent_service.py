@@ -8,8 +8,12 @@ import json
 from contextlib import AsyncExitStack
 from typing import Any
 
+import httpx
+import msgspec
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from bwvisu_cli.servers import free_port
 from bwvisu_common import events as ev
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.ports import EventStore
@@ -20,6 +24,7 @@ from gateway_agent.bootstrap import Agent, assemble
 from gateway_agent.domain.probing import Timing
 from gateway_agent.domain.rules import ForwardRule
 from gateway_agent.gateway import Gateway
+from tests.conditions import eventually
 from tests.fakes.event_store import InMemoryEventStore
 from tests.fakes.firewall import InMemoryFirewall
 from tests.fakes.prober import FakeProber
@@ -70,9 +75,26 @@ def _args() -> argparse.Namespace:
     return argparse.Namespace(config=None, gateway="gw0")
 
 
-# Never read: `build` is replaced by one that assembles the agent around fakes.
-SETTINGS = parse_settings(b'{"bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "10.0.0.2"}]}',
-                          "bwvisu.json")
+# Read for where /metrics listens only: `build` is replaced by one that assembles the agent around fakes.
+SETTINGS = parse_settings(b'{"bwvisu-home-prefix": "/home", "command-nodes": [{"ip": "10.0.0.2"}], '
+                          b'"metrics": {"gateway-agent-port": 0}}', "bwvisu.json")
+
+
+def _with_metrics_on(port: int) -> Settings:
+    return msgspec.structs.replace(SETTINGS, metrics=msgspec.structs.replace(SETTINGS.metrics,
+                                                                             gateway_agent_port=port))
+
+
+async def _scrape(port: int) -> dict[tuple[str, str], float]:
+    """The agent's /metrics: bwvisu samples by name and their one label's value."""
+    try:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics", timeout=2)).text
+    except httpx.HTTPError:
+        return {}
+    return {(s.name, next(iter(s.labels.values()), "")): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name.startswith("bwvisu_")}
 
 
 @pytest.mark.timeout(10)
@@ -81,11 +103,19 @@ async def test_the_agent_rebuilds_its_rules_at_start_beats_and_stops_on_request(
     built, firewall, beats = agent
     await _forwarded_job(built.gateway.events)
     stop = asyncio.Event()
-    running = asyncio.create_task(service.run(SETTINGS, _args(), stop))
+    port = free_port()
+    running = asyncio.create_task(service.run(_with_metrics_on(port), _args(), stop))
     await asyncio.wait_for(beats.arrived.wait(), 5)
     # The heartbeat starts after the start-up reconcile: the chains are back by then.
     assert firewall.chains_ready and await firewall.rules() == [RULE]
     assert beats.sent[0] == ("bwvisu.gateways.gw0.heartbeat", {"gateway": "gw0", "forwards": 1})
+
+    async def serves_its_figures() -> bool:
+        found = await _scrape(port)
+        return found.get(("bwvisu_gateway_forwards", "gw0")) == 1 and (
+            ("bwvisu_event_lag_events", "gateway-agent-gw0") in found)
+
+    await eventually(serves_its_figures, "the agent's /metrics: its forwards and its consumer's lag")
     ended = ev.JobEnded(job_id="j1", slurm_state="COMPLETED")
     ended_at = await built.gateway.events.append([ended])
     # The consumer takes the job's end: its rules go, and the agent says so (ForwardsRemoved).

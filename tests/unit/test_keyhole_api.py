@@ -22,6 +22,7 @@ from keyhole_api.handlers import KeyholeHandlers, Tuning
 from tests.fakes.event_store import InMemoryEventStore
 from tests.fakes.gateway_agents import ScriptedGatewayAgents
 from tests.fakes.state_store import InMemoryStateStore
+from tests.samples import sample
 
 TOKEN = b"k" * 64
 
@@ -291,6 +292,8 @@ async def test_http_edge_maps_refusals_and_grants(world: World) -> None:
     app = create_app(world.handlers, world.health)
     path, body, ts = PATH_TEMPLATE.format(job_id="j1"), request_body(1, ["cn0"]), str(int(time.time()))
     headers = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(b"x" * 64, "POST", path, ts, body)}
+    refusals, grants = sample("bwvisu_keyhole_refusals_total", reason="not-authentic"), sample(
+        "bwvisu_keyhole_grants_total")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://k") as client:
         forged = await client.post(path, content=body, headers=headers)
         assert forged.status_code == 401 and forged.json() == {"detail": "bad signature"}
@@ -298,6 +301,8 @@ async def test_http_edge_maps_refusals_and_grants(world: World) -> None:
         granted = await client.post(path, content=body, headers=headers)
         assert granted.status_code == 200 and granted.json()["forwards"][0]["external-ip"] == "1.2.3.30"
         assert (await client.get("/healthz")).json()["gateways-alive"] == ["gw0", "gw1"]
+    assert sample("bwvisu_keyhole_refusals_total", reason="not-authentic") == refusals + 1
+    assert sample("bwvisu_keyhole_grants_total") == grants + 1
 
 
 async def test_http_edge_caps_bodies_and_counts_unauthenticated_refusals(world: World) -> None:

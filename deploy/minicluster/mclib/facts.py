@@ -40,9 +40,11 @@ def bwvisu_config(hosts: list[Host]) -> dict[str, object]:
         # The minicluster has no second network: a gateway's "external" address is its
         # bridge address, reachable from the host machine.
         # Each gateway's agent runs inside the gateway's netns (`netns`), so NATS and etcd
-        # listen on the bridge address where the namespaces reach them.
+        # listen on the bridge address where the namespaces reach them; the agent's /metrics
+        # listens on its bridge address, where the host (and a Prometheus there) reaches it.
         "gateway-nodes": [{"name": h.name, "internal-ip": h.ip, "external-ip": h.ip,
-                           "user": SERVICE_USER, "port": 22, "netns": h.name} for h in gateways],
+                           "user": SERVICE_USER, "port": 22, "netns": h.name, "metrics-host": h.ip}
+                          for h in gateways],
         "keyholed-servers": [f"http://{HOST_IP}:4243"],
         "keyholed-port-range": {"min": 20000, "max": 20999},
         "keyholed-max-forwarders-per-job": 4,
@@ -72,6 +74,7 @@ def ha_node_config(hosts: list[Host], node: Host) -> dict[str, object]:
         "credentials": {"dir": str(BWVISU_STATE / "ha-credentials")},
         "runner-api": {"host": node.ip, "port": 4242, "password-file": str(WEB_PASSWORD)},
         "keyhole-api": {"host": node.ip, "port": 4243},
+        "metrics": {"host": node.ip},  # the node's own address: reachable from the host
         "web": {"host": node.ip, "port": 8080,
                 "runner-api-url": [f"http://{node.ip}:4242"]
                 + [f"http://{h.ip}:4242" for h in mws if h != node]},

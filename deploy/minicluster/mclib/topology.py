@@ -49,6 +49,8 @@ PACKAGES = (
     # The applications the shipped templates start on compute nodes (xpra's server needs
     # PIL to answer its HTML5 client).
     "jupyter-notebook", "python3-pil",
+    # A real Prometheus server scrapes the services' /metrics in tests/integration/test_metrics.py.
+    "prometheus",
 )
 
 

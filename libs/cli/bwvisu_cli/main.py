@@ -11,11 +11,13 @@ import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from bwvisu_cli.figures import report
 from bwvisu_cli.servers import listening
 from bwvisu_cli.up import is_up, run_up, status_file
 from bwvisu_common.connect import finished_jobs_kept_for, open_stores
 from bwvisu_common.errors import BwvisuError
 from bwvisu_common.logs import setup_logging
+from bwvisu_common.metrics import JobStates
 from bwvisu_common.projector import Projector
 from bwvisu_common.service_process import ServiceProcess
 from bwvisu_common.settings import ENV_CONFIG, Settings, load_settings
@@ -76,6 +78,7 @@ def cmd_status(settings: Settings, config: str) -> int:
     except (BwvisuError, TimeoutError) as exc:
         healthy = False
         print(f"  cannot read the stream or etcd: {exc}")
+    print("\n".join(report(data)))
     return 0 if healthy else 1
 
 
@@ -110,6 +113,8 @@ async def project(settings: Settings, stop: asyncio.Event | None = None) -> None
         events, state = await process.starting(open_stores(settings, process.stack, "bwvisu-projector"))
         projector = Projector(events, state, kept_for=finished_jobs_kept_for(settings))
         await process.follow(projector)
+        process.metrics.add(JobStates(projector.all))
+        process.serve_metrics(settings.metrics.host, settings.metrics.projector_port)
         log.info("projector caught up: read model at stream sequence %d", projector.seq)
         await process.run_until_stopped()
 

@@ -63,6 +63,7 @@ class Child:
     last_failure: Exit | None = None
     # Run once it listens, on every start (etcd: its users and roles); must be idempotent.
     after_start: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
+    metrics: str = ""  # the URL of its Prometheus /metrics, if it serves them
 
     @property
     def address(self) -> str:
@@ -75,7 +76,7 @@ class Child:
     def as_dict(self) -> dict[str, object]:
         """What `bwvisu status` shows of this child."""
         return {"name": self.name, "pid": self.pid, "address": self.address, "log": str(self.log_file),
-                "restarts": self.restarts,
+                "restarts": self.restarts, "metrics": self.metrics,
                 "last_failure": self.last_failure.as_dict() if self.last_failure else None}
 
     async def start(self, ready_timeout: float = 30.0) -> None:

@@ -6,11 +6,15 @@ import asyncio
 import fcntl
 import importlib.util
 import json
+import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+from prometheus_client import CollectorRegistry, start_http_server
 
 from bwvisu_cli.access import ensure_credentials, write_nats_config
 from bwvisu_cli.cluster import (
@@ -22,12 +26,15 @@ from bwvisu_cli.cluster import (
     nats_member,
 )
 from bwvisu_cli.etcd_auth import set_up_etcd_auth
+from bwvisu_cli.figures import Restarts, metrics_urls
 from bwvisu_cli.servers import etcd_command, free_port, listening, nats_command
 from bwvisu_cli.supervisor import Child, supervise
 from bwvisu_cli.tls import ensure_demo_certificates
 from bwvisu_common.errors import BwvisuError
 from bwvisu_common.secret_files import ensure_secret_file
 from bwvisu_common.settings import Settings, host_port
+
+log = logging.getLogger(__name__)
 
 # Services in start order: (name, package, settings section that says where it listens).
 SERVICES = [
@@ -118,7 +125,11 @@ def plan(settings: Settings, config_path: str) -> list[Child]:
             listen = (conf.host, conf.port)
         argv = [py, "-m", package, "--config", config_path]
         children.append(Child(name, argv, logs / f"{name}.log", listen))
-    return children + _gateway_agents(settings, config_path, logs)
+    children += _gateway_agents(settings, config_path, logs)
+    urls = metrics_urls(settings)
+    for child in children:
+        child.metrics = urls.get(child.name, "")
+    return children
 
 
 def _gateway_agents(settings: Settings, config_path: str, logs: Path) -> list[Child]:
@@ -170,11 +181,29 @@ def run_up(settings: Settings, config_path: str) -> None:
                 print(f"  {c.name:<18} pid {c.pid:<8} {c.address:<22} log {c.log_file}")
             sys.stdout.flush()
 
-        asyncio.run(supervise(children, started, lambda running: _write_status(settings, running, since)))
+        stop_metrics = _serve_metrics(settings, children)
+        try:
+            asyncio.run(supervise(children, started, lambda running: _write_status(settings, running, since)))
+        finally:
+            stop_metrics()
         print("bwvisu stopped.")
     finally:
         status_file(settings).unlink(missing_ok=True)
         lock.close()
+
+
+def _serve_metrics(settings: Settings, children: list[Child]) -> Callable[[], None]:
+    """`bwvisu up`'s own /metrics (its children's restarts), in a thread; returns how to stop it."""
+    if not settings.metrics.up_port:
+        return lambda: None
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Restarts(children))
+    try:
+        server, _ = start_http_server(settings.metrics.up_port, settings.metrics.host, registry)
+    except OSError as exc:  # metrics are no reason not to start
+        log.error("cannot serve metrics on %s:%d: %s", settings.metrics.host, settings.metrics.up_port, exc)
+        return lambda: None
+    return server.shutdown
 
 
 def _demo_certificates(settings: Settings) -> None:
@@ -190,7 +219,8 @@ def _demo_certificates(settings: Settings) -> None:
 
 def _write_status(settings: Settings, running: list[Child], since: str) -> None:
     """Rewritten on every start and exit of a child; replaced whole, so a reader never sees half."""
-    data = {"pid": os.getpid(), "started": since, "processes": [c.as_dict() for c in running]}
+    data = {"pid": os.getpid(), "started": since, "processes": [c.as_dict() for c in running],
+            "metrics": metrics_urls(settings)["bwvisu up"]}
     target = status_file(settings)
     temporary = target.with_name(f".{target.name}.{os.getpid()}")
     # Log tails may say more than the world should read: owner and group only.

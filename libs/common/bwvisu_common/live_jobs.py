@@ -49,6 +49,10 @@ class LiveJobs:
     def seq(self) -> int:
         return self._seq
 
+    async def stream_last_seq(self) -> int:
+        """The newest sequence in the stream now: what `seq` lags behind (metrics)."""
+        return await self._events.last_seq()
+
     def get(self, job_id: str) -> JobView | None:
         return self._jobs.get(job_id)
 

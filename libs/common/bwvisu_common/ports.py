@@ -48,6 +48,10 @@ class EventStore(Protocol):
         """Deliver every event to `handler` at least once, remembering progress under `durable`."""
         ...
 
+    async def consumer_pending(self, durable: str) -> int:
+        """How many events consumer `durable` has not acknowledged yet (its lag, for metrics)."""
+        ...
+
 
 class StateStore(Protocol):
     """The projected read model with the stream sequence it reflects, reservations and secrets."""

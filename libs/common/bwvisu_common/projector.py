@@ -9,6 +9,7 @@ Jobs finished longer ago than the retention time leave etcd too (LiveJobs.forget
 from __future__ import annotations
 
 from bwvisu_common.live_jobs import LiveJobs, ProjectionMoved
+from bwvisu_common.metrics import note_availability
 from bwvisu_common.read_model import JobView
 
 
@@ -23,6 +24,8 @@ class Projector(LiveJobs):
     async def _commit(self, changed: list[JobView], new_seq: int) -> None:
         if not await self._state.save_jobs(changed, new_seq, self._seq):
             raise ProjectionMoved()
+        for job in changed:  # once per job across projectors: only the one whose write went in
+            note_availability(self._jobs.get(job.job_id), job)
 
     async def _commit_forgetting(self, job_ids: list[str]) -> None:
         # Guarded by the sequence this projector read: jobs are removed from the view it knows.

@@ -51,6 +51,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     failure: FailureKind = FailureKind.NONE  # JobSubmitFailed's kind
     submitted_at: datetime | None = None
     started_at: datetime | None = None
+    available_at: datetime | None = None  # the first time every forwarded port answered
     updated_at: datetime | None = None
     seq: int = 0
 
@@ -139,7 +140,7 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
                 external_port=port, gateway=gateway):
             if gateway and gateway != job.gateway:
                 return {}  # another gateway's word on a port that is not its to probe
-            return _port_state(job, port, isinstance(event, ev.PortOpen))
+            return _port_state(job, port, isinstance(event, ev.PortOpen), event.time)
         case ev.ForwardsRemoved(gateway=gateway):
             if _not_current(job, gateway):
                 return {}  # a gateway the job left took out its stale rules: not the job's forwards
@@ -161,7 +162,7 @@ def _say(kind: WhyKind, text: str = "", exit_code: int | None = None) -> dict[st
     return {"why": why, "details": render(why, exit_code)}
 
 
-def _port_state(job: JobView, port: int, is_open: bool) -> dict[str, object]:
+def _port_state(job: JobView, port: int, is_open: bool, at: datetime) -> dict[str, object]:
     services = [msgspec.structs.replace(s, open=is_open) if s.external_port == port else s
                 for s in job.services]
     changes: dict[str, object] = {"services": services}
@@ -170,4 +171,6 @@ def _port_state(job: JobView, port: int, is_open: bool) -> dict[str, object]:
         all_open = bool(services) and all(s.open for s in services)
         changes["state"] = JobState.AVAILABLE if all_open else JobState.RUNNING
         changes.update(_say(WhyKind.APP_LISTENING if all_open else WhyKind.APP_STARTING))
+        if all_open and job.available_at is None:
+            changes["available_at"] = at
     return changes

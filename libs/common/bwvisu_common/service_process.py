@@ -8,7 +8,8 @@ Each service's `service.py` reads the same way:
             deps = await bootstrap(settings, process.stack)    # connects; closes with the stack
             await process.follow(deps.live, timeout=60)         # the read model, before any answer
             process.spawn("handlers", ...)                       # its end stops the service
-            process.serve_http(create_app(deps.jobs, ..., ready=process.healthy), host, port)
+            process.serve_http(create_app(deps.jobs, ..., ready=process.healthy), host, port)  # + /metrics
+            process.serve_metrics(host, port)                    # or this, for a process without HTTP
             await process.run_until_stopped()
 
 and its `__main__.py` is one call to `service_main`. `stop_on_signals` is the one place a bwvisu
@@ -31,7 +32,9 @@ from typing import Any, Protocol, TypeVar
 import uvicorn
 
 from bwvisu_common.errors import BwvisuError
+from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.logs import setup_logging
+from bwvisu_common.metrics import ProcessMetrics, ReadModelLag
 from bwvisu_common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -92,6 +95,7 @@ class ServiceProcess:
         self._tasks: list[asyncio.Task[Any]] = []
         self._once: list[asyncio.Task[Any]] = []  # may end without stopping the service
         self._graceful: list[asyncio.Task[Any]] = []  # end on `stop` by themselves (HTTP servers)
+        self.metrics = ProcessMetrics()  # what /metrics serves (serve_http, serve_metrics)
 
     async def __aenter__(self) -> ServiceProcess:
         await self.stack.__aenter__()
@@ -152,6 +156,9 @@ class ServiceProcess:
     async def follow(self, jobs: ReadModel, *, timeout: float | None = None) -> None:
         """Follow the job read model for the life of the service; return once it has caught up."""
         caught_up = asyncio.Event()
+        if isinstance(jobs, LiveJobs):
+            lag = ReadModelLag(jobs, jobs.stream_last_seq)
+            self.metrics.add(lag, lag.sample)
         self.spawn("read-model", jobs.run(caught_up))
         waiter = asyncio.create_task(caught_up.wait())
         try:
@@ -164,7 +171,21 @@ class ServiceProcess:
 
     def serve_http(self, app: Any, host: str, port: int, *, tls_cert: str = "", tls_key: str = "",
                    proxy_headers: bool = False) -> None:
-        """Serve a FastAPI app until the service stops; open event streams get two seconds."""
+        """Serve a FastAPI app, with this process's /metrics added, until the service stops; open event
+        streams get two seconds."""
+        self.metrics.mount(app)
+        self._graceful.append(self.spawn("http", self._serve(app, host, port, tls_cert=tls_cert,
+                                                             tls_key=tls_key, proxy_headers=proxy_headers)))
+
+    def serve_metrics(self, host: str, port: int) -> None:
+        """/metrics alone on host:port, for a process without an HTTP server (port 0: not served).
+
+        Metrics are no reason to stop a service: a port it cannot bind is logged, and it runs on."""
+        if port:
+            self._graceful.append(self.spawn_once("metrics", self._serve(self.metrics.app(), host, port)))
+
+    async def _serve(self, app: Any, host: str, port: int, *, tls_cert: str = "", tls_key: str = "",
+                     proxy_headers: bool = False) -> None:
         server = _QuietServer(uvicorn.Config(
             app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
             proxy_headers=proxy_headers, timeout_graceful_shutdown=2,
@@ -176,21 +197,18 @@ class ServiceProcess:
             except SystemExit:  # uvicorn's answer to a port it cannot bind (logged by uvicorn)
                 raise TaskDied(f"{self.name}: the HTTP server could not listen on {host}:{port}") from None
 
-        async def serve() -> None:
-            serving = asyncio.create_task(listen())
-            stopping = asyncio.create_task(self.stop.wait())
-            try:
-                await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
-                if not stopping.done():
-                    serving.result()  # a bind error raises here
-                    raise TaskDied(f"the HTTP server on {host}:{port} stopped")
-                server.should_exit = True
-                await asyncio.wait_for(serving, 5)
-            finally:
-                stopping.cancel()
-                serving.cancel()
-
-        self._graceful.append(self.spawn("http", serve()))
+        serving = asyncio.create_task(listen())
+        stopping = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if not stopping.done():
+                serving.result()  # a bind error raises here
+                raise TaskDied(f"the HTTP server on {host}:{port} stopped")
+            server.should_exit = True
+            await asyncio.wait_for(serving, 5)
+        finally:
+            stopping.cancel()
+            serving.cancel()
 
     async def run_until_stopped(self) -> None:
         """Until a signal (or `stop`); raises TaskDied, naming it, if a task ends first."""

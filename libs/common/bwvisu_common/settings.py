@@ -41,6 +41,7 @@ class GatewayNode(_Section, frozen=True, kw_only=True):
     name: str = ""
     # `bwvisu up` runs this gateway's agent inside this network namespace (testbeds).
     netns: str = ""
+    metrics_host: str = ""  # where its agent serves /metrics (default: metrics.host)
 
     @property
     def label(self) -> str:
@@ -133,6 +134,19 @@ class Web(_Section, frozen=True, kw_only=True):
     revocation_check_interval: float = 2.0  # seconds a logout elsewhere may take to reach this replica
 
 
+class Metrics(_Section, frozen=True, kw_only=True):
+    """Where the processes without an HTTP server of their own serve Prometheus' /metrics (port 0: not
+    served). runner-api, keyhole-api and the portal serve /metrics beside their API."""
+
+    # Loopback by default: nothing new is reachable from elsewhere until a site says where to listen.
+    host: str = "127.0.0.1"
+    up_port: int = 9460  # `bwvisu up` itself: its children's restarts
+    projector_port: int = 9461
+    scheduler_adapter_port: int = 9462
+    # Each gateway's agent, on `gateway-nodes[].metrics-host` (default: `host`).
+    gateway_agent_port: int = 9463
+
+
 class Settings(_Section, frozen=True, kw_only=True):
     """The whole configuration, as one immutable value."""
 
@@ -164,6 +178,7 @@ class Settings(_Section, frozen=True, kw_only=True):
     scheduler: Scheduler = Scheduler()
     web: Web = Web()
     credentials: Credentials = Credentials()
+    metrics: Metrics = Metrics()
 
     def __post_init__(self) -> None:
         _check(self)
@@ -212,9 +227,17 @@ def _check(s: Settings) -> None:
             fail(f"web.{name}", f"Expected a number > 0, got {value}")
     if s.web.revocation_check_interval < 0:
         fail("web.revocation-check-interval", "Expected a number >= 0")
+    for name in ("up-port", "projector-port", "scheduler-adapter-port", "gateway-agent-port"):
+        if not 0 <= getattr(s.metrics, name.replace("-", "_")) <= 65535:
+            fail(f"metrics.{name}", "Expected a port from 1 to 65535, or 0 (not served)")
     labels = [g.label for g in s.gateway_nodes]
     if len(set(labels)) != len(labels):
         fail("gateway-nodes", f"Expected unique gateway names, got {labels}")
+
+
+def gateway_metrics_host(settings: Settings, gateway: GatewayNode) -> str:
+    """Where `gateway`'s agent serves /metrics."""
+    return gateway.metrics_host or settings.metrics.host
 
 
 def templates_path(settings: Settings) -> Path:

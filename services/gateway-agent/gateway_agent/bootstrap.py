@@ -9,7 +9,7 @@ from bwvisu_common.adapters.tcp_prober import TcpProber
 from bwvisu_common.connect import finished_jobs_kept_for, open_stores
 from bwvisu_common.errors import ConfigError
 from bwvisu_common.live_jobs import LiveJobs
-from bwvisu_common.settings import Settings
+from bwvisu_common.settings import Settings, gateway_metrics_host
 from gateway_agent.adapters.iptables import IptablesFirewall
 from gateway_agent.domain.checks import Limits
 from gateway_agent.domain.rules import is_ipv4, rule_tag
@@ -34,6 +34,13 @@ class Agent:
 def agent_name(gateway: str) -> str:
     """One gateway's agent as NATS knows it: its identity, and the durable name it consumes under."""
     return f"gateway-agent-{gateway}"
+
+
+def metrics_address(settings: Settings, gateway: str) -> tuple[str, int]:
+    """Where the agent of `gateway` serves /metrics (port 0: not at all)."""
+    host = next((gateway_metrics_host(settings, g) for g in settings.gateway_nodes if g.label == gateway),
+                settings.metrics.host)
+    return host, settings.metrics.gateway_agent_port
 
 
 def assemble(gateway: Gateway, publish: Publish) -> Agent:

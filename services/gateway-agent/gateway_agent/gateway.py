@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from bwvisu_common import events as ev
 from bwvisu_common.live_jobs import LiveJobs
@@ -94,3 +96,16 @@ class Gateway:
         nodes = held_by(await self.state.reservations(NODE_PORTS), job_id)
         await self.state.release_job(job_id, [*mine, *nodes, grant_key(job_id)])
         return len(mine)
+
+
+class GatewayForwards:
+    """`bwvisu_gateway_forwards{gateway}`: the forwards this agent's chains hold now (its table)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("bwvisu_gateway_forwards", "Port forwards a gateway holds now",
+                                   labels=["gateway"])
+        family.add_metric([self._gateway.name], self._gateway.forward_count)
+        yield family

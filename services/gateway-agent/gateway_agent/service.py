@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from bwvisu_common.metrics import ConsumerLag
 from bwvisu_common.service_process import ServiceProcess
 from bwvisu_common.settings import Settings
-from gateway_agent.bootstrap import agent_name, build
+from gateway_agent.bootstrap import agent_name, build, metrics_address
+from gateway_agent.gateway import GatewayForwards
 from gateway_agent.heartbeat import beat_forever
 
 
@@ -24,4 +26,8 @@ async def run(settings: Settings, args: argparse.Namespace, stop: asyncio.Event 
         process.spawn("probe", agent.probes.run_forever())
         process.spawn("reconcile", agent.reconciler.run_forever())
         process.spawn("consume", agent.gateway.events.consume(name, agent.handlers.handle, process.stop))
+        lag = ConsumerLag(name, agent.gateway.events.consumer_pending)
+        process.metrics.add(lag, lag.sample)
+        process.metrics.add(GatewayForwards(agent.gateway))
+        process.serve_metrics(*metrics_address(settings, args.gateway))
         await process.run_until_stopped()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from prometheus_client import Counter
 
 from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.keyhole_client import PATH_TEMPLATE, SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -15,6 +16,9 @@ from keyhole_api.handlers import KeyholeHandlers
 from keyhole_api.ports import GatewayLiveness
 
 log = logging.getLogger(__name__)
+
+GRANTS = Counter("bwvisu_keyhole_grants_total", "Port requests answered with forwarded ports (a retry too)")
+REFUSALS = Counter("bwvisu_keyhole_refusals_total", "Port requests turned down, by reason", ["reason"])
 
 STATUS = {
     Refusal.UNKNOWN_JOB: 404,
@@ -56,10 +60,12 @@ def create_app(handlers: KeyholeHandlers, gateways: GatewayLiveness, *, max_body
 
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> JSONResponse:
+        REFUSALS.labels(reason=exc.why.value).inc()
         return JSONResponse({"detail": exc.reason}, status_code=status_of(exc))
 
     @app.exception_handler(NoCapacity)
     async def no_capacity(_: Request, exc: NoCapacity) -> JSONResponse:
+        REFUSALS.labels(reason="no-capacity").inc()
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(GrantPending)
@@ -79,9 +85,11 @@ def create_app(handlers: KeyholeHandlers, gateways: GatewayLiveness, *, max_body
         except Refused as refusal:
             handlers.refuse_unauthenticated(refusal.kind, job_id, refusal.reason)
             raise
-        return await handlers.request_ports(
+        granted = await handlers.request_ports(
             job_id, request.url.path, request.headers.get(TIMESTAMP_HEADER),
             request.headers.get(SIGNATURE_HEADER), body)
+        GRANTS.inc()
+        return granted
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -6,10 +6,13 @@ import logging
 import time
 from collections.abc import Callable
 
+from prometheus_client import Histogram
+
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable, InvalidInput
 from bwvisu_common.job_facts import JobState
 from bwvisu_common.live_jobs import LiveJobs
+from bwvisu_common.metrics import timed
 from bwvisu_common.ports import EventStore, StateStore, Templates
 from bwvisu_common.read_model import JobView
 from bwvisu_common.state_keys import session_secret_key
@@ -34,6 +37,11 @@ log = logging.getLogger(__name__)
 # Users rarely disappear: one `id` per user and interval keeps SSH off the submit path.
 USER_CACHE_SECONDS = 600.0
 
+# A submission over an open SSH connection takes tens of milliseconds; a dead node costs seconds.
+SUBMIT_SECONDS = Histogram(
+    "bwvisu_submit_duration_seconds", "POST /jobs, from the request to Slurm's answer (or the refusal)",
+    buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))
+
 
 class Jobs:
     """Submit, cancel and look up jobs; check users."""
@@ -50,6 +58,7 @@ class Jobs:
         self._known_users: dict[str, float] = {}
         self._secrets = secrets
 
+    @timed(SUBMIT_SECONDS)
     async def submit(self, sub: Submission) -> str:
         """Record JobSubmitted and answer once Slurm took the job or refused it."""
         if not self._templates.exists(sub.template_name):

@@ -10,6 +10,7 @@ import logging
 
 from bwvisu_common.election import lead
 from bwvisu_common.errors import DependencyUnavailable
+from bwvisu_common.metrics import ConsumerLag
 from bwvisu_common.read_model import JobView
 from bwvisu_common.service_process import ServiceProcess
 from bwvisu_common.settings import Settings
@@ -35,6 +36,9 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
                                                 settings.bwvisu_home_prefix):
             process.stack.push_async_callback(subscription.unsubscribe)
         process.spawn("handlers", deps.events.consume(DURABLE, deps.handlers.handle, process.stop))
+        lag = ConsumerLag(DURABLE, deps.events.consumer_pending)
+        process.metrics.add(lag, lag.sample)
+        process.serve_metrics(settings.metrics.host, settings.metrics.scheduler_adapter_port)
         watch = functools.partial(deps.watcher.run, process.stop)
         process.spawn("watcher", lead(deps.election, WATCHER_ROLE, watch, process.stop))
         process.spawn_once("sweep-secrets", _sweep(deps.handlers, deps.jobs.all()))

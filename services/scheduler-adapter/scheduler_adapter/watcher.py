@@ -11,8 +11,11 @@ import contextlib
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
 
+from prometheus_client import Gauge, Histogram
+
 from bwvisu_common.election import LeadershipLost, Term
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
+from bwvisu_common.metrics import timed
 from bwvisu_common.ports import Election, EventStore
 from bwvisu_common.read_model import JobView
 from bwvisu_common.state_keys import submission_role
@@ -24,6 +27,11 @@ from scheduler_adapter.ports import Scheduler
 log = logging.getLogger(__name__)
 
 APPEND_CONCURRENCY = 32
+
+SQUEUE_CYCLE_SECONDS = Histogram(
+    "bwvisu_squeue_cycle_duration_seconds", "One watcher cycle: squeue, parse, diff and the events appended",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
+SQUEUE_LINES = Gauge("bwvisu_squeue_lines", "Lines the last squeue printed (job records and skipped lines)")
 
 
 class Watcher:
@@ -70,6 +78,7 @@ class Watcher:
         if self._term is not None:
             self._term.check()
 
+    @timed(SQUEUE_CYCLE_SECONDS)
     async def poll_once(self) -> int:
         """One cycle; returns how many jobs got new events."""
         self._fence()
@@ -85,6 +94,7 @@ class Watcher:
             log.info("polling Slurm works again")
             self._error = None
         self._report(answer)
+        SQUEUE_LINES.set(answer.records + answer.skipped)
         result = diff(views, answer.entries, tag=self._tag, absent=self._absent,
                       absent_polls_to_finish=self._threshold, in_flight=self._in_flight,
                       ambiguous=answer.ambiguous, cancelled=self._cancelled)

@@ -21,6 +21,7 @@ from tests.fakes.job_logs import FakeJobLogs
 from tests.fakes.state_store import InMemoryStateStore
 from tests.fakes.templates import FakeTemplates
 from tests.fakes.users import FakeUserDirectory
+from tests.samples import sample
 
 PASSWORD = "s3cret-web"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"bwvisu-web:{PASSWORD}".encode()).decode()}
@@ -107,8 +108,10 @@ def body(**overrides: object) -> dict[str, object]:
 
 async def test_submit_then_read_list_and_cancel(api):
     client, store, _, _ = api
+    timed = sample("bwvisu_submit_duration_seconds_count")
     r = await client.post("/jobs", json=body(), headers=AUTH)
     assert r.status_code == 200, r.text
+    assert sample("bwvisu_submit_duration_seconds_count") == timed + 1
     job_id = r.json()["job-id"]
     got = (await client.get(f"/jobs/{job_id}", headers=AUTH)).json()
     assert got == {

@@ -10,6 +10,7 @@ from bwvisu_common.settings import CommandNode
 from scheduler_adapter.adapters.ssh import AsyncSshRunner, Lost, NotSent, Running, Session
 from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
 from scheduler_adapter.ports import CommandResult
+from tests.samples import sample
 
 NODES = [CommandNode(ip="10.0.0.1", name="login0"), CommandNode(ip="10.0.0.2", name="login1")]
 
@@ -86,9 +87,11 @@ async def test_a_dead_first_node_fails_over_to_the_second_and_comes_back() -> No
     cluster = FakeCluster()
     cluster.down.add("login0")
     r = runner(cluster)
+    failovers = sample("bwvisu_ssh_failovers_total", node="login0")
     result = await r.run(["squeue"])
     assert result.node == "login1" and r.down_nodes() == ["login0"]
     await r.run(["squeue"])
+    assert sample("bwvisu_ssh_failovers_total", node="login0") == failovers + 1, "one switch, counted once"
     assert cluster.connects.count("login0") == 1  # not retried inline: the probe does that
     cluster.down.clear()
     for _ in range(100):

@@ -12,6 +12,7 @@ from scheduler_adapter.errors import SchedulerUnavailable
 from scheduler_adapter.watcher import Watcher
 from tests.fakes.command_runner import FakeCommandRunner
 from tests.fakes.event_store import InMemoryEventStore
+from tests.samples import sample
 
 
 class Setup:
@@ -53,7 +54,10 @@ async def test_one_squeue_per_cycle_whatever_the_job_count() -> None:
     for i in range(50):
         await s.queued(f"j{i}", str(100 + i))
     s.squeue("".join(f"{100 + i}|RUNNING|None|cn{i % 2}|alice|0|bwvisu-j{i}\n" for i in range(50)))
+    cycles = sample("bwvisu_squeue_cycle_duration_seconds_count")
     assert await s.watcher.poll_once() == 50
+    assert sample("bwvisu_squeue_lines") == 50
+    assert sample("bwvisu_squeue_cycle_duration_seconds_count") == cycles + 1
     assert len(s.runner.calls) == 1
     assert all(v.state == "running" for v in s.views())
     assert await s.watcher.poll_once() == 0  # nothing new

@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from bwvisu_common.errors import DependencyUnavailable
 from tests.fakes.state_store import InMemoryStateStore
+from tests.samples import sample
 from tests.unit.web.conftest import SECRET, World, csrf_of, login
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
 from web_portal.app import create_app
@@ -43,6 +44,7 @@ def limited(world: World) -> World:
 
 
 async def test_failures_from_one_address_are_limited_with_retry_after(limited: World):
+    before = {o: sample("bwvisu_portal_logins_total", outcome=o) for o in ("failed", "refused", "succeeded")}
     async with limited.client() as client:
         for _ in range(3):
             assert (await login_from(client, "198.51.100.7", "alice", "guess")).status_code == 401
@@ -56,6 +58,8 @@ async def test_failures_from_one_address_are_limited_with_retry_after(limited: W
         assert r.status_code == 303, "another address logs in"
         assert (await login_from(client, "198.51.100.7", "bob", "bob-pw")).status_code == 429, \
             "a success elsewhere does not reset the blocked address"
+    counted = {o: sample("bwvisu_portal_logins_total", outcome=o) - n for o, n in before.items()}
+    assert counted == {"failed": 3, "refused": 2, "succeeded": 1}
 
 
 async def test_all_addresses_together_are_limited(limited: World):

@@ -316,6 +316,14 @@ class JetStreamEventStore:
                 await msg.ack()
 
 
+    async def consumer_pending(self, durable: str) -> int:
+        """Events durable consumer `durable` has not acknowledged yet: not delivered, or not acked."""
+        try:
+            info = await self._js.consumer_info(STREAM, durable)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise DependencyUnavailable(f"cannot read consumer {durable}: {exc!r}") from exc
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
     async def _durable(self, durable: str, config: ConsumerConfig, stop: asyncio.Event) -> Any:
         """The durable consumer's subscription, once JetStream answers (it may be electing a
         leader, as just after a server died); None if `stop` is set first."""

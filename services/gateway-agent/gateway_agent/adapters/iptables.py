@@ -6,11 +6,18 @@ import asyncio
 import logging
 from collections.abc import Collection, Sequence
 
+from prometheus_client import Histogram
+
+from bwvisu_common.metrics import timed
 from gateway_agent.domain import rules as r
 from gateway_agent.domain.rules import ForwardRule
 from gateway_agent.errors import FirewallError
 
 log = logging.getLogger(__name__)
+
+RESTORE_SECONDS = Histogram("bwvisu_iptables_batch_duration_seconds",
+                            "One iptables-restore batch of forward changes on a gateway",
+                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
 
 
 class IptablesFirewall:
@@ -38,6 +45,7 @@ class IptablesFirewall:
             raise FirewallError(f"{' '.join(argv)} failed ({proc.returncode}): {err.decode().strip()}")
         return proc.returncode or 0, out.decode()
 
+    @timed(RESTORE_SECONDS)
     async def _restore(self, lines: list[str]) -> None:
         if lines:
             # --noflush: only these lines change; -w: wait for the xtables lock, never fail on it.

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import asyncssh
+from prometheus_client import Counter
 
 from bwvisu_common.settings import CommandNode, Settings
 from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
@@ -148,6 +149,10 @@ def asyncssh_connector(key_file: str, known_hosts: str, connect_timeout: float, 
     return connect
 
 
+FAILOVERS = Counter("bwvisu_ssh_failovers_total",
+                    "Times a command node was given up on and commands went to the next one", ["node"])
+
+
 class _Node:
     def __init__(self, spec: CommandNode) -> None:
         self.spec = spec
@@ -241,6 +246,7 @@ class AsyncSshRunner:
         if node.down:
             return
         node.down = True
+        FAILOVERS.labels(node=node.spec.label).inc()
         log.warning("command node %s is down (%s); probing it in the background", node.spec.label, why)
         node.probe = asyncio.get_running_loop().create_task(self._probe(node))
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
+from prometheus_client import Counter
 from starlette.datastructures import FormData
 
 from bwvisu_common.errors import InvalidInput
@@ -27,6 +28,9 @@ from web_portal.views import render
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+
+LOGINS = Counter("bwvisu_portal_logins_total", "Password logins to the portal by outcome: succeeded, "
+                 "failed, refused (too many failures)", ["outcome"])
 
 
 def safe_next(target: str) -> str:
@@ -61,13 +65,16 @@ async def login(request: Request, form: Annotated[FormData, Depends(checked_form
     address, started = source_address(request), time.monotonic()
     refused = portal.login_limits.begin(address, started)
     if refused is not None:
+        LOGINS.labels(outcome="refused").inc()
         return _too_many(request, refused, address, username, target)
     if await _check(portal, username, password):
         portal.login_limits.succeeded(address, started)
+        LOGINS.labels(outcome="succeeded").inc()
         start_login(request, username)
         log.info("%s logged in from %s", username, address)
         return RedirectResponse(target, status_code=303)
     log.info("failed login from %s", address)  # not the name: people type passwords into it
+    LOGINS.labels(outcome="failed").inc()
     _log_limit_reached(portal, address)
     # Every failure also costs time; the event loop runs on.
     await asyncio.sleep(portal.login_delay)
