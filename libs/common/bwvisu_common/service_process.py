@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 import uvicorn
 
 from bwvisu_common.errors import BwvisuError
-from bwvisu_common.logs import setup_logging
+from bwvisu_common.logs import setup_logging, writes_json
 from bwvisu_common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,7 @@ class ServiceProcess:
         server = _QuietServer(uvicorn.Config(
             app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
             proxy_headers=proxy_headers, timeout_graceful_shutdown=2,
+            **({"log_config": None} if writes_json() else {}),  # JSON: uvicorn's lines go through ours
             ssl_certfile=tls_cert or None, ssl_keyfile=tls_key or None))
 
         async def listen() -> None:
@@ -238,7 +239,7 @@ def service_main(name: str, description: str, run: Callable[..., Awaitable[None]
     except BwvisuError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 2
-    setup_logging(name)
+    setup_logging(name, fmt=settings.logging.format)
     try:
         asyncio.run(_call(run, settings, args))
     except BwvisuError as exc:

@@ -133,6 +133,12 @@ class Web(_Section, frozen=True, kw_only=True):
     revocation_check_interval: float = 2.0  # seconds a logout elsewhere may take to reach this replica
 
 
+class Logging(_Section, frozen=True, kw_only=True):
+    """How every process writes its log: "text" lines, or "json" (one object per line) for a log shipper."""
+
+    format: str = "text"
+
+
 class Settings(_Section, frozen=True, kw_only=True):
     """The whole configuration, as one immutable value."""
 
@@ -164,6 +170,7 @@ class Settings(_Section, frozen=True, kw_only=True):
     scheduler: Scheduler = Scheduler()
     web: Web = Web()
     credentials: Credentials = Credentials()
+    logging: Logging = Logging()
 
     def __post_init__(self) -> None:
         _check(self)
@@ -212,6 +219,8 @@ def _check(s: Settings) -> None:
             fail(f"web.{name}", f"Expected a number > 0, got {value}")
     if s.web.revocation_check_interval < 0:
         fail("web.revocation-check-interval", "Expected a number >= 0")
+    if s.logging.format not in ("text", "json"):
+        fail("logging.format", f"Expected 'text' or 'json', got {s.logging.format!r}")
     labels = [g.label for g in s.gateway_nodes]
     if len(set(labels)) != len(labels):
         fail("gateway-nodes", f"Expected unique gateway names, got {labels}")
