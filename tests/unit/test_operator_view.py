@@ -153,5 +153,6 @@ def test_the_job_report_has_the_facts_then_every_event_with_its_time():
         "alice submitted xpra-desktop (runtime=30)")
     assert lines[-1].startswith("  2026-11-29 09:00:05.000 UTC  #25 ")
     ended = job_report(history(lifecycle()), T0)  # type: ignore[arg-type]
-    assert "  finished:  ended: CANCELLED, exit code 0 after a cancel request at 2026-11-29 09:00:07 UTC" in ended
+    assert ("  finished:  ended: CANCELLED, exit code 0 after a cancel request at 2026-11-29 09:00:07 UTC"
+            in ended)
     assert "  forwards:  none" in ended

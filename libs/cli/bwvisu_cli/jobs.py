@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from bwvisu_common.connect import open_stores
 from bwvisu_common.errors import BwvisuError, DependencyUnavailable
-from bwvisu_common.job_history import History, age, forwards_text, history, is_job_id, outcome
+from bwvisu_common.job_history import History, age, history, is_job_id, outcome
 from bwvisu_common.job_lists import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, STATES, JobFilter, Page, page_of
 from bwvisu_common.read_model import JobView
 from bwvisu_common.settings import Settings
@@ -117,8 +117,8 @@ def job_report(found: History, now: datetime) -> list[str]:
     """The job's facts, then every event with its time and stream sequence."""
     job = found.job
     via = f" (via {job.command_node})" if job.command_node else ""
-    services = ", ".join(f"{forwards_text([s])} on {s.gateway} ({'answering' if s.open else 'not answering'})"
-                         for s in job.services)
+    services = ", ".join(f"{s.external_port}->{s.internal_port} on {s.gateway} "
+                         f"({'answering' if s.open else 'not answering'})" for s in job.services)
     lines = [
         f"job {job.job_id}: {job.uid or '?'} {job.template_name or '?'}",
         f"  state:     {job.state.value}" + (f" ({job.details})" if job.details else ""),

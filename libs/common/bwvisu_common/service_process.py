@@ -168,7 +168,8 @@ class ServiceProcess:
         server = _QuietServer(uvicorn.Config(
             app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
             proxy_headers=proxy_headers, timeout_graceful_shutdown=2,
-            **({"log_config": None} if writes_json() else {}),  # JSON: uvicorn's lines go through ours
+            # JSON logs: uvicorn's own lines go through the root logger's formatter, not its own.
+            log_config=None if writes_json() else uvicorn.config.LOGGING_CONFIG,
             ssl_certfile=tls_cert or None, ssl_keyfile=tls_key or None))
 
         async def listen() -> None:
