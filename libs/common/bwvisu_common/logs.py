@@ -39,6 +39,11 @@ def about_job(job_id: str) -> Iterator[None]:
         _JOB.reset(token)
 
 
+def current_job() -> str:
+    """The job id of the `about_job` block running now; "" outside one."""
+    return _JOB.get()
+
+
 def redact(text: str) -> str:
     """`text` with every secret-looking value masked."""
     return _LONG_RANDOM.sub(MASK, _NAMED_SECRET.sub(lambda m: m.group(1) + MASK, text))
@@ -57,7 +62,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname, "service": self.service, "logger": record.name,
             "message": redact(record.getMessage()),
         }
-        job_id = getattr(record, "job_id", "") or _JOB.get()
+        job_id = getattr(record, "job_id", "") or current_job()
         if job_id:
             entry["job_id"] = str(job_id)
         if record.exc_info:
