@@ -56,7 +56,7 @@ def test_bwvisu_job_prints_the_real_history(bwvisu_system: BwvisuSystem, ended_j
     assert "finished:  ended: CANCELLED" in text and "after a cancel request" in text, text
     kinds = [line.split()[4] for line in text.splitlines() if line.startswith("  20")]
     for step in ("JobSubmitted", "JobQueued", "JobStarted", "PortsRequested", "PortsAssigned",
-                 "PortsForwarded", "PortOpen", "JobCancelRequested", "JobEnded", "ForwardsRemoved"):
+                 "PortsForwarded", "PortOpen", "JobCancelRequested", "JobEnded"):
         assert step in kinds, (step, kinds)
     assert kinds.index("JobSubmitted") < kinds.index("JobQueued") < kinds.index("JobStarted")
     assert bwvisu_system.settings.runner_api.user not in text
