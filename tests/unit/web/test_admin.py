@@ -9,7 +9,10 @@ import httpx
 import pytest
 
 from bwvisu_common import events as ev
+from bwvisu_common.errors import InvalidInput
+from bwvisu_common.job_lists import JobFilter
 from tests.unit.web.conftest import World, login
+from web_portal.domain.admin_list import AdminQuery, history_url, page_url, parse_query
 
 T0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 FWD = [ev.Forward(internal_port=20001, external_port=21001)]
@@ -114,3 +117,15 @@ async def test_a_row_links_to_the_jobs_events_in_order_with_their_times(world: W
 async def test_an_unknown_or_malformed_job_is_not_found(carol: httpx.AsyncClient):
     for job_id in ("nothing-here", "a.b", "*"):
         assert (await carol.get(f"/admin/jobs/{job_id}")).status_code == 404, job_id
+
+
+def test_the_query_string_becomes_a_filter_and_links_keep_it():
+    query = parse_query(" alice ", "running", "gw0", "3")
+    assert query == AdminQuery(JobFilter(user="alice", state="running", gateway="gw0"), 3)
+    assert parse_query(page="-2").page == 1 and parse_query(page="x").page == 1
+    assert parse_query(user="u" * 500).wanted.user == "u" * 64
+    assert page_url(JobFilter(), 1) == "/admin"
+    assert page_url(JobFilter(user="a b&c"), 2) == "/admin?user=a+b%26c&page=2"
+    assert history_url("j/1") == "/admin/jobs/j%2F1"
+    with pytest.raises(InvalidInput):
+        parse_query(state="gone")
