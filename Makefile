@@ -26,6 +26,8 @@ demo: install
 	$(CLUSTER) up
 	@echo
 	@echo "Portal: http://127.0.0.1:8080/  (log in as alice, password: $$(python3 -c 'import json; print(json.load(open("/var/lib/bwvisu-minicluster/users.json"))["alice"])'))"
+	@echo "Admin:  http://127.0.0.1:8080/admin  (log in as admin, password: $$(python3 -c 'import json; print(json.load(open("/var/lib/bwvisu-minicluster/users.json"))["admin"])'))"
+	@echo "Operator's view: $(VENV)/bin/bwvisu --config $(CLUSTER_CONFIG) jobs  (and: bwvisu job <id>)"
 	@echo
 	$(VENV)/bin/bwvisu --config $(CLUSTER_CONFIG) up
 

@@ -9,6 +9,7 @@ import pytest
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict
+from bwvisu_common.logs import current_job
 from tests.conditions import eventually
 from tests.fakes.event_store import InMemoryEventStore
 
@@ -132,6 +133,21 @@ class EventStoreContract:
 
         await asyncio.wait_for(store.consume(f"test-{a}", handler, stop), timeout=10)
         assert got == ["JobSubmitted"]
+
+    async def test_a_handler_runs_about_its_events_job(self, store):
+        # What a handler logs names the job (JSON logs), without each handler saying so.
+        a = job()
+        await store.append([ev.JobSubmitted(job_id=a, uid="alice", template_name="t")], 0)
+        about: list[str] = []
+        stop = asyncio.Event()
+
+        async def handler(seq: int, event: ev.Event) -> None:
+            if event.job_id == a:
+                about.append(current_job())
+                stop.set()
+
+        await asyncio.wait_for(store.consume(f"about-{a}", handler, stop), timeout=10)
+        assert about == [a] and current_job() == ""
 
 
     async def test_two_durable_names_each_see_every_event(self, store):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict
+from bwvisu_common.logs import about_job
 from bwvisu_common.ports import Handler
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ class InMemoryEventStore:
             seq, event = due
             state.taken.add(seq)
             try:
-                await handler(seq, event)
+                with about_job(event.job_id):
+                    await handler(seq, event)
             except Exception:
                 log.exception("consumer %s: handler failed on event %d; redelivering", durable, seq)
                 state.retry_at[seq] = loop.time() + self.redeliver_delay

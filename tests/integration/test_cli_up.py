@@ -210,3 +210,29 @@ def test_status_names_a_restarted_childs_new_pid_and_its_failure(config: Path):
         assert "DEAD" not in status.stdout
     finally:
         stop_up(up)
+
+
+def test_with_json_logs_every_service_writes_one_object_per_line(config: Path):
+    settings = json.loads(config.read_text())
+    config.write_text(json.dumps({**settings, "logging": {"format": "json"}}))
+    up = subprocess.Popen([*BWVISU, "--config", str(config), "up"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        status_file = config.parent / "state" / "up.json"
+        wait_for(status_file.exists)
+        children = json.loads(status_file.read_text())["processes"]
+        ours = {c["name"]: Path(c["log"]) for c in children if c["name"] not in ("nats-server", "etcd")}
+        assert {"projector", "runner-api", "scheduler-adapter", "keyhole-api", "web"} <= set(ours)
+        # Each says it runs once it follows the stream.
+        wait_for(lambda: all(p.exists() and "running" in p.read_text() for p in ours.values()), 60)
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=30)
+        for name, path in ours.items():
+            # Every line is one JSON object: the service's own, and `up`'s line before them.
+            entries = [json.loads(line) for line in path.read_text().splitlines()]
+            assert all({"time", "level", "service", "logger", "message"} <= set(e) for e in entries), name
+            assert entries[0]["service"] == "bwvisu-up" and entries[0]["message"].startswith("starting: ")
+            assert {e["service"] for e in entries[1:]} == {name}, name
+            assert any(e["message"] == f"{name} running" for e in entries), name
+    finally:
+        stop_up(up)

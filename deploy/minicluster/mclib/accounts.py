@@ -11,6 +11,8 @@ from pathlib import Path
 
 from .shell import MiniclusterError, pids_of_uid, run, terminate, write_file
 from .topology import (
+    ADMIN_GROUP,
+    ADMIN_USER,
     HOME_PREFIX,
     MISSING_USER,
     SERVICE_HOME,
@@ -61,22 +63,34 @@ def _ensure_user(name: str, home: Path, system: bool = False) -> None:
 
 
 def ensure_users() -> dict[str, str]:
-    """Create alice and bob; returns their portal passwords (kept in users.json)."""
+    """Create alice, bob and the portal's admin; returns their portal passwords (kept in users.json)."""
     HOME_PREFIX.mkdir(parents=True, exist_ok=True)
     os.chmod(HOME_PREFIX, 0o755)
     try:
         passwords = json.loads(USERS_JSON.read_text())
     except (OSError, ValueError):
         passwords = {}
-    for name in USERS:
+    logins = (*USERS, ADMIN_USER)
+    for name in logins:
         _ensure_user(name, HOME_PREFIX / name)
         passwords.setdefault(name, secrets.token_urlsafe(12))
     ensure_users_group()
-    passwords = {name: passwords[name] for name in USERS}
+    ensure_admin_group()
+    passwords = {name: passwords[name] for name in logins}
     write_file(USERS_JSON, json.dumps(passwords, indent=2) + "\n", 0o600)
     run(["chpasswd"], input="".join(f"{u}:{p}\n" for u, p in passwords.items()))
     ensure_missing_user_absent()
     return passwords
+
+
+def ensure_admin_group() -> None:
+    """web.admin-group, with the admin in it: the portal shows it the admin pages."""
+    try:
+        grp.getgrnam(ADMIN_GROUP)
+    except KeyError:
+        run(["groupadd", ADMIN_GROUP])
+    if _user(ADMIN_USER) is not None and ADMIN_USER not in grp.getgrnam(ADMIN_GROUP).gr_mem:
+        run(["usermod", "--append", "--groups", ADMIN_GROUP, ADMIN_USER])
 
 
 def ensure_users_group() -> None:
@@ -130,16 +144,17 @@ def ensure_sudoers() -> None:
 
 
 def users_present() -> list[str]:
-    return [u for u in (*USERS, SERVICE_USER) if _ours(u)]
+    return [u for u in (*USERS, SERVICE_USER, ADMIN_USER) if _ours(u)]
 
 
 def remove_users() -> None:
-    for name in (*USERS, SERVICE_USER, MISSING_USER):
+    for name in (*USERS, SERVICE_USER, ADMIN_USER, MISSING_USER):
         if _ours(name):
             terminate(pids_of_uid(_user(name).pw_uid), timeout=2)  # type: ignore[union-attr]
             run(["userdel", "--force", name], check=False)
-    if any(g.gr_name == USERS_GROUP for g in grp.getgrall()):
-        run(["groupdel", USERS_GROUP], check=False)
+    for group in (USERS_GROUP, ADMIN_GROUP):
+        if any(g.gr_name == group for g in grp.getgrall()):
+            run(["groupdel", group], check=False)
 
 
 def remove_sudoers() -> None:

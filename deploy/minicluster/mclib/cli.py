@@ -30,8 +30,9 @@ def up(n_compute: int | None, ha: bool = False) -> int:
     if collect(base)["up"]:
         if ha:
             _ensure_middleware(hosts)
-        # A cluster built by an older version gets the current sudo rule without a rebuild.
-        accounts.ensure_users_group()
+        # A cluster built by an older version gets the current sudo rule and the admin login
+        # without a rebuild.
+        accounts.ensure_users()
         accounts.ensure_sudoers()
         firewall.ensure_compute_firewall(hosts)  # a rule added since it came up
         say(f"already up; bwvisu config: {BWVISU_CONFIG}")

@@ -9,6 +9,8 @@ from .accounts import KEY_FILE
 from .shell import write_file
 from .sshd import KNOWN_HOSTS
 from .topology import (
+    ADMIN_GROUP,
+    ADMIN_USER,
     BRIDGE,
     BWVISU_CONFIG,
     BWVISU_STATE,
@@ -96,6 +98,8 @@ def cluster_facts(hosts: list[Host]) -> dict[str, object]:
         "ha-configs": {h.name: str(ha_config_path(h)) for h in hosts if h.role == "middleware"},
         "partition": PARTITION,
         "users": list(USERS),
+        "admin-user": ADMIN_USER,  # a member of web.admin-group; password in passwords-file
+        "admin-group": ADMIN_GROUP,
         "missing-user": MISSING_USER,
         "passwords-file": str(USERS_JSON),
         "home-prefix": str(HOME_PREFIX),

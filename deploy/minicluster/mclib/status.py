@@ -10,11 +10,13 @@ from .topology import (
     BRIDGE,
     BWVISU_CONFIG,
     MAX_COMPUTE,
+    SERVICE_USER,
     SLURM_CONF,
     SSH_DIR,
     STATE,
     SUDOERS,
     SYSTEM_SLURM_CONF,
+    USERS,
     Host,
 )
 from .topology import hosts as make_hosts
@@ -82,7 +84,8 @@ def collect(hosts: list[Host]) -> dict[str, Any]:
         "sudoers": SUDOERS.exists(),
         "munge": slurm.munge_works(),
         "slurmctld": ctld,
-        "users": len(accounts.users_present()) == 3,
+        # alice, bob and the service account; `up` adds the admin to a cluster made without one.
+        "users": {*USERS, SERVICE_USER} <= set(accounts.users_present()),
         "config": BWVISU_CONFIG.exists(),
         "nodes-idle": bool(compute) and all(
             states.get(n, "").rstrip("*") in ("idle", "mixed", "allocated")

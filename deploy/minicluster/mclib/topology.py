@@ -33,6 +33,10 @@ PREFIX_LEN = 24
 FORWARD_COMMENT = "bwvisu-minicluster"
 
 USERS = ("alice", "bob")
+# The demo's admin: a portal login in web.admin-group (its default), not a cluster user (no job
+# runs as it). Its password is in users.json beside alice's and bob's.
+ADMIN_USER = "admin"
+ADMIN_GROUP = "bwvisu-admin"
 MISSING_USER = "mallory"
 SERVICE_USER = "bwvisu"
 # The cluster's users are its members; the service account may sudo only to them.

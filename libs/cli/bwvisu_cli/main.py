@@ -1,4 +1,4 @@
-"""The `bwvisu` command: up, status, rebuild-state, project."""
+"""The `bwvisu` command: up, status, rebuild-state, project, jobs, job."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from bwvisu_cli.figures import report
+from bwvisu_cli.jobs import OPERATOR_COMMANDS, add_parsers
 from bwvisu_cli.servers import listening
 from bwvisu_cli.up import is_up, run_up, status_file
 from bwvisu_common.connect import finished_jobs_kept_for, open_stores
@@ -35,13 +36,17 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("status", help="show what `bwvisu up` runs")
     sub.add_parser("rebuild-state", help="wipe the etcd read model and replay the event stream")
     sub.add_parser("project", help="keep the etcd read model up to date (started by `up`)")
+    add_parsers(sub)
     for p in sub.choices.values():
         p.add_argument("--config", default=argparse.SUPPRESS, help="config file")
     args = parser.parse_args(argv)
     config = args.config or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG
     try:
         settings = load_settings(config)
-        code = COMMANDS[args.command](settings, str(Path(config).resolve()))
+        if args.command in OPERATOR_COMMANDS:
+            code = OPERATOR_COMMANDS[args.command](settings, args)
+        else:
+            code = COMMANDS[args.command](settings, str(Path(config).resolve()))
     except BwvisuError as exc:
         print(f"bwvisu {args.command}: {exc}", file=sys.stderr)
         code = 1
@@ -51,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def cmd_up(settings: Settings, config: str) -> int:
-    setup_logging("bwvisu-up")
+    setup_logging("bwvisu-up", fmt=settings.logging.format)
     run_up(settings, config)
     return 0
 
@@ -101,7 +106,7 @@ def cmd_rebuild(settings: Settings, config: str) -> int:
 
 
 def cmd_project(settings: Settings, config: str) -> int:
-    setup_logging("projector")
+    setup_logging("projector", fmt=settings.logging.format)
 
     asyncio.run(project(settings))
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bwvisu_cli.servers import listening
 from bwvisu_common.errors import BwvisuError
+from bwvisu_common.logs import JsonFormatter, writes_json
 from bwvisu_common.service_process import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,16 @@ class Exit:
         return {"code": self.code, "how": self.how, "at": self.at, "log_tail": self.log_tail}
 
 
+def _start_marker(argv: list[str]) -> str:
+    """The line before a child's own: in the log format of `bwvisu up` (JSON logs stay JSON lines)."""
+    message = f"starting: {' '.join(argv)}"
+    if writes_json():
+        record = logging.makeLogRecord({"name": __name__, "levelname": "INFO", "levelno": logging.INFO,
+                                        "msg": message})
+        return JsonFormatter("bwvisu-up").format(record) + "\n"
+    return f"\n--- {time.strftime('%F %T')} {message}\n"
+
+
 @dataclass
 class Child:
     """One supervised process, and where it listens (if it does)."""
@@ -82,7 +93,7 @@ class Child:
     async def start(self, ready_timeout: float = 30.0) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as out:
-            out.write(f"\n--- {time.strftime('%F %T')} starting: {' '.join(self.argv)}\n".encode())
+            out.write(_start_marker(self.argv).encode())
             out.flush()
             self.process = await asyncio.create_subprocess_exec(
                 *self.argv, stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,

@@ -89,7 +89,7 @@ async def _stream_made(events: JetStreamEventStore, timeout: float = 30.0) -> No
 
 # Connection names that share an identity; any other name is its own identity.
 _IDENTITIES = {"web-portal": "web", "bwvisu-projector": "projector", "bwvisu-status": "admin",
-               "bwvisu-rebuild": "admin"}
+               "bwvisu-rebuild": "admin", "bwvisu-jobs": "admin"}
 
 
 def identity_of(name: str) -> str:

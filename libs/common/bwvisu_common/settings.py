@@ -147,6 +147,12 @@ class Metrics(_Section, frozen=True, kw_only=True):
     gateway_agent_port: int = 9463
 
 
+class Logging(_Section, frozen=True, kw_only=True):
+    """How every process writes its log: "text" lines, or "json" (one object per line) for a log shipper."""
+
+    format: str = "text"
+
+
 class Settings(_Section, frozen=True, kw_only=True):
     """The whole configuration, as one immutable value."""
 
@@ -179,6 +185,7 @@ class Settings(_Section, frozen=True, kw_only=True):
     web: Web = Web()
     credentials: Credentials = Credentials()
     metrics: Metrics = Metrics()
+    logging: Logging = Logging()
 
     def __post_init__(self) -> None:
         _check(self)
@@ -230,6 +237,8 @@ def _check(s: Settings) -> None:
     for name in ("up-port", "projector-port", "scheduler-adapter-port", "gateway-agent-port"):
         if not 0 <= getattr(s.metrics, name.replace("-", "_")) <= 65535:
             fail(f"metrics.{name}", "Expected a port from 1 to 65535, or 0 (not served)")
+    if s.logging.format not in ("text", "json"):
+        fail("logging.format", f"Expected 'text' or 'json', got {s.logging.format!r}")
     labels = [g.label for g in s.gateway_nodes]
     if len(set(labels)) != len(labels):
         fail("gateway-nodes", f"Expected unique gateway names, got {labels}")

@@ -85,7 +85,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
                      if web.auth == "header" else None),
         admin_group=web.admin_group, keep_finished_minutes=web.finished_sessions_kept_for,
         login_delay=web.login_delay, gateways=list(settings.gateway_nodes),
-        command_nodes=list(settings.command_nodes), beats=beats,
+        command_nodes=list(settings.command_nodes), beats=beats, history=events,
         login_limits=LoginLimits(web.login_max_failures_per_address, web.login_max_failures,
                                  web.login_window),
         session_max_age=web.session_max_age, trusted_networks=networks,

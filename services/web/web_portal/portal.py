@@ -13,7 +13,7 @@ from web_portal.domain.bundles import Bundle
 from web_portal.domain.client_address import Network
 from web_portal.domain.login_limits import LoginLimits
 from web_portal.domain.sessions import Card, card, sessions_of
-from web_portal.ports import Authenticator, GatewayBeats, GroupDirectory, JobFeed, JobRunner
+from web_portal.ports import Authenticator, GatewayBeats, GroupDirectory, JobFeed, JobHistory, JobRunner
 from web_portal.revocations import Revocations
 
 
@@ -29,6 +29,7 @@ class Portal:
     authenticator: Authenticator | None = None  # PAM mode
     header_auth: TrustedHeaderAuthenticator | None = None  # SSO proxy mode
     beats: GatewayBeats | None = None
+    history: JobHistory | None = None  # the event log, for the admin's job history pages
     admin_group: str = "bwvisu-admin"
     keep_finished_minutes: float = 60.0
     login_delay: float = 1.0

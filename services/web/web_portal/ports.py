@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from bwvisu_common.events import AnyEvent
 from bwvisu_common.read_model import JobView
 
 
@@ -54,6 +55,15 @@ class JobFeed(Protocol):
 
     async def changed(self, after_seq: int, timeout: float) -> int:
         """The sequence once it moved past `after_seq`, or the current one after `timeout` s."""
+        ...
+
+
+class JobHistory(Protocol):
+    """One job's events, read from the event log (the admin's history page)."""
+
+    async def read_job(self, job_id: str, from_seq: int = 1) -> list[tuple[int, AnyEvent]]:
+        """The job's events in stream order with their sequences; [] for a job never seen.
+        DependencyUnavailable if the log does not answer."""
         ...
 
 

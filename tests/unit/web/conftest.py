@@ -68,7 +68,7 @@ async def world() -> AsyncIterator[World]:
     portal = Portal(
         bundles={"xpra-desktop": xpra_bundle()}, runner=runner, feed=feed,
         groups=FakeGroups({"bwvisu-admin": {"carol"}}), prober=FakeProber(open_ports={("10.0.0.10", 22)}),
-        authenticator=auth, login_delay=0.0,
+        authenticator=auth, login_delay=0.0, history=store,
         gateways=[GatewayNode(name="gw0", internal_ip="10.0.0.30", external_ip="192.0.2.30")],
         command_nodes=[CommandNode(name="login0", ip="10.0.0.10"),
                        CommandNode(name="login1", ip="10.0.0.11")],

@@ -23,6 +23,7 @@ from bwvisu_common import events as ev
 from bwvisu_common.adapters.nats_connection import NatsAuth as NatsAuth
 from bwvisu_common.adapters.nats_connection import connect_nats as connect_nats
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
+from bwvisu_common.logs import about_job
 from bwvisu_common.ports import Handler
 
 log = logging.getLogger(__name__)
@@ -306,13 +307,15 @@ class JetStreamEventStore:
             for msg in msgs:
                 seq = msg.metadata.sequence.stream
                 event = _decode_or_skip(msg.data, seq, msg.subject)
-                try:
-                    if event is not None:
-                        await handler(seq, event)
-                except Exception:
-                    log.exception("consumer %s: handler failed on event %d; redelivering", durable, seq)
-                    await msg.nak(delay=2)
-                    continue
+                # Whatever the handler logs names the job (JSON logs).
+                with about_job(event.job_id if event is not None else ""):
+                    try:
+                        if event is not None:
+                            await handler(seq, event)
+                    except Exception:
+                        log.exception("consumer %s: handler failed on event %d; redelivering", durable, seq)
+                        await msg.nak(delay=2)
+                        continue
                 await msg.ack()
 
 

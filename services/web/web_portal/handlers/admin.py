@@ -1,4 +1,5 @@
-"""The admin page: every session, the gateways and their forwards, the command nodes."""
+"""The admin pages: the sessions (filtered, a page at a time), one job's history, the gateways and
+their forwards, the command nodes. Only members of `web.admin-group` see them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import msgspec
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from bwvisu_common.errors import DependencyUnavailable, InvalidInput
 from bwvisu_common.job_facts import JobState
+from bwvisu_common.job_history import history, is_job_id, outcome
+from bwvisu_common.job_lists import STATES, page_of
+from web_portal.domain.admin_list import ADMIN_PAGE_SIZE, history_url, page_url, parse_query
+from web_portal.errors import NotFound
 from web_portal.portal import Portal
 from web_portal.security import Forbidden, current_user
 from web_portal.views import render
@@ -72,10 +78,44 @@ async def command_node_rows(portal: Portal) -> list[CommandNodeRow]:
             for n, ok in zip(nodes, answers, strict=True)]
 
 
-@router.get("/admin")
-async def admin_page(request: Request, user: User) -> Response:
+def admin_only(request: Request, user: str) -> Portal:
+    """The portal, for a member of the admin group; Forbidden for anyone else (asked first)."""
     portal: Portal = request.app.state.portal
     if not portal.is_admin(user):
-        raise Forbidden(f"The admin page is for members of the group {portal.admin_group!r}.")
-    return render(request, "admin.html", cards=portal.cards(None), gateways=gateway_rows(portal),
-                  command_nodes=await command_node_rows(portal), restricted=portal.restrict_forwards)
+        raise Forbidden(f"The admin pages are for members of the group {portal.admin_group!r}.")
+    return portal
+
+
+@router.get("/admin")
+async def admin_page(request: Request, user: User, page: str = "", state: str = "",
+                     gateway: str = "") -> Response:
+    portal = admin_only(request, user)
+    # `user` names the logged-in admin; the filter's user is its own query parameter.
+    try:
+        query = parse_query(request.query_params.get("user", ""), state, gateway, page)
+    except InvalidInput as exc:
+        return render(request, "error.html", 400, title="Bad request", message=str(exc))
+    shown = page_of(portal.feed.all(), query.wanted, query.page, ADMIN_PAGE_SIZE)
+    rows = [(portal.card(j), j, history_url(j.job_id)) for j in shown.jobs]
+    links = {"previous": page_url(query.wanted, shown.number - 1) if shown.has_previous else "",
+             "next": page_url(query.wanted, shown.number + 1) if shown.has_next else ""}
+    return render(request, "admin.html", rows=rows, shown=shown, wanted=query.wanted, links=links,
+                  states=STATES, gateway_names=[g.label for g in portal.gateways],
+                  gateways=gateway_rows(portal), command_nodes=await command_node_rows(portal),
+                  restricted=portal.restrict_forwards)
+
+
+@router.get("/admin/jobs/{job_id}")
+async def job_history_page(request: Request, user: User, job_id: str) -> Response:
+    portal = admin_only(request, user)
+    if portal.history is None or not is_job_id(job_id):
+        raise NotFound(job_id)
+    try:
+        found = history(await portal.history.read_job(job_id))
+    except DependencyUnavailable as exc:
+        return render(request, "error.html", 503, title="The event log does not answer",
+                      message=f"{exc} Please try again in a minute.")
+    if found is None:
+        raise NotFound(job_id)
+    return render(request, "job_history.html", job=found.job, entries=found.entries,
+                  ended=outcome(found.job), card=portal.card(found.job))

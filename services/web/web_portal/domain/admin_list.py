@@ -1,0 +1,41 @@
+"""The admin page's sessions table: its filter from the query string, and the links between pages. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+from bwvisu_common.job_lists import JobFilter
+
+ADMIN_PAGE_SIZE = 50
+MAX_FILTER_LENGTH = 64  # longer than any user or gateway name: nothing would match
+
+
+@dataclass(frozen=True)
+class AdminQuery:
+    """What the admin asked for: which sessions, which page of them."""
+
+    wanted: JobFilter
+    page: int = 1
+
+
+def parse_query(user: str = "", state: str = "", gateway: str = "", page: str = "") -> AdminQuery:
+    """The query string's filter; InvalidInput("state", ...) for a state that does not exist.
+
+    A page that is not a number is the first: a hand-edited URL should still show something."""
+    number = int(page) if page.isdigit() else 1
+    return AdminQuery(JobFilter(user=user.strip()[:MAX_FILTER_LENGTH], state=state.strip(),
+                                gateway=gateway.strip()[:MAX_FILTER_LENGTH]), max(1, number))
+
+
+def page_url(wanted: JobFilter, number: int) -> str:
+    """The admin page's URL for page `number` of the same filter (empty filters left out)."""
+    params = {"user": wanted.user, "state": wanted.state, "gateway": wanted.gateway}
+    kept = {k: v for k, v in params.items() if v}
+    if number > 1:
+        kept["page"] = str(number)
+    return "/admin" + (f"?{urlencode(kept)}" if kept else "")
+
+
+def history_url(job_id: str) -> str:
+    return f"/admin/jobs/{quote(job_id, safe='')}"
