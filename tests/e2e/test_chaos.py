@@ -55,18 +55,20 @@ class Record:
 
 
 class Runners:
-    """runner-api on every middleware node: a request goes to the next when one cannot be reached."""
+    """runner-api on every middleware node, used as the portal does: a request goes to the next when
+    one cannot be reached, and a read of a job's state also when it got no answer in time."""
 
     def __init__(self, system: HaSystem) -> None:
         api = system.settings.runner_api
         password = Path(api.password_file).read_text().strip()
         self.urls = [f"http://{n.ip}:{api.port}" for n in system.nodes]
         # As the portal: a node whose link is down drops the SYN, so give up on it after 3 s.
-        self.http = httpx.AsyncClient(auth=(api.user, password), timeout=httpx.Timeout(30, connect=3))
+        self.http = httpx.AsyncClient(auth=(api.user, password), timeout=httpx.Timeout(5, connect=3))
 
     async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
+        again = httpx.TimeoutException if method == "GET" else (httpx.ConnectError, httpx.ConnectTimeout)
         for url in self.urls:
-            with contextlib.suppress(httpx.ConnectError, httpx.ConnectTimeout):
+            with contextlib.suppress(httpx.ConnectError, again):
                 return await self.http.request(method, url + path, **kwargs)
         return None
 
