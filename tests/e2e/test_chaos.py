@@ -64,12 +64,16 @@ class Runners:
         self.urls = [f"http://{n.ip}:{api.port}" for n in system.nodes]
         # As the portal: a node whose link is down drops the SYN, so give up on it after 3 s.
         self.http = httpx.AsyncClient(auth=(api.user, password), timeout=httpx.Timeout(5, connect=3))
+        self.current = 0  # the replica that answered last is asked first
 
     async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
         again = httpx.TimeoutException if method == "GET" else (httpx.ConnectError, httpx.ConnectTimeout)
-        for url in self.urls:
+        for step in range(len(self.urls)):
+            index = (self.current + step) % len(self.urls)
             with contextlib.suppress(httpx.ConnectError, again):
-                return await self.http.request(method, url + path, **kwargs)
+                answer = await self.http.request(method, self.urls[index] + path, **kwargs)
+                self.current = index
+                return answer
         return None
 
 
