@@ -53,7 +53,7 @@ test: install
 	$(PY) -m pytest -ra
 
 chaos: install
-	BWVISU_CHAOS=1 $(PY) -m pytest -ra -s tests/e2e/test_chaos.py
+	$(PY) -m pytest -ra -s tests/e2e/test_chaos.py
 
 test-fast: install
 	$(PY) -m pytest -ra -m "not e2e"

@@ -8,7 +8,6 @@ Members are named after their place in the list, so every node derives the same 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from aetcd import rpc
 from bwvisu_cli.etcd_auth import set_up_etcd_auth
 from bwvisu_cli.servers import etcd_command, nats_command
 from bwvisu_common.errors import BwvisuError, DependencyUnavailable
+from bwvisu_common.nearby import is_local
 from bwvisu_common.settings import Settings, host_port
 
 NATS_ROUTE_PORT = 6222
@@ -39,16 +39,6 @@ def local_index(addresses: list[tuple[str, int]], what: str) -> int:
 def local_index_or_none(settings: Settings) -> int | None:
     servers = [host_port(a, 4222, "nats-servers") for a in settings.nats_servers]
     return next((i for i, (host, _) in enumerate(servers) if is_local(host)), None)
-
-
-def is_local(ip: str) -> bool:
-    """Whether `ip` is one of this machine's addresses."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((ip, 0))
-        return True
-    except OSError:
-        return False
 
 
 def nats_member(settings: Settings, store_dir: Path, config: Path) -> tuple[list[str], tuple[str, int]]:

@@ -21,7 +21,6 @@ from bwvisu_cli.cluster import (
     etcd_auth_as_member,
     etcd_member,
     is_clustered,
-    is_local,
     local_index_or_none,
     nats_member,
 )
@@ -31,6 +30,7 @@ from bwvisu_cli.servers import etcd_command, free_port, listening, nats_command
 from bwvisu_cli.supervisor import Child, supervise
 from bwvisu_cli.tls import ensure_demo_certificates
 from bwvisu_common.errors import BwvisuError
+from bwvisu_common.nearby import is_local
 from bwvisu_common.secret_files import ensure_secret_file
 from bwvisu_common.settings import Settings, host_port
 

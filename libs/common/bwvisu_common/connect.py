@@ -8,6 +8,7 @@ import logging
 import os
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from nats.aio.client import Client as NatsClient
 
@@ -16,6 +17,7 @@ from bwvisu_common.adapters.etcd_members import EtcdLogin
 from bwvisu_common.adapters.jetstream import JetStreamEventStore, StreamLimits, gateway_identity
 from bwvisu_common.adapters.nats_connection import NatsAuth, connect_nats
 from bwvisu_common.errors import ConfigError, DependencyUnavailable
+from bwvisu_common.nearby import local_first
 from bwvisu_common.secret_files import read_secret_file
 from bwvisu_common.settings import Settings, host_port
 
@@ -58,7 +60,7 @@ async def open_stores(
 ) -> tuple[JetStreamEventStore, EtcdStateStore]:
     """Connect to NATS and etcd as `name`'s identity, make sure the stream exists, close both with `stack`."""
     auth = nats_auth(settings, identity_of(name))
-    nc = await connect_nats(settings.nats_servers, name, auth)
+    nc = await connect_nats(local_first(settings.nats_servers, nats_host), name, auth)
     stack.push_async_callback(close_nats, nc)
     events = JetStreamEventStore(nc, replicas=settings.stream_replicas, source=identity_of(name),
                                  limits=stream_limits(settings))
@@ -117,9 +119,19 @@ def nats_auth(settings: Settings, identity: str) -> NatsAuth:
     return NatsAuth(user=identity, password=password, ca_file=creds.ca_file)
 
 
-async def _first_etcd_answering(settings: Settings, auth: NatsAuth) -> EtcdStateStore:
-    """The first of `etcd-servers` that answers; the store moves on to another when it stops."""
+def etcd_members(settings: Settings) -> list[tuple[str, int]]:
+    """`etcd-servers` as (host, port), this machine's own member first."""
     members = [host_port(address, 2379, f"etcd-servers[{i}]")
                for i, address in enumerate(settings.etcd_servers)]
+    return local_first(members, lambda member: member[0])
+
+
+def nats_host(url: str) -> str:
+    return urlsplit(url if "://" in url else f"nats://{url}").hostname or ""
+
+
+async def _first_etcd_answering(settings: Settings, auth: NatsAuth) -> EtcdStateStore:
+    """The first of `etcd-servers` that answers; the store moves on to another when it stops."""
+    members = etcd_members(settings)
     login = EtcdLogin(user=auth.user, password=auth.password, ca_file=auth.ca_file)
     return await EtcdStateStore.connect_cluster(members, login=login)

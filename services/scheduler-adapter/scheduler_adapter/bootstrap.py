@@ -12,9 +12,9 @@ from nats.aio.client import Client as NatsClient
 
 from bwvisu_common.adapters.etcd_election import EtcdElection
 from bwvisu_common.adapters.jetstream import JetStreamEventStore
-from bwvisu_common.connect import finished_jobs_kept_for, identity_of, nats_auth, open_stores
+from bwvisu_common.connect import etcd_members, finished_jobs_kept_for, identity_of, nats_auth, open_stores
 from bwvisu_common.live_jobs import LiveJobs
-from bwvisu_common.settings import Settings, host_port
+from bwvisu_common.settings import Settings
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.adapters.ssh import AsyncSshRunner
@@ -71,8 +71,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack, runner: CommandRu
 def election_from(settings: Settings) -> EtcdElection:
     """This replica's campaigns, on `etcd-servers` as scheduler-adapter; connects on first use."""
     auth = nats_auth(settings, identity_of("scheduler-adapter"))
-    endpoints = [host_port(address, 2379, f"etcd-servers[{i}]")
-                 for i, address in enumerate(settings.etcd_servers)]
+    endpoints = etcd_members(settings)
     # Unique per process: a restarted replica on the same host is a new candidate.
     candidate = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
     return EtcdElection(endpoints, candidate, user=auth.user, password=auth.password, ca_file=auth.ca_file)

@@ -61,3 +61,19 @@ async def test_a_single_url_still_works():
     client = RunnerApiClient("http://b:1/", "web", "pw", transport=_transport(set(), []))
     assert await client.submit("alice", "t", {}) == "job-from-b"
     await client.aclose()
+
+
+async def test_a_read_of_a_job_that_got_no_answer_asks_the_next_replica():
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.host)
+        if request.url.host == "slow":
+            raise httpx.ReadTimeout("no answer", request=request)
+        return httpx.Response(200, json={"connect": {"url": f"http://{request.url.host}/s"}})
+
+    urls = ["http://slow:1", "http://b:1"]
+    client = RunnerApiClient(urls, "web", "pw", transport=httpx.MockTransport(handle))
+    assert await client.connect_url("j1", "alice") == "http://b/s"
+    assert seen == ["slow", "b"]
+    await client.aclose()

@@ -37,7 +37,8 @@ MAX_OUTSTANDING_PINGS = 2
 
 
 async def connect_nats(servers: Sequence[str], name: str, auth: NatsAuth | None = None) -> NatsClient:
-    """Connect with endless reconnects; a first connection that fails is DependencyUnavailable."""
+    """Connect with endless reconnects, to `servers` in order; a first connection that fails is
+    DependencyUnavailable."""
     auth = auth or NatsAuth()
 
     client: list[NatsClient] = []
@@ -60,6 +61,7 @@ async def connect_nats(servers: Sequence[str], name: str, auth: NatsAuth | None 
         # ~3 s the connection counts as stale and moves to another server (nats-py's default
         # waits two unanswered pings two minutes apart).
         ping_interval=PING_INTERVAL, max_outstanding_pings=MAX_OUTSTANDING_PINGS,
+        dont_randomize=True,  # in the order given: this machine's own server first (connect.py)
         reconnect_time_wait=1, allow_reconnect=True, disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect, error_cb=on_error, inbox_prefix=auth.inbox_prefix,
         **_credentials(auth),

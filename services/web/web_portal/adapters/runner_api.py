@@ -2,7 +2,8 @@
 
 With several runner-api replicas (one per middleware node), a request that cannot even connect goes
 to the next one; the one that answered last is tried first. A request that connected but got no
-answer in time is not sent again: a submit may have been taken.
+answer in time is not sent again (a submit may have been taken), except a read of a job's state:
+runner-api answers it from memory at once, so silence means its node is gone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 # runner-api answers a submit once Slurm took or refused the job: up to a minute.
 SUBMIT_TIMEOUT = 75.0
 READ_TIMEOUT = 30.0
+LOOK_TIMEOUT = 5.0  # a job's state, read from runner-api's memory
 # A replica whose node is gone drops packets rather than refusing: give up on it soon, nothing was sent.
 CONNECT_TIMEOUT = 3.0
 
@@ -72,7 +74,8 @@ class RunnerApiClient:
 
     async def connect_url(self, job_id: str, uid: str) -> str:
         # The answer carries the session secret: it is used, never logged.
-        r = await self._call("GET", f"/jobs/{quote(job_id, safe='')}", params={"uid": uid})
+        r = await self._call("GET", f"/jobs/{quote(job_id, safe='')}", params={"uid": uid},
+                             timeout=httpx.Timeout(LOOK_TIMEOUT, connect=CONNECT_TIMEOUT), again=True)
         if r.status_code == 404:
             raise NotFound("no such session")
         if r.status_code != 200:
@@ -95,7 +98,8 @@ class RunnerApiClient:
             raise Rejected(str(answer.get("field", "address")), str(answer.get("response", "refused")))
         raise _unavailable(r, answer)
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _call(self, method: str, path: str, again: bool = False, **kwargs: Any) -> httpx.Response:
+        """`again`: a request that got no answer in time may go to the next replica too."""
         last: Exception | None = None
         for step in range(len(self._urls)):
             index = (self._current + step) % len(self._urls)
@@ -106,6 +110,10 @@ class RunnerApiClient:
                 last = exc
                 continue
             except httpx.TimeoutException as exc:
+                if again:
+                    log.warning("runner-api at %s did not answer in time", self._urls[index])
+                    last = exc
+                    continue
                 raise RunnerUnavailable("runner-api did not answer in time") from exc
             except httpx.HTTPError as exc:
                 raise RunnerUnavailable(f"runner-api cannot be reached: {exc}") from exc
