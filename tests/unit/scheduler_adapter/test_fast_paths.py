@@ -8,7 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bwvisu_common.events import new_event_id
-from scheduler_adapter.domain.slurm import STATE_MAP, Lifecycle, SqueueEntry, decode_exit, lifecycle, parse_squeue
+from scheduler_adapter.domain.slurm import (
+    STATE_MAP,
+    Lifecycle,
+    SqueueEntry,
+    decode_exit,
+    lifecycle,
+    parse_squeue,
+)
 
 
 def plain_lifecycle(state: str) -> Lifecycle:
