@@ -110,7 +110,8 @@ class IptablesFirewall:
                                     "by another bwvisu on this gateway")
             taken = r.taken_ports(rules, present)
             if taken:
-                raise FirewallError(f"port(s) {', '.join(map(str, sorted(taken)))} are forwarded for another job")
+                raise FirewallError(f"port(s) {', '.join(map(str, sorted(taken)))} are forwarded "
+                                    "for another job")
             await self._restore([*r.bucket_setup(buckets, existing, saved), *lines])
             self._remember(present)
             self._remember(r.parse_save("\n".join(lines), self._tag))

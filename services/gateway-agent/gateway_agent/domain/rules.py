@@ -131,7 +131,8 @@ def bucket_setup(buckets: Iterable[str], existing: Iterable[str], saved: str) ->
 
 def buckets_of(rules: Iterable[ForwardRule]) -> set[str]:
     """The buckets that hold (or would hold) these forwards."""
-    return {b for r in rules for b in (bucket(DNAT_CHAIN, r.external_port), bucket(SNAT_CHAIN, r.internal_port))}
+    return {b for r in rules
+            for b in (bucket(DNAT_CHAIN, r.external_port), bucket(SNAT_CHAIN, r.internal_port))}
 
 
 def dnat_line(rule: ForwardRule, tag: str = TAG, bucketed: bool = False) -> str:
