@@ -125,3 +125,16 @@ def test_buckets_by_block_of_ports_and_their_jumps() -> None:
     # A bucket's rule reads back like a rule of the parent chain.
     line = r.dnat_line(RULE, bucketed=True)
     assert line.startswith("-A BWVISU-DNAT-19968 ") and r.forwards(r.parse_save(line)) == [RULE]
+
+
+@given(st.builds(ForwardRule, job_id=st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True),
+                 external_port=st.integers(1, 65535), internal_port=st.integers(1, 65535),
+                 target_ip=st.sampled_from(["10.0.0.1", "192.168.7.250"]),
+                 gateway_ip=st.sampled_from(["10.0.0.30", "172.16.0.1"]),
+                 source=st.sampled_from(["", "10.200.0.240"])),
+       st.sampled_from([r.TAG, "bwvtest1a2b3c:", "other:"]), st.booleans())
+def test_our_rules_read_quickly_as_the_general_reader_does(rule: ForwardRule, tag: str,
+                                                           bucketed: bool) -> None:
+    for line in (r.dnat_line(rule, r.TAG, bucketed), r.snat_line(rule, r.TAG, bucketed)):
+        assert r._parse_ours(line, tag) == r._parse_line(line, tag)
+        assert (r._parse_ours(line, tag) is None) == (tag != r.TAG)

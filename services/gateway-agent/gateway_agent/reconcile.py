@@ -53,11 +53,13 @@ class Reconciler:
         """Make the chains say what the log says: stale rules out, missing rules back in."""
         gw = self._gw
         async with gw.lock:
-            installed = await gw.firewall.rules()
+            # The chains and the histories of the jobs the read model puts here, read at once.
+            here = jobs_to_check([], gw.jobs.all(), gw.name)
+            installed, histories = await asyncio.gather(gw.firewall.rules(), gw.histories(here))
             desired = ForwardTable()  # what each job should have, any source, and its clients
             checked = jobs_to_check(installed, gw.jobs.all(), gw.name)
             live = [j for j in checked if not is_over(gw.jobs.get(j))]
-            histories = await gw.histories(live)
+            histories |= await gw.histories([j for j in live if j not in histories])
             addresses: dict[str, str] = {}  # node -> address: many jobs share a node
             for job_id in live:
                 rules, sources = await self._desired(job_id, histories.get(job_id, []), addresses)

@@ -16,6 +16,8 @@ from gateway_agent.errors import FirewallError
 
 log = logging.getLogger(__name__)
 
+READ_ALL_FROM = 8  # chains: reading more of them one by one takes longer than iptables-save
+
 
 class IptablesFirewall:
     """iptables in the current network namespace (or behind `prefix`, e.g. `ip netns exec NS`).
@@ -57,7 +59,11 @@ class IptablesFirewall:
 
     async def _read(self, chains: Collection[str]) -> tuple[str, set[str]]:
         """These chains' rules in iptables-save's form, and which of them exist: one small read each,
-        never the whole table."""
+        or for many (a reconcile's batch) the whole table in one read."""
+        if len(chains) > READ_ALL_FROM:
+            saved = await self._save()
+            return saved, {line[1:].split(" ", 1)[0] for line in saved.splitlines() if line.startswith(":")}
+
         async def one(chain: str) -> tuple[int, str]:
             return await self._run(self._iptables, "-w", "-t", "nat", "-S", chain, check=False)
 

@@ -17,6 +17,7 @@ text, so a change to one forward costs as much as its block holds, not as much a
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import shlex
@@ -34,6 +35,8 @@ _TAG = re.compile(r"[A-Za-z0-9_.-]{1,32}:")
 _JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
+# Cached: a gateway's thousands of rules name a few hundred nodes, read back on every reconcile.
+@functools.lru_cache(maxsize=4096)
 def is_ipv4(text: str) -> bool:
     """A dotted-quad IPv4 address, nothing else (no prefix, no leading zeros, no spaces)."""
     try:
@@ -214,6 +217,14 @@ def foreign_ports(text: str, tag: str = TAG) -> set[int]:
             if line.kind == "dnat" and not line.job_id.startswith(tag)}
 
 
+# Our rules exactly as iptables prints those we write: read with one match instead of shell-splitting
+# (thousands of them on every reconcile). Anything else takes the general way below.
+_OURS_DNAT = re.compile(r'-A BWVISU-DNAT(?:-\d+)? (?:-s ([\d.]+)/32 )?-d ([\d.]+)/32 -p tcp -m tcp '
+                        r'--dport (\d+) -m comment --comment "([^"\s\\\']+)" -j DNAT --to-destination ([\d.]+):(\d+)')
+_OURS_SNAT = re.compile(r'-A BWVISU-SNAT(?:-\d+)? -d ([\d.]+)/32 -p tcp -m tcp --dport (\d+) '
+                        r'-m comment --comment "([^"\s\\\']+)" -j MASQUERADE')
+
+
 def parse_save(text: str, tag: str = TAG) -> list[RuleLine]:
     """Our rules (tagged `tag`) in `iptables-save -t nat` output; anything else is ignored."""
     found = []
@@ -222,11 +233,23 @@ def parse_save(text: str, tag: str = TAG) -> list[RuleLine]:
             continue
         if tag and f'"{tag}' not in raw:
             continue  # iptables quotes a comment with a ':', and every tag ends with one
-
-        parsed = _parse_line(raw, tag)
+        parsed = _parse_ours(raw, tag) or _parse_line(raw, tag)
         if parsed is not None:
             found.append(parsed)
     return found
+
+
+def _parse_ours(raw: str, tag: str) -> RuleLine | None:
+    if m := _OURS_DNAT.fullmatch(raw):
+        source, gateway_ip, port, comment, ip, internal = m.groups()
+        if comment.startswith(tag):
+            return RuleLine("dnat", comment[len(tag):], ip, int(internal), int(port), raw, gateway_ip,
+                            source or "")
+    elif m := _OURS_SNAT.fullmatch(raw):
+        ip, internal, comment = m.groups()
+        if comment.startswith(tag):
+            return RuleLine("snat", comment[len(tag):], ip, int(internal), 0, raw)
+    return None
 
 
 def _words(raw: str) -> list[str]:
