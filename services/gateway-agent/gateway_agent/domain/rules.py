@@ -220,7 +220,8 @@ def foreign_ports(text: str, tag: str = TAG) -> set[int]:
 # Our rules exactly as iptables prints those we write: read with one match instead of shell-splitting
 # (thousands of them on every reconcile). Anything else takes the general way below.
 _OURS_DNAT = re.compile(r'-A BWVISU-DNAT(?:-\d+)? (?:-s ([\d.]+)/32 )?-d ([\d.]+)/32 -p tcp -m tcp '
-                        r'--dport (\d+) -m comment --comment "([^"\s\\\']+)" -j DNAT --to-destination ([\d.]+):(\d+)')
+                        r'--dport (\d+) -m comment --comment "([^"\s\\\']+)" '
+                        r'-j DNAT --to-destination ([\d.]+):(\d+)')
 _OURS_SNAT = re.compile(r'-A BWVISU-SNAT(?:-\d+)? -d ([\d.]+)/32 -p tcp -m tcp --dport (\d+) '
                         r'-m comment --comment "([^"\s\\\']+)" -j MASQUERADE')
 
