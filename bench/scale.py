@@ -61,7 +61,7 @@ async def with_log(n: int, nats_url: str, etcd: tuple[str, int]) -> None:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     squeue(n)
-    asyncio.run(gwb.forward_changes(n))
+    gwb.forward_changes(n)
     with servers() as (nats_url, etcd):
         asyncio.run(with_log(n, nats_url, etcd))
 

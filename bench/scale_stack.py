@@ -86,7 +86,8 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def ready(url: str, procs: dict[str, subprocess.Popen[bytes]], logs: Path, timeout: float = 120) -> None:
+async def ready(url: str, procs: dict[str, subprocess.Popen[bytes]], logs: Path,
+                timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as client:
         while True:

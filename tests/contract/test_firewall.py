@@ -149,8 +149,14 @@ class TestIptablesFirewall(FirewallContract):
         await firewall.install([A1])
         subprocess.run(["ip", "netns", "exec", netns, "iptables", "-w", "-t", "nat",  # noqa: ASYNC221
                         "-F", "BWVISU-DNAT"], check=True)
+        # A full read (a reconcile starts with one) sees the jumps gone; a restarted agent knows nothing.
+        await firewall.rules()
         await firewall.install([A1])
         assert "-j BWVISU-DNAT-19968" in self._save(netns)
+        subprocess.run(["ip", "netns", "exec", netns, "iptables", "-w", "-t", "nat",  # noqa: ASYNC221
+                        "-F", "BWVISU-SNAT"], check=True)
+        await IptablesFirewall(prefix=firewall._prefix).install([A1])  # type: ignore[attr-defined]
+        assert "-j BWVISU-SNAT-20992" in self._save(netns)
 
     async def test_foreign_rules_are_left_alone(self, firewall: Firewall, netns: str) -> None:
         foreign = ["-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "20001", "-j", "DNAT",

@@ -35,6 +35,9 @@ class IptablesFirewall:
         # read (`_indexed`); a rule added by hand elsewhere is found by the next full read (a reconcile).
         self._where: dict[str, set[str]] = {}
         self._indexed = False
+        # Buckets that exist with a jump to them, as last read or written: an install into them reads
+        # just them. A jump deleted by hand comes back with the next full read (a reconcile).
+        self._jumped: set[str] = set()
 
     async def _run(self, *argv: str, stdin: str | None = None, check: bool = True) -> tuple[int, str]:
         try:
@@ -77,7 +80,10 @@ class IptablesFirewall:
 
     async def _present(self) -> list[r.RuleLine]:
         """Every rule of ours, read in full; from here on, which chains hold each job's rules is known."""
-        present = r.parse_save(await self._save(), self._tag)
+        saved = await self._save()
+        present = r.parse_save(saved, self._tag)
+        self._jumped = r.jumped(saved) & {line[1:].split(" ", 1)[0] for line in saved.splitlines()
+                                          if line.startswith(":")}
         self._where = {}
         self._remember(present)
         self._indexed = True
@@ -99,10 +105,12 @@ class IptablesFirewall:
 
     async def install(self, rules: Sequence[ForwardRule]) -> None:
         async with self._lock:
-            # The parent chains (jumps, and rules from before buckets) and the buckets these forwards
-            # go to: all that can hold them, or another bwvisu's forward on one of their ports.
+            # The buckets these forwards go to: all that can hold them, or another bwvisu's forward on
+            # one of their ports; and the parent chains (their jumps, rules from before buckets) unless
+            # each bucket is known to be jumped to.
             buckets = r.buckets_of(rules)
-            saved, existing = await self._read({r.DNAT_CHAIN, r.SNAT_CHAIN, *buckets})
+            parents = {r.DNAT_CHAIN, r.SNAT_CHAIN} if buckets - self._jumped else set()
+            saved, existing = await self._read({*parents, *buckets})
             present = r.parse_save(saved, self._tag)
             try:
                 lines = r.missing_lines(rules, present, self._tag, bucketed=True)
@@ -118,7 +126,10 @@ class IptablesFirewall:
             if taken:
                 raise FirewallError(f"port(s) {', '.join(map(str, sorted(taken)))} are forwarded "
                                     "for another job")
-            await self._restore([*r.bucket_setup(buckets, existing, saved), *lines])
+            # A bucket gone (deleted by hand) had no jump left to it either.
+            unsure = (buckets - self._jumped) | (buckets - existing)
+            await self._restore([*r.bucket_setup(unsure, existing, saved), *lines])
+            self._jumped |= buckets
             self._remember(present)
             self._remember(r.parse_save("\n".join(lines), self._tag))
 

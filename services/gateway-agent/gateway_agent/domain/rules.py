@@ -116,18 +116,22 @@ def bucket_jump(name: str) -> str:
             f"{HOOK_COMMENT} -j {name}")
 
 
+def jumped(saved: str) -> set[str]:
+    """The buckets that the parent chains' rules in `saved` jump to."""
+    return {line.rsplit(" ", 1)[1] for line in saved.splitlines()
+            if line.startswith(("-A " + DNAT_CHAIN + " ", "-A " + SNAT_CHAIN + " "))
+            and f"--comment {HOOK_COMMENT} -j " in line}
+
+
 def bucket_setup(buckets: Iterable[str], existing: Iterable[str], saved: str) -> list[str]:
     """What makes these buckets work: `-N` for those not `existing` yet, and a jump to each one that
     `saved` (the parent chains' rules) does not jump to (a jump deleted by hand comes back)."""
-    jumped = {line.rsplit(" ", 1)[1] for line in saved.splitlines()
-              if line.startswith(("-A " + DNAT_CHAIN + " ", "-A " + SNAT_CHAIN + " "))
-              and f"--comment {HOOK_COMMENT} -j " in line}
-    have = set(existing)
+    have, jumps = set(existing), jumped(saved)
     setup: list[str] = []
     for name in sorted(buckets):
         if name not in have:
             setup.append(f"-N {name}")
-        if name not in jumped:
+        if name not in jumps:
             setup.append(bucket_jump(name))
     return setup
 
