@@ -61,6 +61,7 @@ bench: install
 	$(PY) -m bench.scheduler
 	$(PY) -m bench.gateway
 	$(PY) -m bench.retention
+	$(PY) -m bench.scale
 
 bench-cluster: install
 	$(CLUSTER) up
