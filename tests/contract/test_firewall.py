@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import replace
 
 import pytest
@@ -174,6 +174,23 @@ class TestIptablesFirewall(FirewallContract):
                         "-F", "BWVISU-SNAT-20992"], check=True)
         await firewall.install([A1])
         assert "-A BWVISU-SNAT-20992 -d 10.9.0.20/32" in self._save(netns)
+
+    async def test_a_bucket_made_meanwhile_by_another_is_used(self, firewall: Firewall, netns: str) -> None:
+        await firewall.ensure_chains()
+        fw: IptablesFirewall = firewall  # type: ignore[assignment]
+        read = fw._read
+
+        async def then_another_makes_the_bucket(chains: Collection[str]) -> tuple[str, set[str]]:
+            found = await read(chains)
+            fw._read = read  # type: ignore[method-assign]
+            subprocess.run(["ip", "netns", "exec", netns, "iptables", "-w", "-t", "nat",  # noqa: ASYNC221
+                            "-N", "BWVISU-DNAT-19968"], check=True)
+            return found
+
+        fw._read = then_another_makes_the_bucket  # type: ignore[method-assign]
+        await fw.install([A1])
+        assert await fw.rules() == [A1]
+        assert self._save(netns).count("-j BWVISU-DNAT-19968") == 1
 
     async def test_a_refused_batch_changes_nothing(self, firewall: Firewall) -> None:
         await firewall.ensure_chains()

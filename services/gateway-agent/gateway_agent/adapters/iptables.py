@@ -16,6 +16,10 @@ from gateway_agent.errors import FirewallError
 
 log = logging.getLogger(__name__)
 
+class _Refused(FirewallError):
+    """iptables-restore refused a batch made from what we read."""
+
+
 READ_ALL_FROM = 8  # chains: reading more of them one by one takes longer than iptables-save
 
 
@@ -105,33 +109,45 @@ class IptablesFirewall:
 
     async def install(self, rules: Sequence[ForwardRule]) -> None:
         async with self._lock:
-            # The buckets these forwards go to: all that can hold them, or another bwvisu's forward on
-            # one of their ports; and the parent chains (their jumps, rules from before buckets) unless
-            # each bucket is known to be jumped to.
-            buckets = r.buckets_of(rules)
-            parents = {r.DNAT_CHAIN, r.SNAT_CHAIN} if buckets - self._jumped else set()
-            saved, existing = await self._read({*parents, *buckets})
-            present = r.parse_save(saved, self._tag)
             try:
-                lines = r.missing_lines(rules, present, self._tag, bucketed=True)
-            except ValueError as exc:
-                raise FirewallError(str(exc)) from exc
-            # Another bwvisu's forward on the same port would shadow ours: the port is not free.
-            clash = r.foreign_ports(saved, self._tag) & {f.external_port for f in rules
-                                                         if r.dnat_line(f, self._tag, True) in lines}
-            if clash:
-                raise FirewallError(f"port(s) {', '.join(map(str, sorted(clash)))} are forwarded "
-                                    "by another bwvisu on this gateway")
-            taken = r.taken_ports(rules, present)
-            if taken:
-                raise FirewallError(f"port(s) {', '.join(map(str, sorted(taken)))} are forwarded "
-                                    "for another job")
-            # A bucket gone (deleted by hand) had no jump left to it either.
-            unsure = (buckets - self._jumped) | (buckets - existing)
+                await self._install(rules)
+            except _Refused:
+                # The chains changed since we last looked (by hand, or another bwvisu on this gateway
+                # made the same new bucket meanwhile): look again, parent chains included, once.
+                self._jumped -= r.buckets_of(rules)
+                await self._install(rules)
+
+    async def _install(self, rules: Sequence[ForwardRule]) -> None:
+        # The buckets these forwards go to: all that can hold them, or another bwvisu's forward on
+        # one of their ports; and the parent chains (their jumps, rules from before buckets) unless
+        # each bucket is known to be jumped to.
+        buckets = r.buckets_of(rules)
+        parents = {r.DNAT_CHAIN, r.SNAT_CHAIN} if buckets - self._jumped else set()
+        saved, existing = await self._read({*parents, *buckets})
+        present = r.parse_save(saved, self._tag)
+        try:
+            lines = r.missing_lines(rules, present, self._tag, bucketed=True)
+        except ValueError as exc:
+            raise FirewallError(str(exc)) from exc
+        # Another bwvisu's forward on the same port would shadow ours: the port is not free.
+        clash = r.foreign_ports(saved, self._tag) & {f.external_port for f in rules
+                                                     if r.dnat_line(f, self._tag, True) in lines}
+        if clash:
+            raise FirewallError(f"port(s) {', '.join(map(str, sorted(clash)))} are forwarded "
+                                "by another bwvisu on this gateway")
+        taken = r.taken_ports(rules, present)
+        if taken:
+            raise FirewallError(f"port(s) {', '.join(map(str, sorted(taken)))} are forwarded "
+                                "for another job")
+        # A bucket gone (deleted by hand) had no jump left to it either.
+        unsure = (buckets - self._jumped) | (buckets - existing)
+        try:
             await self._restore([*r.bucket_setup(unsure, existing, saved), *lines])
-            self._jumped |= buckets
-            self._remember(present)
-            self._remember(r.parse_save("\n".join(lines), self._tag))
+        except FirewallError as exc:
+            raise _Refused(str(exc)) from exc
+        self._jumped |= buckets
+        self._remember(present)
+        self._remember(r.parse_save("\n".join(lines), self._tag))
 
     async def remove_jobs(self, job_ids: Collection[str]) -> list[ForwardRule]:
         wanted = set(job_ids)
