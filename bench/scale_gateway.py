@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
 
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.etcd import EtcdStateStore
@@ -125,6 +126,13 @@ def in_netns(kind: str, n: int) -> dict[str, list[float]]:
     return result
 
 
+def rss_mb(pid: int | str = "self") -> float:
+    for field in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if field.startswith("VmRSS:"):
+            return int(field.split()[1]) / 1024
+    return 0.0
+
+
 def p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20)[-1] if len(samples) > 1 else samples[0]
 
@@ -216,6 +224,10 @@ async def reconcile_timed(store: JetStreamEventStore, state: EtcdStateStore, fw:
     print(f"gateway restart with {n} forwards: read model caught up {caught_up:.2f} s; chains reconciled "
           f"with the log {took - caught_up:.2f} s; restart to reconciled {took:.2f} s; "
           f"target <= {TARGET_RECONCILE:.0f} s: {'met' if took <= TARGET_RECONCILE else 'MISSED'}")
+    rss = rss_mb()
+    verdict = "met" if rss <= 200 else "MISSED"
+    print(f"  RSS of this process (the agent's read model and forward table, and the benchmark's own "
+          f"data): {rss:.0f} MB, a bound on the agent's; target <= 200 MB: {verdict}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.scale_gateway import rss_mb
 from bwvisu_cli.servers import free_port
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.jetstream import JetStreamEventStore, connect_nats
@@ -77,13 +78,6 @@ def services(config: Path, logs: Path) -> Iterator[dict[str, subprocess.Popen[by
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def ready(url: str, procs: dict[str, subprocess.Popen[bytes]], logs: Path,
