@@ -12,7 +12,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -189,5 +188,3 @@ async def measure(nats_url: str, etcd: tuple[str, int], jobs: dict[str, str], po
                 size = rss_mb(proc.pid)
                 verdict = "met" if size <= TARGET_RSS_MB else "MISSED"
                 print(f"  RSS {name:<12} {size:6.1f} MB   target <= {TARGET_RSS_MB} MB: {verdict}")
-    if os.environ.get("BWVISU_SCALE_LOGS"):
-        print(f"  logs were in {tmp}")
