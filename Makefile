@@ -64,6 +64,7 @@ bench: install
 	$(PY) -m bench.gateway
 	$(PY) -m bench.retention
 	$(PY) -m bench.metrics
+	$(PY) -m bench.scale
 
 bench-cluster: install
 	$(CLUSTER) up

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import replace
 
 import pytest
@@ -69,6 +69,15 @@ class FirewallContract:
         assert await firewall.rules() == [B1]
 
 
+    async def test_a_port_another_job_forwards_is_not_free(self, firewall: Firewall) -> None:
+        await firewall.ensure_chains()
+        await firewall.install([A1])
+        with pytest.raises(FirewallError, match="20001"):
+            await firewall.install([replace(B1, external_port=A1.external_port), B1])
+        assert await firewall.rules() == [A1]
+        await firewall.install([replace(A1, source="10.200.0.240")])  # the same job's: fine
+
+
 class TestInMemoryFirewall(FirewallContract):
     @pytest.fixture
     def firewall(self) -> Iterator[Firewall]:
@@ -106,13 +115,49 @@ class TestIptablesFirewall(FirewallContract):
         saved = self._save(netns)
         assert "-A PREROUTING -m comment --comment bwvisu -j BWVISU-DNAT" in saved
         assert "-A POSTROUTING -m comment --comment bwvisu -j BWVISU-SNAT" in saved
-        assert ("-A BWVISU-DNAT -d 10.9.0.30/32 -p tcp -m tcp --dport 20001 -m comment "
+        # Each in the bucket of its port's block of 64, which our chain jumps to for those ports only.
+        assert ("-A BWVISU-DNAT -p tcp -m tcp --dport 19968:20031 -m comment --comment bwvisu "
+                "-j BWVISU-DNAT-19968") in saved
+        assert ("-A BWVISU-SNAT -p tcp -m tcp --dport 20992:21055 -m comment --comment bwvisu "
+                "-j BWVISU-SNAT-20992") in saved
+        assert ("-A BWVISU-DNAT-19968 -d 10.9.0.30/32 -p tcp -m tcp --dport 20001 -m comment "
                 "--comment \"bwvisu:joba\" -j DNAT --to-destination 10.9.0.20:21001") in saved
         await firewall.install([replace(A1, source="10.200.0.240")])
-        assert ("-A BWVISU-DNAT -s 10.200.0.240/32 -d 10.9.0.30/32 -p tcp -m tcp --dport 20001 -m comment "
-                "--comment \"bwvisu:joba\" -j DNAT --to-destination 10.9.0.20:21001") in self._save(netns)
-        assert self._save(netns).count("-A BWVISU-SNAT") == 1
-        assert "-A BWVISU-SNAT -d 10.9.0.20/32 -p tcp -m tcp --dport 21001" in saved
+        restricted = ("-A BWVISU-DNAT-19968 -s 10.200.0.240/32 -d 10.9.0.30/32 -p tcp -m tcp --dport 20001 "
+                      "-m comment --comment \"bwvisu:joba\" -j DNAT --to-destination 10.9.0.20:21001")
+        assert restricted in self._save(netns)
+        assert self._save(netns).count("-A BWVISU-SNAT-") == 1
+        assert self._save(netns).count("-j BWVISU-DNAT-19968") == 1  # one jump per bucket
+        assert "-A BWVISU-SNAT-20992 -d 10.9.0.20/32 -p tcp -m tcp --dport 21001" in saved
+
+    async def test_rules_written_before_buckets_count_and_go(self, firewall: Firewall, netns: str) -> None:
+        await firewall.ensure_chains()
+        flat = ["-A BWVISU-DNAT -d 10.9.0.30/32 -p tcp -m tcp --dport 20001 -m comment --comment "
+                "bwvisu:joba -j DNAT --to-destination 10.9.0.20:21001",
+                "-A BWVISU-SNAT -d 10.9.0.20/32 -p tcp -m tcp --dport 21001 -m comment --comment "
+                "bwvisu:joba -j MASQUERADE"]
+        for line in flat:
+            subprocess.run(["ip", "netns", "exec", netns, "iptables", "-w", "-t", "nat",  # noqa: ASYNC221
+                            *line.split()], check=True)
+        await firewall.install([A1, B1])  # A1 is there already
+        assert self._save(netns).count('"bwvisu:joba"') == 2
+        assert await firewall.remove_jobs(["joba"]) == [A1]
+        assert await firewall.rules() == [B1]
+        assert '"bwvisu:joba"' not in self._save(netns)
+
+    async def test_a_flushed_parent_chain_gets_its_jumps_back(self, firewall: Firewall, netns: str) -> None:
+        await firewall.ensure_chains()
+        await firewall.install([A1])
+        subprocess.run(["ip", "netns", "exec", netns, "iptables", "-w", "-t", "nat",  # noqa: ASYNC221
+                        "-F", "BWVISU-DNAT"], check=True)
+        # A full read (a reconcile starts with one) sees the jumps gone; a restarted agent knows nothing.
+        await firewall.rules()
+        await firewall.install([A1])
+        assert "-j BWVISU-DNAT-19968" in self._save(netns)
+        subprocess.run(["ip", "netns", "exec", netns, "iptables", "-w", "-t", "nat",  # noqa: ASYNC221
+                        "-F", "BWVISU-SNAT"], check=True)
+        await IptablesFirewall(prefix=firewall._prefix).install([A1])  # type: ignore[attr-defined]
+        assert "-j BWVISU-SNAT-20992" in self._save(netns)
 
     async def test_each_batch_is_timed_and_a_change_is_one_batch(self, firewall: Firewall) -> None:
         await firewall.ensure_chains()
@@ -134,10 +179,27 @@ class TestIptablesFirewall(FirewallContract):
     async def test_a_half_deleted_forward_is_completed(self, firewall: Firewall, netns: str) -> None:
         await firewall.ensure_chains()
         await firewall.install([A1])
-        subprocess.run(["ip", "netns", "exec", netns, "iptables", "-w", "-t", "nat", "-F", "BWVISU-SNAT"],  # noqa: ASYNC221
-                       check=True)
+        subprocess.run(["ip", "netns", "exec", netns, "iptables", "-w", "-t", "nat",  # noqa: ASYNC221
+                        "-F", "BWVISU-SNAT-20992"], check=True)
         await firewall.install([A1])
-        assert "-A BWVISU-SNAT -d 10.9.0.20/32" in self._save(netns)
+        assert "-A BWVISU-SNAT-20992 -d 10.9.0.20/32" in self._save(netns)
+
+    async def test_a_bucket_made_meanwhile_by_another_is_used(self, firewall: Firewall, netns: str) -> None:
+        await firewall.ensure_chains()
+        fw: IptablesFirewall = firewall  # type: ignore[assignment]
+        read = fw._read
+
+        async def then_another_makes_the_bucket(chains: Collection[str]) -> tuple[str, set[str]]:
+            found = await read(chains)
+            fw._read = read  # type: ignore[method-assign]
+            subprocess.run(["ip", "netns", "exec", netns, "iptables", "-w", "-t", "nat",  # noqa: ASYNC221
+                            "-N", "BWVISU-DNAT-19968"], check=True)
+            return found
+
+        fw._read = then_another_makes_the_bucket  # type: ignore[method-assign]
+        await fw.install([A1])
+        assert await fw.rules() == [A1]
+        assert self._save(netns).count("-j BWVISU-DNAT-19968") == 1
 
     async def test_a_refused_batch_changes_nothing(self, firewall: Firewall) -> None:
         await firewall.ensure_chains()

@@ -86,13 +86,10 @@ async def cancel(api: httpx.AsyncClient, job_id: str) -> None:
 
 
 def rules(minicluster: Minicluster, gateway: str) -> list[str]:
-    """Our chains' rules on a gateway, as `iptables -S` prints them."""
-    found = []
-    for chain in CHAINS:
-        proc = minicluster.in_host(gateway, ["iptables", "-w", "-t", "nat", "-S", chain])
-        assert proc.returncode == 0, proc.stderr
-        found += [line for line in proc.stdout.splitlines() if line.startswith("-A ")]
-    return found
+    """Our chains' rules on a gateway (and their buckets', `BWVISU-DNAT-20032`), as iptables prints them."""
+    proc = minicluster.in_host(gateway, ["iptables-save", "-t", "nat"])
+    assert proc.returncode == 0, proc.stderr
+    return [line for line in proc.stdout.splitlines() if line.startswith(tuple(f"-A {c}" for c in CHAINS))]
 
 
 def rules_of(minicluster: Minicluster, *job_ids: str) -> dict[str, list[str]]:

@@ -36,6 +36,11 @@ class InMemoryFirewall:
             # As iptables' text would: a DNAT must match the gateway's address (-d).
             raise FirewallError(f"forward of job {unbound[0].job_id} to port {unbound[0].external_port} "
                                 "names no gateway address (-d)")
+        jobs = {f.job_id for f in rules}
+        taken = sorted({f.external_port for f in self.installed if f.job_id not in jobs}
+                       & {f.external_port for f in rules})
+        if taken:
+            raise FirewallError(f"port(s) {', '.join(map(str, taken))} are forwarded for another job")
         if missing:
             self._change()
             self.installed |= missing

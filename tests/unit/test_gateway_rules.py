@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway_agent.domain import rules as r
 from gateway_agent.domain.rules import ForwardRule
@@ -95,3 +99,42 @@ def test_a_rule_from_before_rules_matched_the_gateway_reads_back_without_it() ->
     (line,) = r.parse_save(old)
     assert line.gateway_ip == "" and r.forwards([line])[0] != RULE  # so reconcile replaces it
     assert r.missing_lines([RULE], [line]) == [r.dnat_line(RULE), r.snat_line(RULE)]
+
+
+@given(st.lists(st.sampled_from(["-A", "BWVISU-DNAT", "--comment", '"bwvisu:j1"', '"a b"', "'x'", '"',
+                                 "\\", "x\"y\"", "-j", "DNAT", "\t", ""]), max_size=10).map(" ".join))
+def test_rule_words_split_as_shlex_does(raw: str) -> None:
+    try:
+        expected = shlex.split(raw)
+    except ValueError:
+        return  # an unbalanced quote: iptables never prints one
+    assert r._words(raw) == expected
+
+
+def test_buckets_by_block_of_ports_and_their_jumps() -> None:
+    assert r.bucket(r.DNAT_CHAIN, 20001) == "BWVISU-DNAT-19968"
+    assert r.bucket(r.SNAT_CHAIN, 64) == "BWVISU-SNAT-64"
+    assert r.bucket_jump("BWVISU-DNAT-19968") == (
+        "-A BWVISU-DNAT -p tcp -m tcp --dport 19968:20031 -m comment --comment bwvisu -j BWVISU-DNAT-19968")
+    assert r.is_chain_of("BWVISU-DNAT-19968", r.DNAT_CHAIN) and r.is_chain_of("BWVISU-DNAT", r.DNAT_CHAIN)
+    assert not r.is_chain_of("BWVISU-DNAT-x", r.DNAT_CHAIN)
+    assert not r.is_chain_of("BWVISU-SNAT-64", r.DNAT_CHAIN)
+    saved = r.bucket_jump("BWVISU-DNAT-19968") + "\n"
+    assert r.bucket_setup(["BWVISU-DNAT-19968", "BWVISU-SNAT-20992"], ["BWVISU-DNAT-19968"], saved) == [
+        "-N BWVISU-SNAT-20992", r.bucket_jump("BWVISU-SNAT-20992")]
+    # A bucket's rule reads back like a rule of the parent chain.
+    line = r.dnat_line(RULE, bucketed=True)
+    assert line.startswith("-A BWVISU-DNAT-19968 ") and r.forwards(r.parse_save(line)) == [RULE]
+
+
+@given(st.builds(ForwardRule, job_id=st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True),
+                 external_port=st.integers(1, 65535), internal_port=st.integers(1, 65535),
+                 target_ip=st.sampled_from(["10.0.0.1", "192.168.7.250"]),
+                 gateway_ip=st.sampled_from(["10.0.0.30", "172.16.0.1"]),
+                 source=st.sampled_from(["", "10.200.0.240"])),
+       st.sampled_from([r.TAG, "bwvtest1a2b3c:", "other:"]), st.booleans())
+def test_our_rules_read_quickly_as_the_general_reader_does(rule: ForwardRule, tag: str,
+                                                           bucketed: bool) -> None:
+    for line in (r.dnat_line(rule, r.TAG, bucketed), r.snat_line(rule, r.TAG, bucketed)):
+        assert r._parse_ours(line, tag) == r._parse_line(line, tag)
+        assert (r._parse_ours(line, tag) is None) == (tag != r.TAG)

@@ -6,6 +6,7 @@ change is a new struct name, so that every event ever stored stays decodable.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,7 +18,12 @@ from bwvisu_common.job_facts import FailureKind, Why, render
 
 
 def new_event_id() -> str:
-    return uuid.uuid4().hex
+    """A random UUID (version 4) in hex, as uuid.uuid4().hex, in a fraction of its time: a squeue
+    poll of many changed jobs makes thousands at once."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 def new_job_id() -> str:

@@ -41,6 +41,8 @@ class LiveJobs:
         self._kept_for = kept_for
         self._clock = clock
         self._jobs: dict[str, JobView] = {}
+        # uid -> that user's job ids: a user's sessions without looking at everyone's jobs.
+        self._by_user: dict[str, set[str]] = {}
         self._seq = 0
         self._changed = asyncio.Condition()
         self._writing = asyncio.Lock()  # a batch and a forgetting never interleave
@@ -58,6 +60,25 @@ class LiveJobs:
 
     def all(self) -> list[JobView]:
         return list(self._jobs.values())
+
+    def of_user(self, uid: str) -> list[JobView]:
+        """The jobs of one user (in no particular order)."""
+        return [self._jobs[job_id] for job_id in self._by_user.get(uid, ())]
+
+    def _put(self, jobs: dict[str, JobView]) -> None:
+        for job_id, job in jobs.items():
+            old = self._jobs.get(job_id)
+            if old is not None and old.uid != job.uid:
+                self._unindex(old)
+            self._by_user.setdefault(job.uid, set()).add(job_id)
+        self._jobs.update(jobs)
+
+    def _unindex(self, job: JobView) -> None:
+        mine = self._by_user.get(job.uid)
+        if mine is not None:
+            mine.discard(job.job_id)
+            if not mine:
+                del self._by_user[job.uid]
 
     async def wait_for(
         self, job_id: str, done: Callable[[JobView], bool], timeout: float
@@ -89,7 +110,7 @@ class LiveJobs:
             if due:
                 await self._commit_forgetting(due)
                 for job_id in due:
-                    del self._jobs[job_id]
+                    self._unindex(self._jobs.pop(job_id))
         if due:
             log.info("forgot %d jobs finished more than %s ago", len(due), self._kept_for)
         return due
@@ -126,7 +147,9 @@ class LiveJobs:
 
         Jobs the snapshot still holds but that are due are forgotten before anyone reads them.
         """
-        self._jobs, self._seq = await self._state.load_jobs()
+        loaded, self._seq = await self._state.load_jobs()
+        self._jobs, self._by_user = {}, {}
+        self._put(loaded)
         target = await self._events.last_seq()
         if self._seq < target:
             batches = self._events.batches(self._seq, self._max_batch)
@@ -164,7 +187,7 @@ class LiveJobs:
             new_seq = fresh[-1][0]
             await self._commit(list(changed.values()), new_seq)
             async with self._changed:
-                self._jobs.update(changed)
+                self._put(changed)
                 self._seq = new_seq
                 self._changed.notify_all()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -25,6 +25,10 @@ from gateway_agent.ports import Firewall, PortProber
 log = logging.getLogger(__name__)
 
 Resolver = Callable[[str], Awaitable[str]]
+# From this many jobs on, one pass over the stream reads their histories faster than a look-up each
+# (a look-up is a round trip per event of the job).
+SCAN_FROM = 64
+SCAN_BATCH = 1000
 
 
 async def resolve_ipv4(host: str) -> str:
@@ -63,6 +67,26 @@ class Gateway:
 
     async def history(self, job_id: str) -> list[ev.AnyEvent]:
         return [event for _, event in await self.events.read_job(job_id)]
+
+    async def histories(self, job_ids: Collection[str]) -> dict[str, list[ev.AnyEvent]]:
+        """Several jobs' histories (each job's events in order); jobs without events are left out."""
+        wanted = set(job_ids)
+        found: dict[str, list[ev.AnyEvent]] = {}
+        if len(wanted) < SCAN_FROM:
+            for job_id in wanted:
+                if history := await self.history(job_id):
+                    found[job_id] = history
+            return found
+        last = await self.events.last_seq()
+        if last == 0:
+            return found
+        async for batch in self.events.batches(0, SCAN_BATCH):
+            for _, event in batch:
+                if event.job_id in wanted:
+                    found.setdefault(event.job_id, []).append(event)
+            if len(batch) < SCAN_BATCH or batch[-1][0] >= last:
+                break  # caught up with the stream as it was when asked
+        return found
 
     def concrete(self, rules: Sequence[ForwardRule], sources: Sequence[str]) -> list[ForwardRule]:
         return concrete_rules(rules, sources, self.restrict_sources)

@@ -78,7 +78,10 @@ class GatewayHandlers:
                     moved: bool) -> list[str]:
         """Ports something already uses: internal ones on any node (unless moved), external ones here."""
         gw = self._gw
-        others = [r.external_port for r in await gw.firewall.rules() if r.job_id != job_id]
+        # The table mirrors the chains: no full read of a gateway's thousands of rules per assignment.
+        # (Another bwvisu's forwards on this gateway are checked by the firewall when it installs.)
+        others = [r.external_port for other, rules in gw.table.rules.items() if other != job_id
+                  for r in rules]
         checks = port_checks(ips, forwards, gw.own_ip, moved)
         answers = await asyncio.gather(*(gw.prober.is_open(h, p, gw.timing.probe_timeout)
                                          for h, p in checks))

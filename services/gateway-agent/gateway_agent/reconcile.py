@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bwvisu_common import events as ev
 from bwvisu_common.state_keys import gateway_ports
 from gateway_agent.domain.checks import shown
 from gateway_agent.domain.forwarding import ForwardTable, logical_rules
@@ -52,10 +53,16 @@ class Reconciler:
         """Make the chains say what the log says: stale rules out, missing rules back in."""
         gw = self._gw
         async with gw.lock:
-            installed = await gw.firewall.rules()
+            # The chains and the histories of the jobs the read model puts here, read at once.
+            here = jobs_to_check([], gw.jobs.all(), gw.name)
+            installed, histories = await asyncio.gather(gw.firewall.rules(), gw.histories(here))
             desired = ForwardTable()  # what each job should have, any source, and its clients
-            for job_id in jobs_to_check(installed, gw.jobs.all(), gw.name):
-                rules, sources = await self._desired(job_id)
+            checked = jobs_to_check(installed, gw.jobs.all(), gw.name)
+            live = [j for j in checked if not is_over(gw.jobs.get(j))]
+            histories |= await gw.histories([j for j in live if j not in histories])
+            addresses: dict[str, str] = {}  # node -> address: many jobs share a node
+            for job_id in live:
+                rules, sources = await self._desired(job_id, histories.get(job_id, []), addresses)
                 if rules:
                     desired.put(job_id, rules, sources)
             plan = plan_reconcile(installed, {job_id: gw.concrete(rules, desired.sources[job_id])
@@ -71,12 +78,10 @@ class Reconciler:
             log.info("reconciled: %d job(s) forwarded, %d stale job(s) removed", len(desired.rules),
                      len(plan.stale))
 
-    async def _desired(self, job_id: str) -> tuple[list[ForwardRule], list[str]]:
+    async def _desired(self, job_id: str, history: list[ev.AnyEvent],
+                       addresses: dict[str, str]) -> tuple[list[ForwardRule], list[str]]:
         """The job's forwards as the log says (checked like a new assignment), and its clients."""
         gw = self._gw
-        if is_over(gw.jobs.get(job_id)):
-            return [], []
-        history = await gw.history(job_id)
         decision = restore_decision(history, gw.name, gw.limits)
         if decision is None:
             return [], []
@@ -85,7 +90,9 @@ class Reconciler:
             return [], []
         want = decision.wanted
         try:
-            ip = await gw.resolve(want.nodes[0])
+            if want.nodes[0] not in addresses:
+                addresses[want.nodes[0]] = await gw.resolve(want.nodes[0])
+            ip = addresses[want.nodes[0]]
         except OSError:
             log.warning("job %s: cannot resolve %s; its forwards stay out", job_id, shown(want.nodes[:1]))
             return [], []

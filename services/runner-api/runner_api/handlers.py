@@ -106,7 +106,8 @@ class Jobs:
         return await self._logs.tail(job.uid, job_id, check_log_lines(lines))
 
     def running(self, uid: str | None = None) -> list[str]:
-        return running_ids(self._live.all(), uid)
+        # One user's jobs from the read model's index: not a look at every job in the system.
+        return running_ids(self._live.all() if uid is None else self._live.of_user(uid), uid)
 
     async def cancel(self, job_id: str, uid: str | None = None) -> None:
         await self._decide_on_running(job_id, uid, decide_cancel, "cancel")

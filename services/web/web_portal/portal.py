@@ -60,7 +60,8 @@ class Portal:
 
     def cards(self, user: str | None) -> list[Card]:
         """The sessions of `user` (everyone's for None) to list now."""
-        jobs = sessions_of(self.feed.all(), user, self.now(), self.keep_finished_minutes)
+        jobs = self.feed.all() if user is None else self.feed.of_user(user)
+        jobs = sessions_of(jobs, user, self.now(), self.keep_finished_minutes)
         return [self.card(j) for j in jobs]
 
     def is_admin(self, user: str) -> bool:

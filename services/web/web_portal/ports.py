@@ -53,6 +53,10 @@ class JobFeed(Protocol):
 
     def all(self) -> list[JobView]: ...
 
+    def of_user(self, uid: str) -> list[JobView]:
+        """One user's jobs (in no particular order)."""
+        ...
+
     async def changed(self, after_seq: int, timeout: float) -> int:
         """The sequence once it moved past `after_seq`, or the current one after `timeout` s."""
         ...

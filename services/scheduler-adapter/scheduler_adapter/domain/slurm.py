@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
+
+import msgspec
 
 
 class Lifecycle(enum.Enum):
@@ -47,6 +50,9 @@ STATE_MAP: dict[str, Lifecycle] = {
 
 
 def lifecycle(slurm_state: str) -> Lifecycle:
+    found = STATE_MAP.get(slurm_state)  # the common case, a bare upper-case word: one look-up
+    if found is not None:
+        return found
     # squeue may append flags ("CANCELLED by 1001"); the first word is the state.
     word = slurm_state.split(" ", 1)[0].strip().upper()
     return STATE_MAP.get(word, Lifecycle.UNKNOWN)
@@ -61,8 +67,8 @@ SQUEUE_FORMAT = ",".join(f"{f}:|" for f in SQUEUE_FIELDS[:-1]) + f",{SQUEUE_FIEL
 # The same without the name: nothing in it is chosen by a user, so every line is Slurm's own.
 SQUEUE_NAMELESS_FORMAT = ",".join(f"{f}:|" for f in SQUEUE_FIELDS[:-1])
 
-@dataclass(frozen=True, slots=True)
-class SqueueEntry:
+# A msgspec struct, not a dataclass: a poll makes one per job, and a frozen dataclass is slow to build.
+class SqueueEntry(msgspec.Struct, frozen=True, gc=False):
     """One job as squeue lists it."""
 
     slurm_id: str
@@ -143,6 +149,8 @@ def parse_nameless(text: str) -> list[SqueueEntry]:
     return entries
 
 
+# Most jobs share a handful of exit statuses ("0", mostly): decode each once.
+@functools.lru_cache(maxsize=1024)
 def decode_exit(raw: str) -> int | None:
     """Slurm's exit_code is a wait status: the code in the high byte, a signal in the low bits."""
     raw = raw.strip()

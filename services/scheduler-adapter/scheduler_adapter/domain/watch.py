@@ -6,6 +6,8 @@ import functools
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from bwvisu_common import events as ev
 from bwvisu_common.job_facts import JobState, Why, WhyKind, waiting
 from bwvisu_common.keyhole_client import expand_hostlist
@@ -22,8 +24,8 @@ _STEADY = {JobState.RUNNING: Why(WhyKind.RUNNING), JobState.AVAILABLE: Why(WhyKi
            JobState.COMPLETING: Why(WhyKind.COMPLETING)}
 
 
-@dataclass(frozen=True)
-class Append:
+# Structs, not dataclasses: a poll in which many jobs change makes one per job, and they build fast.
+class Append(msgspec.Struct, frozen=True, gc=False):
     """Events for one job, valid only if the job's last event is still `expected_seq`."""
 
     job_id: str
@@ -31,8 +33,7 @@ class Append:
     events: list[ev.Event]
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(msgspec.Struct, frozen=True, gc=False):
     """A tagged Slurm job that names one of our jobs: acted on only once Slurm confirms it."""
 
     job_id: str
