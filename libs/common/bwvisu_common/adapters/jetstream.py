@@ -45,6 +45,8 @@ EXPECTED_LAST_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 # Seconds between a followed stream's heartbeats; two missed ones (a server died) and nats-py makes
 # the consumer again elsewhere, so a follower is back within 2 s of the fault.
 FOLLOW_HEARTBEAT = 1.0
+# Seconds a follower waits quietly before it checks that the stream did not move on without it.
+STALL_CHECK = 2.0
 # Seconds an append keeps trying while the stream has no leader or the connection moves to
 # another server of the cluster (a server died): long enough for JetStream to elect a new one.
 APPEND_PATIENCE = 10.0
@@ -249,9 +251,10 @@ class JetStreamEventStore:
             policy = {"deliver_policy": DeliverPolicy.ALL}
         config = ConsumerConfig(**policy)  # type: ignore[arg-type]
         sub = await self._follow(config, after_seq)
+        delivered = [after_seq]  # the last stream sequence this subscription delivered
         try:
             while True:
-                yield await self._next_batch(sub, max_batch)
+                yield await self._next_batch(sub, max_batch, delivered)
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
@@ -273,12 +276,14 @@ class JetStreamEventStore:
             jsi._sseq = after_seq
         return sub
 
-    async def _next_batch(self, sub: Any, max_batch: int) -> list[tuple[int, ev.AnyEvent]]:
+    async def _next_batch(self, sub: Any, max_batch: int,
+                          delivered: list[int]) -> list[tuple[int, ev.AnyEvent]]:
         batch: list[tuple[int, ev.AnyEvent]] = []
         try:
-            msg = await sub.next_msg(timeout=None)
+            msg = await self._first_of_batch(sub, delivered)
             while True:
                 meta = msg.metadata
+                delivered[0] = meta.sequence.stream
                 decoded = _decode_or_skip(msg.data, meta.sequence.stream, msg.subject)
                 if decoded is not None:
                     batch.append((meta.sequence.stream, decoded))
@@ -288,6 +293,25 @@ class JetStreamEventStore:
         except (TimeoutError, nats.errors.Error) as exc:
             # Events announced but not delivered: the follower starts again from what it has.
             raise DependencyUnavailable(f"following stream {STREAM} stalled: {exc!r}") from exc
+
+    async def _first_of_batch(self, sub: Any, delivered: list[int]) -> Any:
+        """The next message, however long the stream stays quiet; DependencyUnavailable if the
+        subscription stopped delivering what the stream stores.
+
+        nats-py makes an ordered consumer again when its heartbeats stop, but if JetStream is
+        unavailable at that moment (a server of the cluster just died) it gives up without a
+        word: events are stored and never arrive. Quiet twice in a row while the stream moved
+        on past what was delivered is that, not a message on its way.
+        """
+        behind = 0
+        while True:
+            try:
+                return await sub.next_msg(timeout=STALL_CHECK)
+            except nats.errors.TimeoutError:
+                behind = behind + 1 if await self.last_seq() > delivered[0] else 0
+                if behind >= 2:
+                    raise DependencyUnavailable(
+                        f"following stream {STREAM} stalled after sequence {delivered[0]}") from None
 
     async def consume(self, durable: str, handler: Handler, stop: asyncio.Event) -> None:
         config = ConsumerConfig(
