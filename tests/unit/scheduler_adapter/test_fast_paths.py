@@ -24,7 +24,7 @@ def plain_lifecycle(state: str) -> Lifecycle:
 
 def plain_exit(raw: str) -> int | None:
     raw = raw.strip()
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         return None
     signal = int(raw) & 0x7F
     return 128 + signal if signal else int(raw) >> 8

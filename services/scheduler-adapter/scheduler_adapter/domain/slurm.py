@@ -154,7 +154,7 @@ def parse_nameless(text: str) -> list[SqueueEntry]:
 def decode_exit(raw: str) -> int | None:
     """Slurm's exit_code is a wait status: the code in the high byte, a signal in the low bits."""
     raw = raw.strip()
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²" is a digit to str.isdigit, not to int()
         return None
     status = int(raw)
     signal = status & 0x7F
