@@ -139,7 +139,7 @@ async def test_a_figure_the_stream_cannot_give_now_is_left_out_not_stale() -> No
         return answer
 
     lag = ReadModelLag(LiveJobs(InMemoryEventStore(), InMemoryStateStore()), last_seq)
-    metrics = ProcessMetrics()
+    metrics = ProcessMetrics(sample_every=0)
     metrics.add(lag, lag.sample)
     assert ("bwvisu_event_lag_events", (("consumer", "read-model"),)) in samples(await metrics.render())
     assert not any(name == "bwvisu_event_lag_events" for name, _ in samples(await metrics.render()))
@@ -150,7 +150,7 @@ async def test_a_durable_consumer_s_lag_is_what_it_has_not_acked() -> None:
     for job in ("a", "b", "c"):
         await events.append([ev.JobSubmitted(job_id=job, uid="alice", template_name="t")])
     lag = ConsumerLag("scheduler-adapter", events.consumer_pending)
-    metrics = ProcessMetrics()
+    metrics = ProcessMetrics(sample_every=0)
     metrics.add(lag, lag.sample)
     key = ("bwvisu_event_lag_events", (("consumer", "scheduler-adapter"),))
     assert samples(await metrics.render())[key] == 3
@@ -253,3 +253,19 @@ async def test_a_process_without_http_serves_metrics_on_its_own_port() -> None:
 def test_a_view_stored_before_available_at_existed_still_decodes() -> None:
     old = msgspec.json.encode({"job_id": "a", "state": "available"})
     assert msgspec.json.decode(old, type=JobView).available_at is None
+
+
+async def test_scrapes_in_a_row_ask_the_stream_once() -> None:
+    """/metrics is served without a login: a flood of scrapes is not a flood of JetStream requests."""
+    asked: list[int] = []
+
+    async def last_seq() -> int:
+        asked.append(1)
+        return 5
+
+    lag = ReadModelLag(LiveJobs(InMemoryEventStore(), InMemoryStateStore()), last_seq)
+    metrics = ProcessMetrics()
+    metrics.add(lag, lag.sample)
+    for _ in range(20):
+        assert ("bwvisu_event_lag_events", (("consumer", "read-model"),)) in samples(await metrics.render())
+    assert len(asked) == 1

@@ -25,6 +25,8 @@ _JOB: ContextVar[str] = ContextVar("bwvisu_job_id", default="")
 # URL-safe characters: our tokens and session secrets are 43, job ids 16 and event ids 32.
 _NAMED_SECRET = re.compile(r"(?i)((?:password|passwd|token|secret|authorization)[\"']?\s*[=:]\s*[\"']?)"
                            r"([^\s&\"',;]+)")
+# An Authorization header's whole value ("Basic <credentials>", "Bearer <token>").
+_AUTH_HEADER = re.compile(r"(?i)(authorization[\"']?\s*:\s*[\"']?)([^\"'\n]+)")
 _LONG_RANDOM = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{40,}(?![A-Za-z0-9_-])")
 MASK = "***"
 
@@ -46,6 +48,7 @@ def current_job() -> str:
 
 def redact(text: str) -> str:
     """`text` with every secret-looking value masked."""
+    text = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, text)
     return _LONG_RANDOM.sub(MASK, _NAMED_SECRET.sub(lambda m: m.group(1) + MASK, text))
 
 

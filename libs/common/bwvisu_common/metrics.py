@@ -40,6 +40,7 @@ Sampler = Callable[[], Awaitable[None]]
 PATH = "/metrics"
 # A scrape waits this long for its samplers; a sampler that takes longer leaves its figure out.
 SAMPLE_TIMEOUT = 2.0
+SAMPLE_EVERY = 5.0  # seconds a sampled figure is served before it is sampled again
 # Seconds from a second to ten minutes: a job start or a submission on a busy cluster.
 SLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
@@ -78,11 +79,14 @@ class _Shared:
 class ProcessMetrics:
     """What one process serves on /metrics: the module-level metrics, plus collectors of its own objects."""
 
-    def __init__(self) -> None:
+    def __init__(self, sample_every: float = SAMPLE_EVERY) -> None:
+        self._sample_every = sample_every
         # Not the default registry: two services in one test process each show only their own objects.
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Shared())
         self._samplers: list[Sampler] = []
+        self._sampling = asyncio.Lock()
+        self._sampled_at = float("-inf")
 
     def add(self, collector: Collector, sampler: Sampler | None = None) -> None:
         """Serve `collector`'s figures; `sampler` (if any) refreshes what it reads before each scrape."""
@@ -91,8 +95,14 @@ class ProcessMetrics:
             self._samplers.append(sampler)
 
     async def render(self) -> bytes:
-        """The text exposition format, after every sampler had its turn."""
-        await asyncio.gather(*(self._sample(s) for s in self._samplers))
+        """The text exposition format, after every sampler had its turn (at most once every
+        SAMPLE_EVERY seconds: /metrics is served without a login, and a flood of scrapes must
+        not become a flood of JetStream requests)."""
+        async with self._sampling:
+            now = time.monotonic()
+            if now - self._sampled_at >= self._sample_every:
+                self._sampled_at = now
+                await asyncio.gather(*(self._sample(s) for s in self._samplers))
         return generate_latest(self.registry)
 
     async def _sample(self, sampler: Sampler) -> None:

@@ -308,7 +308,11 @@ class JetStreamEventStore:
             try:
                 return await sub.next_msg(timeout=STALL_CHECK)
             except nats.errors.TimeoutError:
-                behind = behind + 1 if await self.last_seq() > delivered[0] else 0
+                try:
+                    stored = await self.last_seq()
+                except DependencyUnavailable:  # JetStream busy electing, say: not known to be behind
+                    stored = delivered[0]
+                behind = behind + 1 if stored > delivered[0] else 0
                 if behind >= 2:
                     raise DependencyUnavailable(
                         f"following stream {STREAM} stalled after sequence {delivered[0]}") from None

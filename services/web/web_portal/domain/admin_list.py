@@ -23,7 +23,8 @@ def parse_query(user: str = "", state: str = "", gateway: str = "", page: str = 
     """The query string's filter; InvalidInput("state", ...) for a state that does not exist.
 
     A page that is not a number is the first: a hand-edited URL should still show something."""
-    number = int(page) if page.isdigit() else 1
+    # ASCII digits only ("²" is a digit to str.isdigit, not to int()), and not absurdly many.
+    number = int(page) if page.isascii() and page.isdigit() and len(page) <= 9 else 1
     return AdminQuery(JobFilter(user=user.strip()[:MAX_FILTER_LENGTH], state=state.strip(),
                                 gateway=gateway.strip()[:MAX_FILTER_LENGTH]), max(1, number))
 
