@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -111,9 +112,10 @@ class World:
     agents: ScriptedGatewayAgents
 
 
-@pytest.fixture
-async def world() -> AsyncIterator[World]:
-    events, state = InMemoryEventStore(), InMemoryStateStore()
+@contextlib.asynccontextmanager
+async def running(events: InMemoryEventStore) -> AsyncIterator[World]:
+    """A world on `events`: its read model follows them, and scripted agents answer assignments."""
+    state = InMemoryStateStore()
     clock = [100.0]
     health = GatewayHeartbeats(timeout=5.0, clock=lambda: clock[0])
     jobs = LiveJobs(events, state)
@@ -121,11 +123,19 @@ async def world() -> AsyncIterator[World]:
     stop = asyncio.Event()
     tasks = [asyncio.create_task(jobs.run()),
              asyncio.create_task(events.consume("agents", agents.handle, stop))]
-    yield World(events, state, jobs, health, clock, agents)
-    stop.set()
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    try:
+        yield World(events, state, jobs, health, clock, agents)
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    async with running(InMemoryEventStore()) as w:
+        yield w
 
 
 async def test_a_dead_gateways_job_moves_once_even_with_several_replicas(world: World) -> None:
@@ -245,24 +255,15 @@ class AnswerLostEventStore(InMemoryEventStore):
 
 @pytest.mark.parametrize("stored", [True, False])
 async def test_a_move_whose_append_answer_is_lost_keeps_the_ports_it_needs(stored: bool) -> None:
-    events, state = AnswerLostEventStore(stored), InMemoryStateStore()
-    clock = [100.0]
-    health = GatewayHeartbeats(timeout=5.0, clock=lambda: clock[0])
-    jobs = LiveJobs(events, state)
-    agents = ScriptedGatewayAgents(events)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(jobs.run()),
-             asyncio.create_task(events.consume("agents", agents.handle, stop))]
-    try:
-        world = World(events, state, jobs, health, clock, agents)
+    async with running(AnswerLostEventStore(stored)) as world:
         await stranded_on_gw1(world)
         failover = failover_of(world)
         assert await failover.move_once() == 0
-        clock[0] += 2.0
-        health.beat("gw0")
+        world.clock[0] += 2.0
+        world.health.beat("gw0")
         assert await failover.move_once() == (1 if stored else 0)
-        held = await state.reservations()
-        job = jobs.get("j")
+        held = await world.state.reservations()
+        job = world.jobs.get("j")
         assert job is not None
         if stored:  # the move went in: it keeps its new ports, and the dead gateway's are free
             assert [s.gateway for s in job.services] == ["gw0"]
@@ -271,8 +272,3 @@ async def test_a_move_whose_append_answer_is_lost_keeps_the_ports_it_needs(store
         else:  # nothing went in: nothing is held for it, and the next round tries again
             assert held == {port_key("gw1", 20010): "j", node_port_key("cn0", 20050): "j"}
             assert await failover.move_once() == 1
-    finally:
-        stop.set()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
