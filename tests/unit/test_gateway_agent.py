@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import pytest
 
 from bwvisu_common import events as ev
+from bwvisu_common.assignments import is_current
 from bwvisu_common.job_facts import JobState
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.state_keys import grant_key, node_port_key, port_key
 from gateway_agent.bootstrap import Agent, assemble
-from gateway_agent.domain.history import is_current, wanted
+from gateway_agent.domain.history import wanted
 from gateway_agent.domain.probing import Timing
 from gateway_agent.domain.rules import ForwardRule
 from gateway_agent.gateway import Gateway
@@ -213,4 +214,38 @@ async def test_forwards_moved_here_are_installed_while_the_application_listens(w
     move = ev.PortsAssigned(job_id="j1", gateway="gw0", nodes=["cn0"], forwards=forwards, moved_from="gw1")
     await world.agent.handlers.handle(await world.events.append([move]), move)
     assert [r.job_id for r in await world.firewall.rules()] == ["j1"]
+    assert (await world.kinds("j1"))[-1] == "PortsForwarded"
+
+
+async def test_an_assignment_given_up_on_while_installing_is_taken_out_again(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """keyhole-api's PortsUnavailable goes in while iptables runs: the late confirmation must not
+    stand beside it (its ports were given back), so the rules come out and nothing is confirmed."""
+    await world.running_job("j1", ["cn0"])
+    install = world.firewall.install
+
+    async def given_up_meanwhile(rules):  # type: ignore[no-untyped-def]
+        await world.events.append([ev.PortsUnavailable(job_id="j1", gateway="gw0", forwards=[],
+                                                       reason="gateway gw0 did not answer in time")])
+        return await install(rules)
+
+    monkeypatch.setattr(world.firewall, "install", given_up_meanwhile)
+    await world.assign("j1", ["cn0"], [(21000, 20000)])
+    assert await world.firewall.rules() == []
+    assert not world.agent.gateway.table.holds("j1")
+    assert (await world.kinds("j1"))[-2:] == ["PortsAssigned", "PortsUnavailable"]
+
+
+async def test_an_unrelated_event_while_installing_does_not_stop_the_confirmation(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    await world.running_job("j1", ["cn0"])
+    install = world.firewall.install
+
+    async def client_meanwhile(rules):  # type: ignore[no-untyped-def]
+        await world.events.append([ev.ClientAddressAllowed(job_id="j1", address="192.0.2.7")])
+        return await install(rules)
+
+    monkeypatch.setattr(world.firewall, "install", client_meanwhile)
+    await world.assign("j1", ["cn0"], [(21000, 20000)])
+    assert len(await world.firewall.rules()) == 1
     assert (await world.kinds("j1"))[-1] == "PortsForwarded"

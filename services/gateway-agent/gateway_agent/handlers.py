@@ -12,6 +12,8 @@ import logging
 from collections.abc import Sequence
 
 from bwvisu_common import events as ev
+from bwvisu_common.assignments import is_current
+from bwvisu_common.errors import ConcurrencyConflict
 from gateway_agent.domain.forwarding import (
     Refuse,
     busy_ports,
@@ -46,7 +48,8 @@ class GatewayHandlers:
 
     async def _forward(self, assigned: ev.PortsAssigned) -> None:
         gw, job_id = self._gw, assigned.job_id
-        decision = decide_forward(await gw.history(job_id), assigned, gw.limits)
+        numbered = await gw.events.read_job(job_id)
+        decision = decide_forward([e for _, e in numbered], assigned, gw.limits)
         if decision is None:
             return  # answered already, given up on, or superseded
         if isinstance(decision, Refuse):
@@ -70,9 +73,30 @@ class GatewayHandlers:
             await self._unavailable(assigned, str(exc))
             return
         gw.table.put(job_id, rules, sources)
-        await gw.events.append([forwarded(assigned, gw.name)])
+        if not await self._confirm(assigned, numbered[-1][0]):
+            # keyhole-api gave up on it meanwhile (and gave its ports back), or the job moved on.
+            await gw.firewall.remove_jobs([job_id])
+            gw.table.drop(job_id)
+            log.info("job %s: assignment %s was given up on while installing; its forwards are out again",
+                     job_id, assigned.event_id)
+            return
         log.info("job %s: forwarded %s", job_id,
                  ", ".join(f"{r.external_port}->{r.target_ip}:{r.internal_port}" for r in rules))
+
+    async def _confirm(self, assigned: ev.PortsAssigned, seen: int, attempts: int = 5) -> bool:
+        """Append PortsForwarded only while the assignment still awaits its answer, on the history
+        read (keyhole-api gives up on the same terms): never both. False: it no longer awaits it."""
+        gw = self._gw
+        for _ in range(attempts):
+            try:
+                await gw.events.append([forwarded(assigned, gw.name)], expected_version=seen)
+                return True
+            except ConcurrencyConflict:  # something else happened to the job: is it still ours?
+                numbered = await gw.events.read_job(assigned.job_id)
+                if not is_current([e for _, e in numbered], assigned.event_id):
+                    return False
+                seen = numbered[-1][0]
+        return False
 
     async def _busy(self, job_id: str, ips: list[str], forwards: Sequence[ev.Forward],
                     moved: bool) -> list[str]:

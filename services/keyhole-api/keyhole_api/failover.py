@@ -31,6 +31,7 @@ from keyhole_api.domain.failover import (
     stranded,
 )
 from keyhole_api.domain.grant import Outcome
+from keyhole_api.giving_up import give_up
 from keyhole_api.ports import GatewayLiveness
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,11 @@ class GatewayFailover:
         view = await self._jobs.wait_for(move.job_id, lambda j: move_answered(j, seq, picked.gateway),
                                          self._answer_timeout)
         result = move_outcome(view, picked.gateway)
+        reason = f"gateway {picked.gateway} did not answer the move in time"
+        if result is Outcome.NO_ANSWER and not await give_up(self._events, assigned, reason):
+            result = Outcome.FORWARDED  # it answered just now, after all
         if result is not Outcome.FORWARDED:
-            await self._not_taken(move, picked, result)
+            await self._not_taken(move, picked, result, reason)
             return 0
         dead = held_by(await self._state.reservations(gateway_ports(move.from_gateway)), move.job_id)
         await self._state.release_job(move.job_id, dead)
@@ -138,18 +142,15 @@ class GatewayFailover:
                 return seq
         return None
 
-    async def _not_taken(self, move: Move, picked: Reservation, result: Outcome) -> None:
-        """The new gateway did not take the forwards: free its ports, and try again next round."""
+    async def _not_taken(self, move: Move, picked: Reservation, result: Outcome, reason: str) -> None:
+        """The new gateway did not take the forwards (given up on, or refused): free its ports, and
+        try again next round."""
         await self._state.release_job(move.job_id, picked.keys)
         if result is Outcome.JOB_ENDED:
             return
         self._tried.pop(move.job_id, None)
         if result is Outcome.NO_ANSWER:
-            reason = f"gateway {picked.gateway} did not answer the move in time"
             self._live.forget(picked.gateway)  # dead to the next round, until it beats again
-            # Its answer would come too late: the agent must not install the move after this.
-            await self._events.append([ev.PortsUnavailable(job_id=move.job_id, gateway=picked.gateway,
-                                                           forwards=picked.forwards, reason=reason)])
             log.warning("job %s: %s; trying again", move.job_id, reason)
         else:
             log.warning("job %s: gateway %s refused the move; trying again", move.job_id, picked.gateway)

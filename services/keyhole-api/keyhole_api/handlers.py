@@ -29,6 +29,7 @@ from keyhole_api.domain.verify import (
     parse_body,
 )
 from keyhole_api.errors import GrantPending, NoCapacity, Refusal, Refused
+from keyhole_api.giving_up import give_up
 from keyhole_api.ports import GatewayLiveness
 
 log = logging.getLogger(__name__)
@@ -203,11 +204,15 @@ class KeyholeHandlers:
             picked = await self._reserve(job_id, req, avoid)
             if picked is None:
                 break
-            seq = await self._events.append([ev.PortsAssigned(
-                job_id=job_id, gateway=picked.gateway, nodes=req.nodes, forwards=picked.forwards)])
+            assigned = ev.PortsAssigned(job_id=job_id, gateway=picked.gateway, nodes=req.nodes,
+                                        forwards=picked.forwards)
+            seq = await self._events.append([assigned])
             view = await self._jobs.wait_for(job_id, lambda j, s=seq: settled(j, s),  # type: ignore[misc]
                                              self._tuning.agent_timeout)
             result = outcome(view, picked.gateway)
+            no_answer = f"gateway {picked.gateway} did not answer in time"
+            if result is Outcome.NO_ANSWER and not await give_up(self._events, assigned, no_answer):
+                result = Outcome.FORWARDED  # it answered just now, after all
             if result is Outcome.FORWARDED:
                 log.info("job %s: %d port(s) forwarded on %s", job_id, req.count, picked.gateway)
                 return Grant(picked.gateway, picked.forwards)
@@ -215,11 +220,9 @@ class KeyholeHandlers:
             if result is Outcome.JOB_ENDED:
                 raise Refused(Refusal.NOT_RUNNING, ENDED)
             if result is Outcome.NO_ANSWER:
-                last = f"gateway {picked.gateway} did not answer in time"
+                last = no_answer
                 self._live.forget(picked.gateway)
                 avoid.gateways.add(picked.gateway)
-                await self._events.append([ev.PortsUnavailable(
-                    job_id=job_id, gateway=picked.gateway, forwards=picked.forwards, reason=last)])
             else:
                 last = f"ports in use on {picked.gateway} or the job's nodes"
                 avoid.ports_of(picked)

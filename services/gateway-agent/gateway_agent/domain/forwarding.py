@@ -10,8 +10,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bwvisu_common import events as ev
+from bwvisu_common.assignments import is_current
 from gateway_agent.domain.checks import Limits, refusal, shown
-from gateway_agent.domain.history import allowed_addresses, forwarded_before, is_current
+from gateway_agent.domain.history import allowed_addresses, forwarded_before
 from gateway_agent.domain.rules import ForwardRule, is_ipv4, per_source
 
 

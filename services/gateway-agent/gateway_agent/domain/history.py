@@ -6,11 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bwvisu_common import events as ev
-
-# After these, a job's forwards are gone for good.
-_TERMINAL = (ev.JobEnded, ev.JobCancelRequested, ev.JobSubmitFailed)
-# A gateway's answers: each speaks only for the gateway that sent it.
-_ANSWERS = (ev.PortsForwarded, ev.PortsUnavailable, ev.ForwardsRemoved)
+from bwvisu_common.assignments import ANSWERS, TERMINAL
 
 
 @dataclass(frozen=True)
@@ -19,23 +15,6 @@ class Wanted:
 
     nodes: list[str]
     forwards: list[ev.Forward]
-
-
-def is_current(history: Sequence[ev.Event], assignment_id: str) -> bool:
-    """True if the assignment is the job's newest word and nobody answered it yet.
-
-    A redelivered assignment that was answered, one keyhole-api gave up on, one superseded by
-    a newer assignment, or one for a job that ended is not acted on again.
-    A late answer from another gateway (one the job moved away from) does not count.
-    """
-    ids = [e.event_id for e in history]
-    if assignment_id not in ids:
-        return False
-    assigned = history[ids.index(assignment_id)]
-    gateway = assigned.gateway if isinstance(assigned, ev.PortsAssigned) else ""
-    later = history[ids.index(assignment_id) + 1 :]
-    return not any(isinstance(e, (ev.PortsAssigned, *_TERMINAL))
-                   or (isinstance(e, _ANSWERS) and e.gateway == gateway) for e in later)
 
 
 def wanted(history: Sequence[ev.Event], gateway: str) -> Wanted | None:
@@ -48,12 +27,12 @@ def wanted(history: Sequence[ev.Event], gateway: str) -> Wanted | None:
     forwarded: tuple[ev.PortsAssigned, list[ev.Forward]] | None = None
     pending: ev.PortsAssigned | None = None
     for event in history:
-        if isinstance(event, _TERMINAL):
+        if isinstance(event, TERMINAL):
             return None
         if isinstance(event, ev.PortsAssigned):
             pending = event
             continue
-        if not isinstance(event, _ANSWERS):
+        if not isinstance(event, ANSWERS):
             continue
         if isinstance(event, ev.ForwardsRemoved):
             if forwarded is not None and event.gateway == forwarded[0].gateway:
