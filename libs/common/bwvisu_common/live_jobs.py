@@ -44,6 +44,7 @@ class LiveJobs:
         # uid -> that user's job ids: a user's sessions without looking at everyone's jobs.
         self._by_user: dict[str, set[str]] = {}
         self._seq = 0
+        self._caught_up = False  # etcd's snapshot was loaded and the stream applied after it
         self._changed = asyncio.Condition()
         self._writing = asyncio.Lock()  # a batch and a forgetting never interleave
 
@@ -133,12 +134,17 @@ class LiveJobs:
                 log.info("forgetting finished jobs: %r; trying again later", exc)
 
     async def _follow_forever(self, caught_up: asyncio.Event | None) -> None:
+        reload = True
         while True:
             try:
-                await self._follow(caught_up)
+                await self._follow(caught_up, reload)
             except ProjectionMoved:
                 log.info("etcd moved away from sequence %d; reloading", self._seq)
+                reload = True
             except DependencyUnavailable as exc:
+                # Once caught up, go on from what this process holds: etcd's snapshot may be older,
+                # and loading it again would show jobs as they were a moment ago.
+                reload = not self._caught_up
                 log.warning("read model: %s; retrying in 1 s", exc)
                 await asyncio.sleep(1)
 
@@ -163,8 +169,10 @@ class LiveJobs:
         await self.forget_finished()
         return self._seq
 
-    async def _follow(self, caught_up: asyncio.Event | None) -> None:
-        await self.catch_up()
+    async def _follow(self, caught_up: asyncio.Event | None, reload: bool = True) -> None:
+        if reload:
+            await self.catch_up()
+            self._caught_up = True
         if caught_up is not None:
             caught_up.set()
         async for batch in self._events.batches(self._seq, self._max_batch):
