@@ -195,7 +195,8 @@ async def leftovers(system: HaSystem, record: Record) -> list[str]:
     return found
 
 
-async def test_sessions_survive_the_adversary_and_nothing_is_left(ha: HaSystem) -> None:
+async def test_sessions_survive_the_adversary_and_nothing_is_left(ha: HaSystem,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     adversary = Adversary.planned(ha)
     print(f"\nchaos: seed {adversary.seed} (set BWVISU_CHAOS_SEED={adversary.seed} to replay), "
           f"{len(adversary.faults)} faults, {JOBS} lifecycles", flush=True)
@@ -229,14 +230,16 @@ async def test_sessions_survive_the_adversary_and_nothing_is_left(ha: HaSystem) 
             record.problems.append(f"fault {fault.name!r}: {fault.error}")
     left = await leftovers(ha, record)
     ran = [f for f in adversary.faults if f.at]
-    for probe in probes:
-        print(f"chaos: {probe.fault.name}: a session started then was accepted after "
-              f"{_seconds(probe.submitted)}, `available` after {_seconds(probe.available)}")
-    print(f"chaos: recovery, first accepted submit after a fault: {p50_max(recovery(probes, 'submitted'))}")
-    print(f"chaos: recovery, first `available` after a fault: {p50_max(recovery(probes, 'available'))}")
-    print(f"chaos: seed {adversary.seed}: {len(record.accepted)} accepted, {len(record.answered)} answered, "
-          f"{len(ran)}/{len(adversary.faults)} faults, {len(record.problems)} problems, "
-          f"{len(left)} left behind", flush=True)
+    with capsys.disabled():  # shown by `make test` too, also when the test passes
+        for probe in probes:
+            print(f"chaos: {probe.fault.name}: a session started then was accepted after "
+                  f"{_seconds(probe.submitted)}, `available` after {_seconds(probe.available)}")
+        submitted, available = p50_max(recovery(probes, "submitted")), p50_max(recovery(probes, "available"))
+        print(f"chaos: recovery, first accepted submit after a fault: {submitted}")
+        print(f"chaos: recovery, first `available` after a fault: {available}")
+        print(f"chaos: seed {adversary.seed}: {len(record.accepted)} accepted, {len(record.answered)} "
+              f"answered, {len(ran)}/{len(adversary.faults)} faults, {len(record.problems)} problems, "
+              f"{len(left)} left behind; recovery: submit {submitted}, `available` {available}", flush=True)
     assert len(record.accepted) >= JOBS, f"only {len(record.accepted)} of {JOBS} sessions accepted"
     assert not record.problems, "\n".join(record.problems)
     assert not left, "\n".join(left)
