@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import uuid
@@ -23,6 +24,7 @@ from bwvisu_common import events as ev
 from bwvisu_common.adapters.nats_connection import NatsAuth as NatsAuth
 from bwvisu_common.adapters.nats_connection import connect_nats as connect_nats
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
+from bwvisu_common.lanes import Lanes
 from bwvisu_common.ports import Handler
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ FOLLOW_HEARTBEAT = 1.0
 # Seconds an append keeps trying while the stream has no leader or the connection moves to
 # another server of the cluster (a server died): long enough for JetStream to elect a new one.
 APPEND_PATIENCE = 10.0
+# Events a durable consumer fetches at once (at most).
+FETCH_BATCH = 64
 # What a server dying looks like to a publisher: no answer, or nobody leading the stream yet.
 _TRANSIENT = (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError,
               nats.errors.ConnectionReconnectingError, nats.js.errors.NoStreamResponseError,
@@ -288,33 +292,32 @@ class JetStreamEventStore:
             # Events announced but not delivered: the follower starts again from what it has.
             raise DependencyUnavailable(f"following stream {STREAM} stalled: {exc!r}") from exc
 
-    async def consume(self, durable: str, handler: Handler, stop: asyncio.Event) -> None:
+    async def consume(self, durable: str, handler: Handler, stop: asyncio.Event, *,
+                      concurrency: int = 1) -> None:
         config = ConsumerConfig(
             durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_deliver=-1,
             deliver_policy=DeliverPolicy.ALL,
         )
         sub = await self._durable(durable, config, stop)
-        while sub is not None and not stop.is_set():
-            try:
-                msgs = await sub.fetch(64, timeout=1)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except nats.errors.Error as exc:
-                log.warning("consumer %s: fetch failed (%r); retrying", durable, exc)
-                await asyncio.sleep(1)
-                continue
-            for msg in msgs:
-                seq = msg.metadata.sequence.stream
-                event = _decode_or_skip(msg.data, seq, msg.subject)
+        lanes = Lanes(concurrency)
+        try:
+            while sub is not None and not stop.is_set():
                 try:
-                    if event is not None:
-                        await handler(seq, event)
-                except Exception:
-                    log.exception("consumer %s: handler failed on event %d; redelivering", durable, seq)
-                    await msg.nak(delay=2)
+                    # No more in hand than can start soon: an event waiting here counts against ack_wait.
+                    msgs = await sub.fetch(min(FETCH_BATCH, 2 * concurrency), timeout=1)
+                except (TimeoutError, nats.errors.TimeoutError):
                     continue
-                await msg.ack()
-
+                except nats.errors.Error as exc:
+                    log.warning("consumer %s: fetch failed (%r); retrying", durable, exc)
+                    await asyncio.sleep(1)
+                    continue
+                for msg in msgs:
+                    # One job's events in order, different jobs' at once.
+                    await lanes.start(msg.subject.rsplit(".", 1)[0],
+                                      functools.partial(_handle_one, durable, handler, msg))
+            await lanes.drain()
+        finally:
+            await lanes.cancel()
 
     async def _durable(self, durable: str, config: ConsumerConfig, stop: asyncio.Event) -> Any:
         """The durable consumer's subscription, once JetStream answers (it may be electing a
@@ -328,6 +331,23 @@ class JetStreamEventStore:
             except nats.errors.Error as exc:
                 raise DependencyUnavailable(f"consumer {durable} refused: {exc!r}") from exc
         return None
+
+async def _handle_one(durable: str, handler: Handler, msg: Any) -> None:
+    """Hand one event to `handler`; acknowledged once handled, redelivered after 2 s if it raised."""
+    seq = msg.metadata.sequence.stream
+    event = _decode_or_skip(msg.data, seq, msg.subject)
+    try:
+        if event is not None:
+            await handler(seq, event)
+    except Exception:
+        log.exception("consumer %s: handler failed on event %d; redelivering", durable, seq)
+        with contextlib.suppress(nats.errors.Error):
+            await msg.nak(delay=2)
+        return
+    with contextlib.suppress(nats.errors.Error):
+        # A lost ack only means the event comes again: handlers are idempotent.
+        await msg.ack()
+
 
 def _expect(job_id: str, version: int) -> dict[str, str]:
     return {EXPECTED_LAST: str(version), EXPECTED_LAST_SUBJECT: job_subjects(job_id)}
