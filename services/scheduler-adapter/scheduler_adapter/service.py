@@ -34,7 +34,8 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
         for subscription in await queries.serve(deps.nc, deps.scheduler, deps.users,
                                                 settings.bwvisu_home_prefix):
             process.stack.push_async_callback(subscription.unsubscribe)
-        process.spawn("handlers", deps.events.consume(DURABLE, deps.handlers.handle, process.stop))
+        process.spawn("handlers", deps.events.consume(DURABLE, deps.handlers.handle, process.stop,
+                                                      concurrency=settings.scheduler.concurrent_events))
         watch = functools.partial(deps.watcher.run, process.stop)
         process.spawn("watcher", lead(deps.election, WATCHER_ROLE, watch, process.stop))
         process.spawn_once("sweep-secrets", _sweep(deps.handlers, deps.jobs.all()))
