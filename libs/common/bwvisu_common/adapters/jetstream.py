@@ -318,6 +318,10 @@ class JetStreamEventStore:
             await lanes.drain()
         finally:
             await lanes.cancel()
+            if sub is not None:
+                # Its last fetch may still be waiting on the server: the connection can drain at once.
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.unsubscribe()
 
     async def _durable(self, durable: str, config: ConsumerConfig, stop: asyncio.Event) -> Any:
         """The durable consumer's subscription, once JetStream answers (it may be electing a
