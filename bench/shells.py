@@ -12,6 +12,7 @@ import asyncssh
 
 from bwvisu_common.settings import Settings
 
+Shell = asyncssh.SSHClientConnection
 HELD_SCRIPT = "#!/bin/bash\n#SBATCH --time=15\n#SBATCH --output=/dev/null\nsleep 900\n"
 
 
@@ -53,9 +54,11 @@ async def in_parallel(shells: Sequence[asyncssh.SSHClientConnection], items: Seq
     return time.perf_counter() - started
 
 
-async def sbatch(shell: asyncssh.SSHClientConnection, uid: str, name: str, script: str = HELD_SCRIPT) -> str:
-    """One sbatch as `uid`; the Slurm id."""
-    out = await as_user(shell, uid, ["sbatch", "--parsable", f"--job-name={name}"], script)
+async def sbatch(shell: asyncssh.SSHClientConnection, uid: str, name: str, script: str = HELD_SCRIPT,
+                 *, hold: bool = False) -> str:
+    """One sbatch as `uid`; the Slurm id. `hold`: the job stays pending (held), using no node."""
+    argv = ["sbatch", "--parsable", f"--job-name={name}", *(["--hold"] if hold else [])]
+    out = await as_user(shell, uid, argv, script)
     return out.strip().split(";")[0]
 
 

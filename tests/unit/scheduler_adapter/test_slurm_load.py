@@ -30,13 +30,14 @@ def test_busy_words_are_told_from_answers_about_a_job() -> None:
 
 
 def test_scancel_complaints_are_sorted_by_job() -> None:
-    text = (kill_error("2", "Job/step already completing or completed") + kill_error("3", "Access/permission denied")
+    text = (kill_error("2", "Job/step already completing or completed")
+            + kill_error("3", "Access/permission denied")
             + kill_error("4", "Invalid job id specified") + "sudo: error initializing audit plugin\n")
     assert cancel_complaints(text, ["1", "2", "3", "4"]) == {
         "1": None, "2": None, "3": "Access/permission denied", "4": None}
     # Words naming no job are every unnamed job's.
-    assert cancel_complaints("Unable to contact slurm controller\n" + kill_error("2", "Invalid job id specified"),
-                             ["1", "2"]) == {"1": "Unable to contact slurm controller", "2": None}
+    said = "Unable to contact slurm controller\n" + kill_error("2", "Invalid job id specified")
+    assert cancel_complaints(said, ["1", "2"]) == {"1": "Unable to contact slurm controller", "2": None}
 
 
 def test_backoff_doubles_per_pause_not_per_answer_and_an_answer_resets_it() -> None:
@@ -80,7 +81,8 @@ async def test_a_full_batch_goes_at_once_and_the_rest_follows() -> None:
 
 
 async def test_each_cancel_of_a_batch_gets_its_own_outcome() -> None:
-    said = kill_error("2", "Access/permission denied") + kill_error("3", "Socket timed out on send/recv operation")
+    said = (kill_error("2", "Access/permission denied")
+            + kill_error("3", "Socket timed out on send/recv operation"))
     runner = FakeCommandRunner().on(["sudo", "**"], CommandResult(1, "", said))
     slurm = cli(runner)
     one, two, three = await asyncio.gather(*(slurm.cancel("alice", i) for i in ("1", "2", "3")),
@@ -92,7 +94,8 @@ async def test_each_cancel_of_a_batch_gets_its_own_outcome() -> None:
 
 async def test_no_node_answering_fails_every_cancel_of_the_batch_as_unavailable() -> None:
     slurm = cli(FakeCommandRunner(down=True))
-    outcomes = await asyncio.gather(slurm.cancel("alice", "1"), slurm.cancel("alice", "2"), return_exceptions=True)
+    outcomes = await asyncio.gather(slurm.cancel("alice", "1"), slurm.cancel("alice", "2"),
+                                    return_exceptions=True)
     assert all(isinstance(o, SchedulerUnavailable) for o in outcomes)
 
 

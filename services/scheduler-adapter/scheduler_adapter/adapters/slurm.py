@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+from scheduler_adapter.adapters.scancel_batches import ScancelBatches
 from scheduler_adapter.domain.slurm import (
     SQUEUE_FORMAT,
     SQUEUE_NAMELESS_FORMAT,
@@ -18,7 +19,6 @@ from scheduler_adapter.domain.slurm import (
     parse_squeue,
     tag_prefix,
 )
-from scheduler_adapter.adapters.scancel_batches import ScancelBatches
 from scheduler_adapter.domain.slurmctld import Backoff, cancel_complaints, is_busy
 from scheduler_adapter.domain.users import Identity, parse_id
 from scheduler_adapter.errors import (
@@ -63,7 +63,8 @@ class SlurmCli:
 
     def __init__(self, runner: CommandRunner, tag: str = "bwvisu", *,
                  lookup_attempts: int = 3, lookup_delay: float = 1.0, resubmits: int = 0,
-                 cancel_window: float = 0.05, cancel_batch: int = 200, backoff: Backoff | None = None) -> None:
+                 cancel_window: float = 0.05, cancel_batch: int = 200,
+                 backoff: Backoff | None = None) -> None:
         self._runner = runner
         # One pause for every command to slurmctld: a busy controller gets quiet, not a storm.
         self._backoff = backoff if backoff is not None else Backoff()
