@@ -61,11 +61,14 @@ bench: install
 	$(PY) -m bench.scheduler
 	$(PY) -m bench.gateway
 	$(PY) -m bench.retention
+	$(PY) -m bench.submit_path
 
 bench-cluster: install
 	$(CLUSTER) up
 	$(PY) -m bench.submit
 	$(PY) -m bench.ready
+	$(PY) -m bench.throughput
+	$(PY) -m bench.peers
 
 lint: install
 	$(VENV)/bin/ruff check libs services tests bench
