@@ -61,7 +61,7 @@ class Timed:
         return timed
 
 
-async def bench(n: int) -> None:
+async def bench(n: int, clients: int) -> None:
     spent: dict[str, float] = {}
     with servers() as (nats_url, (etcd_host, etcd_port)):
         nc = await connect_nats([nats_url], "bench")
@@ -88,12 +88,15 @@ async def bench(n: int) -> None:
             marks.setdefault("delivered", time.perf_counter())
             await handlers.handle(seq, event)
 
-        consumer = asyncio.create_task(events.consume(DURABLE, handle, stop))
+        consumer = asyncio.create_task(events.consume(DURABLE, handle, stop, concurrency=32))
         await caught_up.wait()
         per_submit: dict[str, list[float]] = defaultdict(list)
         totals: list[float] = []
+        rate = 0.0
         try:
-            for i in range(n + 1):
+            if clients > 1:
+                rate = await concurrent_rate(jobs, n, clients)
+            for i in range(n + 1 if clients == 1 else 0):
                 spent.clear()
                 marks.clear()
                 started = time.perf_counter()
@@ -116,13 +119,32 @@ async def bench(n: int) -> None:
     print(f"{n} submits one at a time, sbatch answered at once (p50 per submit, ms)")
     for key in sorted(per_submit, key=lambda k: -statistics.median(per_submit[k])):
         print(f"  {key:<32} {statistics.median(per_submit[key]) * 1000:7.2f}")
-    print(f"  {'whole Jobs.submit':<32} {statistics.median(totals) * 1000:7.2f}")
+    if totals:
+        print(f"  {'whole Jobs.submit':<32} {statistics.median(totals) * 1000:7.2f}")
+    if rate:
+        print(f"{n} submits from {clients} clients at once: {rate:.1f}/s")
+
+
+async def concurrent_rate(jobs: Jobs, n: int, clients: int) -> float:
+    """Submits per second with `clients` submitting at once."""
+    left = list(range(n))
+
+    async def client() -> None:
+        while left:
+            left.pop()
+            await jobs.submit(Submission(uid="alice", template_name="sleep", variables={"seconds": "0"}))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return n / (time.perf_counter() - started)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("n", type=int, nargs="?", default=50)
-    asyncio.run(bench(parser.parse_args().n))
+    parser.add_argument("--clients", type=int, default=1, help="submit from this many at once (a rate)")
+    args = parser.parse_args()
+    asyncio.run(bench(args.n, args.clients))
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ async def bare(config: Path, uid: str, n: int, clients: int) -> Run:
 
 
 async def through_bwvisu(config: Path, uid: str, n: int, clients: int) -> Run:
-    with isolated_system(config) as own:
+    # BWVISU_BENCH_DIR: keep the system's state and logs there, to look at afterwards.
+    keep = os.environ.get("BWVISU_BENCH_DIR")
+    with isolated_system(config, Path(keep) if keep else None) as own:
         settings = load_settings(own)
         shells = await open_shells(settings, 1)
         prefix = settings.scheduler.job_tag + "-"
