@@ -4,9 +4,11 @@ running Slurm's commands as a user (sudo), as an operator's scripts would."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import asyncssh
 
@@ -86,3 +88,9 @@ async def clear(shell: asyncssh.SSHClientConnection, uid: str, prefix: str) -> N
     ids = [i for i, _ in await names_in_queue(shell, uid, prefix)]
     for start in range(0, len(ids), 200):
         await shell.run(shlex.join(["sudo", "-n", "-u", uid, "scancel", *ids[start:start + 200]]))
+
+
+def cpu_busy() -> float:
+    """Seconds of CPU time the whole machine spent busy so far (/proc/stat: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")

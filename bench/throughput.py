@@ -28,7 +28,7 @@ from pathlib import Path
 import asyncssh
 import httpx
 
-from bench.shells import as_user, clear, close_shells, in_parallel, open_shells, sbatch, until_gone
+from bench.shells import as_user, clear, close_shells, cpu_busy, in_parallel, open_shells, sbatch, until_gone
 from bwvisu_cli.testbed import isolated_system, runner_api_client_args
 from bwvisu_common.settings import load_settings
 
@@ -41,6 +41,7 @@ CANCEL_TARGET = 1.5  # at most this multiple of the bare cancel time
 class Run:
     submit_seconds: float
     cancel_seconds: float
+    submit_cpu: float = 0.0  # CPU-seconds the machine was busy while submitting
 
 
 async def bare(config: Path, uid: str, n: int, clients: int) -> Run:
@@ -52,7 +53,9 @@ async def bare(config: Path, uid: str, n: int, clients: int) -> Run:
         async def submit(shell: asyncssh.SSHClientConnection, name: str) -> None:
             ids.append(await sbatch(shell, uid, name))
 
+        cpu = cpu_busy()
         submit_seconds = await in_parallel(shells, [f"{prefix}{i}" for i in range(n)], submit)
+        cpu = cpu_busy() - cpu
 
         async def cancel(shell: asyncssh.SSHClientConnection, slurm_id: str) -> None:
             await as_user(shell, uid, ["scancel", slurm_id])
@@ -60,7 +63,7 @@ async def bare(config: Path, uid: str, n: int, clients: int) -> Run:
         started = time.perf_counter()
         await in_parallel(shells, ids, cancel)
         await until_gone(shells[0], uid, prefix)
-        return Run(submit_seconds, time.perf_counter() - started)
+        return Run(submit_seconds, time.perf_counter() - started, cpu)
     finally:
         await clear(shells[0], uid, prefix)
         close_shells(shells)
@@ -104,9 +107,9 @@ async def submit_and_cancel(apis: Sequence[httpx.AsyncClient], shell: asyncssh.S
             pending.pop()
             job_ids.append(await post(api, uid))
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_busy()
     await asyncio.gather(*(submitter(api) for api in apis))
-    submit_seconds = time.perf_counter() - started
+    submit_seconds, cpu = time.perf_counter() - started, cpu_busy() - cpu
     # The warm-up's job too: the API must list none at the end.
     listed = (await apis[0].get("/jobs", params={"uid": uid})).json()["jobs"]
     to_cancel = list(listed)
@@ -119,7 +122,7 @@ async def submit_and_cancel(apis: Sequence[httpx.AsyncClient], shell: asyncssh.S
     await asyncio.gather(*(canceller(api) for api in apis))
     await until_gone(shell, uid, prefix)
     await until_listed_none(apis[0], uid)
-    return Run(submit_seconds, time.perf_counter() - started)
+    return Run(submit_seconds, time.perf_counter() - started, cpu)
 
 
 async def until_listed_none(api: httpx.AsyncClient, uid: str, timeout: float = 600) -> None:
@@ -141,6 +144,10 @@ async def bench(config: Path, uid: str, n: int, clients: int) -> None:
     print(f"submits  bare sbatch   {n / base.submit_seconds:7.1f}/s ({base.submit_seconds:6.1f} s)")
     print(f"submits  POST /jobs    {n / ours.submit_seconds:7.1f}/s ({ours.submit_seconds:6.1f} s)  "
           f"ratio {submit_ratio:.2f}x of bare (target >= {SUBMIT_TARGET}x)")
+    cores = os.cpu_count() or 1
+    for label, run in (("bare sbatch", base), ("POST /jobs", ours)):
+        print(f"CPU while submitting, {label:<12} {run.submit_cpu / n * 1000:6.1f} ms per job, "
+              f"{run.submit_cpu / run.submit_seconds / cores:4.0%} of {cores} cores (the whole machine)")
     print(f"cancels  bare scancel  {base.cancel_seconds:7.1f} s until gone from Slurm")
     print(f"cancels  DELETE /jobs  {ours.cancel_seconds:7.1f} s until gone from Slurm and the API  "
           f"ratio {cancel_ratio:.2f}x of bare (target <= {CANCEL_TARGET}x)")
