@@ -30,6 +30,7 @@ from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.domain.render import SubmitConfig
 from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.handlers import DURABLE, JobHandlers
+from scheduler_adapter.ports import CommandResult
 from scheduler_adapter.users import UserGate
 from tests.fakes.command_runner import FakeCommandRunner, fake_id
 from tests.fakes.job_logs import FakeJobLogs
@@ -61,7 +62,7 @@ class Timed:
         return timed
 
 
-async def bench(n: int, clients: int) -> None:
+async def bench(n: int, clients: int, sbatch_seconds: float) -> None:
     spent: dict[str, float] = {}
     with servers() as (nats_url, (etcd_host, etcd_port)):
         nc = await connect_nats([nats_url], "bench")
@@ -70,7 +71,11 @@ async def bench(n: int, clients: int) -> None:
         state = await EtcdStateStore.connect(etcd_host, etcd_port)
         election = EtcdElection([(etcd_host, etcd_port)], "bench")
         runner = FakeCommandRunner().on(["id", "--", "alice"], fake_id({"alice": (1001, ["alice"])}))
-        runner.on(["**"], "4711\n")  # sbatch, at once
+        async def sbatch(argv: list[str], script: str | None) -> CommandResult:
+            await asyncio.sleep(sbatch_seconds)
+            return CommandResult(0, "4711\n", "")
+
+        runner.on(["**"], sbatch)
         slurm = SlurmCli(runner, "bwvisu")
         handlers = JobHandlers(Timed(events, "adapter.events", spent), Timed(state, "adapter.etcd", spent),
                                Timed(slurm, "adapter.slurm", spent), FakeTemplates(["sleep"]),
@@ -116,13 +121,16 @@ async def bench(n: int, clients: int) -> None:
             await election.close()
             await state.close()
             await nc.drain()
-    print(f"{n} submits one at a time, sbatch answered at once (p50 per submit, ms)")
+    print(f"{n} submits one at a time, sbatch answered after {sbatch_seconds * 1000:g} ms "
+          "(p50 per submit, ms)")
     for key in sorted(per_submit, key=lambda k: -statistics.median(per_submit[k])):
         print(f"  {key:<32} {statistics.median(per_submit[key]) * 1000:7.2f}")
     if totals:
         print(f"  {'whole Jobs.submit':<32} {statistics.median(totals) * 1000:7.2f}")
     if rate:
-        print(f"{n} submits from {clients} clients at once: {rate:.1f}/s")
+        print(f"{n} submits from {clients} clients at once: {rate:.1f}/s; mean per submit, ms:")
+        for key in sorted(spent, key=lambda k: -spent[k]):
+            print(f"  {key:<32} {spent[key] / n * 1000:7.2f}")
 
 
 async def concurrent_rate(jobs: Jobs, n: int, clients: int) -> float:
@@ -143,8 +151,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("n", type=int, nargs="?", default=50)
     parser.add_argument("--clients", type=int, default=1, help="submit from this many at once (a rate)")
+    parser.add_argument("--sbatch-ms", type=float, default=0.0, help="sbatch answers after this long")
     args = parser.parse_args()
-    asyncio.run(bench(args.n, args.clients))
+    asyncio.run(bench(args.n, args.clients, args.sbatch_ms / 1000))
 
 
 if __name__ == "__main__":
