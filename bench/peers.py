@@ -69,22 +69,24 @@ PEERS = (
 )
 
 
-def rpc_count(uid: str) -> int:
-    """slurmctld's RPC count for `uid` since its statistics began (sdiag, by user)."""
+def rpc_stats(uid: str) -> tuple[int, float]:
+    """slurmctld's RPC count for `uid` since its statistics began, and the seconds it spent on them
+    (sdiag, by user)."""
     out = subprocess.run(["sdiag"], capture_output=True, text=True, check=True).stdout
     by_user = out.split("statistics by user", 1)[-1]
-    found = re.search(rf"^\s*{re.escape(uid)}\s+\(\s*\d+\)\s+count:(\d+)", by_user, re.MULTILINE)
-    return int(found.group(1)) if found else 0
+    found = re.search(rf"^\s*{re.escape(uid)}\s+\(\s*\d+\)\s+count:(\d+)\s+ave_time:\d+\s+total_time:(\d+)",
+                      by_user, re.MULTILINE)
+    return (int(found.group(1)), int(found.group(2)) / 1e6) if found else (0, 0.0)
 
 
-async def rpcs_per_round(shells: Sequence[Shell], uid: str, way: Way, ids: Sequence[str],
-                         rounds: int) -> tuple[float, float]:
-    """slurmctld RPCs per polling round of `way`, and the seconds a round took."""
+async def per_round(shells: Sequence[Shell], uid: str, way: Way, ids: Sequence[str],
+                    rounds: int) -> tuple[float, float, float]:
+    """Per polling round of `way`: slurmctld's RPCs, its seconds spent on them, the wall seconds."""
 
     async def poll(shell: Shell, slurm_id: str) -> None:
         await as_user(shell, uid, way.command(slurm_id))
 
-    before = rpc_count(uid)
+    count, busy = rpc_stats(uid)
     started = time.perf_counter()
     for _ in range(rounds):
         if way.per_session:
@@ -92,7 +94,8 @@ async def rpcs_per_round(shells: Sequence[Shell], uid: str, way: Way, ids: Seque
         else:
             await poll(shells[0], "")
     seconds = (time.perf_counter() - started) / rounds
-    return (rpc_count(uid) - before) / rounds, seconds
+    after, busy_after = rpc_stats(uid)
+    return (after - count) / rounds, (busy_after - busy) / rounds, seconds
 
 
 async def bench(config: Path, uid: str, sessions: int, rounds: int, clients: int) -> None:
@@ -107,17 +110,21 @@ async def bench(config: Path, uid: str, sessions: int, rounds: int, clients: int
             ids.append(await sbatch(shell, uid, name, hold=True))
 
         await in_parallel(shells, [f"{prefix}{i}" for i in range(sessions)], submit)
-        per_minute: dict[str, float] = {}
+        rpcs: dict[str, float] = {}
+        busy: dict[str, float] = {}
         for way in (*PEERS, ours):
-            rpcs, seconds = await rpcs_per_round(shells, uid, way, ids, rounds)
-            per_minute[way.name] = rpcs * 60.0 / way.interval
-            print(f"{way.name:<28} every {way.interval:4.0f} s: {rpcs:7.1f} RPCs a round "
-                  f"({seconds:5.1f} s a round here), {per_minute[way.name]:8.0f} RPCs/min")
+            count, spent, seconds = await per_round(shells, uid, way, ids, rounds)
+            scale = 60.0 / way.interval
+            rpcs[way.name], busy[way.name] = count * scale, spent * scale
+            print(f"{way.name:<28} every {way.interval:4.0f} s: {count:7.1f} RPCs a round "
+                  f"({seconds:5.1f} s a round here); per minute {rpcs[way.name]:8.0f} RPCs, "
+                  f"{busy[way.name]:7.2f} s of slurmctld's time")
         print(f"{sessions} sessions watched; {rounds} round(s) of each way, "
               "scaled to a minute of its interval")
         for way in PEERS:
-            ratio = per_minute[way.name] / max(per_minute[ours.name], 1e-9)
-            print(f"slurmctld load {way.name:<28} / bwvisu: {ratio:7.1f}x")
+            print(f"slurmctld load {way.name:<28} / bwvisu: "
+                  f"RPCs {rpcs[way.name] / max(rpcs[ours.name], 1e-9):6.1f}x, "
+                  f"time {busy[way.name] / max(busy[ours.name], 1e-9):6.1f}x")
     finally:
         await clear(shells[0], uid, prefix)
         close_shells(shells)

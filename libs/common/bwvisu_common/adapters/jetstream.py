@@ -49,8 +49,10 @@ FOLLOW_HEARTBEAT = 1.0
 # Seconds an append keeps trying while the stream has no leader or the connection moves to
 # another server of the cluster (a server died): long enough for JetStream to elect a new one.
 APPEND_PATIENCE = 10.0
-# Events a durable consumer fetches at once (at most).
+# Events a durable consumer fetches at once (at most), and how long it waits for a backlog's
+# events to come (another replica may have taken some).
 FETCH_BATCH = 64
+BACKLOG_WAIT = 0.1
 # What a server dying looks like to a publisher: no answer, or nobody leading the stream yet.
 _TRANSIENT = (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError,
               nats.errors.ConnectionReconnectingError, nats.js.errors.NoStreamResponseError,
@@ -300,12 +302,17 @@ class JetStreamEventStore:
         )
         sub = await self._durable(durable, config, stop)
         lanes = Lanes(concurrency)
+        backlog = 0  # events stored that this consumer has not been handed yet
         try:
             while sub is not None and not stop.is_set():
+                # One event at a time unless a backlog waits: nats-py's fetch of several goes on
+                # collecting after the first until its timeout, and the first would wait with it.
+                # No more in hand than can start soon: an event waiting here counts against ack_wait.
+                batch = min(backlog, FETCH_BATCH, 2 * concurrency) or 1
                 try:
-                    # No more in hand than can start soon: an event waiting here counts against ack_wait.
-                    msgs = await sub.fetch(min(FETCH_BATCH, 2 * concurrency), timeout=1)
+                    msgs = await sub.fetch(batch, timeout=1 if batch == 1 else BACKLOG_WAIT)
                 except (TimeoutError, nats.errors.TimeoutError):
+                    backlog = 0
                     continue
                 except nats.errors.Error as exc:
                     log.warning("consumer %s: fetch failed (%r); retrying", durable, exc)
@@ -315,6 +322,7 @@ class JetStreamEventStore:
                     # One job's events in order, different jobs' at once.
                     await lanes.start(msg.subject.rsplit(".", 1)[0],
                                       functools.partial(_handle_one, durable, handler, msg))
+                backlog = msgs[-1].metadata.num_pending if msgs else 0
             await lanes.drain()
         finally:
             await lanes.cancel()
