@@ -94,3 +94,30 @@ def cpu_busy() -> float:
     """Seconds of CPU time the whole machine spent busy so far (/proc/stat: all but idle and iowait)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(marker: str) -> dict[str, float]:
+    """CPU-seconds so far of every process whose command line holds `marker`, by a short name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv if a]
+        if not any(marker in w for w in words):
+            continue
+        name = _short_name(words)
+        found[name] = found.get(name, 0.0) + (int(stat[11]) + int(stat[12])) / ticks
+    return found
+
+
+def _short_name(argv: list[str]) -> str:
+    if "-m" in argv:
+        module = argv[argv.index("-m") + 1]
+        return f"{module} {argv[-1]}" if module == "gateway_agent" else module
+    return Path(argv[0]).name

@@ -22,7 +22,7 @@ import secrets
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
@@ -42,6 +42,7 @@ class Run:
     submit_seconds: float
     cancel_seconds: float
     submit_cpu: float = 0.0  # CPU-seconds the machine was busy while submitting
+    by_process: dict[str, float] = field(default_factory=dict)  # bwvisu's processes' CPU-seconds then
 
 
 async def bare(config: Path, uid: str, n: int, clients: int) -> Run:
@@ -82,7 +83,7 @@ async def through_bwvisu(config: Path, uid: str, n: int, clients: int) -> Run:
                 await post(first, uid)  # warm-up: connections open, the user known (cancelled below)
             apis = [httpx.AsyncClient(**args, timeout=120) for _ in range(clients)]
             try:
-                return await submit_and_cancel(apis, shells[0], uid, n, prefix)
+                return await submit_and_cancel(apis, shells[0], uid, n, prefix, str(own.parent))
             finally:
                 await asyncio.gather(*(api.aclose() for api in apis))
         finally:
@@ -98,7 +99,7 @@ async def post(api: httpx.AsyncClient, uid: str) -> str:
 
 
 async def submit_and_cancel(apis: Sequence[httpx.AsyncClient], shell: asyncssh.SSHClientConnection,
-                            uid: str, n: int, prefix: str) -> Run:
+                            uid: str, n: int, prefix: str, marker: str) -> Run:
     job_ids: list[str] = []
     pending = list(range(n))
 
@@ -107,9 +108,10 @@ async def submit_and_cancel(apis: Sequence[httpx.AsyncClient], shell: asyncssh.S
             pending.pop()
             job_ids.append(await post(api, uid))
 
-    started, cpu = time.perf_counter(), cpu_busy()
+    started, cpu, each = time.perf_counter(), cpu_busy(), cpu_by_process(marker)
     await asyncio.gather(*(submitter(api) for api in apis))
     submit_seconds, cpu = time.perf_counter() - started, cpu_busy() - cpu
+    by_process = {k: v - each.get(k, 0.0) for k, v in cpu_by_process(marker).items()}
     # The warm-up's job too: the API must list none at the end.
     listed = (await apis[0].get("/jobs", params={"uid": uid})).json()["jobs"]
     to_cancel = list(listed)
@@ -122,7 +124,7 @@ async def submit_and_cancel(apis: Sequence[httpx.AsyncClient], shell: asyncssh.S
     await asyncio.gather(*(canceller(api) for api in apis))
     await until_gone(shell, uid, prefix)
     await until_listed_none(apis[0], uid)
-    return Run(submit_seconds, time.perf_counter() - started, cpu)
+    return Run(submit_seconds, time.perf_counter() - started, cpu, by_process)
 
 
 async def until_listed_none(api: httpx.AsyncClient, uid: str, timeout: float = 600) -> None:
@@ -148,6 +150,9 @@ async def bench(config: Path, uid: str, n: int, clients: int) -> None:
     for label, run in (("bare sbatch", base), ("POST /jobs", ours)):
         print(f"CPU while submitting, {label:<12} {run.submit_cpu / n * 1000:6.1f} ms per job, "
               f"{run.submit_cpu / run.submit_seconds / cores:4.0%} of {cores} cores (the whole machine)")
+    heaviest = sorted(ours.by_process.items(), key=lambda kv: -kv[1])
+    print("CPU per job while submitting, by bwvisu process (ms): "
+          + ", ".join(f"{name} {seconds / n * 1000:.1f}" for name, seconds in heaviest))
     print(f"cancels  bare scancel  {base.cancel_seconds:7.1f} s until gone from Slurm")
     print(f"cancels  DELETE /jobs  {ours.cancel_seconds:7.1f} s until gone from Slurm and the API  "
           f"ratio {cancel_ratio:.2f}x of bare (target <= {CANCEL_TARGET}x)")
