@@ -28,7 +28,17 @@ from pathlib import Path
 import asyncssh
 import httpx
 
-from bench.shells import as_user, clear, close_shells, cpu_busy, in_parallel, open_shells, sbatch, until_gone
+from bench.shells import (
+    as_user,
+    clear,
+    close_shells,
+    cpu_busy,
+    cpu_by_process,
+    in_parallel,
+    open_shells,
+    sbatch,
+    until_gone,
+)
 from bwvisu_cli.testbed import isolated_system, runner_api_client_args
 from bwvisu_common.settings import load_settings
 
