@@ -62,9 +62,9 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack, runner: CommandRu
     policy = UserPolicy(min_uid=sched.min_uid, max_uid=sched.max_uid, required_group=sched.required_group,
                         middleware_accounts=frozenset(node.user for node in settings.command_nodes))
     users = UserGate(scheduler, policy)
-    handlers = JobHandlers(events, state, scheduler, FileTemplates(settings.templates_dir), config,
-                           users=users, election=election)
     jobs = LiveJobs(events, state, kept_for=finished_jobs_kept_for(settings))
+    handlers = JobHandlers(events, state, scheduler, FileTemplates(settings.templates_dir), config,
+                           users=users, election=election, known=jobs.get)
     watcher = Watcher(scheduler, jobs.all, events, tag=tag, interval=settings.scheduler.poll_interval,
                       absent_polls_to_finish=settings.scheduler.absent_polls_to_finish,
                       in_flight=handlers.in_flight, claims=election)

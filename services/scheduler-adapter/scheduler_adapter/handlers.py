@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from bwvisu_common import events as ev
 from bwvisu_common.election import Term
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
+from bwvisu_common.job_facts import JobState
 from bwvisu_common.keyhole_script import new_session_secret
 from bwvisu_common.ports import Election, EventStore, StateStore, Templates
 from bwvisu_common.read_model import JobView, evolve, fold
@@ -62,8 +63,12 @@ class JobHandlers:
 
     def __init__(self, events: EventStore, state: StateStore, scheduler: Scheduler,
                  templates: Templates, config: SubmitConfig, in_flight: set[str] | None = None,
-                 users: UserGate | None = None, election: Election | None = None) -> None:
+                 users: UserGate | None = None, election: Election | None = None,
+                 known: Callable[[str], JobView | None] | None = None) -> None:
         self._events = events
+        # The jobs as this process's read model has them (it may lag the stream): what never
+        # changes once known (a job's Slurm id, its end) is taken from there, not read again.
+        self._known = known
         # Where replicas claim a job's submission; None: this is the only replica.
         self._election = election
         self._users = users if users is not None else UserGate(scheduler, UserPolicy())
@@ -223,7 +228,9 @@ class JobHandlers:
         return outcome
 
     async def on_cancel_requested(self, event: ev.JobCancelRequested) -> None:
-        view, _ = await self._current(event.job_id)
+        view = self._known(event.job_id) if self._known is not None else None
+        if view is None or not (view.slurm_id or view.state == JobState.FINISHED):
+            view, _ = await self._current(event.job_id)
         cancel = decide_cancel(view)
         if cancel is None:
             return
