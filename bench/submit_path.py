@@ -126,7 +126,8 @@ async def bench(n: int, clients: int, sbatch_seconds: float) -> None:
     for key in sorted(per_submit, key=lambda k: -statistics.median(per_submit[k])):
         print(f"  {key:<32} {statistics.median(per_submit[key]) * 1000:7.2f}")
     if totals:
-        print(f"  {'whole Jobs.submit':<32} {statistics.median(totals) * 1000:7.2f}")
+        print(f"  {'whole Jobs.submit':<32} {statistics.median(totals) * 1000:7.2f}  "
+              f"(p95 {statistics.quantiles(totals, n=20)[-1] * 1000:.2f}, max {max(totals) * 1000:.2f})")
     if rate:
         print(f"{n} submits from {clients} clients at once: {rate:.1f}/s; mean per submit, ms:")
         for key in sorted(spent, key=lambda k: -spent[k]):
