@@ -65,11 +65,14 @@ bench: install
 	$(PY) -m bench.retention
 	$(PY) -m bench.metrics
 	$(PY) -m bench.scale
+	$(PY) -m bench.submit_path
 
 bench-cluster: install
 	$(CLUSTER) up
 	$(PY) -m bench.submit
 	$(PY) -m bench.ready
+	$(PY) -m bench.throughput
+	$(PY) -m bench.peers
 
 lint: install
 	$(VENV)/bin/ruff check libs services tests bench

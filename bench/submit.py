@@ -95,7 +95,7 @@ async def bench(n: int, config_path: Path, uid: str) -> None:
     print(line("bare sbatch over an open connection", bare, base))
     print(line("SlurmCli.submit (AsyncSshRunner)", ours, base))
     print(line("POST /jobs (answered at JobQueued)", api, base))
-    print("target: POST /jobs p50 <= 1.5x the bare sbatch")
+    print("target: POST /jobs p50 <= 1.2x the bare sbatch")
 
 
 def main() -> None:

@@ -197,6 +197,32 @@ class EventStoreContract:
         await store.append([ev.JobQueued(job_id=a, slurm_id="1")], None)
         await store.append([ev.JobStarted(job_id=a, nodes=["cn0"])], None)
         await eventually(lambda: pending_is(2), "two events appended since: two pending")
+    async def test_concurrent_consumers_handle_two_jobs_at_once_and_one_job_in_order(self, store):
+        a, b = job(), job()
+        for j in (a, b):
+            await store.append([ev.JobSubmitted(job_id=j, uid="alice", template_name="t")], 0)
+        await store.append([ev.JobQueued(job_id=a, slurm_id="1")], None)
+        both_started, stop = asyncio.Event(), asyncio.Event()
+        running: set[str] = set()
+        got: list[tuple[str, str]] = []
+
+        async def handler(seq: int, event: ev.Event) -> None:
+            if event.job_id not in (a, b):
+                return
+            assert event.job_id not in running, "two events of one job at once"
+            running.add(event.job_id)
+            got.append((event.job_id, type(event).__name__))
+            if len(got) >= 2:
+                both_started.set()
+            # The first of each job waits until the other job's started: only concurrency ends it.
+            await asyncio.wait_for(both_started.wait(), 5)
+            running.discard(event.job_id)
+            if len(got) == 3:
+                stop.set()
+
+        await asyncio.wait_for(store.consume(f"lanes-{a}", handler, stop, concurrency=4), timeout=15)
+        assert [name for j, name in got if j == a] == ["JobSubmitted", "JobQueued"]
+        assert {j for j, _ in got[:2]} == {a, b}
 
 
 async def consume_until(store, durable: str, job_id: str, count: int, quiet: float = 0.0) -> list[str]:

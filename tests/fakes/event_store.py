@@ -4,12 +4,14 @@ to JetStream."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict
+from bwvisu_common.lanes import Lanes
 from bwvisu_common.logs import about_job
 from bwvisu_common.ports import Handler
 
@@ -70,22 +72,16 @@ class InMemoryEventStore:
             position += len(batch)
             yield batch
 
-    async def consume(self, durable: str, handler: Handler, stop: asyncio.Event) -> None:
+    async def consume(self, durable: str, handler: Handler, stop: asyncio.Event, *,
+                      concurrency: int = 1) -> None:
         """As JetStream's durable pull consumer: progress kept per name, an event whose handler
-        raised comes again after `redeliver_delay`, consumers sharing a name share the work."""
+        raised comes again after `redeliver_delay`, consumers sharing a name share the work;
+        up to `concurrency` events handled at once, one job's in order."""
         state = self._durables.setdefault(durable, _Durable())
         loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            due = self._next_due(state, loop.time())
-            if due is None:
-                async with self._grew:
-                    try:
-                        await asyncio.wait_for(self._grew.wait(), timeout=0.02)
-                    except TimeoutError:
-                        pass  # a refused event may be due again, or stop set
-                continue
-            seq, event = due
-            state.taken.add(seq)
+        lanes = Lanes(concurrency)
+
+        async def handle(seq: int, event: ev.AnyEvent) -> None:
             try:
                 with about_job(event.job_id):
                     await handler(seq, event)
@@ -97,6 +93,25 @@ class InMemoryEventStore:
                 state.retry_at.pop(seq, None)
             finally:
                 state.taken.discard(seq)
+                async with self._grew:
+                    self._grew.notify_all()  # an acked event may free the next of its job
+
+        try:
+            while not stop.is_set():
+                due = self._next_due(state, loop.time())
+                if due is None:
+                    async with self._grew:
+                        try:
+                            await asyncio.wait_for(self._grew.wait(), timeout=0.02)
+                        except TimeoutError:
+                            pass  # a refused event may be due again, or stop set
+                    continue
+                seq, event = due
+                state.taken.add(seq)
+                await lanes.start(event.job_id, functools.partial(handle, seq, event))
+            await lanes.drain()
+        finally:
+            await lanes.cancel()
 
     async def consumer_pending(self, durable: str) -> int:
         return len(self._log) - len(self._durables.setdefault(durable, _Durable()).acked)

@@ -44,8 +44,12 @@ class EventStore(Protocol):
         """The sequence of the newest event in the log (0 when empty)."""
         ...
 
-    async def consume(self, durable: str, handler: Handler, stop: asyncio.Event) -> None:
-        """Deliver every event to `handler` at least once, remembering progress under `durable`."""
+    async def consume(self, durable: str, handler: Handler, stop: asyncio.Event, *,
+                      concurrency: int = 1) -> None:
+        """Deliver every event to `handler` at least once, remembering progress under `durable`.
+
+        Up to `concurrency` handlers run at once, never two of one job: a job's events are
+        handled one after the other, in the stream's order."""
         ...
 
     async def consumer_pending(self, durable: str) -> int:

@@ -67,6 +67,9 @@ class Ssh(_Section, frozen=True, kw_only=True):
     # An open connection whose peer misses this many keepalives in a row is closed.
     keepalive_interval: float = 2.0
     keepalive_count_max: int = 3
+    # Commands running at once over one node's connection (sshd's MaxSessions is 10 by default);
+    # when every channel of the first node is busy, the next node takes the command.
+    channels_per_node: int = 8
 
 
 class RunnerApi(_Section, frozen=True, kw_only=True):
@@ -107,6 +110,15 @@ class Scheduler(_Section, frozen=True, kw_only=True):
     min_uid: int = 1000
     max_uid: int = 60000
     required_group: str = ""
+    # Submissions and cancels handled at once (never two of one job).
+    concurrent_events: int = 32
+    # Cancels of one user arriving within this many seconds go to Slurm as one scancel (at most
+    # cancel-batch-max ids).
+    cancel_batch_window: float = 0.05
+    cancel_batch_max: int = 200
+    # A slurmctld answering "busy" (timeouts, resources unavailable) is asked nothing for a while:
+    # 0.5 s after the first such answer, doubling up to this many seconds.
+    busy_backoff_max: float = 30.0
 
 
 class Web(_Section, frozen=True, kw_only=True):
@@ -242,6 +254,11 @@ def _check(s: Settings) -> None:
     labels = [g.label for g in s.gateway_nodes]
     if len(set(labels)) != len(labels):
         fail("gateway-nodes", f"Expected unique gateway names, got {labels}")
+    for name, count in (("ssh.channels-per-node", s.ssh.channels_per_node),
+                        ("scheduler.concurrent-events", s.scheduler.concurrent_events),
+                        ("scheduler.cancel-batch-max", s.scheduler.cancel_batch_max)):
+        if count < 1:
+            fail(name, f"Expected a number >= 1, got {count}")
 
 
 def gateway_metrics_host(settings: Settings, gateway: GatewayNode) -> str:

@@ -18,6 +18,7 @@ from bwvisu_common.settings import Settings
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.adapters.ssh import AsyncSshRunner
+from scheduler_adapter.domain.slurmctld import Backoff
 from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig
 from scheduler_adapter.ports import CommandRunner
@@ -51,17 +52,19 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack, runner: CommandRu
     election = election_from(settings)
     stack.push_async_callback(election.close)  # before the stores: the roles are free at once
     tag = settings.scheduler.job_tag
-    scheduler = SlurmCli(runner, tag)
+    sched = settings.scheduler
+    scheduler = SlurmCli(runner, tag, cancel_window=sched.cancel_batch_window,
+                         cancel_batch=sched.cancel_batch_max, backoff=Backoff(most=sched.busy_backoff_max))
+    stack.push_async_callback(scheduler.close)
     config = SubmitConfig(home_prefix=settings.bwvisu_home_prefix, tag=tag,
                           keyhole_servers=list(settings.keyholed_servers),
                           hostname_suffix=settings.forwarding_hostname_suffix)
-    sched = settings.scheduler
     policy = UserPolicy(min_uid=sched.min_uid, max_uid=sched.max_uid, required_group=sched.required_group,
                         middleware_accounts=frozenset(node.user for node in settings.command_nodes))
     users = UserGate(scheduler, policy)
-    handlers = JobHandlers(events, state, scheduler, FileTemplates(settings.templates_dir), config,
-                           users=users, election=election)
     jobs = LiveJobs(events, state, kept_for=finished_jobs_kept_for(settings))
+    handlers = JobHandlers(events, state, scheduler, FileTemplates(settings.templates_dir), config,
+                           users=users, election=election, known=jobs.get)
     watcher = Watcher(scheduler, jobs.all, events, tag=tag, interval=settings.scheduler.poll_interval,
                       absent_polls_to_finish=settings.scheduler.absent_polls_to_finish,
                       in_flight=handlers.in_flight, claims=election)

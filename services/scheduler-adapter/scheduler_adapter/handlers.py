@@ -10,14 +10,15 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Callable, Iterable
 
 from bwvisu_common import events as ev
 from bwvisu_common.election import Term
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
+from bwvisu_common.job_facts import JobState
 from bwvisu_common.keyhole_script import new_session_secret
 from bwvisu_common.ports import Election, EventStore, StateStore, Templates
-from bwvisu_common.read_model import JobView, fold
+from bwvisu_common.read_model import JobView, evolve, fold
 from bwvisu_common.rpc import CheckUserReply, JobLogReply
 from bwvisu_common.state_keys import session_secret_key, submission_role, token_key
 from scheduler_adapter.domain.queries import check_user_reply, check_user_request, job_log_request
@@ -62,8 +63,12 @@ class JobHandlers:
 
     def __init__(self, events: EventStore, state: StateStore, scheduler: Scheduler,
                  templates: Templates, config: SubmitConfig, in_flight: set[str] | None = None,
-                 users: UserGate | None = None, election: Election | None = None) -> None:
+                 users: UserGate | None = None, election: Election | None = None,
+                 known: Callable[[str], JobView | None] | None = None) -> None:
         self._events = events
+        # The jobs as this process's read model has them (it may lag the stream): what never
+        # changes once known (a job's Slurm id, its end) is taken from there, not read again.
+        self._known = known
         # Where replicas claim a job's submission; None: this is the only replica.
         self._election = election
         self._users = users if users is not None else UserGate(scheduler, UserPolicy())
@@ -102,29 +107,56 @@ class JobHandlers:
         view = fold(list(stored))
         return view, (stored[-1][0] if stored else 0)
 
-    async def on_submitted(self, event: ev.JobSubmitted, submitted_seq: int = 1) -> None:
-        decision, seq = await self._decide(event, submitted_seq)
-        if isinstance(decision, Submit) and self._election is not None:
-            # Another replica may submit this job right now (the event came again while it worked):
-            # only the holder of the job's submission role goes on, and decides once more first.
-            async with _claimed(self._election, event.job_id) as claim:
-                decision, seq = await self._decide(event, submitted_seq)
-                await self._carry_out(event, decision, seq, claim)
+    async def on_submitted(self, event: ev.JobSubmitted, submitted_seq: int | None = None) -> None:
+        """`submitted_seq`: the event's stream sequence, when known (its history starts there)."""
+        known = (evolve(None, event, submitted_seq), submitted_seq) if submitted_seq else (None, 0)
+        if self._election is None:
+            decision, seq, _ = await self._decide(event, known)
+            await self._carry_out(event, decision, seq, None)
             return
-        await self._carry_out(event, decision, seq, None)
+        # Another replica may submit this job right now (the event came again while it worked):
+        # only the holder of the job's submission role goes on, and decides once more first. The
+        # role is asked for while the job is read: both sit on the path of every POST /jobs.
+        claiming = asyncio.get_running_loop().create_task(_claim(self._election, event.job_id))
+        try:
+            decision, seq, view = await self._decide(event, known, secrets_too=False)
+        except BaseException:
+            await _drop(self._election, claiming)
+            raise
+        if not isinstance(decision, Submit):
+            await _drop(self._election, claiming)
+            await self._carry_out(event, decision, seq, None)
+            return
+        claim = await claiming
+        try:
+            decision, seq, _ = await self._decide(event, (view, seq))
+            await self._carry_out(event, decision, seq, claim)
+        finally:
+            with contextlib.suppress(DependencyUnavailable):
+                await self._election.resign(claim)
 
-    async def _decide(self, event: ev.JobSubmitted, submitted_seq: int
-                      ) -> tuple[list[ev.Event] | Submit, int]:
-        # A job's history starts at its JobSubmitted: no need to look at the stream before it.
-        # The reads at once: they sit on the path of every POST /jobs.
+    async def _decide(self, event: ev.JobSubmitted, known: tuple[JobView | None, int], *,
+                      secrets_too: bool = True) -> tuple[list[ev.Event] | Submit, int, JobView | None]:
+        """Decide on the job as it stands: `known` is its view up to a sequence (None, 0: nothing
+        known), so only the later events are read. The reads at once: they sit on the path of
+        every POST /jobs.
+
+        Without `secrets_too`, an earlier attempt's secrets are taken to exist: the decision is
+        the same but for Submit (always Submit then), which only a decision with them may carry out."""
         job_id = event.job_id
-        (view, seq), token, session = await asyncio.gather(
-            self._current(job_id, submitted_seq), self._state.get_secret(token_key(job_id)),
-            self._state.get_secret(session_secret_key(job_id)),
-        )
+        view, seq = known
         fresh = JobSecrets(secrets.token_hex(32), new_session_secret())
-        return decide_submit(view, event, earlier=JobSecrets.earlier(token, session, fresh),
-                             fresh=fresh, now=ev.utcnow()), seq
+        if secrets_too:
+            newer, token, session = await asyncio.gather(
+                self._events.read_job(job_id, seq + 1), self._state.get_secret(token_key(job_id)),
+                self._state.get_secret(session_secret_key(job_id)),
+            )
+            earlier = JobSecrets.earlier(token, session, fresh)
+        else:
+            newer, earlier = await self._events.read_job(job_id, seq + 1), fresh
+        view = fold(list(newer), view)
+        seq = newer[-1][0] if newer else seq
+        return decide_submit(view, event, earlier=earlier, fresh=fresh, now=ev.utcnow()), seq, view
 
     async def _carry_out(self, event: ev.JobSubmitted, decision: list[ev.Event] | Submit, seq: int,
                          claim: Term | None) -> None:
@@ -196,7 +228,9 @@ class JobHandlers:
         return outcome
 
     async def on_cancel_requested(self, event: ev.JobCancelRequested) -> None:
-        view, _ = await self._current(event.job_id)
+        view = self._known(event.job_id) if self._known is not None else None
+        if view is None or not (view.slurm_id or view.state == JobState.FINISHED):
+            view, _ = await self._current(event.job_id)
         cancel = decide_cancel(view)
         if cancel is None:
             return
@@ -211,18 +245,23 @@ class JobHandlers:
         log.info("job %s: scancel %s as %s", event.job_id, cancel.slurm_id, cancel.uid)
 
 
-@contextlib.asynccontextmanager
-async def _claimed(election: Election, job_id: str) -> AsyncIterator[Term]:
-    """The job's submission role, held while inside; SubmissionBusy if another replica keeps it."""
+async def _claim(election: Election, job_id: str) -> Term:
+    """The job's submission role; SubmissionBusy if another replica keeps it."""
     try:
-        claim = await asyncio.wait_for(election.campaign(submission_role(job_id)), CLAIM_WAIT)
+        return await asyncio.wait_for(election.campaign(submission_role(job_id)), CLAIM_WAIT)
     except TimeoutError:
         raise SubmissionBusy(f"job {job_id}: another scheduler-adapter is submitting it") from None
+
+
+async def _drop(election: Election, claiming: asyncio.Task[Term]) -> None:
+    """A claim that turned out not to be needed: given back if it was had, its failure ignored."""
+    claiming.cancel()
     try:
-        yield claim
-    finally:
-        with contextlib.suppress(DependencyUnavailable):
-            await election.resign(claim)
+        claim = await claiming
+    except (asyncio.CancelledError, Exception):  # not needed: whatever kept it from us is moot
+        return
+    with contextlib.suppress(DependencyUnavailable):
+        await election.resign(claim)
 
 
 class QueryHandlers:

@@ -35,7 +35,8 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
         for subscription in await queries.serve(deps.nc, deps.scheduler, deps.users,
                                                 settings.bwvisu_home_prefix):
             process.stack.push_async_callback(subscription.unsubscribe)
-        process.spawn("handlers", deps.events.consume(DURABLE, deps.handlers.handle, process.stop))
+        process.spawn("handlers", deps.events.consume(DURABLE, deps.handlers.handle, process.stop,
+                                                      concurrency=settings.scheduler.concurrent_events))
         lag = ConsumerLag(DURABLE, deps.events.consumer_pending)
         process.metrics.add(lag, lag.sample)
         process.serve_metrics(settings.metrics.host, settings.metrics.scheduler_adapter_port)

@@ -270,3 +270,27 @@ async def test_the_start_up_sweep_deletes_only_the_secrets_of_finished_jobs(worl
     assert await world.handlers.sweep_secrets(views) == 2
     assert await world.state.secret_names() == [
         "session/running", "session/unknown", "token/running", "token/unknown"]
+
+
+async def test_a_cancel_takes_the_slurm_id_from_the_read_model_and_reads_the_log_only_when_it_lags(
+    world: World,
+) -> None:
+    world.runner.on(SBATCH, "4711\n").on(["sudo", "-n", "-u", "alice", "scancel", "4711"], "")
+    await world.submit()
+    known = fold(await world.events.read_job("j1"))
+    reads: list[str] = []
+    real_read = world.events.read_job
+
+    async def counted(job_id: str, from_seq: int = 1) -> list[tuple[int, ev.AnyEvent]]:
+        reads.append(job_id)
+        return await real_read(job_id, from_seq)
+
+    world.events.read_job = counted  # type: ignore[method-assign]
+    lagging: dict[str, object] = {"j1": None}
+    world.handlers._known = lambda job_id: known if lagging["j1"] is None else None  # type: ignore[assignment]
+    cancel = ev.JobCancelRequested(job_id="j1")
+    await world.handlers.handle(await world.events.append([cancel]), cancel)
+    assert reads == [] and len(world.runner.calls_of("scancel")) == 1
+    lagging["j1"] = "behind"  # the read model has not seen the job yet: the log is read
+    await world.handlers.handle(9, cancel)
+    assert reads == ["j1"] and len(world.runner.calls_of("scancel")) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -33,6 +34,13 @@ class FakeSession:
         if self.name in self.cluster.silent:
             await asyncio.Event().wait()  # its link is down: the channel is never confirmed
         self.cluster.commands.append((self.name, command, input))
+        self.cluster.running[self.name] = self.cluster.running.get(self.name, 0) + 1
+        self.cluster.most = max(self.cluster.most, sum(self.cluster.running.values()))
+        try:
+            if command.startswith("hold"):
+                await self.cluster.held.wait()
+        finally:
+            self.cluster.running[self.name] -= 1
         failure = self.cluster.exec_failure.get(self.name)
         if isinstance(failure, NotSent):
             raise failure
@@ -57,6 +65,9 @@ class FakeCluster:
         self.connects: list[str] = []
         self.opened: list[FakeSession] = []
         self.commands: list[tuple[str, str, str | None]] = []
+        self.held = asyncio.Event()  # `hold ...` commands run until this is set
+        self.running: dict[str, int] = {}
+        self.most = 0  # the most commands running at once
 
     async def connect(self, node: CommandNode) -> Session:
         self.connects.append(node.label)
@@ -67,9 +78,9 @@ class FakeCluster:
         return session
 
 
-def runner(cluster: FakeCluster, answer_timeout: float = 3.0) -> AsyncSshRunner:
+def runner(cluster: FakeCluster, answer_timeout: float = 3.0, channels: int = 8) -> AsyncSshRunner:
     return AsyncSshRunner(NODES, cluster.connect, command_timeout=5, answer_timeout=answer_timeout,
-                          probe_interval=0.01)
+                          probe_interval=0.01, channels=channels)
 
 
 async def test_one_persistent_connection_per_node_and_argv_quoted_at_the_edge() -> None:
@@ -202,4 +213,50 @@ async def test_a_connection_the_node_closed_cleanly_is_opened_again_at_once() ->
         session.open = False  # sshd restarted: nothing says the node is gone
     assert (await r.run(["squeue"])).node == "login0"
     assert cluster.connects == ["login0", "login0"]
+    await r.close()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+async def test_commands_run_at_once_up_to_the_channels_of_every_node_then_wait() -> None:
+    cluster = FakeCluster()
+    r = runner(cluster, answer_timeout=10, channels=3)
+    calls = [asyncio.create_task(r.run(["hold", str(i)])) for i in range(8)]
+    await until(lambda: sum(cluster.running.values()) == 6)
+    # The first node's channels first, then the second's; the rest wait for a free channel.
+    assert cluster.running == {"login0": 3, "login1": 3}
+    assert cluster.connects == ["login0", "login1"]
+    cluster.held.set()
+    results = await asyncio.gather(*calls)
+    assert sorted(res.stdout.split(": ")[1] for res in results) == [f"hold {i}" for i in range(8)]
+    assert cluster.most == 6
+    await r.close()
+
+
+async def test_a_quiet_runner_keeps_to_the_first_node() -> None:
+    cluster = FakeCluster()
+    r = runner(cluster, channels=2)
+    results = await asyncio.gather(*(r.run(["squeue"]) for _ in range(2)))
+    assert {res.node for res in results} == {"login0"} and cluster.connects == ["login0"]
+    await r.close()
+
+
+async def test_a_command_waiting_for_a_channel_goes_elsewhere_once_its_node_is_down() -> None:
+    cluster = FakeCluster()
+    r = runner(cluster, answer_timeout=10, channels=1)
+    held = [asyncio.create_task(r.run(["hold", str(i)])) for i in range(2)]
+    await until(lambda: sum(cluster.running.values()) == 2)
+    waiting = asyncio.create_task(r.run(["squeue"]))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # both channels busy
+    cluster.exec_failure["login0"] = Lost("connection reset")
+    cluster.held.set()
+    assert (await waiting).node == "login1"
+    await asyncio.gather(*held, return_exceptions=True)
     await r.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,26 @@ async def test_what_needs_no_sbatch_needs_no_claim(replicas: Replicas) -> None:
     replicas.elections[0].unreachable = True  # were it asked, it would fail
     await replicas.handlers[0].on_submitted(event, seq)
     assert isinstance((await replicas.events.read_job("j1"))[-1][1], ev.JobSubmitFailed)
+
+
+async def test_a_claim_asked_for_a_job_decided_already_is_given_back(replicas: Replicas) -> None:
+    replicas.runner.on(SBATCH, "4711\n")
+    seq, event = await replicas.submitted()
+    a, b = replicas.handlers
+    await a.on_submitted(event, seq)
+    await b.on_submitted(event, seq)  # the event again, elsewhere: the job is queued already
+    assert len(replicas.runner.calls_of("sbatch")) == 1
+    for election in replicas.elections:
+        assert await election.holder(submission_role("j1")) is None
+
+
+async def test_a_job_too_old_to_submit_fails_under_the_claim_when_no_attempt_left_secrets(
+    replicas: Replicas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seq, event = await replicas.submitted()
+    monkeypatch.setattr(handlers_module.ev, "utcnow", lambda: event.time + timedelta(days=1))
+    await replicas.handlers[0].on_submitted(event, seq)
+    [*_, (_, last)] = await replicas.events.read_job("j1")
+    assert isinstance(last, ev.JobSubmitFailed) and "in time" in last.reason
+    assert replicas.runner.calls_of("sbatch") == []
+    assert await replicas.elections[0].holder(submission_role("j1")) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import uuid
@@ -23,6 +24,7 @@ from bwvisu_common import events as ev
 from bwvisu_common.adapters.nats_connection import NatsAuth as NatsAuth
 from bwvisu_common.adapters.nats_connection import connect_nats as connect_nats
 from bwvisu_common.errors import ConcurrencyConflict, DependencyUnavailable
+from bwvisu_common.lanes import Lanes
 from bwvisu_common.logs import about_job
 from bwvisu_common.ports import Handler
 
@@ -50,6 +52,13 @@ STALL_CHECK = 2.0
 # Seconds an append keeps trying while the stream has no leader or the connection moves to
 # another server of the cluster (a server died): long enough for JetStream to elect a new one.
 APPEND_PATIENCE = 10.0
+# Events a durable consumer fetches at once (at most), and how long it waits for a backlog's
+# events to come (another replica may have taken some).
+FETCH_BATCH = 64
+# Seconds an event handed to a durable consumer stays its own without a word from it (see
+# _handle_one): then the server hands it to another consumer of the same name.
+ACK_WAIT = 6.0
+BACKLOG_WAIT = 0.1
 # What a server dying looks like to a publisher: no answer, or nobody leading the stream yet.
 _TRANSIENT = (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError,
               nats.errors.ConnectionReconnectingError, nats.js.errors.NoStreamResponseError,
@@ -317,35 +326,49 @@ class JetStreamEventStore:
                     raise DependencyUnavailable(
                         f"following stream {STREAM} stalled after sequence {delivered[0]}") from None
 
-    async def consume(self, durable: str, handler: Handler, stop: asyncio.Event) -> None:
+    async def consume(self, durable: str, handler: Handler, stop: asyncio.Event, *,
+                      concurrency: int = 1) -> None:
         config = ConsumerConfig(
-            durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_deliver=-1,
+            durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT, max_deliver=-1,
             deliver_policy=DeliverPolicy.ALL,
         )
         sub = await self._durable(durable, config, stop)
-        while sub is not None and not stop.is_set():
-            try:
-                msgs = await sub.fetch(64, timeout=1)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except nats.errors.Error as exc:
-                log.warning("consumer %s: fetch failed (%r); retrying", durable, exc)
-                await asyncio.sleep(1)
-                continue
-            for msg in msgs:
-                seq = msg.metadata.sequence.stream
-                event = _decode_or_skip(msg.data, seq, msg.subject)
-                # Whatever the handler logs names the job (JSON logs).
-                with about_job(event.job_id if event is not None else ""):
-                    try:
-                        if event is not None:
-                            await handler(seq, event)
-                    except Exception:
-                        log.exception("consumer %s: handler failed on event %d; redelivering", durable, seq)
-                        await msg.nak(delay=2)
-                        continue
-                await msg.ack()
-
+        lanes = Lanes(concurrency)
+        tickers: set[asyncio.Task[None]] = set()
+        backlog = 0  # events stored that this consumer has not been handed yet
+        try:
+            while sub is not None and not stop.is_set():
+                # One event at a time unless a backlog waits: nats-py's fetch of several goes on
+                # collecting after the first until its timeout, and the first would wait with it.
+                # No more in hand than can start soon: an event waiting here counts against ack_wait.
+                batch = min(backlog, FETCH_BATCH, 2 * concurrency) or 1
+                try:
+                    msgs = await sub.fetch(batch, timeout=1 if batch == 1 else BACKLOG_WAIT)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    backlog = 0
+                    continue
+                except nats.errors.Error as exc:
+                    log.warning("consumer %s: fetch failed (%r); retrying", durable, exc)
+                    await asyncio.sleep(1)
+                    continue
+                for msg in msgs:
+                    # In hand from now on: the server hears so until it is handled (_handle_one).
+                    ticking = asyncio.create_task(_in_progress(msg))
+                    tickers.add(ticking)
+                    ticking.add_done_callback(tickers.discard)
+                    # One job's events in order, different jobs' at once.
+                    await lanes.start(msg.subject.rsplit(".", 1)[0],
+                                      functools.partial(_handle_one, durable, handler, msg, ticking))
+                backlog = msgs[-1].metadata.num_pending if msgs else 0
+            await lanes.drain()
+        finally:
+            await lanes.cancel()
+            for ticking in list(tickers):
+                ticking.cancel()
+            if sub is not None:
+                # Its last fetch may still be waiting on the server: the connection can drain at once.
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.unsubscribe()
 
     async def consumer_pending(self, durable: str) -> int:
         """Events durable consumer `durable` has not acknowledged yet: not delivered, or not acked."""
@@ -367,6 +390,38 @@ class JetStreamEventStore:
             except nats.errors.Error as exc:
                 raise DependencyUnavailable(f"consumer {durable} refused: {exc!r}") from exc
         return None
+
+async def _handle_one(durable: str, handler: Handler, msg: Any, ticking: asyncio.Task[None]) -> None:
+    """Hand one event to `handler`; acknowledged once handled, redelivered after 2 s if it raised.
+
+    From its fetch until then, `ticking` tells the server every ACK_WAIT/3 s that it is in
+    progress: an event whose consumer fell silent (its node dropped off the network) goes to
+    another replica after ACK_WAIT seconds, however long a live handler or its lane takes."""
+    seq = msg.metadata.sequence.stream
+    event = _decode_or_skip(msg.data, seq, msg.subject)
+    try:
+        if event is not None:
+            # Whatever the handler logs names the job (JSON logs).
+            with about_job(event.job_id):
+                await handler(seq, event)
+    except Exception:
+        log.exception("consumer %s: handler failed on event %d; redelivering", durable, seq)
+        with contextlib.suppress(nats.errors.Error):
+            await msg.nak(delay=2)
+        return
+    finally:
+        ticking.cancel()
+    with contextlib.suppress(nats.errors.Error):
+        # A lost ack only means the event comes again: handlers are idempotent.
+        await msg.ack()
+
+
+async def _in_progress(msg: Any) -> None:
+    while True:
+        await asyncio.sleep(ACK_WAIT / 3)
+        with contextlib.suppress(nats.errors.Error):
+            await msg.in_progress()
+
 
 def _expect(job_id: str, version: int) -> dict[str, str]:
     return {EXPECTED_LAST: str(version), EXPECTED_LAST_SUBJECT: job_subjects(job_id)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -9,15 +11,23 @@ from nats.aio.client import Client as NatsClient
 from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.rpc import CHECK_USER, JOB_LOG, CheckUser, CheckUserReply, JobLog, JobLogReply
 
+NO_RESPONDERS_PATIENCE = 2.0  # seconds
+
 
 async def _ask(nc: NatsClient, subject: str, request: msgspec.Struct, timeout: float) -> bytes:
-    try:
-        msg = await nc.request(subject, msgspec.json.encode(request), timeout=timeout)
-    except nats.errors.NoRespondersError as exc:
-        raise DependencyUnavailable("no scheduler-adapter is running to ask the cluster") from exc
-    except (TimeoutError, nats.errors.Error) as exc:
-        raise DependencyUnavailable(f"the cluster did not answer in time: {exc!r}") from exc
-    return bytes(msg.data)
+    # A scheduler-adapter that restarts, or whose interest has not reached this server yet, is
+    # there within moments: nobody to answer is the answer only after NO_RESPONDERS_PATIENCE.
+    deadline = asyncio.get_running_loop().time() + NO_RESPONDERS_PATIENCE
+    while True:
+        try:
+            msg = await nc.request(subject, msgspec.json.encode(request), timeout=timeout)
+            return bytes(msg.data)
+        except nats.errors.NoRespondersError as exc:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise DependencyUnavailable("no scheduler-adapter is running to ask the cluster") from exc
+            await asyncio.sleep(0.1)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise DependencyUnavailable(f"the cluster did not answer in time: {exc!r}") from exc
 
 
 class NatsUserDirectory:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
+from scheduler_adapter.adapters.scancel_batches import ScancelBatches
 from scheduler_adapter.domain.slurm import (
     SQUEUE_FORMAT,
     SQUEUE_NAMELESS_FORMAT,
@@ -17,6 +19,7 @@ from scheduler_adapter.domain.slurm import (
     parse_squeue,
     tag_prefix,
 )
+from scheduler_adapter.domain.slurmctld import Backoff, cancel_complaints, is_busy
 from scheduler_adapter.domain.users import Identity, parse_id
 from scheduler_adapter.errors import (
     CommandOutcomeUnknown,
@@ -59,8 +62,13 @@ class SlurmCli:
     """Slurm through its command-line tools on a command node; jobs tagged by their job name."""
 
     def __init__(self, runner: CommandRunner, tag: str = "bwvisu", *,
-                 lookup_attempts: int = 3, lookup_delay: float = 1.0, resubmits: int = 0) -> None:
+                 lookup_attempts: int = 3, lookup_delay: float = 1.0, resubmits: int = 0,
+                 cancel_window: float = 0.05, cancel_batch: int = 200,
+                 backoff: Backoff | None = None) -> None:
         self._runner = runner
+        # One pause for every command to slurmctld: a busy controller gets quiet, not a storm.
+        self._backoff = backoff if backoff is not None else Backoff()
+        self._cancels = ScancelBatches(self._scancel, window=cancel_window, most=cancel_batch)
         self._tag = tag
         self._lookup_attempts = lookup_attempts
         self._lookup_delay = lookup_delay
@@ -76,7 +84,10 @@ class SlurmCli:
         for _ in range(1 + self._resubmits):
             try:
                 # The script travels on stdin: it is never written to a file by us.
-                result = await self._runner.run(argv, input=script, idempotent=False)
+                result = await self._slurm(argv, input=script, idempotent=False)
+                if result.exit_status != 0 and is_busy(_complaint(result)):
+                    # slurmctld may have queued the job before the answer timed out.
+                    raise CommandOutcomeUnknown(f"sbatch on {result.node or '?'}: {_complaint(result)}")
             except CommandOutcomeUnknown as exc:
                 # The node that had the script is marked down: a lookup, and a new sbatch if
                 # Slurm clearly has no such job, go to the next node.
@@ -127,7 +138,7 @@ class SlurmCli:
         # Slurm filters by exact name and user; only ids are printed, so no name can forge one.
         argv = ["squeue", "--noheader", "--all", "--states=all", f"--name={job_name(self._tag, job_id)}",
                 f"--users={uid}", "--format=%i"]
-        result = await self._runner.run(argv)
+        result = await self._slurm(argv)
         if result.exit_status != 0:
             raise SchedulerUnavailable(f"squeue failed: {_complaint(result)}")
         ids = [line.strip() for line in result.stdout.splitlines() if line.strip().isdigit()]
@@ -136,7 +147,7 @@ class SlurmCli:
     async def confirm(self, slurm_id: str, uid: str, job_id: str) -> bool:
         argv = ["squeue", "--noheader", "--all", "--states=all", f"--jobs={slurm_id}",
                 f"--name={job_name(self._tag, job_id)}", f"--users={uid}", "--format=%i"]
-        result = await self._runner.run(argv)
+        result = await self._slurm(argv)
         if result.exit_status != 0:
             if "invalid job id" in _complaint(result).lower():
                 return False  # gone from Slurm: nothing to confirm
@@ -147,7 +158,7 @@ class SlurmCli:
         # One call for every job: --all covers hidden partitions, --states=all keeps just-finished
         # jobs (with their final state and exit code) for Slurm's MinJobAge.
         argv = ["squeue", "--noheader", "--all", "--states=all", f"--Format={SQUEUE_FORMAT}"]
-        result = await self._runner.run(argv)
+        result = await self._slurm(argv)
         if result.exit_status != 0:
             raise SchedulerUnavailable(f"squeue failed: {_complaint(result)}")
         answer = parse_squeue(result.stdout, tag_prefix(self._tag))
@@ -161,18 +172,48 @@ class SlurmCli:
             return []
         argv = ["squeue", "--noheader", "--all", "--states=all", f"--jobs={','.join(slurm_ids)}",
                 f"--Format={SQUEUE_NAMELESS_FORMAT}"]
-        result = await self._runner.run(argv)
+        result = await self._slurm(argv)
         if result.exit_status != 0 and "invalid job id" not in _complaint(result).lower():
             raise SchedulerUnavailable(f"squeue failed: {_complaint(result)}")
         return parse_nameless(result.stdout)
 
     async def cancel(self, uid: str, slurm_id: str) -> None:
-        result = await self._runner.run(_sudo(uid, "scancel", slurm_id))
-        if result.exit_status != 0:
-            complaint = _complaint(result)
-            if "already completing or completed" in complaint or "invalid job id" in complaint.lower():
-                return
-            raise SchedulerError(f"scancel {slurm_id} as {uid} failed: {complaint}")
+        # Cancels of one user that come together (a workshop's end) share one scancel.
+        await self._cancels.cancel(uid, slurm_id)
+
+    async def _scancel(self, uid: str, slurm_ids: Sequence[str]) -> dict[str, BaseException | None]:
+        result = await self._slurm(_sudo(uid, "scancel", *slurm_ids))
+        if result.exit_status == 0:
+            return dict.fromkeys(slurm_ids, None)
+        said = result.stderr or result.stdout or f"exit status {result.exit_status}"
+        outcome: dict[str, BaseException | None] = {}
+        for slurm_id, complaint in cancel_complaints(said, slurm_ids).items():
+            if complaint is None:
+                outcome[slurm_id] = None
+            elif is_busy(complaint):
+                outcome[slurm_id] = SchedulerUnavailable(f"scancel {slurm_id} as {uid}: {complaint}")
+            else:
+                outcome[slurm_id] = SchedulerError(f"scancel {slurm_id} as {uid} failed: {complaint}")
+        return outcome
+
+    async def _slurm(self, argv: Sequence[str], *, input: str | None = None,
+                     idempotent: bool = True) -> CommandResult:
+        """Run a command that asks slurmctld, after any pause a busy slurmctld asked for."""
+        pause = self._backoff.pause(time.monotonic())
+        if pause > 0:
+            await asyncio.sleep(pause)
+        result = await self._runner.run(argv, input=input, idempotent=idempotent)
+        if result.exit_status != 0 and is_busy(_complaint(result)):
+            self._backoff.busy(time.monotonic())
+            log.warning("slurmctld is busy (%s); pausing its commands for %.1f s",
+                        _complaint(result), self._backoff.delay)
+        elif result.exit_status == 0:
+            self._backoff.answered()
+        return result
+
+    async def close(self) -> None:
+        """Stop cancels still being sent."""
+        await self._cancels.close()
 
     async def read_log(self, uid: str, path: str, lines: int) -> str:
         # As the user: bwvisu reads what the job's owner may read, nothing more.

@@ -160,18 +160,22 @@ class _Node:
         self.down = False
         self.lock = asyncio.Lock()
         self.probe: asyncio.Task[None] | None = None
+        self.busy = 0  # channels running a command now
 
 
 class AsyncSshRunner:
-    """Runs argv on the first command node that answers; one persistent connection per node."""
+    """Runs argv on the first command node that answers and has a free channel; one persistent
+    connection per node, up to `channels` commands at once on each."""
 
     def __init__(self, nodes: Sequence[CommandNode], connector: Connector, *, command_timeout: float = 30.0,
-                 answer_timeout: float = 3.0, probe_interval: float = 2.0) -> None:
+                 answer_timeout: float = 3.0, probe_interval: float = 2.0, channels: int = 8) -> None:
         self._nodes = [_Node(n) for n in nodes]
         self._connect = connector
         self._command_timeout = command_timeout
         self._answer_timeout = answer_timeout
         self._probe_interval = probe_interval
+        self._channels = channels
+        self._freed = asyncio.Condition()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AsyncSshRunner:
@@ -181,7 +185,7 @@ class AsyncSshRunner:
                                        keepalive_count_max=ssh.keepalive_count_max)
         return cls(settings.command_nodes, connector, command_timeout=ssh.command_timeout,
                    answer_timeout=ssh.answer_timeout,
-                   probe_interval=max(1.0, settings.scheduler.poll_interval))
+                   probe_interval=max(1.0, settings.scheduler.poll_interval), channels=ssh.channels_per_node)
 
     def down_nodes(self) -> list[str]:
         return [n.spec.label for n in self._nodes if n.down]
@@ -191,7 +195,9 @@ class AsyncSshRunner:
     ) -> CommandResult:
         command = shlex.join(argv)  # the one place argv becomes a string: sshd hands it to a shell
         problems: list[str] = []
-        for node in [n for n in self._nodes if not n.down]:
+        tried: list[_Node] = []
+        while (node := await self._channel([n for n in self._nodes if n not in tried])) is not None:
+            tried.append(node)
             try:
                 return await self._exec(node, command, input, idempotent)
             except NotSent as exc:
@@ -204,9 +210,32 @@ class AsyncSshRunner:
                         f"{argv[0] if argv else 'command'} sent to {node.spec.label}, "
                         f"then the connection failed: {exc}") from exc
                 problems.append(f"{node.spec.label}: {exc}")
+            finally:
+                await self._release(node)
         if not problems:
             problems = [f"all command nodes are down ({', '.join(self.down_nodes())})"]
         raise SchedulerUnavailable("no command node answered: " + "; ".join(problems))
+
+    async def _channel(self, candidates: list[_Node]) -> _Node | None:
+        """The first of `candidates` that is up and has a free channel, once one has; None if none is up.
+
+        Busy channels on the first node send the command to the next: under load both nodes work."""
+        async with self._freed:
+            while True:
+                up = [n for n in candidates if not n.down]
+                if not up:
+                    return None
+                for node in up:
+                    if node.busy < self._channels:
+                        node.busy += 1
+                        return node
+                await self._freed.wait()
+
+    async def _release(self, node: _Node) -> None:
+        async with self._freed:
+            node.busy -= 1
+            # Every waiter looks again: each may wait for other nodes, or find its nodes all down now.
+            self._freed.notify_all()
 
     async def _exec(self, node: _Node, command: str, input: str | None, idempotent: bool) -> CommandResult:
         session = await self._session(node)
