@@ -27,13 +27,21 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.shells import Shell, as_user, clear, close_shells, in_parallel, open_shells, sbatch
+from bench.shells import (
+    Shell,
+    as_user,
+    clear,
+    close_shells,
+    in_parallel,
+    minicluster_config,
+    open_shells,
+    sbatch,
+)
 from bwvisu_common.settings import load_settings
 from scheduler_adapter.domain.slurm import SQUEUE_FORMAT
 
@@ -139,10 +147,7 @@ def main() -> None:
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--user", default="bob")
     args = parser.parse_args()
-    if not Path(args.config).exists():
-        sys.exit(f"{args.config} does not exist: bring the minicluster up first "
-                 "(deploy/minicluster/minicluster up)")
-    asyncio.run(bench(Path(args.config), args.user, args.sessions, args.rounds, args.clients))
+    asyncio.run(bench(minicluster_config(args.config), args.user, args.sessions, args.rounds, args.clients))
 
 
 if __name__ == "__main__":

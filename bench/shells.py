@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -121,3 +122,10 @@ def _short_name(argv: list[str]) -> str:
         module = argv[argv.index("-m") + 1]
         return f"{module} {argv[-1]}" if module == "gateway_agent" else module
     return Path(argv[0]).name
+
+
+def minicluster_config(path: str) -> Path:
+    """The minicluster's bwvisu config at `path`; exits with what to do when it is not up."""
+    if not Path(path).exists():
+        sys.exit(f"{path} does not exist: bring the minicluster up first (deploy/minicluster/minicluster up)")
+    return Path(path)

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import shlex
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import asyncssh
 import httpx
 
+from bench.shells import minicluster_config
 from bwvisu_cli.testbed import isolated_system, runner_api_client_args
 from bwvisu_common.events import new_job_id
 from bwvisu_common.settings import Settings, load_settings
@@ -104,10 +104,7 @@ def main() -> None:
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--user", default="alice")
     args = parser.parse_args()
-    if not Path(args.config).exists():
-        sys.exit(f"{args.config} does not exist: bring the minicluster up first "
-                 "(deploy/minicluster/minicluster up)")
-    asyncio.run(bench(args.n, Path(args.config), args.user))
+    asyncio.run(bench(args.n, minicluster_config(args.config), args.user))
 
 
 if __name__ == "__main__":

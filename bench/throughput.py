@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from bench.shells import (
     cpu_busy,
     cpu_by_process,
     in_parallel,
+    minicluster_config,
     open_shells,
     sbatch,
     until_gone,
@@ -175,10 +175,7 @@ def main() -> None:
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--user", default="alice")
     args = parser.parse_args()
-    if not Path(args.config).exists():
-        sys.exit(f"{args.config} does not exist: bring the minicluster up first "
-                 "(deploy/minicluster/minicluster up)")
-    asyncio.run(bench(Path(args.config), args.user, args.n, args.clients))
+    asyncio.run(bench(minicluster_config(args.config), args.user, args.n, args.clients))
 
 
 if __name__ == "__main__":
