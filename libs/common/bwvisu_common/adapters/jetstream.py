@@ -50,8 +50,9 @@ FOLLOW_HEARTBEAT = 1.0
 # Seconds a follower waits quietly before it checks that the stream did not move on without it.
 STALL_CHECK = 2.0
 # Seconds an append keeps trying while the stream has no leader or the connection moves to
-# another server of the cluster (a server died): long enough for JetStream to elect a new one.
-APPEND_PATIENCE = 10.0
+# another server of the cluster (a server died, or fell silent: 3-4 s to notice): long enough for
+# JetStream to elect a new leader too (4-9 s).
+APPEND_PATIENCE = 20.0
 # Events a durable consumer fetches at once (at most), and how long it waits for a backlog's
 # events to come (another replica may have taken some).
 FETCH_BATCH = 64

@@ -32,7 +32,7 @@ class NatsAuth:
         return f"_INBOX_{self.user}" if self.user else "_INBOX"
 
 
-PING_INTERVAL = 2  # seconds
+PING_INTERVAL = 1  # seconds
 MAX_OUTSTANDING_PINGS = 3
 
 
@@ -57,9 +57,10 @@ async def connect_nats(servers: Sequence[str], name: str, auth: NatsAuth | None 
 
     connecting = nats.connect(
         servers=list(servers), name=name, connect_timeout=3, max_reconnect_attempts=-1,
-        # A server whose link died drops packets without a word: with three pings unanswered
-        # (6-8 s) the connection counts as stale and moves to another server. nats-py's default
-        # waits two minutes per ping; a shorter wait mistakes a busy machine for a dead link.
+        # A server whose link died drops packets without a word: with three pings a second apart
+        # unanswered (3-4 s) the connection counts as stale and moves to another server. nats-py's
+        # default waits two minutes per ping; fewer than three would mistake a busy machine for
+        # a dead link.
         ping_interval=PING_INTERVAL, max_outstanding_pings=MAX_OUTSTANDING_PINGS,
         dont_randomize=True,  # in the order given: this machine's own server first (connect.py)
         reconnect_time_wait=1, allow_reconnect=True, disconnected_cb=on_disconnect,
