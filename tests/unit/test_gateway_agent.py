@@ -10,6 +10,7 @@ import pytest
 
 from bwvisu_common import events as ev
 from bwvisu_common.assignments import is_current
+from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.job_facts import JobState
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.state_keys import grant_key, node_port_key, port_key
@@ -249,3 +250,28 @@ async def test_an_unrelated_event_while_installing_does_not_stop_the_confirmatio
     await world.assign("j1", ["cn0"], [(21000, 20000)])
     assert len(await world.firewall.rules()) == 1
     assert (await world.kinds("j1"))[-1] == "PortsForwarded"
+
+
+async def test_rules_left_by_a_confirmation_that_failed_come_out_when_the_assignment_comes_again(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    await world.running_job("j1", ["cn0"])
+    append = world.events.append
+
+    async def confirmation_lost(events, expected_version=None):  # type: ignore[no-untyped-def]
+        if isinstance(events[0], ev.PortsForwarded):
+            raise DependencyUnavailable("JetStream did not store the events")
+        return await append(events, expected_version)
+
+    monkeypatch.setattr(world.events, "append", confirmation_lost)
+    with pytest.raises(DependencyUnavailable):
+        await world.assign("j1", ["cn0"], [(21000, 20000)])
+    monkeypatch.undo()
+    assert len(await world.firewall.rules()) == 1  # installed, confirmed by nobody
+    # keyhole-api gives up on it; the assignment comes again (it was not acked).
+    await world.events.append([ev.PortsUnavailable(job_id="j1", gateway="gw0", forwards=[],
+                                                   reason="no answer")])
+    numbered = await world.events.read_job("j1")
+    (seq, assigned), = [(s, e) for s, e in numbered if isinstance(e, ev.PortsAssigned)]
+    await world.agent.handlers.handle(seq, assigned)
+    assert await world.firewall.rules() == []
+    assert not world.agent.gateway.table.holds("j1")

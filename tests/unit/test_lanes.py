@@ -76,3 +76,17 @@ async def test_start_waits_for_a_free_slot() -> None:
 def test_at_least_one_lane() -> None:
     with pytest.raises(ValueError):
         Lanes(0)
+
+
+async def test_room_waits_for_a_free_lane_and_says_how_many_are_free() -> None:
+    lanes = Lanes(2)
+    assert await lanes.room() == 2
+    release = asyncio.Event()
+    for key in ("a", "b"):
+        await lanes.start(key, release.wait)
+    asking = asyncio.create_task(lanes.room())
+    await asyncio.sleep(0.05)
+    assert not asking.done(), "no lane free: it waits"
+    release.set()
+    assert await asyncio.wait_for(asking, 1) >= 1
+    await lanes.drain()

@@ -17,6 +17,7 @@ class Lanes:
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"at least one lane, not {limit}")
+        self._limit = limit
         self._slots = asyncio.Semaphore(limit)
         self._last: dict[str, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
@@ -44,6 +45,13 @@ class Lanes:
             self._slots.release()
             if self._last.get(key) is asyncio.current_task():
                 del self._last[key]
+
+    async def room(self) -> int:
+        """How many pieces of work could start now without waiting, once at least one could."""
+        await self._slots.acquire()
+        self._slots.release()
+        # Work that just ended may still count as running for a moment: one lane is free anyway.
+        return max(1, self._limit - len(self._running))
 
     @property
     def busy(self) -> int:

@@ -23,6 +23,7 @@ from gateway_agent.domain.forwarding import (
     port_checks,
     unavailable,
 )
+from gateway_agent.domain.history import wanted
 from gateway_agent.errors import FirewallError
 from gateway_agent.gateway import Gateway
 
@@ -49,9 +50,13 @@ class GatewayHandlers:
     async def _forward(self, assigned: ev.PortsAssigned) -> None:
         gw, job_id = self._gw, assigned.job_id
         numbered = await gw.events.read_job(job_id)
-        decision = decide_forward([e for _, e in numbered], assigned, gw.limits)
+        history = [e for _, e in numbered]
+        decision = decide_forward(history, assigned, gw.limits)
         if decision is None:
-            return  # answered already, given up on, or superseded
+            # Answered already, given up on, or superseded. A redelivery after this agent failed
+            # between installing and confirming finds rules here that nothing wants: out with them.
+            await self._drop_unwanted(job_id, history)
+            return
         if isinstance(decision, Refuse):
             log.warning("job %s: refused assignment %s: %s", job_id, assigned.event_id, decision.reason)
             await self._unavailable(assigned, decision.reason)
@@ -75,10 +80,8 @@ class GatewayHandlers:
         gw.table.put(job_id, rules, sources)
         if not await self._confirm(assigned, numbered[-1][0]):
             # keyhole-api gave up on it meanwhile (and gave its ports back), or the job moved on.
-            await gw.firewall.remove_jobs([job_id])
-            gw.table.drop(job_id)
-            log.info("job %s: assignment %s was given up on while installing; its forwards are out again",
-                     job_id, assigned.event_id)
+            log.info("job %s: assignment %s was given up on while installing", job_id, assigned.event_id)
+            await self._drop_unwanted(job_id, await gw.history(job_id))
             return
         log.info("job %s: forwarded %s", job_id,
                  ", ".join(f"{r.external_port}->{r.target_ip}:{r.internal_port}" for r in rules))
@@ -97,6 +100,15 @@ class GatewayHandlers:
                     return False
                 seen = numbered[-1][0]
         return False
+
+    async def _drop_unwanted(self, job_id: str, history: Sequence[ev.Event]) -> None:
+        """Take out the job's rules here unless its history wants forwards on this gateway (those
+        the reconcile keeps as they should be)."""
+        gw = self._gw
+        if gw.table.holds(job_id) and wanted(history, gw.name) is None:
+            await gw.firewall.remove_jobs([job_id])
+            gw.table.drop(job_id)
+            log.info("job %s: forwards nothing wants taken out", job_id)
 
     async def _busy(self, job_id: str, ips: list[str], forwards: Sequence[ev.Forward],
                     moved: bool) -> list[str]:

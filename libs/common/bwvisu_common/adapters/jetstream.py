@@ -341,8 +341,8 @@ class JetStreamEventStore:
             while sub is not None and not stop.is_set():
                 # One event at a time unless a backlog waits: nats-py's fetch of several goes on
                 # collecting after the first until its timeout, and the first would wait with it.
-                # No more in hand than can start soon: an event waiting here counts against ack_wait.
-                batch = min(backlog, FETCH_BATCH, 2 * concurrency) or 1
+                # Nor more than can start at once: fetched events never wait for a lane.
+                batch = max(1, min(backlog, FETCH_BATCH, await lanes.room()))
                 try:
                     msgs = await sub.fetch(batch, timeout=1 if batch == 1 else BACKLOG_WAIT)
                 except (TimeoutError, nats.errors.TimeoutError):
@@ -398,9 +398,10 @@ async def _handle_one(durable: str, handler: Handler, msg: Any, ticking: asyncio
     From its fetch until then, `ticking` tells the server every ACK_WAIT/3 s that it is in
     progress: an event whose consumer fell silent (its node dropped off the network) goes to
     another replica after ACK_WAIT seconds, however long a live handler or its lane takes."""
-    seq = msg.metadata.sequence.stream
-    event = _decode_or_skip(msg.data, seq, msg.subject)
+    seq = 0
     try:
+        seq = msg.metadata.sequence.stream
+        event = _decode_or_skip(msg.data, seq, msg.subject)
         if event is not None:
             # Whatever the handler logs names the job (JSON logs).
             with about_job(event.job_id):
