@@ -43,3 +43,23 @@ async def test_a_quiet_stream_is_waited_on(monkeypatch: pytest.MonkeyPatch) -> N
     await asyncio.sleep(0.2)  # many checks: nothing is missing, so it waits on
     assert not waiting.done()
     waiting.cancel()
+
+
+async def test_a_cancelled_follower_stops_even_when_its_request_turns_the_cancel_into_a_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jetstream, "STALL_CHECK", 0.01)
+    store = object.__new__(JetStreamEventStore)
+
+    async def last_seq() -> int:
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:  # as nats-py's request does
+            raise DependencyUnavailable("cannot read stream: timeout") from None
+        return 7
+
+    store.last_seq = last_seq  # type: ignore[method-assign]
+    waiting = asyncio.create_task(store._first_of_batch(Silent(), [7]))
+    await asyncio.sleep(0.1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, 2)

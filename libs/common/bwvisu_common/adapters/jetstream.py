@@ -318,9 +318,11 @@ class JetStreamEventStore:
             try:
                 return await sub.next_msg(timeout=STALL_CHECK)
             except nats.errors.TimeoutError:
+                _unless_cancelled()
                 try:
                     stored = await self.last_seq()
                 except DependencyUnavailable:  # JetStream busy electing, say: not known to be behind
+                    _unless_cancelled()
                     stored = delivered[0]
                 behind = behind + 1 if stored > delivered[0] else 0
                 if behind >= 2:
@@ -416,6 +418,14 @@ async def _handle_one(durable: str, handler: Handler, msg: Any, ticking: asyncio
     with contextlib.suppress(nats.errors.Error):
         # A lost ack only means the event comes again: handlers are idempotent.
         await msg.ack()
+
+
+def _unless_cancelled() -> None:
+    """nats-py turns a cancellation during a request into a timeout: a loop that waits on after
+    timeouts must not swallow it, or the task can never be stopped."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _in_progress(msg: Any) -> None:
