@@ -7,6 +7,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
@@ -16,8 +17,15 @@ from bwvisu_common.job_facts import JobState
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.read_model import fold
 from bwvisu_common.state_keys import grant_key, node_port_key, port_key
-from keyhole_api.domain.failover import decide_move, pick_moved, still_dead, stranded
-from keyhole_api.failover import GatewayFailover
+from keyhole_api.domain.failover import (
+    decide_move,
+    last_move,
+    pick_moved,
+    still_dead,
+    stranded,
+    unanswered_moves,
+)
+from keyhole_api.failover import UNANSWERED_AFTER, GatewayFailover
 from tests.conditions import eventually
 from tests.fakes.event_store import InMemoryEventStore
 from tests.fakes.gateway_agents import ScriptedGatewayAgents
@@ -213,7 +221,7 @@ async def stranded_on_gw1(world: World) -> None:
 
 def failover_of(world: World, events: InMemoryEventStore | None = None) -> GatewayFailover:
     return GatewayFailover(make_settings(), events or world.events, world.state, world.jobs, world.health,
-                           clock=lambda: world.clock[0], answer_timeout=0.3)
+                           clock=lambda: world.clock[0], answer_timeout=2.0)
 
 
 async def test_a_move_its_new_gateway_never_answers_is_given_up_and_tried_again(world: World) -> None:
@@ -272,3 +280,53 @@ async def test_a_move_whose_append_answer_is_lost_keeps_the_ports_it_needs(store
         else:  # nothing went in: nothing is held for it, and the next round tries again
             assert held == {port_key("gw1", 20010): "j", node_port_key("cn0", 20050): "j"}
             assert await failover.move_once() == 1
+
+
+def test_a_move_that_awaits_its_answer_for_long_is_found_and_nothing_else_is() -> None:
+    moving = ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"], forwards=FWD, moved_from="gw1")
+    job = fold(numbered([*on_gw1(), moving]))
+    assert job is not None and job.updated_at is not None
+    later = job.updated_at + timedelta(seconds=31)
+    assert unanswered_moves([job], later, patience=30) == ["j"]
+    assert unanswered_moves([job], job.updated_at + timedelta(seconds=5), patience=30) == []
+    answered = fold(numbered([*on_gw1(), moving, ev.PortsForwarded(job_id="j", gateway="gw0", forwards=FWD)]))
+    first = fold(numbered(on_gw1()[:3]))  # a first grant: its job's keyhole client waits for it
+    assert unanswered_moves([v for v in (answered, first) if v is not None], later, patience=30) == []
+    assert last_move([*on_gw1(), moving]) == moving
+    assert last_move([*on_gw1(), moving, ev.PortsUnavailable(job_id="j", gateway="gw0", forwards=FWD,
+                                                             reason="x")]) is None
+    assert last_move(on_gw1()) is None
+
+
+async def test_a_stored_move_nobody_waits_for_is_given_up_and_the_job_moves_again(world: World) -> None:
+    # A replica appended the move to gw0 and died (or lost the append's answer) before it waited
+    # for gw0's answer, and gw0 never answered: nothing else would ever move the job again.
+    await stranded_on_gw1(world)
+    world.agents.silent.add("gw0")
+    moved_to = ev.Forward(internal_port=20050, external_port=20077)
+    assert await world.state.reserve([port_key("gw0", 20077)], "j")
+    await world.events.append([ev.PortsAssigned(job_id="j", gateway="gw0", nodes=["cn0"], forwards=[moved_to],
+                                                moved_from="gw1")])
+    last = await world.events.last_seq()
+    await eventually(lambda: world.jobs.seq >= last, "the read model catches up")
+    job = world.jobs.get("j")
+    assert job is not None and job.updated_at is not None
+    wall = [job.updated_at + timedelta(seconds=5)]
+    failover = GatewayFailover(make_settings(), world.events, world.state, world.jobs, world.health,
+                               clock=lambda: world.clock[0], answer_timeout=2.0, wall_clock=lambda: wall[0])
+    assert await failover.move_once() == 0
+    world.clock[0] += 2.0
+    world.health.beat("gw0")
+    assert await failover.move_once() == 0  # gw1 dead, but a move to gw0 is under way: not yet
+    assert not isinstance((await world.events.read_job("j"))[-1][1], ev.PortsUnavailable)
+    wall[0] += timedelta(seconds=UNANSWERED_AFTER)
+    world.agents.silent.clear()
+    assert await failover.move_once() == 0  # given up on now; moved again in the next round
+    history = [e for _, e in await world.events.read_job("j")]
+    assert isinstance(history[-1], ev.PortsUnavailable) and history[-1].gateway == "gw0"
+    assert port_key("gw0", 20077) not in await world.state.reservations()
+    last = await world.events.last_seq()
+    await eventually(lambda: world.jobs.seq >= last, "the read model catches up")
+    assert await failover.move_once() == 1
+    job = world.jobs.get("j")
+    assert job is not None and [s.gateway for s in job.services] == ["gw0"]

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import ConcurrencyConflict
@@ -18,17 +19,19 @@ from bwvisu_common.heartbeats import HEARTBEAT_TIMEOUT
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.settings import Settings
-from bwvisu_common.state_keys import gateway_ports, held_by
+from bwvisu_common.state_keys import gateway_ports, held_by, port_key
 from keyhole_api.domain.allocate import Avoid, Reservation, candidate_gateways
 from keyhole_api.domain.failover import (
     Move,
     decide_move,
+    last_move,
     move_answered,
     move_outcome,
     moved,
     pick_moved,
     still_dead,
     stranded,
+    unanswered_moves,
 )
 from keyhole_api.domain.grant import Outcome
 from keyhole_api.giving_up import give_up
@@ -41,6 +44,9 @@ CONFIRM_DEAD = 1.5  # a gateway not alive this long (more than a heartbeat) is d
 RETRY_AFTER = 10.0  # a job whose move did not take is not moved again sooner than this
 ANSWER_TIMEOUT = 10.0  # how long the gateway the forwards move to may take to install them
 AT_ONCE = 16  # moves under way at once
+# A move nobody waits for any more (see unanswered_moves) is given up after this long without an
+# answer: well past a move's own wait for the answer and its giving up.
+UNANSWERED_AFTER = 3 * ANSWER_TIMEOUT
 
 
 class GatewayFailover:
@@ -48,7 +54,8 @@ class GatewayFailover:
 
     def __init__(self, settings: Settings, events: EventStore, state: StateStore, jobs: LiveJobs,
                  gateways: GatewayLiveness, clock: Callable[[], float] = time.monotonic,
-                 answer_timeout: float = ANSWER_TIMEOUT) -> None:
+                 answer_timeout: float = ANSWER_TIMEOUT,
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._settings = settings
         self._events = events
         self._state = state
@@ -56,6 +63,7 @@ class GatewayFailover:
         self._live = gateways
         self._clock = clock
         self._answer_timeout = answer_timeout
+        self._wall_clock = wall_clock
         self._moving = asyncio.Semaphore(AT_ONCE)
         self._known = [g.label for g in settings.gateway_nodes]
         self._tried: dict[str, float] = {}  # job -> when its last move was appended or tried
@@ -85,6 +93,10 @@ class GatewayFailover:
             if move is not None:
                 self._tried[job_id] = now
                 moves.append(move)
+        unanswered = [j for j in unanswered_moves(self._jobs.all(), self._wall_clock(), UNANSWERED_AFTER)
+                      if j not in self._tried]
+        self._tried.update((j, now) for j in unanswered)
+        await asyncio.gather(*(self._settle(j) for j in unanswered), return_exceptions=True)
         # Together: each waits for its new gateway's answer, and a dead gateway strands many jobs.
         results = await asyncio.gather(*(self._bounded(m, alive) for m in moves), return_exceptions=True)
         for move, result in zip(moves, results, strict=True):
@@ -134,6 +146,21 @@ class GatewayFailover:
         log.warning("job %s: gateway %s is dead; its forwards moved to %s", move.job_id, move.from_gateway,
                     picked.gateway)
         return 1
+
+    async def _settle(self, job_id: str) -> None:
+        """Give up on the job's move that nobody waits for, so that the next round moves it again."""
+        try:
+            assigned = last_move([e for _, e in await self._events.read_job(job_id)])
+            if assigned is None:
+                return
+            reason = f"gateway {assigned.gateway} did not answer the move within {UNANSWERED_AFTER:.0f} s"
+            if await give_up(self._events, assigned, reason):
+                await self._state.release_job(job_id, [port_key(assigned.gateway, f.external_port)
+                                                       for f in assigned.forwards])
+                log.warning("job %s: %s; moving it again", job_id, reason)
+                self._tried.pop(job_id, None)
+        except Exception:  # the stream or etcd may answer next time: RETRY_AFTER from now
+            log.exception("job %s: giving up on its unanswered move failed", job_id)
 
     async def _stored_at(self, event: ev.PortsAssigned) -> int | None:
         """The stream sequence of `event` if the job's history holds it."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 import random
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from bwvisu_common import events as ev
+from bwvisu_common.assignments import is_current
 from bwvisu_common.job_facts import JobState
 from bwvisu_common.read_model import JobView
 from bwvisu_common.state_keys import gateway_ports, port_key, port_of
@@ -60,6 +62,27 @@ def stranded(views: Iterable[JobView], alive: Collection[str], dead: Collection[
     return sorted(v.job_id for v in views
                   if v.state in (JobState.RUNNING, JobState.AVAILABLE) and v.services
                   and not v.cancel_requested and current_gateway(v) in dead)
+
+
+def unanswered_moves(views: Iterable[JobView], now: datetime, patience: float) -> list[str]:
+    """Running or available jobs whose forwards were moved to a gateway that has not answered for
+    `patience` seconds, while nothing else happened to them.
+
+    The move waits for that answer and gives up on it; this finds the moves whose wait was cut short
+    (the move's stored append lost its answer, or giving up found the stream unavailable).
+    """
+    return sorted(v.job_id for v in views
+                  if v.state in (JobState.RUNNING, JobState.AVAILABLE) and not v.cancel_requested
+                  and v.services and v.gateway and forwarded_on(v) != v.gateway
+                  and v.updated_at is not None and (now - v.updated_at).total_seconds() >= patience)
+
+
+def last_move(history: Sequence[ev.Event]) -> ev.PortsAssigned | None:
+    """The job's newest assignment if it moved forwards and still awaits its gateway's answer."""
+    assigned = [e for e in history if isinstance(e, ev.PortsAssigned)]
+    if not assigned or not assigned[-1].moved_from or not is_current(history, assigned[-1].event_id):
+        return None
+    return assigned[-1]
 
 
 def decide_move(history: Sequence[tuple[int, ev.Event]], alive: Collection[str]) -> Move | None:
