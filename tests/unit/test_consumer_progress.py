@@ -47,3 +47,14 @@ async def test_a_slow_handler_keeps_its_event_and_a_handled_one_is_acked(
     told = len(msg.told)
     await asyncio.sleep(0.1)
     assert len(msg.told) == told, "nothing more once handled"
+
+
+async def test_a_handler_that_hangs_holds_its_event_only_so_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jetstream, "ACK_WAIT", 0.06)
+    msg = Msg(ev.JobSubmitted(job_id="j", uid="alice", template_name="t"))
+    ticking = asyncio.create_task(jetstream._in_progress(msg, cap=0.2))
+    await asyncio.wait_for(ticking, 2.0)  # ends by itself: the server may hand the event on
+    told = msg.told.count("in progress")
+    assert told >= 2
+    await asyncio.sleep(0.1)
+    assert msg.told.count("in progress") == told
