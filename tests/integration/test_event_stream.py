@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.jetstream import (
+    ACK_WAIT,
     ALL_SUBJECTS,
     STREAM,
     JetStreamEventStore,
@@ -97,3 +99,22 @@ async def test_events_an_earlier_version_wrote_are_read_with_their_typed_facts(o
     await js.publish(job_subject("gone"), msgspec.json.encode(failed))
     [(_, event)] = await store.read_job("gone")
     assert isinstance(event, ev.JobSubmitFailed) and event.kind is FailureKind.UNKNOWN_USER
+
+
+async def test_a_durable_consumer_an_earlier_version_made_takes_todays_settings(old_stream):
+    nc, js = old_stream
+    await js.add_consumer(STREAM, ConsumerConfig(durable_name="sched", ack_policy=AckPolicy.EXPLICIT,
+                                                 ack_wait=60, filter_subject=ALL_SUBJECTS))
+    store = JetStreamEventStore(nc)
+    await store.ensure_stream()
+    await store.append([ev.JobSubmitted(job_id="j", uid="alice", template_name="t")])
+    seen: list[str] = []
+    stop = asyncio.Event()
+
+    async def handler(_seq: int, event: ev.AnyEvent) -> None:
+        seen.append(event.job_id)
+        stop.set()
+
+    await asyncio.wait_for(store.consume("sched", handler, stop), 20)
+    assert seen == ["j"]
+    assert (await js.consumer_info(STREAM, "sched")).config.ack_wait == ACK_WAIT

@@ -387,15 +387,21 @@ class JetStreamEventStore:
     async def _durable(self, durable: str, config: ConsumerConfig, stop: asyncio.Event) -> Any:
         """The durable consumer's subscription, once JetStream answers (it may be electing a
         leader, as just after a server died); None if `stop` is set first."""
+        # As pull_subscribe would make it. Made here, not there: pull_subscribe leaves a consumer
+        # that exists as it is, and one an earlier version made must take the settings of today's
+        # (the server updates what may change, such as ack_wait).
+        config = dataclasses.replace(config, name=durable, durable_name=durable, filter_subject=ALL_SUBJECTS)
         while not stop.is_set():
             try:
-                return await self._js.pull_subscribe(ALL_SUBJECTS, durable=durable, config=config)
+                await self._js.add_consumer(STREAM, config)
+                return await self._js.pull_subscribe(ALL_SUBJECTS, durable=durable, stream=STREAM)
             except _TRANSIENT as exc:
                 log.warning("consumer %s: JetStream did not answer (%r); retrying", durable, exc)
                 await asyncio.sleep(1)
             except nats.errors.Error as exc:
                 raise DependencyUnavailable(f"consumer {durable} refused: {exc!r}") from exc
         return None
+
 
 async def _handle_one(durable: str, handler: Handler, msg: Any, ticking: asyncio.Task[None]) -> None:
     """Hand one event to `handler`; acknowledged once handled, redelivered after 2 s if it raised.
