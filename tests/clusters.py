@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bwvisu_cli.access import NATS_PINGS
 from bwvisu_cli.servers import (
     ClusterMember,
     etcd_cluster_command,
@@ -80,9 +82,13 @@ class LocalCluster:
 
 @contextmanager
 def nats_cluster(base: Path, size: int = 3) -> Iterator[LocalCluster]:
-    """nats-servers with JetStream and routes to each other, on free loopback ports."""
+    """nats-servers with JetStream and routes to each other, on free loopback ports, pinging each
+    other as `bwvisu up` configures them."""
     cluster = LocalCluster("nats-server", local_members(size, "nats"), base)
-    cluster.start(lambda m, ms, d: nats_cluster_command(m, ms, d))
+    base.mkdir(parents=True, exist_ok=True)
+    config = base / "nats.conf"
+    config.write_text(json.dumps(NATS_PINGS))
+    cluster.start(lambda m, ms, d: nats_cluster_command(m, ms, d, config))
     try:
         yield cluster
     finally:

@@ -125,6 +125,13 @@ def password(settings: Settings, identity: str) -> str:
                             group_readable=False)
 
 
+# How soon a server notices that a peer's link went down (routes) or a client's did: two pings two
+# seconds apart unanswered. nats-server's default, two minutes, kept the subscriptions of a node that
+# dropped off the network in the others' routing for that long, so requests to a queue group (the
+# scheduler-adapters') went to the dead node and were lost. Clients ping more often themselves.
+NATS_PINGS = {"ping_interval": "2s", "ping_max": 2}
+
+
 def write_nats_config(settings: Settings, path: Path) -> None:
     """nats-server's users and permissions (mode 0600: it holds the passwords)."""
     found = identities(settings)
@@ -133,7 +140,7 @@ def write_nats_config(settings: Settings, path: Path) -> None:
     users = [i.nats_user(password(settings, i.name),
                          [d for other, names in durables.items() if other != i.name for d in names])
              for i in found]
-    config: dict[str, object] = {"authorization": {"users": users}}
+    config: dict[str, object] = {"authorization": {"users": users}, **NATS_PINGS}
     if settings.credentials.ca_file:
         config["tls"] = _nats_tls(settings)
     path.parent.mkdir(parents=True, exist_ok=True)

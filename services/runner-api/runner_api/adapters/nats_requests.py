@@ -12,22 +12,32 @@ from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.rpc import CHECK_USER, JOB_LOG, CheckUser, CheckUserReply, JobLog, JobLogReply
 
 NO_RESPONDERS_PATIENCE = 2.0  # seconds
+ASK_AGAIN_AFTER = 5.0  # seconds without an answer before a question goes out again
 
 
 async def _ask(nc: NatsClient, subject: str, request: msgspec.Struct, timeout: float) -> bytes:
-    # A scheduler-adapter that restarts, or whose interest has not reached this server yet, is
-    # there within moments: nobody to answer is the answer only after NO_RESPONDERS_PATIENCE.
-    deadline = asyncio.get_running_loop().time() + NO_RESPONDERS_PATIENCE
+    """The answer to a question that only reads (so asking twice does no harm), within `timeout`.
+
+    A scheduler-adapter that restarts, or whose interest has not reached this server yet, is there
+    within moments: nobody to answer is the answer only after NO_RESPONDERS_PATIENCE. A question
+    handed to a replica whose node just dropped off the network is lost: it goes out again after
+    ASK_AGAIN_AFTER, and NATS picks a replica anew.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    patience = loop.time() + NO_RESPONDERS_PATIENCE
     while True:
+        left = deadline - loop.time()
         try:
-            msg = await nc.request(subject, msgspec.json.encode(request), timeout=timeout)
+            msg = await nc.request(subject, msgspec.json.encode(request), timeout=min(left, ASK_AGAIN_AFTER))
             return bytes(msg.data)
         except nats.errors.NoRespondersError as exc:
-            if asyncio.get_running_loop().time() >= deadline:
+            if loop.time() >= patience:
                 raise DependencyUnavailable("no scheduler-adapter is running to ask the cluster") from exc
             await asyncio.sleep(0.1)
         except (TimeoutError, nats.errors.Error) as exc:
-            raise DependencyUnavailable(f"the cluster did not answer in time: {exc!r}") from exc
+            if loop.time() >= deadline - 0.1 or not isinstance(exc, TimeoutError):
+                raise DependencyUnavailable(f"the cluster did not answer in time: {exc!r}") from exc
 
 
 class NatsUserDirectory:
