@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from bwvisu_common.errors import ConfigError
-from bwvisu_common.logs import JsonFormatter, about_job, log_format, redact, setup_logging
+from bwvisu_common.logs import JsonFormatter, TextFormatter, about_job, log_format, redact, setup_logging
 from bwvisu_common.settings import parse_settings
 from tests.unit.test_settings import ORIGINAL
 
@@ -103,3 +103,24 @@ def test_setup_logging_json_writes_through_the_root_logger(monkeypatch, capsys):
         assert entry["service"] == "runner-api" and entry["job_id"] == "j1" and entry["message"] == "answered"
     finally:
         root.handlers = saved
+
+
+def test_text_lines_are_masked_too() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(TextFormatter("runner-api"))
+    logger = logging.getLogger("bwvisu.test.text")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("connect to http://gw0:21001/?password=hunter2x with %s", TOKEN)
+        try:
+            raise ValueError(f"token={TOKEN}")
+        except ValueError:
+            logger.exception("failed for job 0123456789abcdef")
+    finally:
+        logger.removeHandler(handler)
+    text = out.getvalue()
+    assert "hunter2x" not in text and TOKEN not in text
+    assert " runner-api WARNING bwvisu.test.text: connect to http://gw0:21001/?password=*** with ***" in text
+    assert "failed for job 0123456789abcdef" in text and "ValueError: token=***" in text

@@ -3,8 +3,8 @@
 `logging.format: json` (or BWVISU_LOG_FORMAT=json) writes one JSON object per line with the time,
 level, service, logger, message and, when known, the job id: from `extra={"job_id": ...}` or from
 `about_job()` around the work on one job (every handler of a durable consumer runs inside it).
-Whatever a message says, what looks like a secret (a `password=`/`token=`/`secret=` value, a long
-random string such as a job token) is masked before it is written.
+In either format, whatever a message says, what looks like a secret (a `password=`/`token=`/`secret=`
+value, a long random string such as a job token) is masked before it is written.
 """
 
 from __future__ import annotations
@@ -75,6 +75,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """A line for people, masked as the JSON lines are."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def log_format(configured: str | None = None) -> str:
     """The format to use: BWVISU_LOG_FORMAT overrides the setting; text by default."""
     chosen = (os.environ.get("BWVISU_LOG_FORMAT") or configured or "text").lower()
@@ -83,15 +93,9 @@ def log_format(configured: str | None = None) -> str:
 
 def setup_logging(name: str, level: str | None = None, fmt: str | None = None) -> None:
     level = level or os.environ.get("BWVISU_LOG_LEVEL", "INFO")
-    if log_format(fmt) == "json":
-        handler = logging.StreamHandler()
-        handler.setFormatter(JsonFormatter(name))
-        logging.basicConfig(level=level.upper(), handlers=[handler])
-    else:
-        logging.basicConfig(
-            level=level.upper(),
-            format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
-        )
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter(name) if log_format(fmt) == "json" else TextFormatter(name))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     # Their INFO lines are per-request noise; warnings still show.
     for chatty in ("asyncssh", "httpx", "grpc"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
