@@ -55,12 +55,13 @@ class ClusterFactsContract:
 class TestFake(ClusterFactsContract):
     @pytest.fixture
     async def setup(self) -> AsyncIterator[Setup]:
-        fake = FakeClusterFacts(ClusterFacts(partitions=PARTITIONS, commands={n: n in PROGRAMS for n in NEEDED},
+        commands = {n: n in PROGRAMS for n in NEEDED}
+        fake = FakeClusterFacts(ClusterFacts(partitions=PARTITIONS, commands=commands,
                                              commands_source="login-node"))
 
         def go_down() -> None:
-            fake.facts_ = ClusterFacts(slurm_error="sinfo: no answer", commands_error="no command node answered",
-                                       commands_source="login-node")
+            fake.facts_ = ClusterFacts(slurm_error="sinfo: no answer", commands_source="login-node",
+                                       commands_error="no command node answered")
 
         yield Setup(fake, go_down)
 

@@ -34,7 +34,7 @@ class ClusterInventoryContract:
         raise NotImplementedError
         yield
 
-    async def test_the_partition_jobs_run_in_is_listed_without_gres(self, inventory: ClusterInventory) -> None:
+    async def test_the_partition_is_listed_without_gres(self, inventory: ClusterInventory) -> None:
         assert await inventory.partitions() == {"debug": []}
 
     async def test_programs_on_path_are_found_singularity_is_not(self, inventory: ClusterInventory) -> None:

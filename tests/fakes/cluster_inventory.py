@@ -1,5 +1,5 @@
-"""FakeInventory: scheduler-adapter's ClusterInventory for unit tests; tests/contract/test_cluster_inventory.py
-holds it to SinfoInventory on a real login node."""
+"""FakeInventory: scheduler-adapter's ClusterInventory for unit tests;
+tests/contract/test_cluster_inventory.py holds it to SinfoInventory on a real login node."""
 
 from __future__ import annotations
 

@@ -168,14 +168,17 @@ async def test_a_surprise_while_looking_is_could_not_check(bundles: Path) -> Non
 
 
 async def test_it_looks_every_interval_until_stopped(bundles: Path) -> None:
-    inventory = FakeInventory({"debug": []}, ())
-    checker = NeedsChecker(inventory, bundles, interval=0.01)
     stop = asyncio.Event()
-    task = asyncio.create_task(checker.run(stop))
-    while inventory.asked.count("partitions") < 3:
-        await asyncio.sleep(0.01)
-    stop.set()
-    await asyncio.wait_for(task, 1)
+
+    class Counting(FakeInventory):
+        async def partitions(self) -> dict[str, list[str]]:
+            if self.asked.count("partitions") == 2:
+                stop.set()  # the third look
+            return await super().partitions()
+
+    inventory = Counting({"debug": []}, ())
+    await asyncio.wait_for(NeedsChecker(inventory, bundles, interval=0.01).run(stop), 5)
+    assert inventory.asked.count("partitions") == 3
 
 
 async def test_a_question_right_after_start_waits_for_the_first_look(bundles: Path) -> None:

@@ -76,7 +76,8 @@ async def test_the_app_the_cluster_cannot_run_is_greyed_out_with_the_reason(
     assert 'data-testid="launch-xpra-desktop"' in page, "the app that needs nothing stays offered"
 
 
-async def test_its_form_says_why_and_offers_no_start(facts: FakeClusterFacts, alice: httpx.AsyncClient) -> None:
+async def test_its_form_says_why_and_offers_no_start(
+        facts: FakeClusterFacts, alice: httpx.AsyncClient) -> None:
     page = await alice.get("/apps/xpra-singularity")
     assert page.status_code == 200
     assert f"This application cannot run on this cluster: it {REASON}." in page.text
