@@ -16,7 +16,7 @@ from bwvisu_common import state_keys as layout
 from bwvisu_common.adapters.jetstream import STREAM, SUBJECT_PREFIX
 from bwvisu_common.connect import credential_file, gateway_identity
 from bwvisu_common.heartbeats import HEARTBEAT_SUBJECTS, heartbeat_subject
-from bwvisu_common.rpc import CHECK_USER, JOB_LOG
+from bwvisu_common.rpc import CHECK_USER, CLUSTER_FACTS, JOB_LOG
 from bwvisu_common.secret_files import ensure_secret_file, read_secret_file
 from bwvisu_common.settings import Settings
 
@@ -31,7 +31,7 @@ READ_STREAM = [
 MANAGE_STREAM = [f"$JS.API.STREAM.CREATE.{STREAM}", f"$JS.API.STREAM.UPDATE.{STREAM}"]
 # Deleting any consumer (a durable too): only the read model's owners, not a gateway agent.
 ORDERED_CONSUMER = [f"$JS.API.CONSUMER.DELETE.{STREAM}.*"]
-RPC = [CHECK_USER, JOB_LOG]
+RPC = [CHECK_USER, JOB_LOG, CLUSTER_FACTS]
 ETCD_ROOT = "root"
 
 

@@ -34,3 +34,10 @@ class JobLog(msgspec.Struct, frozen=True, kw_only=True):
 class JobLogReply(msgspec.Struct, frozen=True, kw_only=True):
     text: str = ""
     error: str = ""
+
+
+CLUSTER_FACTS = "bwvisu.rpc.cluster-facts"
+
+
+class ClusterFactsQuestion(msgspec.Struct, frozen=True, kw_only=True):
+    """What the cluster has of what the site's app bundles need; the reply is needs.ClusterFacts."""

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from bwvisu_common.errors import ConfigError
+from bwvisu_common.needs import COMMAND_NAME
 from bwvisu_common.templates import FileTemplates
 
 ENV_CONFIG = "BWVISU_CONFIG"
@@ -165,6 +166,15 @@ class Logging(_Section, frozen=True, kw_only=True):
     format: str = "text"
 
 
+class AppNeeds(_Section, frozen=True, kw_only=True):
+    """How scheduler-adapter finds out what the cluster has of what the app bundles' `needs` name."""
+
+    check_interval: float = 300.0  # seconds between two looks (sinfo, and commands on a login node)
+    # The commands the compute nodes have, in the site's own word: when set, commands are judged by
+    # this list and not looked for on a login node (for sites whose login nodes differ).
+    compute_node_commands: list[str] | None = None
+
+
 class Settings(_Section, frozen=True, kw_only=True):
     """The whole configuration, as one immutable value."""
 
@@ -198,6 +208,7 @@ class Settings(_Section, frozen=True, kw_only=True):
     credentials: Credentials = Credentials()
     metrics: Metrics = Metrics()
     logging: Logging = Logging()
+    app_needs: AppNeeds = AppNeeds()
 
     def __post_init__(self) -> None:
         _check(self)
@@ -259,6 +270,16 @@ def _check(s: Settings) -> None:
                         ("scheduler.cancel-batch-max", s.scheduler.cancel_batch_max)):
         if count < 1:
             fail(name, f"Expected a number >= 1, got {count}")
+    _check_app_needs(s.app_needs, fail)
+
+
+def _check_app_needs(a: AppNeeds, fail: Callable[[str, str], None]) -> None:
+    if a.check_interval < 10:
+        fail("app-needs.check-interval", f"Expected at least 10 (seconds), got {a.check_interval}")
+    for i, name in enumerate(a.compute_node_commands or []):
+        if not COMMAND_NAME.fullmatch(name):
+            fail(f"app-needs.compute-node-commands[{i}]",
+                 f"Expected a command name (letters, digits, '.', '_', '+', '-'), got {name!r}")
 
 
 def gateway_metrics_host(settings: Settings, gateway: GatewayNode) -> str:

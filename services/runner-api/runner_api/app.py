@@ -7,9 +7,10 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
+import msgspec
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from bwvisu_common.errors import DependencyUnavailable, InvalidInput
@@ -20,6 +21,7 @@ from runner_api.domain.answers import connect_json, job_json
 from runner_api.domain.requests import parse_client_address, parse_submission
 from runner_api.errors import NotFound, SubmitFailed
 from runner_api.handlers import Jobs
+from runner_api.ports import ClusterFactsSource
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ def create_app(
     jobs: Jobs, external_ips: Mapping[str, str], user: str, password: str,
     ready: Callable[[], bool] = lambda: True,
     connect_urls: Callable[[str], str] = lambda template: "",
+    cluster_facts: ClusterFactsSource | None = None,
 ) -> FastAPI:
     """The API over the built `jobs`; `ready` tells /healthz whether the process is sound.
 
@@ -99,6 +102,8 @@ def create_app(
         await jobs.check_user(check_uid(user_name))
         return {"response": "success"}
 
+    if cluster_facts is not None:
+        _add_app_needs(app, auth, cluster_facts)
     _add_docs(app, auth)
 
     @app.get("/healthz")
@@ -108,6 +113,19 @@ def create_app(
 
     _add_error_handlers(app)
     return app
+
+
+def _add_app_needs(app: FastAPI, auth: list[Any], source: ClusterFactsSource) -> None:
+    @app.get("/apps/requirements", dependencies=auth)
+    async def app_requirements() -> Response:
+        """What the cluster has of what the app bundles' `needs` name, as scheduler-adapter last saw it.
+
+        `partitions` (with their gres) and `commands` are null where they could not be checked
+        (`slurm-error`, `commands-error` say why): not checked is never "absent"."""
+        return Response(_encode_facts(await source.facts()), media_type="application/json")
+
+
+_encode_facts = msgspec.json.Encoder().encode
 
 
 def _add_docs(app: FastAPI, auth: list[Any]) -> None:

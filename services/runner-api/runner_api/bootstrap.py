@@ -14,8 +14,9 @@ from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.secret_files import read_secret_file
 from bwvisu_common.settings import Settings
 from bwvisu_common.templates import FileTemplates
-from runner_api.adapters.nats_requests import NatsJobLogs, NatsUserDirectory
+from runner_api.adapters.nats_requests import NatsClusterFacts, NatsJobLogs, NatsUserDirectory
 from runner_api.handlers import Jobs
+from runner_api.ports import ClusterFactsSource
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class Deps:
     external_ips: dict[str, str]  # gateway label -> the address clients reach it at
     password: str  # the API's basic-auth password
     connect_urls: Callable[[str], str]  # template name -> its app bundle's connect-url pattern
+    cluster_facts: ClusterFactsSource | None = None  # what the cluster has of what the apps need
 
 
 async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
@@ -44,4 +46,5 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
                 secrets=state)
     return Deps(live=live, jobs=jobs,
                 external_ips={g.label: g.external_ip for g in settings.gateway_nodes},
-                password=password, connect_urls=lambda name: bundle_connect_url(bundles, name))
+                password=password, connect_urls=lambda name: bundle_connect_url(bundles, name),
+                cluster_facts=NatsClusterFacts(events.nats))

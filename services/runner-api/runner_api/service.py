@@ -23,6 +23,6 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
         await process.follow(deps.live, timeout=CATCH_UP_TIMEOUT)
         log.info("runner-api ready: read model at stream sequence %d", deps.live.seq)
         app = create_app(deps.jobs, deps.external_ips, conf.user, deps.password, ready=process.healthy,
-                         connect_urls=deps.connect_urls)
+                         connect_urls=deps.connect_urls, cluster_facts=deps.cluster_facts)
         process.serve_http(app, conf.host, conf.port, tls_cert=conf.tls_cert, tls_key=conf.tls_key)
         await process.run_until_stopped()

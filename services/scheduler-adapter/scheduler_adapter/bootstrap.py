@@ -7,6 +7,7 @@ import socket
 import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 from nats.aio.client import Client as NatsClient
 
@@ -14,10 +15,12 @@ from bwvisu_common.adapters.etcd_election import EtcdElection
 from bwvisu_common.adapters.jetstream import JetStreamEventStore
 from bwvisu_common.connect import etcd_members, finished_jobs_kept_for, identity_of, nats_auth, open_stores
 from bwvisu_common.live_jobs import LiveJobs
-from bwvisu_common.settings import Settings
+from bwvisu_common.settings import Settings, templates_path
 from bwvisu_common.templates import FileTemplates
+from scheduler_adapter.adapters.inventory import SinfoInventory
 from scheduler_adapter.adapters.slurm import SlurmCli
 from scheduler_adapter.adapters.ssh import AsyncSshRunner
+from scheduler_adapter.app_needs import NeedsChecker
 from scheduler_adapter.domain.slurmctld import Backoff
 from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.handlers import JobHandlers, SubmitConfig
@@ -38,6 +41,7 @@ class Deps:
     watcher: Watcher
     users: UserGate
     election: EtcdElection
+    needs: NeedsChecker | None = None  # what the cluster has of what the app bundles need
 
 
 async def bootstrap(settings: Settings, stack: AsyncExitStack, runner: CommandRunner | None = None) -> Deps:
@@ -45,10 +49,13 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack, runner: CommandRu
 
     `runner`: commands go there instead of to the command nodes over SSH (tests, benchmarks)."""
     events, state = await open_stores(settings, stack, "scheduler-adapter")
+    needs: NeedsChecker | None = None
     if runner is None:
         ssh = AsyncSshRunner.from_settings(settings)
         stack.push_async_callback(ssh.close)
         runner = ssh
+        # Not with a given runner: its scripted cluster answers only what its test asks.
+        needs = needs_checker(settings, runner)
     election = election_from(settings)
     stack.push_async_callback(election.close)  # before the stores: the roles are free at once
     tag = settings.scheduler.job_tag
@@ -68,7 +75,14 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack, runner: CommandRu
     watcher = Watcher(scheduler, jobs.all, events, tag=tag, interval=settings.scheduler.poll_interval,
                       absent_polls_to_finish=settings.scheduler.absent_polls_to_finish,
                       in_flight=handlers.in_flight, claims=election)
-    return Deps(events.nats, events, jobs, scheduler, handlers, watcher, users, election)
+    return Deps(events.nats, events, jobs, scheduler, handlers, watcher, users, election, needs)
+
+
+def needs_checker(settings: Settings, runner: CommandRunner) -> NeedsChecker:
+    """Looks at the cluster for the needs of the bundles the portal offers (the same directory)."""
+    bundles = Path(settings.web.bundles_dir) if settings.web.bundles_dir else templates_path(settings)
+    return NeedsChecker(SinfoInventory(runner), bundles, interval=settings.app_needs.check_interval,
+                        site_commands=settings.app_needs.compute_node_commands)
 
 
 def election_from(settings: Settings) -> EtcdElection:

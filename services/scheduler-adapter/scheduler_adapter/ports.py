@@ -83,3 +83,15 @@ class Scheduler(Protocol):
         """The user's uid and groups on the cluster, None if there is no such user."""
         ...
 
+
+
+class ClusterInventory(Protocol):
+    """What the cluster offers the apps: partitions with their gres, and commands on PATH."""
+
+    async def partitions(self) -> dict[str, list[str]]:
+        """Partition -> the gres its nodes offer ("gpu", "gpu:a100"); SchedulerError if Slurm cannot say."""
+        ...
+
+    async def commands(self, names: Sequence[str]) -> dict[str, bool]:
+        """Each name -> whether a program of that name is found; SchedulerError if nobody can say."""
+        ...

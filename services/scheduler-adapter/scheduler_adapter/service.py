@@ -15,7 +15,7 @@ from bwvisu_common.read_model import JobView
 from bwvisu_common.service_process import ServiceProcess
 from bwvisu_common.settings import Settings
 from bwvisu_common.state_keys import WATCHER_ROLE
-from scheduler_adapter import queries
+from scheduler_adapter import app_needs, queries
 from scheduler_adapter.bootstrap import bootstrap
 from scheduler_adapter.handlers import DURABLE, JobHandlers
 from scheduler_adapter.ports import CommandRunner
@@ -35,6 +35,9 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
         for subscription in await queries.serve(deps.nc, deps.scheduler, deps.users,
                                                 settings.bwvisu_home_prefix):
             process.stack.push_async_callback(subscription.unsubscribe)
+        if deps.needs is not None:
+            process.stack.push_async_callback((await app_needs.serve(deps.nc, deps.needs)).unsubscribe)
+            process.spawn_once("app-needs", deps.needs.run(process.stop))
         process.spawn("handlers", deps.events.consume(DURABLE, deps.handlers.handle, process.stop,
                                                       concurrency=settings.scheduler.concurrent_events))
         lag = ConsumerLag(DURABLE, deps.events.consumer_pending)

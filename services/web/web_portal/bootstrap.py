@@ -18,6 +18,7 @@ from web_portal.adapters.auth import PamAuthenticator, TrustedHeaderAuthenticato
 from web_portal.adapters.bundle_files import load_bundles
 from web_portal.adapters.runner_api import RunnerApiClient
 from web_portal.adapters.system import UnixGroups
+from web_portal.app_needs import AppNeeds
 from web_portal.domain.client_address import Network, parse_networks
 from web_portal.domain.login_limits import LoginLimits
 from web_portal.portal import Portal
@@ -91,5 +92,6 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
         session_max_age=web.session_max_age, trusted_networks=networks,
         revocations=Revocations(state, cache_for=web.revocation_check_interval),
         restrict_forwards=settings.restrict_forwards_to_clients,
+        app_needs=AppNeeds(runner),
     )
     return Deps(feed=feed, portal=portal, session_secret=secret)

@@ -9,6 +9,7 @@ from bwvisu_common.ports import PortProber
 from bwvisu_common.read_model import JobView
 from bwvisu_common.settings import CommandNode, GatewayNode
 from web_portal.adapters.auth import TrustedHeaderAuthenticator
+from web_portal.app_needs import AppNeeds
 from web_portal.domain.bundles import Bundle
 from web_portal.domain.client_address import Network
 from web_portal.domain.login_limits import LoginLimits
@@ -42,6 +43,8 @@ class Portal:
     # Whether a forward accepts only the client addresses its owner connected from.
     restrict_forwards: bool = False
     clock: type[datetime] = datetime
+    # Which apps the cluster can run (their bundles' needs against what it has).
+    app_needs: AppNeeds = field(default_factory=lambda: AppNeeds(None))
 
     def now(self) -> datetime:
         return self.clock.now(UTC)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from bwvisu_common.events import AnyEvent
+from bwvisu_common.needs import ClusterFacts
 from bwvisu_common.read_model import JobView
 
 
@@ -40,6 +41,15 @@ class JobRunner(Protocol):
     async def allow_client(self, job_id: str, uid: str, address: str) -> list[str]:
         """Record that owner `uid` connects from `address`; the addresses the job allows now.
         NotFound if not theirs or finished; Rejected("address", ...) for anything but IPv4."""
+        ...
+
+
+class ClusterFactsSource(Protocol):
+    """What the cluster has of what the app bundles need, as runner-api last heard it."""
+
+    async def cluster_facts(self) -> ClusterFacts:
+        """The facts (their parts None where they could not be checked); RunnerUnavailable if runner-api
+        does not answer."""
         ...
 
 

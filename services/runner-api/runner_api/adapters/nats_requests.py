@@ -9,7 +9,17 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from bwvisu_common.errors import DependencyUnavailable
-from bwvisu_common.rpc import CHECK_USER, JOB_LOG, CheckUser, CheckUserReply, JobLog, JobLogReply
+from bwvisu_common.needs import ClusterFacts
+from bwvisu_common.rpc import (
+    CHECK_USER,
+    CLUSTER_FACTS,
+    JOB_LOG,
+    CheckUser,
+    CheckUserReply,
+    ClusterFactsQuestion,
+    JobLog,
+    JobLogReply,
+)
 
 NO_RESPONDERS_PATIENCE = 2.0  # seconds
 ASK_AGAIN_AFTER = 5.0  # seconds without an answer before a question goes out again
@@ -69,3 +79,18 @@ class NatsJobLogs:
         if reply.error:
             raise DependencyUnavailable(reply.error)
         return reply.text
+
+
+class NatsClusterFacts:
+    """What scheduler-adapter last saw of the cluster for the apps' needs, via a core NATS request."""
+
+    def __init__(self, nc: NatsClient, timeout: float = 20.0) -> None:
+        self._nc = nc
+        self._timeout = timeout
+
+    async def facts(self) -> ClusterFacts:
+        data = await _ask(self._nc, CLUSTER_FACTS, ClusterFactsQuestion(), self._timeout)
+        try:
+            return msgspec.json.decode(data, type=ClusterFacts)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise DependencyUnavailable(f"scheduler-adapter's cluster facts are unreadable: {exc}") from exc

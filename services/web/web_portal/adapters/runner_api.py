@@ -14,7 +14,9 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import msgspec
 
+from bwvisu_common.needs import ClusterFacts
 from web_portal.errors import NotFound, Rejected, RunnerUnavailable
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,15 @@ class RunnerApiClient:
         if r.status_code == 400:
             raise Rejected(str(answer.get("field", "address")), str(answer.get("response", "refused")))
         raise _unavailable(r, answer)
+
+    async def cluster_facts(self) -> ClusterFacts:
+        r = await self._call("GET", "/apps/requirements", again=True)
+        if r.status_code != 200:
+            raise _unavailable(r, _answer(r))
+        try:
+            return msgspec.json.decode(r.content, type=ClusterFacts)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise RunnerUnavailable(f"runner-api's answer on the cluster is unreadable: {exc}") from exc
 
     async def _call(self, method: str, path: str, again: bool = False, **kwargs: Any) -> httpx.Response:
         """`again`: a request that got no answer in time may go to the next replica too."""

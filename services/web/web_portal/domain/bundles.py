@@ -14,6 +14,7 @@ import msgspec
 
 from bwvisu_common.app_links import URL_PLACEHOLDERS, placeholders
 from bwvisu_common.errors import InvalidInput
+from bwvisu_common.needs import Needs, needs_problem
 from bwvisu_common.validation import check_template_name, check_value, check_variables
 from web_portal.errors import BundleError
 
@@ -62,6 +63,8 @@ class Bundle(_Strict, frozen=True, kw_only=True):
     connect_url: str = ""
     runtime_field: str = ""  # the integer field holding the run time in minutes
     fields: list[FormField] = []
+    # What it needs on the compute nodes; the portal offers it only where the cluster has it.
+    needs: Needs = Needs()
 
     def field(self, name: str) -> FormField | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -114,6 +117,9 @@ def check_bundle(file_name: str, bundle: Bundle) -> None:
         runtime = bundle.field(bundle.runtime_field)
         if runtime is None or runtime.type != "integer":
             fail("runtime-field", f"must name an integer field, not {bundle.runtime_field!r}")
+    problem = needs_problem(bundle.needs)
+    if problem is not None:
+        fail(f"needs.{problem[0]}", problem[1])
 
 
 def _check_connect_url(url: str, fail: Fail) -> None:

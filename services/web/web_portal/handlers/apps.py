@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
+from bwvisu_common.needs import Verdict
 from web_portal.domain.bundles import Bundle
 from web_portal.domain.forms import initial_values, validate_form
 from web_portal.errors import NotFound, Rejected, RunnerUnavailable
@@ -33,14 +34,15 @@ def _bundle(request: Request, name: str) -> Bundle:
 async def app_list(request: Request, user: User) -> Response:
     portal: Portal = request.app.state.portal
     bundles = sorted(portal.bundles.values(), key=lambda b: b.title.lower())
-    return render(request, "apps.html", bundles=bundles)
+    return render(request, "apps.html", bundles=bundles, verdicts=await portal.app_needs.verdicts(bundles))
 
 
 @router.get("/apps/{name}")
 async def launch_form(request: Request, name: str, user: User) -> Response:
     bundle = _bundle(request, name)
+    verdict = await request.app.state.portal.app_needs.verdict(bundle)
     return render(request, "launch.html", bundle=bundle, values=initial_values(bundle), errors={},
-                  problem="")
+                  problem=_cannot_run(verdict), verdict=verdict)
 
 
 @router.post("/apps/{name}")
@@ -48,6 +50,11 @@ async def launch(request: Request, name: str, user: User,
                  form: Annotated[FormData, Depends(checked_form)]) -> Response:
     portal: Portal = request.app.state.portal
     bundle = _bundle(request, name)
+    verdict = await portal.app_needs.verdict(bundle)
+    if not verdict.offered:  # the page offers no Start; a hand-made request gets the same answer
+        log.info("%s: %s refused: %s", user, bundle.name, verdict.reason)
+        return render(request, "launch.html", 409, bundle=bundle, values=initial_values(bundle), errors={},
+                      problem=_cannot_run(verdict), verdict=verdict)
     result = validate_form(bundle, {k: v for k, v in form.items() if isinstance(v, str)})
     if not result.ok:
         return render(request, "launch.html", 400, bundle=bundle, values=result.values,
@@ -64,3 +71,7 @@ async def launch(request: Request, name: str, user: User,
                       problem=f"The cluster cannot start it right now: {exc}. Please try again later.")
     log.info("%s started %s as job %s", user, bundle.name, job_id)
     return RedirectResponse(f"/sessions#s-{job_id}", status_code=303)
+
+
+def _cannot_run(verdict: Verdict) -> str:
+    return "" if verdict.offered else f"This application cannot run on this cluster: it {verdict.reason}."
