@@ -53,6 +53,15 @@ class Findings:
         assert not bad, f"axe-core found serious or critical violations: {bad}"
 
 
+def test_axe_finds_what_it_is_there_to_find(browser: Any, server: PortalServer) -> None:
+    page = browser.new_context().new_page()
+    page.goto(f"{server.url}/login")
+    page.evaluate("""() => { document.querySelector("label").replaceWith(document.querySelector("input[name=username]"));
+                             document.body.style.color = "#ddd"; }""")
+    found = {v["id"] for v in check_accessible(page, "login, spoilt on purpose")}
+    assert {"label", "color-contrast"} <= found, found
+
+
 def test_the_pages_anyone_reaches_pass_axe(browser: Any, server: PortalServer) -> None:
     findings = Findings()
     page = browser.new_context().new_page()
@@ -94,7 +103,8 @@ def test_the_sessions_pages_pass_axe_in_every_state_of_a_card(browser: Any, serv
     page.goto(f"{server.url}/sessions")
     findings.check(page, "sessions, none")
     job_id = server.call(lambda: server.runner.submit("bob", "xpra-desktop", {"runtime": "30", "nodes": "1"}))
-    server.runner.logs[job_id] = "xpra: starting\nxpra: ready on port 20001"
+    # Long enough to scroll: a scrolled log must be reachable from the keyboard.
+    server.runner.logs[job_id] = "".join(f"xpra: line {n}\n" for n in range(30)) + "xpra: ready on port 20001"
     card = page.locator(f"#s-{job_id}")
     card.get_by_test_id("state").filter(has_text="Waiting in the queue").wait_for()
     findings.check(page, "sessions, queued")
