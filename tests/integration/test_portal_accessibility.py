@@ -23,7 +23,8 @@ def server() -> Iterator[PortalServer]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(server: PortalServer) -> Iterator[Any]:
+    # After the server, so it closes its pages' live streams before the server stops.
     with chromium() as b:
         yield b
 
