@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,9 +173,3 @@ def check_accessible(page: Any, what: str) -> list[dict[str, Any]]:
         print(f"axe on {what} ({page.url}):\n{describe(fatal)}")
     return fatal
 
-
-async def wait(condition: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    """Polls `condition` until it holds (for the server's side of a test)."""
-    async with asyncio.timeout(timeout):
-        while not await condition():
-            await asyncio.sleep(0.02)

@@ -57,8 +57,9 @@ class Findings:
 def test_axe_finds_what_it_is_there_to_find(browser: Any, server: PortalServer) -> None:
     page = browser.new_context().new_page()
     page.goto(f"{server.url}/login")
-    page.evaluate("""() => { document.querySelector("label").replaceWith(document.querySelector("input[name=username]"));
-                             document.body.style.color = "#ddd"; }""")
+    page.evaluate("""() => {
+        document.querySelector("label").replaceWith(document.querySelector("input[name=username]"));
+        document.body.style.color = "#ddd"; }""")
     found = {v["id"] for v in check_accessible(page, "login, spoilt on purpose")}
     assert {"label", "color-contrast"} <= found, found
 

@@ -21,7 +21,8 @@ FOCUSED = """() => {
   const style = getComputedStyle(el);
   return {tag: el.tagName.toLowerCase(), testid: el.dataset.testid || "", name: el.name || "",
           text: (el.textContent || "").trim().slice(0, 40), card: el.closest("article.card")?.id || "",
-          ring: el.matches(":focus-visible") && style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0};
+          ring: el.matches(":focus-visible") && style.outlineStyle !== "none"
+                && parseFloat(style.outlineWidth) > 0};
 }"""
 # Every control a keyboard user must reach: links, buttons, fields, summaries, scrollable logs.
 TABBABLE = """() => Array.from(document.querySelectorAll(
@@ -111,11 +112,13 @@ def test_every_control_of_the_sessions_page_is_reached_in_turn(browser: Any, ser
     assert page.evaluate(FOCUSED)["tag"] == "body" or page.evaluate(FOCUSED)["text"] == "Skip to the content"
 
 
-def test_a_change_of_state_is_announced_once_and_a_failure_at_once(browser: Any, server: PortalServer) -> None:
+def test_a_change_of_state_is_announced_once_and_a_failure_at_once(
+        browser: Any, server: PortalServer) -> None:
     page = logged_in(browser, server, "carol")
     polite, urgent = page.get_by_test_id("announce"), page.get_by_test_id("announce-alert")
     assert polite.get_attribute("aria-live") == "polite" and urgent.get_attribute("aria-live") == "assertive"
-    desktop = server.call(lambda: server.runner.submit("carol", "xpra-desktop", {"runtime": "30", "nodes": "1"}))
+    desktop = server.call(lambda: server.runner.submit("carol", "xpra-desktop",
+                                                       {"runtime": "30", "nodes": "1"}))
     page.locator(f"#s-{desktop}").get_by_test_id("state").filter(has_text="Waiting in the queue").wait_for()
     assert lines(polite) == ["Remote desktop (Xpra): Waiting in the queue"], "a new card is told"
 
