@@ -129,6 +129,12 @@ def test_the_sessions_pages_pass_axe_in_every_state_of_a_card(browser: Any, serv
                                                          exit_code=0)]))
     card.get_by_test_id("state").filter(has_text="Cancelled").wait_for()
     findings.check(page, "sessions, cancelled")
+    failed = server.call(lambda: server.runner.submit("bob", "web-app", {"runtime": "30"}))
+    server.call(lambda: server.store.append([ev.JobStarted(job_id=failed, nodes=["cn1"]),
+                                             ev.JobEnded(job_id=failed, slurm_state="FAILED", exit_code=3)]))
+    page.locator(f"#s-{failed}").get_by_test_id("state").filter(has_text="Ended with an error").wait_for()
+    assert "Ended with an error" in page.get_by_test_id("announce-alert").inner_text()
+    findings.check(page, "sessions, failed")
 
     admin = log_in(browser, server, ADMIN)
     admin.goto(f"{server.url}/admin")
@@ -139,5 +145,5 @@ def test_the_sessions_pages_pass_axe_in_every_state_of_a_card(browser: Any, serv
     page.goto(f"{server.url}/admin")
     assert page.locator("h1").inner_text() == "Not allowed"
     findings.check(page, "error page (not allowed)")
-    assert len(findings.pages) == 9
+    assert len(findings.pages) == 10
     findings.assert_none()
