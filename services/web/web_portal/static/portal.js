@@ -67,12 +67,21 @@
     }
   }
 
+  function tell(said, card) {
+    const urgent = card.querySelector(".live").dataset.trouble === "yes";
+    (urgent ? said.urgent : said.polite).push(summary(card));
+  }
+
   // A refresh replaces a card's live part: the control that had the focus gets it back (or the
   // card's title, when the control is gone), so keyboard users do not lose their place.
-  function refocus(card, key) {
-    if (!key) return;
-    const same = card.querySelector(`.live [data-testid="${key}"]`) || card.querySelector("h2 a");
-    if (same) same.focus();
+  function replaceLive(card, fresh) {
+    const live = card.querySelector(".live");
+    const focused = live.contains(document.activeElement) ? document.activeElement : null;
+    live.replaceWith(fresh.querySelector(".live"));
+    if (!focused) return;
+    const key = focused.dataset.testid;
+    const same = key && card.querySelector(`.live [data-testid="${CSS.escape(key)}"]`);
+    (same || card.querySelector("h2 a")).focus();
   }
 
   function applyCards(list, cards) {
@@ -84,21 +93,16 @@
     const said = { polite: [], urgent: [] };
     for (const c of cards) {
       const fresh = fromHtml(c.html);
-      const news = summary(fresh);
-      const urgent = fresh.querySelector(".live").dataset.trouble === "yes";
       let el = document.getElementById(`s-${c.id}`);
       if (!el) {
         el = fresh;
         watchLog(el.querySelector("details.log"));
         list.insertBefore(el, previous ? previous.nextSibling : list.firstChild);
-        (urgent ? said.urgent : said.polite).push(news);
+        tell(said, el);
       } else {
         const changed = el.dataset.state !== c.state;
-        if (summary(el) !== news) (urgent ? said.urgent : said.polite).push(news);
-        const live = el.querySelector(".live");
-        const focused = live.contains(document.activeElement) ? document.activeElement.dataset.testid || "?" : "";
-        live.replaceWith(fresh.querySelector(".live"));
-        refocus(el, focused);
+        if (summary(el) !== summary(fresh)) tell(said, fresh);
+        replaceLive(el, fresh);
         el.className = fresh.className;
         el.dataset.state = c.state;
         const log = el.querySelector("details.log");
