@@ -101,6 +101,10 @@ def test_every_control_of_the_sessions_page_is_reached_in_turn(browser: Any, ser
     make_ready(server, job_id)
     card = page.locator(f"#s-{job_id}")
     card.get_by_test_id("state").filter(has_text="Ready").wait_for()
+    # Each card's buttons say which session they act on (screen readers list them out of context).
+    connect = "Connect to Remote desktop (Xpra) (opens in a new tab)"
+    assert card.get_by_role("button", name=connect, exact=True).count() == 1
+    assert card.get_by_role("button", name="Cancel Remote desktop (Xpra)", exact=True).count() == 1
     passed = tab_to(page, {"tag": "summary", "card": f"s-{job_id}"})
     assert passed[0]["text"] == "Skip to the content", "the first stop skips the bar"
     page.keyboard.press("Enter")
