@@ -164,9 +164,25 @@ def describe(violations: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# Controls a keyboard cannot be trusted with: links without a target, script-only clicks,
+# elements that play a button or link instead of being one, a tab order of their own.
+NOT_NATIVE = """() => Array.from(document.querySelectorAll(
+    "a:not([href]), [onclick], [role=button]:not(button), [role=link]:not(a),"
+    + " [tabindex]:not([tabindex='0'], [tabindex='-1'])")).map((el) => el.outerHTML.slice(0, 120))"""
+
+
+def native_controls(page: Any) -> list[dict[str, Any]]:
+    """The page's controls that are not plain <a href>, <button> or form fields, as a violation."""
+    found = page.evaluate(NOT_NATIVE)
+    if not found:
+        return []
+    return [{"id": "native-controls", "impact": "serious", "help": "Controls are <a href> and <button>",
+             "nodes": [{"target": [html], "failureSummary": ""} for html in found]}]
+
+
 def check_accessible(page: Any, what: str) -> list[dict[str, Any]]:
     """The page's serious and critical violations (printed); the others are printed as notes."""
-    violations = axe_violations(page)
+    violations = axe_violations(page) + native_controls(page)
     fatal = [v for v in violations if v["impact"] in FATAL_IMPACTS]
     others = [v for v in violations if v["impact"] not in FATAL_IMPACTS]
     if others:
