@@ -22,7 +22,7 @@ def render(request: Request, page: str, status: int = 200, **context: Any) -> HT
     portal = request.app.state.portal
     user = request.session.get("user") if "session" in request.scope else None
     base = {"user": user, "csrf": csrf_token(request), "is_admin": bool(user) and portal.is_admin(str(user)),
-            "sso": portal.header_auth is not None}
+            "sso": portal.header_auth is not None, "path": request.url.path}
     return HTMLResponse(pages.get_template(page).render(**base, **context), status_code=status)
 
 

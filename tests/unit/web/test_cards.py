@@ -118,3 +118,16 @@ def test_a_card_decides_on_the_typed_reason_not_on_its_words():
     assert card(said, xpra_bundle(), NOW).words == "Finished"
     waiting = job(why=Why(WhyKind.QUEUED, "7"), details="waiting: Resources")
     assert card(waiting, xpra_bundle(), NOW).why == ""
+
+
+def test_a_card_in_trouble_is_told_apart_from_one_making_progress():
+    b = xpra_bundle()
+    troubled = [job(state=FINISHED, failure=FailureKind.REJECTED, why=Why(WhyKind.SUBMIT_FAILED, "bad")),
+                job(state=FINISHED, exit_code=3),
+                job(state=RUNNING, why=Why(WhyKind.SCHEDULER_UNREACHABLE, "ssh: refused")),
+                job(state=RUNNING, why=Why(WhyKind.PORTS_REFUSED, "second request"))]
+    fine = [job(why=Why(WhyKind.QUEUED_WAITING, "Resources")), job(state=RUNNING), job(state=AVAILABLE),
+            job(state=FINISHED, exit_code=0), job(state=FINISHED, cancel_requested=True, exit_code=143),
+            job(cancel_requested=True)]
+    assert [card(j, b, NOW).trouble for j in troubled] == [True] * len(troubled)
+    assert [card(j, b, NOW).trouble for j in fine] == [False] * len(fine)

@@ -56,6 +56,7 @@ class Card(msgspec.Struct, frozen=True, kw_only=True):
     submitted_text: str = ""  # the same, for people
     nodes: str = ""
     clients: str = ""  # the client addresses the owner connected from (the admin page shows them)
+    trouble: bool = False  # it failed, or cannot be trusted now: screen readers are told at once
 
 
 def card(job: JobView, bundle: Bundle | None, now: datetime) -> Card:
@@ -70,6 +71,7 @@ def card(job: JobView, bundle: Bundle | None, now: datetime) -> Card:
         submitted_at=job.submitted_at.isoformat(timespec="seconds") if job.submitted_at else "",
         submitted_text=job.submitted_at.strftime("%Y-%m-%d %H:%M UTC") if job.submitted_at else "",
         nodes=", ".join(job.nodes), clients=", ".join(job.client_addresses),
+        trouble=trouble(job),
     )
 
 
@@ -85,6 +87,13 @@ def state_words(job: JobView) -> str:
     if job.cancel_requested:
         return "Cancelling…"
     return STATE_WORDS.get(job.state, job.state)
+
+
+def trouble(job: JobView) -> bool:
+    """Whether the card tells of a failure (or that it may be out of date), not of progress."""
+    if job.why.kind in (WhyKind.SCHEDULER_UNREACHABLE, WhyKind.PORTS_REFUSED):
+        return True
+    return job.state == JobState.FINISHED and state_words(job) in ("Could not start", "Ended with an error")
 
 
 def why(job: JobView) -> str:

@@ -47,12 +47,50 @@
     return t.content.firstElementChild;
   }
 
+  // What a screen reader hears when a card changes: its application and state in words (and why),
+  // only when those change, never the whole card on each refresh. A failure is told at once.
+  function summary(card) {
+    const part = (selector) => (card.querySelector(selector)?.textContent || "").trim();
+    const why = part(".live .why");
+    return `${part("h2")}: ${part(".live .badge")}${why ? `. ${why}` : ""}`;
+  }
+
+  function announce(said) {
+    for (const [id, lines] of [["announce", said.polite], ["announce-alert", said.urgent]]) {
+      const region = document.getElementById(id);
+      if (!region || !lines.length) continue;
+      // An added line is read even when it repeats an earlier one; a few stay for context.
+      const line = document.createElement("p");
+      line.textContent = lines.join(" ");
+      region.append(line);
+      while (region.children.length > 3) region.firstElementChild.remove();
+    }
+  }
+
+  function tell(said, card) {
+    const urgent = card.querySelector(".live").dataset.trouble === "yes";
+    (urgent ? said.urgent : said.polite).push(summary(card));
+  }
+
+  // A refresh replaces a card's live part: the control that had the focus gets it back (or the
+  // card's title, when the control is gone), so keyboard users do not lose their place.
+  function replaceLive(card, fresh) {
+    const live = card.querySelector(".live");
+    const focused = live.contains(document.activeElement) ? document.activeElement : null;
+    live.replaceWith(fresh.querySelector(".live"));
+    if (!focused) return;
+    const key = focused.dataset.testid;
+    const same = key && card.querySelector(`.live [data-testid="${CSS.escape(key)}"]`);
+    (same || card.querySelector("h2 a")).focus();
+  }
+
   function applyCards(list, cards) {
     const wanted = new Set(cards.map((c) => c.id));
     for (const el of Array.from(list.children)) {
       if (!wanted.has(el.dataset.job)) el.remove();
     }
     let previous = null;
+    const said = { polite: [], urgent: [] };
     for (const c of cards) {
       const fresh = fromHtml(c.html);
       let el = document.getElementById(`s-${c.id}`);
@@ -60,9 +98,11 @@
         el = fresh;
         watchLog(el.querySelector("details.log"));
         list.insertBefore(el, previous ? previous.nextSibling : list.firstChild);
+        tell(said, el);
       } else {
         const changed = el.dataset.state !== c.state;
-        el.querySelector(".live").replaceWith(fresh.querySelector(".live"));
+        if (summary(el) !== summary(fresh)) tell(said, fresh);
+        replaceLive(el, fresh);
         el.className = fresh.className;
         el.dataset.state = c.state;
         const log = el.querySelector("details.log");
@@ -73,9 +113,13 @@
     const empty = document.querySelector(".empty");
     if (empty) empty.hidden = cards.length > 0;
     tickCountdowns();
+    announce(said);
   }
 
   function start() {
+    // A form sent back with mistakes: the first field in error has the focus (its error is read with it).
+    const invalid = document.querySelector("[aria-invalid=true]");
+    if (invalid) invalid.focus();
     for (const d of document.querySelectorAll("details.log")) watchLog(d);
     tickCountdowns();
     setInterval(tickCountdowns, 20000);
