@@ -94,7 +94,8 @@ async def lifecycle(runners: Runners, record: Record, probe: Probe | None = None
     """One session: submit, wait for `available`, be greeted through the gateway, let it end.
 
     A probe submits again until a submit is accepted, and looks at its session more often."""
-    body = {"uid": "alice", "template-name": "port-echo", "variables": {"seconds": "6", "runtime": "3"}}
+    # Long enough to be greeted through its gateway even when a fault held its `available` back.
+    body = {"uid": "alice", "template-name": "port-echo", "variables": {"seconds": "10", "runtime": "3"}}
     job_id = await submit(runners, body, again=probe is not None)
     if job_id is None:
         return
