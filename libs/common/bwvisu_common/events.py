@@ -176,6 +176,29 @@ class ClientAddressAllowed(Event, frozen=True, kw_only=True):
     address: str = ""
 
 
+# --- run time (runner-api on the owner's word, scheduler-adapter) ----------------------------
+
+
+class JobExtensionRequested(Event, frozen=True, kw_only=True):
+    """The owner asks for `minutes` more run time; scheduler-adapter answers with JobExtended or
+    JobExtensionRefused carrying this event's id as `request_id`."""
+
+    minutes: int
+
+
+class JobExtended(Event, frozen=True, kw_only=True):
+    """Slurm's time limit of the job is now `time_limit` minutes, `minutes` more than before."""
+
+    request_id: str
+    minutes: int
+    time_limit: int
+
+
+class JobExtensionRefused(Event, frozen=True, kw_only=True):
+    request_id: str
+    reason: str
+
+
 AnyEvent = (
     JobSubmitted
     | JobQueued
@@ -195,6 +218,9 @@ AnyEvent = (
     | PortClosed
     | ForwardsRemoved
     | ClientAddressAllowed
+    | JobExtensionRequested
+    | JobExtended
+    | JobExtensionRefused
 )
 
 _encoder = msgspec.json.Encoder()
