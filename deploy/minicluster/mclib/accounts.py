@@ -27,11 +27,15 @@ from .topology import (
 
 # tail reads a job's log as its user for the portal: no more than sbatch as that user allows.
 SUDO_COMMANDS = "/usr/bin/sbatch, /usr/bin/squeue, /usr/bin/scancel, /usr/bin/id, /usr/bin/tail"
+# Extend: raising a job's time limit is an operator's right in Slurm, so scontrol runs as root, and
+# only as exactly `scontrol update JobId=<digits> TimeLimit=<digits>` (a sudo >= 1.9.10 regex).
+EXTEND_COMMAND = "/usr/bin/scontrol ^update JobId=[0-9]+ TimeLimit=[0-9]+$"
 SUDOERS_TEXT = f"""\
 # Written by deploy/minicluster; removed by `minicluster down`.
 # sudo starts the command in the target user's home, so Slurm jobs run there.
 Defaults:{SERVICE_USER} !requiretty, runcwd=~
 {SERVICE_USER} ALL=(%{USERS_GROUP}) NOPASSWD: {SUDO_COMMANDS}
+{SERVICE_USER} ALL=(root) NOPASSWD: {EXTEND_COMMAND}
 """
 KEY_FILE = SSH_DIR / "id_ed25519"
 

@@ -51,9 +51,9 @@ def parse_time_limit(text: str) -> int | None:
     text = text.strip()
     if text.upper() in _UNLIMITED:
         return None
-    days, _, clock = text.rpartition("-")
+    days, dash, clock = text.rpartition("-")
     parts = clock.split(":")
-    if not all(p.isascii() and p.isdigit() for p in [*parts, *([days] if days else [])]) or len(parts) > 3:
+    if (dash and not days) or not all(p.isascii() and p.isdigit() for p in [*parts, *([days] if days else [])]) or len(parts) > 3:
         raise ValueError(f"not a Slurm time limit: {text[:40]!r}")
     numbers = [int(p) for p in parts]
     if days:  # days-hours[:minutes[:seconds]]
