@@ -38,7 +38,8 @@ class Api:
     async def job(self, state: str = "running", uid: str = "alice") -> str:
         job_id = ev.new_job_id()
         history: list[ev.Event] = [
-            ev.JobSubmitted(job_id=job_id, uid=uid, template_name="xpra-desktop", variables={"runtime": "30"}),
+            ev.JobSubmitted(job_id=job_id, uid=uid, template_name="xpra-desktop",
+                            variables={"runtime": "30"}),
             ev.JobQueued(job_id=job_id, slurm_id="4711")]
         if state != "submitted":
             history.append(ev.JobStarted(job_id=job_id, nodes=["cn0"]))

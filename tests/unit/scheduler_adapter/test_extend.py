@@ -34,8 +34,9 @@ def test_anything_else_is_no_time_limit(text: str) -> None:
 
 
 def running_job(**changes: object) -> JobView:
-    job = fold([(1, ev.JobSubmitted(job_id="j1", uid="alice", template_name="t", variables={"runtime": "30"})),
-                (2, ev.JobQueued(job_id="j1", slurm_id="4711")), (3, ev.JobStarted(job_id="j1", nodes=["cn0"]))])
+    job = fold([(1, ev.JobSubmitted(job_id="j1", uid="alice", template_name="t", variables={"runtime": "3"})),
+                (2, ev.JobQueued(job_id="j1", slurm_id="4711")),
+                (3, ev.JobStarted(job_id="j1", nodes=["cn0"]))])
     assert job is not None
     return JobView(**{**{f: getattr(job, f) for f in job.__struct_fields__}, **changes})
 
@@ -52,7 +53,8 @@ def test_the_rule_allows_only_a_running_job_within_the_sites_maximum() -> None:
         ExtensionRefusal.TOO_MUCH, "the session was extended by the most this site allows (60 minutes)")
     for not_running in (running_job(state="submitted"), running_job(state="completing"),
                         running_job(state="finished"), running_job(cancel_requested=True)):
-        assert extension_refusal(not_running, 5, 60) == (ExtensionRefusal.NOT_RUNNING, "the session is not running")
+        assert extension_refusal(not_running, 5, 60) == (ExtensionRefusal.NOT_RUNNING,
+                                                         "the session is not running")
     assert extension_left(running_job(extended_minutes=45), 60) == 15
     assert extension_left(running_job(state="finished"), 60) == 0
 

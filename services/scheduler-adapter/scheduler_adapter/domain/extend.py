@@ -53,7 +53,8 @@ def parse_time_limit(text: str) -> int | None:
         return None
     days, dash, clock = text.rpartition("-")
     parts = clock.split(":")
-    if (dash and not days) or not all(p.isascii() and p.isdigit() for p in [*parts, *([days] if days else [])]) or len(parts) > 3:
+    words = [*parts, days] if dash else parts
+    if len(parts) > 3 or not all(w.isascii() and w.isdigit() for w in words):
         raise ValueError(f"not a Slurm time limit: {text[:40]!r}")
     numbers = [int(p) for p in parts]
     if days:  # days-hours[:minutes[:seconds]]
