@@ -33,6 +33,7 @@ def test_a_session_warns_within_the_warning_time_before_its_end() -> None:
     assert not far.ending_soon and far.time_left == "11 min left"
     assert card(job(started_at=NOW - timedelta(minutes=49)), xpra_bundle(), NOW,
                 warning=timedelta(minutes=12)).ending_soon, "the warning time is the site's"
+    assert not card(job(), xpra_bundle(), NOW, warning=timedelta(0)).ending_soon, "0: never"
     for over in (JobState.COMPLETING, JobState.FINISHED, JobState.SUBMITTED):
         assert not card(job(state=over), xpra_bundle(), NOW, warning=TEN).ending_soon, over
 

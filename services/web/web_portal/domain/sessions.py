@@ -87,7 +87,9 @@ def card(job: JobView, bundle: Bundle | None, now: datetime, *,
 
 def ending_soon(job: JobView, ends: datetime | None, now: datetime, warning: timedelta) -> bool:
     """Whether a running session's end is within `warning` (the owner should save or extend)."""
-    return ends is not None and job.state in (JobState.RUNNING, JobState.AVAILABLE) and ends - now <= warning
+    if ends is None or warning <= timedelta(0):  # web.ending-warning 0: never
+        return False
+    return job.state in (JobState.RUNNING, JobState.AVAILABLE) and ends - now <= warning
 
 
 def extend_options(job: JobView, max_extension: int) -> list[int]:
