@@ -31,6 +31,7 @@ SAMPLES = [
     ev.JobExtensionRequested(job_id="j", minutes=30),
     ev.JobExtended(job_id="j", request_id="r", minutes=30, time_limit=90),
     ev.JobExtensionRefused(job_id="j", request_id="r", reason="the session is not running"),
+    ev.JobTimeLimitRead(job_id="j", time_limit=60),
 ]
 
 

@@ -199,6 +199,13 @@ class JobExtensionRefused(Event, frozen=True, kw_only=True):
     reason: str
 
 
+class JobTimeLimitRead(Event, frozen=True, kw_only=True):
+    """Slurm's time limit of the job (minutes), read before its first extension: the base that a
+    request coming again builds on, so that it never adds its minutes twice."""
+
+    time_limit: int
+
+
 AnyEvent = (
     JobSubmitted
     | JobQueued
@@ -221,6 +228,7 @@ AnyEvent = (
     | JobExtensionRequested
     | JobExtended
     | JobExtensionRefused
+    | JobTimeLimitRead
 )
 
 _encoder = msgspec.json.Encoder()

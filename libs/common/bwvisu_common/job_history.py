@@ -100,6 +100,8 @@ def describe(event: ev.AnyEvent) -> str:
             return f"extended by {minutes} minutes: time limit {limit} minutes"
         case ev.JobExtensionRefused(reason=reason):
             return f"extension refused: {reason}"
+        case ev.JobTimeLimitRead(time_limit=limit):
+            return f"Slurm's time limit is {limit} minutes"
     return type(event).__name__
 
 

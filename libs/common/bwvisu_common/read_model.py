@@ -161,6 +161,8 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
             return {"extension_pending": event.event_id}
         case ev.JobExtended() | ev.JobExtensionRefused():
             return _extension_answer(job, event)
+        case ev.JobTimeLimitRead(time_limit=limit):
+            return {} if job.time_limit else {"time_limit": limit}
     return {}
 
 

@@ -43,9 +43,14 @@ class Extensions:
     async def _extend(self, request: ev.JobExtensionRequested,
                       plan: Extend) -> ev.JobExtended | ev.JobExtensionRefused:
         try:
-            base = plan.base if plan.base is not None else await self._scheduler.time_limit(plan.slurm_id)
+            base = plan.base
             if base is None:
-                return refused(request, "the session has no time limit to extend")
+                base = await self._scheduler.time_limit(plan.slurm_id)
+                if base is None:
+                    return refused(request, "the session has no time limit to extend")
+                # Recorded before scontrol raises it: if this process dies in between, the request
+                # comes again and sets the same limit, instead of reading the raised one as its base.
+                await self._events.append([ev.JobTimeLimitRead(job_id=request.job_id, time_limit=base)])
             await self._scheduler.set_time_limit(plan.slurm_id, base + plan.minutes)
         except SchedulerUnavailable:
             raise  # the request comes again once Slurm answers

@@ -163,3 +163,26 @@ async def test_a_site_without_extensions_never_runs_scontrol() -> None:
     await world.ask(10)
     assert (await world.job()).extension_refusal == "this site does not allow extending sessions"
     assert world.runner.calls == []
+
+
+async def test_a_request_that_comes_again_after_a_crash_sets_the_same_limit() -> None:
+    world = World()
+    await world.running()
+    applied: list[str] = []
+
+    def crash_after_applying(argv: list[str], _: str | None) -> CommandResult:
+        applied.append(argv[-1])
+        if len(applied) == 1:
+            raise RuntimeError("the process died before it recorded the answer")
+        return CommandResult(0, "", "")
+
+    world.runner.on(SQUEUE_LIMIT, "30:00\n").on(SCONTROL, crash_after_applying)
+    request = ev.JobExtensionRequested(job_id="j1", minutes=20)
+    await world.events.append([request])
+    with pytest.raises(RuntimeError):
+        await world.extensions.on_requested(request)
+    await world.extensions.on_requested(request)  # redelivered
+    assert applied == ["TimeLimit=50", "TimeLimit=50"], "Slurm's raised limit is never read as the base"
+    assert len(world.runner.calls_of("squeue")) == 1
+    job = await world.job()
+    assert (job.extended_minutes, job.time_limit) == (20, 50)

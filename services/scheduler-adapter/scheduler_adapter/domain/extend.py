@@ -1,8 +1,9 @@
 """More run time for a running job, on its owner's word: whether it may have it, and the limit. Pure.
 
 The time limit is set as a number of minutes, never as Slurm's `+N`: setting the same limit again
-(a redelivered request) adds nothing. The first extension of a job reads Slurm's limit as its base;
-after that the base is the limit bwvisu set (`JobView.time_limit`).
+(a redelivered request) adds nothing. The first extension of a job reads Slurm's limit as its base
+and records it (JobTimeLimitRead) before raising it; after that the base is the recorded limit
+(`JobView.time_limit`).
 """
 
 from __future__ import annotations
