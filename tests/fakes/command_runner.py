@@ -110,8 +110,10 @@ class FakeCommandRunner:
 def _program(argv: list[str]) -> str:
     if argv[:2] == ["sh", "-c"] and len(argv) > 4:
         argv = argv[4:]  # a umask set before the real command (SlurmCli's PRIVATE_UMASK)
-    if argv[:2] == ["sudo", "-n"] and len(argv) > 4:
+    if argv[:3] == ["sudo", "-n", "-u"] and len(argv) > 4:
         return argv[4]
+    if argv[:2] == ["sudo", "-n"] and len(argv) > 2:
+        return argv[2]  # as root (scontrol update, bwvisu's own sudo rule)
     return argv[0] if argv else ""
 
 

@@ -10,6 +10,7 @@ from bwvisu_common import events as ev
 from bwvisu_common.errors import InvalidInput
 from bwvisu_common.job_facts import JobState
 from bwvisu_common.live_jobs import LiveJobs
+from bwvisu_common.run_time import ExtensionRefusal, extension_refusal
 from bwvisu_common.validation import check_template_name, check_uid, check_variables
 from tests.fakes.authenticator import USERS
 from tests.fakes.event_store import InMemoryEventStore
@@ -33,6 +34,7 @@ class FakeRunner:
         self.down = False
         self.logs: dict[str, str] = {}
         self.slurm_ids = iter(range(100, 100_000))
+        self.max_extension = 0  # scheduler.max-extension
 
     async def submit(self, uid: str, template: str, variables: Mapping[str, str]) -> str:
         self._check_up()
@@ -61,6 +63,21 @@ class FakeRunner:
         if not job.cancel_requested:
             await self.store.append([ev.JobCancelRequested(job_id=job_id)], job.seq)
             await self.live.wait_for(job_id, lambda j: j.cancel_requested, 2.0)
+
+    async def extend(self, job_id: str, uid: str, minutes: int) -> None:
+        """runner-api's rule (bwvisu_common.run_time) and Slurm's yes, at once."""
+        self._check_up()
+        job = self.live.get(job_id)
+        if job is None or job.uid != uid or job.state == JobState.FINISHED:
+            raise NotFound("no such running job")
+        kind, reason = extension_refusal(job, minutes, self.max_extension)
+        if kind is not ExtensionRefusal.NONE:
+            raise Rejected("minutes", reason)
+        request = ev.JobExtensionRequested(job_id=job_id, minutes=minutes)
+        limit = (job.time_limit or int(job.variables.get("runtime", "60"))) + minutes
+        await self.store.append([request, ev.JobExtended(job_id=job_id, request_id=request.event_id,
+                                                         minutes=minutes, time_limit=limit)], job.seq)
+        await self.live.wait_for(job_id, lambda j: j.extension_answered == request.event_id, 2.0)
 
     async def log_tail(self, job_id: str, uid: str, lines: int) -> str:
         self._check_up()

@@ -28,6 +28,10 @@ SAMPLES = [
     ev.PortClosed(job_id="j", external_port=20001),
     ev.ForwardsRemoved(job_id="j", gateway="gw0"),
     ev.ClientAddressAllowed(job_id="j", address="192.0.2.7"),
+    ev.JobExtensionRequested(job_id="j", minutes=30),
+    ev.JobExtended(job_id="j", request_id="r", minutes=30, time_limit=90),
+    ev.JobExtensionRefused(job_id="j", request_id="r", reason="the session is not running"),
+    ev.JobTimeLimitRead(job_id="j", time_limit=60),
 ]
 
 

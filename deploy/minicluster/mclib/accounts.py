@@ -20,6 +20,7 @@ from .topology import (
     SSH_DIR,
     STATE,
     SUDOERS,
+    SUDOERS_EXTEND,
     USERS,
     USERS_GROUP,
     USERS_JSON,
@@ -32,6 +33,13 @@ SUDOERS_TEXT = f"""\
 # sudo starts the command in the target user's home, so Slurm jobs run there.
 Defaults:{SERVICE_USER} !requiretty, runcwd=~
 {SERVICE_USER} ALL=(%{USERS_GROUP}) NOPASSWD: {SUDO_COMMANDS}
+"""
+# Extend (scheduler.max-extension): raising a job's time limit is an operator's right in Slurm, so
+# scontrol runs as root, and only as exactly `scontrol update JobId=<digits> TimeLimit=<digits>`
+# (a sudo >= 1.9.10 regular expression). A file of its own, beside the one above.
+SUDOERS_EXTEND_TEXT = f"""\
+# Written by deploy/minicluster; removed by `minicluster down`.
+{SERVICE_USER} ALL=(root) NOPASSWD: /usr/bin/scontrol ^update JobId=[0-9]+ TimeLimit=[0-9]+$
 """
 KEY_FILE = SSH_DIR / "id_ed25519"
 
@@ -132,15 +140,20 @@ def ensure_service_account() -> None:
 
 
 def ensure_sudoers() -> None:
-    if SUDOERS.exists() and SUDOERS.read_text() == SUDOERS_TEXT:
+    for path, text in ((SUDOERS, SUDOERS_TEXT), (SUDOERS_EXTEND, SUDOERS_EXTEND_TEXT)):
+        _ensure_sudoers_file(path, text)
+
+
+def _ensure_sudoers_file(path: Path, text: str) -> None:
+    if path.exists() and path.read_text() == text:
         return
-    tmp = SUDOERS.with_name(".bwvisu-minicluster.tmp")  # sudo ignores names with a dot
-    write_file(tmp, SUDOERS_TEXT, 0o440)
+    tmp = path.with_name(f".{path.name}.tmp")  # sudo ignores names with a dot
+    write_file(tmp, text, 0o440)
     check = run(["visudo", "-cf", str(tmp)], check=False)
     if check.returncode != 0:
         tmp.unlink()
         raise MiniclusterError(f"visudo rejected the sudoers file: {check.stdout}{check.stderr}")
-    os.replace(tmp, SUDOERS)
+    os.replace(tmp, path)
 
 
 def users_present() -> list[str]:
@@ -158,7 +171,8 @@ def remove_users() -> None:
 
 
 def remove_sudoers() -> None:
-    for path in (SUDOERS, SUDOERS.with_name(".bwvisu-minicluster.tmp")):
+    for path in (SUDOERS, SUDOERS.with_name(".bwvisu-minicluster.tmp"), SUDOERS_EXTEND,
+                 SUDOERS_EXTEND.with_name(f".{SUDOERS_EXTEND.name}.tmp")):
         if path.exists():
             path.unlink()
 

@@ -58,6 +58,8 @@ def bwvisu_config(hosts: list[Host]) -> dict[str, object]:
         "ssh": {"key-file": str(KEY_FILE), "known-hosts": str(KNOWN_HOSTS)},
         "runner-api": {"host": "127.0.0.1", "port": 4242, "password-file": str(WEB_PASSWORD)},
         "keyhole-api": {"host": HOST_IP, "port": 4243},
+        # Extend is on: the login nodes have the sudo rule for scontrol update (accounts.py).
+        "scheduler": {"max-extension": 60},
     }
 
 

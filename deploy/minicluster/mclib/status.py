@@ -15,6 +15,7 @@ from .topology import (
     SSH_DIR,
     STATE,
     SUDOERS,
+    SUDOERS_EXTEND,
     SYSTEM_SLURM_CONF,
     USERS,
     Host,
@@ -58,8 +59,9 @@ def leftovers() -> list[str]:
         left.append(f"host iptables chain {firewall.CHAIN}")
     if network.hosts_block_present():
         left.append("/etc/hosts block")
-    if SUDOERS.exists():
-        left.append(str(SUDOERS))
+    for sudoers in (SUDOERS, SUDOERS_EXTEND):
+        if sudoers.exists():
+            left.append(str(sudoers))
     if SYSTEM_SLURM_CONF.is_symlink():
         left.append(f"{SYSTEM_SLURM_CONF} link")
     pids = our_daemon_pids()

@@ -21,6 +21,7 @@ SLURM_CONF = ETC / "slurm.conf"
 CGROUP_CONF = ETC / "cgroup.conf"
 SYSTEM_SLURM_CONF = Path("/etc/slurm/slurm.conf")
 SUDOERS = Path("/etc/sudoers.d/bwvisu-minicluster")
+SUDOERS_EXTEND = Path("/etc/sudoers.d/bwvisu-minicluster-extend")  # scontrol update TimeLimit
 ETC_HOSTS = Path("/etc/hosts")
 LOCK_FILE = Path("/run/bwvisu-minicluster.lock")
 HOSTS_BEGIN = "# BEGIN bwvisu-minicluster"

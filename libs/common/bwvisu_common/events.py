@@ -176,6 +176,36 @@ class ClientAddressAllowed(Event, frozen=True, kw_only=True):
     address: str = ""
 
 
+# --- run time (runner-api on the owner's word, scheduler-adapter) ----------------------------
+
+
+class JobExtensionRequested(Event, frozen=True, kw_only=True):
+    """The owner asks for `minutes` more run time; scheduler-adapter answers with JobExtended or
+    JobExtensionRefused carrying this event's id as `request_id`."""
+
+    minutes: int
+
+
+class JobExtended(Event, frozen=True, kw_only=True):
+    """Slurm's time limit of the job is now `time_limit` minutes, `minutes` more than before."""
+
+    request_id: str
+    minutes: int
+    time_limit: int
+
+
+class JobExtensionRefused(Event, frozen=True, kw_only=True):
+    request_id: str
+    reason: str
+
+
+class JobTimeLimitRead(Event, frozen=True, kw_only=True):
+    """Slurm's time limit of the job (minutes), read before its first extension: the base that a
+    request coming again builds on, so that it never adds its minutes twice."""
+
+    time_limit: int
+
+
 AnyEvent = (
     JobSubmitted
     | JobQueued
@@ -195,6 +225,10 @@ AnyEvent = (
     | PortClosed
     | ForwardsRemoved
     | ClientAddressAllowed
+    | JobExtensionRequested
+    | JobExtended
+    | JobExtensionRefused
+    | JobTimeLimitRead
 )
 
 _encoder = msgspec.json.Encoder()

@@ -94,6 +94,14 @@ def describe(event: ev.AnyEvent) -> str:
             return f"{gateway} removed the job's forwards"
         case ev.ClientAddressAllowed(address=address):
             return f"owner connected from {address}"
+        case ev.JobExtensionRequested(minutes=minutes):
+            return f"owner asked for {minutes} more minutes"
+        case ev.JobExtended(minutes=minutes, time_limit=limit):
+            return f"extended by {minutes} minutes: time limit {limit} minutes"
+        case ev.JobExtensionRefused(reason=reason):
+            return f"extension refused: {reason}"
+        case ev.JobTimeLimitRead(time_limit=limit):
+            return f"Slurm's time limit is {limit} minutes"
     return type(event).__name__
 
 

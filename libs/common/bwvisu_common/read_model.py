@@ -52,6 +52,12 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     submitted_at: datetime | None = None
     started_at: datetime | None = None
     available_at: datetime | None = None  # the first time every forwarded port answered
+    # Run time added on the owner's word (JobExtended), and Slurm's time limit since (0: as submitted).
+    extended_minutes: int = 0
+    time_limit: int = 0  # minutes
+    extension_pending: str = ""  # the id of a JobExtensionRequested not answered yet
+    extension_answered: str = ""  # the id of the last one answered
+    extension_refusal: str = ""  # why that one was refused ("" if granted)
     updated_at: datetime | None = None
     seq: int = 0
 
@@ -69,7 +75,9 @@ def evolve(job: JobView | None, event: ev.Event, seq: int = 0) -> JobView:
     if job.state == JobState.FINISHED:
         # Terminal: only Slurm's final word (a JobEnded after a failed submit or a cancel)
         # still adds facts; nothing moves a job out of `finished`.
-        keep = ("why", "details", "exit_code") if isinstance(event, ev.JobEnded) else ()
+        keep: tuple[str, ...] = ("why", "details", "exit_code") if isinstance(event, ev.JobEnded) else ()
+        if isinstance(event, ev.JobExtended | ev.JobExtensionRefused):
+            keep = ("extension_pending", "extension_answered", "extension_refusal")
         changes = {k: v for k, v in changes.items() if k in keep}
     return msgspec.structs.replace(job, **changes, updated_at=event.time, seq=max(seq, job.seq))
 
@@ -149,7 +157,25 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
             if not address or address in job.client_addresses:
                 return {}
             return {"client_addresses": [*job.client_addresses, address]}
+        case ev.JobExtensionRequested():
+            return {"extension_pending": event.event_id}
+        case ev.JobExtended() | ev.JobExtensionRefused():
+            return _extension_answer(job, event)
+        case ev.JobTimeLimitRead(time_limit=limit):
+            return {} if job.time_limit else {"time_limit": limit}
     return {}
+
+
+def _extension_answer(job: JobView, event: ev.JobExtended | ev.JobExtensionRefused) -> dict[str, object]:
+    if event.request_id == job.extension_answered:
+        return {}  # the same answer again (a redelivered request answered twice)
+    changes: dict[str, object] = {"extension_answered": event.request_id}
+    if event.request_id == job.extension_pending:
+        changes["extension_pending"] = ""
+    if isinstance(event, ev.JobExtensionRefused):
+        return {**changes, "extension_refusal": event.reason}
+    return {**changes, "extension_refusal": "", "time_limit": event.time_limit,
+            "extended_minutes": job.extended_minutes + event.minutes}
 
 
 def _not_current(job: JobView, gateway: str) -> bool:

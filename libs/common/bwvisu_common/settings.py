@@ -120,6 +120,9 @@ class Scheduler(_Section, frozen=True, kw_only=True):
     # A slurmctld answering "busy" (timeouts, resources unavailable) is asked nothing for a while:
     # 0.5 s after the first such answer, doubling up to this many seconds.
     busy_backoff_max: float = 30.0
+    # Minutes of run time an owner may add to one running job in all (0: Extend is off). Needs the
+    # sudo rule for `scontrol update JobId=<id> TimeLimit=<minutes>` (README, "Extend").
+    max_extension: int = 0
 
 
 class Web(_Section, frozen=True, kw_only=True):
@@ -145,6 +148,7 @@ class Web(_Section, frozen=True, kw_only=True):
     login_max_failures_per_address: int = 10  # from one source address
     login_max_failures: int = 200  # from everywhere together, per portal replica
     revocation_check_interval: float = 2.0  # seconds a logout elsewhere may take to reach this replica
+    ending_warning: float = 10.0  # minutes before a session's end its card warns (and notifies)
 
 
 class Metrics(_Section, frozen=True, kw_only=True):
@@ -255,6 +259,10 @@ def _check(s: Settings) -> None:
                         ("login-max-failures", s.web.login_max_failures)):
         if value <= 0:
             fail(f"web.{name}", f"Expected a number > 0, got {value}")
+    if s.scheduler.max_extension < 0:
+        fail("scheduler.max-extension", "Expected minutes >= 0 (0: no extensions)")
+    if s.web.ending_warning < 0:
+        fail("web.ending-warning", "Expected minutes >= 0")
     if s.web.revocation_check_interval < 0:
         fail("web.revocation-check-interval", "Expected a number >= 0")
     for name in ("up-port", "projector-port", "scheduler-adapter-port", "gateway-agent-port"):

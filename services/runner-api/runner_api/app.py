@@ -18,8 +18,8 @@ from bwvisu_common.job_facts import FailureKind, Why, WhyKind, render
 from bwvisu_common.reasons import SERVICE_UNAVAILABLE, client_why
 from bwvisu_common.validation import check_uid
 from runner_api.domain.answers import connect_json, job_json
-from runner_api.domain.requests import parse_client_address, parse_submission
-from runner_api.errors import NotFound, SubmitFailed
+from runner_api.domain.requests import parse_client_address, parse_extension, parse_submission
+from runner_api.errors import Conflict, NotAllowed, NotFound, SubmitFailed
 from runner_api.handlers import Jobs
 from runner_api.ports import ClusterFactsSource
 
@@ -97,6 +97,14 @@ def create_app(
         addresses = await jobs.allow_client(job_id, client.uid, client.address)
         return {"response": "address allowed", "client-addresses": addresses}
 
+    @app.post("/jobs/{job_id}/extend", dependencies=auth)
+    async def extend_job(job_id: str, request: Request) -> dict[str, Any]:
+        """The owner's running job gets `minutes` more run time, within the site's maximum."""
+        extension = parse_extension(await _json_body(request))
+        job = await jobs.extend(job_id, extension.uid, extension.minutes)
+        return {"response": "time added", "minutes": extension.minutes,
+                "extended-minutes": job.extended_minutes, "time-limit": job.time_limit}
+
     @app.get("/cluster/check-user/{user_name}", dependencies=auth)
     async def check_user(user_name: str) -> dict[str, str]:
         await jobs.check_user(check_uid(user_name))
@@ -169,6 +177,14 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
         return _answer(404, str(exc))
+
+    @app.exception_handler(NotAllowed)
+    async def not_allowed(_: Request, exc: NotAllowed) -> JSONResponse:
+        return _answer(403, str(exc))
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return _answer(409, str(exc))
 
     @app.exception_handler(SubmitFailed)
     async def submit_failed(_: Request, exc: SubmitFailed) -> JSONResponse:

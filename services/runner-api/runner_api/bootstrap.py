@@ -43,7 +43,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
     events, state = await open_stores_retrying(settings, stack, "runner-api")
     live = LiveJobs(events, state, kept_for=finished_jobs_kept_for(settings))
     jobs = Jobs(events, live, NatsUserDirectory(events.nats), templates, NatsJobLogs(events.nats),
-                secrets=state)
+                secrets=state, max_extension=settings.scheduler.max_extension)
     return Deps(live=live, jobs=jobs,
                 external_ips={g.label: g.external_ip for g in settings.gateway_nodes},
                 password=password, connect_urls=lambda name: bundle_connect_url(bundles, name),

@@ -20,3 +20,11 @@ class SubmitFailed(RunnerApiError):
     def __init__(self, kind: FailureKind, reason: str) -> None:
         super().__init__(reason)
         self.kind = kind
+
+
+class NotAllowed(RunnerApiError):
+    """The site does not allow what was asked (e.g. extending sessions)."""
+
+
+class Conflict(RunnerApiError):
+    """The job is not in a state that allows what was asked (yet, or any more)."""

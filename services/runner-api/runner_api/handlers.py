@@ -21,6 +21,9 @@ from runner_api.domain.jobs import (
     check_log_lines,
     decide_allow_client,
     decide_cancel,
+    decide_extend,
+    extension_answered,
+    extension_outcome,
     gave_up,
     is_decided,
     owned,
@@ -48,7 +51,10 @@ class Jobs:
 
     def __init__(self, events: EventStore, live: LiveJobs, users: UserDirectory,
                  templates: Templates, logs: JobLogs, submit_timeout: float = 60.0,
-                 secrets: StateStore | None = None) -> None:
+                 secrets: StateStore | None = None, max_extension: int = 0,
+                 extend_timeout: float = 20.0) -> None:
+        self.max_extension = max_extension  # minutes an owner may add to a job in all (0: none)
+        self._extend_timeout = extend_timeout
         self._events = events
         self._live = live
         self._users = users
@@ -119,6 +125,19 @@ class Jobs:
         if decided:
             log.info("job %s: owner connects from %s", job_id, address)
         return allowed_clients(job, decided)
+
+    async def extend(self, job_id: str, uid: str, minutes: int) -> JobView:
+        """Add `minutes` to the owner's running job in Slurm; the job as extended. Waits for
+        scheduler-adapter's answer, so that a refusal (Slurm's too) reaches the owner."""
+        _, decided = await self._decide_on_running(
+            job_id, uid, lambda job: decide_extend(job, minutes, self.max_extension), "extend it")
+        request_id = decided[0].event_id
+        job = await self._live.wait_for(job_id, extension_answered(request_id), self._extend_timeout)
+        if job is None:
+            raise DependencyUnavailable("the cluster did not answer in time; the extension may still be made")
+        job = extension_outcome(job, request_id)
+        log.info("job %s: extended by %d minutes (time limit %d)", job_id, minutes, job.time_limit)
+        return job
 
     async def _decide_on_running(self, job_id: str, uid: str | None,
                                  decide: Callable[[JobView], list[ev.Event]],

@@ -71,7 +71,8 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack, runner: CommandRu
     users = UserGate(scheduler, policy)
     jobs = LiveJobs(events, state, kept_for=finished_jobs_kept_for(settings))
     handlers = JobHandlers(events, state, scheduler, FileTemplates(settings.templates_dir), config,
-                           users=users, election=election, known=jobs.get)
+                           users=users, election=election, known=jobs.get,
+                           max_extension=sched.max_extension)
     watcher = Watcher(scheduler, jobs.all, events, tag=tag, interval=settings.scheduler.poll_interval,
                       absent_polls_to_finish=settings.scheduler.absent_polls_to_finish,
                       in_flight=handlers.in_flight, claims=election)

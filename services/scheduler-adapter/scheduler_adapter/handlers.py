@@ -45,6 +45,7 @@ from scheduler_adapter.domain.submit import (
 )
 from scheduler_adapter.domain.users import UserPolicy
 from scheduler_adapter.errors import SchedulerError, SchedulerUnavailable, SubmissionBusy, TemplateError
+from scheduler_adapter.extensions import Extensions
 from scheduler_adapter.ports import Scheduler
 from scheduler_adapter.users import UserGate
 
@@ -64,8 +65,9 @@ class JobHandlers:
     def __init__(self, events: EventStore, state: StateStore, scheduler: Scheduler,
                  templates: Templates, config: SubmitConfig, in_flight: set[str] | None = None,
                  users: UserGate | None = None, election: Election | None = None,
-                 known: Callable[[str], JobView | None] | None = None) -> None:
+                 known: Callable[[str], JobView | None] | None = None, max_extension: int = 0) -> None:
         self._events = events
+        self._extensions = Extensions(events, scheduler, max_extension)
         # The jobs as this process's read model has them (it may lag the stream): what never
         # changes once known (a job's Slurm id, its end) is taken from there, not read again.
         self._known = known
@@ -87,6 +89,8 @@ class JobHandlers:
                 await self.on_cancel_requested(event)
             case ev.JobEnded() | ev.JobSubmitFailed():
                 await self.forget_secrets(event.job_id)
+            case ev.JobExtensionRequested():
+                await self._extensions.on_requested(event)
 
     async def forget_secrets(self, job_id: str) -> None:
         """The job is over: neither its keyhole token nor its session secret may open anything."""

@@ -75,6 +75,16 @@ class Scheduler(Protocol):
         """Cancel a job as its user; a job that already ended is no error."""
         ...
 
+    async def time_limit(self, slurm_id: str) -> int | None:
+        """Slurm's time limit of the job in minutes, None for none; SchedulerError if Slurm has no
+        such job, SchedulerUnavailable if it cannot be asked."""
+        ...
+
+    async def set_time_limit(self, slurm_id: str, minutes: int) -> None:
+        """Set the job's time limit (an operator's right: bwvisu's own sudo rule for scontrol);
+        SchedulerError with Slurm's or sudo's words when refused."""
+        ...
+
     async def read_log(self, uid: str, path: str, lines: int) -> str:
         """The last `lines` lines of a file, read as `uid` ("" while it does not exist)."""
         ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from bwvisu_common.adapters.tcp_prober import TcpProber
@@ -93,5 +94,6 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
         revocations=Revocations(state, cache_for=web.revocation_check_interval),
         restrict_forwards=settings.restrict_forwards_to_clients,
         app_needs=AppNeeds(runner),
+        ending_warning=timedelta(minutes=web.ending_warning), max_extension=settings.scheduler.max_extension,
     )
     return Deps(feed=feed, portal=portal, session_secret=secret)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bwvisu_common.ports import PortProber
 from bwvisu_common.read_model import JobView
@@ -42,6 +42,8 @@ class Portal:
     revocations: Revocations = field(default_factory=Revocations)
     # Whether a forward accepts only the client addresses its owner connected from.
     restrict_forwards: bool = False
+    ending_warning: timedelta = timedelta(minutes=10)  # web.ending-warning
+    max_extension: int = 0  # scheduler.max-extension: minutes Extend may add to a job in all
     clock: type[datetime] = datetime
     # Which apps the cluster can run (their bundles' needs against what it has).
     app_needs: AppNeeds = field(default_factory=lambda: AppNeeds(None))
@@ -59,7 +61,14 @@ class Portal:
         return job if job is not None and job.uid == user else None
 
     def card(self, job: JobView) -> Card:
-        return card(job, self.bundle_for(job), self.now())
+        return card(job, self.bundle_for(job), self.now(), warning=self.ending_warning,
+                    max_extension=self.max_extension)
+
+    def last_job_of(self, user: str, bundle: Bundle) -> JobView | None:
+        """The user's most recent job of the bundle's app (its values start the next launch form)."""
+        mine = [j for j in self.feed.of_user(user) if j.uid == user and j.template_name == bundle.template
+                and j.submitted_at is not None]
+        return max(mine, key=lambda j: j.submitted_at or self.now(), default=None)
 
     def cards(self, user: str | None) -> list[Card]:
         """The sessions of `user` (everyone's for None) to list now."""

@@ -29,6 +29,11 @@ class JobRunner(Protocol):
         """Cancel the job if `uid` owns it and it runs; NotFound otherwise."""
         ...
 
+    async def extend(self, job_id: str, uid: str, minutes: int) -> None:
+        """Add `minutes` to owner `uid`'s running job in Slurm; NotFound if not theirs or over,
+        Rejected("minutes", why) when the site's rule or Slurm refuses."""
+        ...
+
     async def log_tail(self, job_id: str, uid: str, lines: int) -> str:
         """The end of the job's log, read as its owner `uid`; NotFound if not theirs."""
         ...

@@ -64,11 +64,12 @@ async def test_every_state_changing_form_needs_the_csrf_token(world: World, alic
     routes = [r for m in (admin, apps, auth, sessions, connect) for r in m.router.routes]
     posts = [r.path for r in routes if isinstance(r, APIRoute) and "POST" in r.methods]
     assert set(posts) == {"/login", "/logout", "/apps/{name}", "/sessions/{job_id}/cancel",
-                          "/sessions/{job_id}/connect"}
+                          "/sessions/{job_id}/connect", "/sessions/{job_id}/extend"}
     for path in posts:
         url = path.replace("{name}", "xpra-desktop").replace("{job_id}", job_id)
         for form in ({}, {"csrf": "not-the-token"}):
-            r = await alice.post(url, data={**form, **LAUNCH, "username": "bob", "password": "bob-pw"})
+            r = await alice.post(url, data={**form, **LAUNCH, "username": "bob", "password": "bob-pw",
+                                            "minutes": "15"})
             assert r.status_code == 403, (url, form)
     assert not world.feed.get(job_id).cancel_requested
     assert len(world.feed.all()) == 1

@@ -26,6 +26,7 @@ from web_portal.errors import NotFound, Rejected, RunnerUnavailable
 from web_portal.ports import JobRunner
 
 PASSWORD = "contract-pw"
+MAX_EXTENSION = 30
 
 
 @dataclass
@@ -40,6 +41,9 @@ async def _queue_everything(store: InMemoryEventStore, stop: asyncio.Event) -> N
     async def answer(seq: int, event: ev.Event) -> None:
         if isinstance(event, ev.JobSubmitted):
             await store.append([ev.JobQueued(job_id=event.job_id, slurm_id="7")], seq)
+        if isinstance(event, ev.JobExtensionRequested):  # Slurm's limit was the job's 30 minutes
+            await store.append([ev.JobExtended(job_id=event.job_id, request_id=event.event_id,
+                                               minutes=event.minutes, time_limit=30 + event.minutes)])
 
     await store.consume("scheduler", answer, stop)
 
@@ -110,6 +114,21 @@ class RunnerContract:
         with pytest.raises(NotFound):
             await setup.runner.allow_client(job_id, "alice", "203.0.113.1")
 
+    async def test_only_the_owner_extends_a_running_job_within_the_maximum(self, setup: Setup):
+        job_id = await setup.runner.submit("alice", "xpra-desktop", {"runtime": "30"})
+        with pytest.raises(Rejected, match="not running"):
+            await setup.runner.extend(job_id, "alice", 10)
+        await setup.store.append([ev.JobStarted(job_id=job_id, nodes=["cn0"])])
+        await setup.live.wait_for(job_id, lambda j: j.state == "running", 1)
+        with pytest.raises(NotFound):
+            await setup.runner.extend(job_id, "bob", 10)
+        await setup.runner.extend(job_id, "alice", 20)
+        job = await setup.live.wait_for(job_id, lambda j: j.extended_minutes == 20, 1)
+        assert job is not None and job.time_limit == 50
+        with pytest.raises(Rejected) as err:
+            await setup.runner.extend(job_id, "alice", MAX_EXTENSION - 19)
+        assert err.value.field == "minutes" and "between 1 and 10 more minutes" in str(err.value)
+
 
 class TestFakeRunner(RunnerContract):
     @pytest.fixture
@@ -117,7 +136,9 @@ class TestFakeRunner(RunnerContract):
         store = InMemoryEventStore()
         live = LiveJobs(store, InMemoryStateStore())
         task = asyncio.create_task(live.run())
-        yield Setup(FakeRunner(store, live), live, store)
+        runner = FakeRunner(store, live)
+        runner.max_extension = MAX_EXTENSION
+        yield Setup(runner, live, store)
         task.cancel()
 
     def set_log(self, s: Setup, uid: str, job_id: str, text: str) -> None:
@@ -140,7 +161,7 @@ class TestRunnerApiClient(RunnerContract):
         tasks = [asyncio.create_task(live.run()), asyncio.create_task(_queue_everything(store, stop))]
         logs = FakeJobLogs()
         jobs = Jobs(store, live, FakeUserDirectory(USERS), FakeTemplates(TEMPLATES), logs,
-                    submit_timeout=1)
+                    submit_timeout=1, max_extension=MAX_EXTENSION, extend_timeout=1)
         app = create_app(jobs, {}, "bwvisu-web", PASSWORD)
         client = RunnerApiClient("http://runner-api", "bwvisu-web", PASSWORD,
                                  transport=httpx.ASGITransport(app=app))

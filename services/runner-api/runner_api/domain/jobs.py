@@ -6,13 +6,14 @@ a decision is the events to append ([] when the job already is as asked).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from bwvisu_common import events as ev
 from bwvisu_common.errors import InvalidInput
 from bwvisu_common.job_facts import FailureKind, JobState
 from bwvisu_common.read_model import JobView
-from runner_api.errors import NotFound, SubmitFailed
+from bwvisu_common.run_time import ExtensionRefusal, extension_refusal
+from runner_api.errors import Conflict, NotAllowed, NotFound, SubmitFailed
 
 MAX_LOG_LINES = 1000
 
@@ -59,6 +60,34 @@ def decide_allow_client(job: JobView, address: str) -> list[ev.Event]:
     if address in job.client_addresses:
         return []
     return [ev.ClientAddressAllowed(job_id=job.job_id, address=address)]
+
+
+def decide_extend(job: JobView, minutes: int, max_extension: int) -> list[ev.Event]:
+    """Ask scheduler-adapter for `minutes` more run time; a refusal names what is wrong."""
+    kind, reason = extension_refusal(job, minutes, max_extension)
+    if kind is ExtensionRefusal.NOT_ALLOWED:
+        raise NotAllowed(reason)
+    if kind is ExtensionRefusal.NOT_RUNNING:
+        raise Conflict(reason)
+    if kind is ExtensionRefusal.TOO_MUCH:
+        raise InvalidInput("minutes", reason)
+    if job.extension_pending:
+        raise Conflict("an extension of the session is being made; try again in a moment")
+    return [ev.JobExtensionRequested(job_id=job.job_id, minutes=minutes)]
+
+
+def extension_answered(request_id: str) -> Callable[[JobView], bool]:
+    """Whether scheduler-adapter answered the request (or the job ended, and it never will)."""
+    return lambda job: job.extension_answered == request_id or job.state == JobState.FINISHED
+
+
+def extension_outcome(job: JobView, request_id: str) -> JobView:
+    """The job once its extension was made; Conflict with Slurm's or the rule's reason otherwise."""
+    if job.extension_answered != request_id:
+        raise Conflict("the session ended before it could be extended")
+    if job.extension_refusal:
+        raise Conflict(job.extension_refusal)
+    return job
 
 
 def allowed_clients(job: JobView, decided: list[ev.Event]) -> list[str]:

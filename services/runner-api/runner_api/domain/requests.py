@@ -1,4 +1,4 @@
-"""What a request body must be: POST /jobs and POST /jobs/<id>/clients, validated. Pure."""
+"""What a request body must be: POST /jobs, POST /jobs/<id>/clients and /extend, validated. Pure."""
 
 from __future__ import annotations
 
@@ -60,3 +60,27 @@ def parse_client_address(body: object) -> ClientAddress:
     if str(parsed) != address or parsed.is_unspecified or parsed.is_multicast:
         raise InvalidInput("address", f"{address[:64]!r} is not one client's IPv4 address")
     return ClientAddress(uid=check_uid(body["uid"]), address=address)
+
+
+MAX_EXTENSION_MINUTES = 100_000
+
+
+class Extension(msgspec.Struct, frozen=True, kw_only=True):
+    uid: str
+    minutes: int
+
+
+def parse_extension(body: object) -> Extension:
+    """Validate a POST /jobs/<id>/extend body: the owner and the minutes to add."""
+    if not isinstance(body, Mapping):
+        raise InvalidInput("body", "must be a JSON object with uid and minutes")
+    unknown = set(body) - {"uid", "minutes"}
+    if unknown:
+        raise InvalidInput(sorted(unknown)[0], "is not a field of an extension")
+    for field in ("uid", "minutes"):
+        if field not in body:
+            raise InvalidInput(field, "is required")
+    minutes = body["minutes"]
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= MAX_EXTENSION_MINUTES:
+        raise InvalidInput("minutes", f"must be a whole number of minutes from 1 to {MAX_EXTENSION_MINUTES}")
+    return Extension(uid=check_uid(body["uid"]), minutes=minutes)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 
 from scheduler_adapter.adapters.scancel_batches import ScancelBatches
+from scheduler_adapter.domain.extend import parse_time_limit
 from scheduler_adapter.domain.slurm import (
     SQUEUE_FORMAT,
     SQUEUE_NAMELESS_FORMAT,
@@ -214,6 +215,38 @@ class SlurmCli:
     async def close(self) -> None:
         """Stop cancels still being sent."""
         await self._cancels.close()
+
+    async def time_limit(self, slurm_id: str) -> int | None:
+        # Only the limit is printed: nothing a user chose (a job name) can stand in for it.
+        argv = ["squeue", "--noheader", "--all", "--states=all", f"--jobs={slurm_id}", "--Format=TimeLimit"]
+        result = await self._slurm(argv)
+        complaint = _complaint(result)
+        if result.exit_status != 0 and "invalid job id" not in complaint.lower():
+            raise SchedulerUnavailable(f"squeue failed: {complaint}")
+        lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+        if result.exit_status != 0 or len(lines) != 1:
+            raise SchedulerError(f"Slurm has no job {slurm_id}")
+        try:
+            return parse_time_limit(lines[0])
+        except ValueError as exc:
+            raise SchedulerError(f"squeue printed no time limit for job {slurm_id}: {exc}") from exc
+
+    async def set_time_limit(self, slurm_id: str, minutes: int) -> None:
+        # As root through the one sudo rule that allows exactly this command: raising a limit is an
+        # operator's right in Slurm, which no job's user has. The limit is absolute, never `+N`, so
+        # running it again (a redelivery, the next node after a lost answer) adds nothing.
+        if not (slurm_id.isdigit() and minutes > 0):
+            raise SchedulerError(f"refusing to set time limit {minutes!r} of Slurm job {slurm_id!r}")
+        argv = ["sudo", "-n", "scontrol", "update", f"JobId={slurm_id}", f"TimeLimit={minutes}"]
+        result = await self._slurm(argv)
+        if result.exit_status == 0:
+            return
+        complaint = _complaint(result)
+        if is_busy(complaint):
+            raise SchedulerUnavailable(f"scontrol update of job {slurm_id}: {complaint}")
+        if "password is required" in complaint or "not allowed" in complaint:
+            complaint = f"{complaint} (the sudo rule for scontrol update is missing on the command node)"
+        raise SchedulerError(f"scontrol update of job {slurm_id} failed: {complaint}")
 
     async def read_log(self, uid: str, path: str, lines: int) -> str:
         # As the user: bwvisu reads what the job's owner may read, nothing more.

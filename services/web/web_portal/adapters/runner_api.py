@@ -65,6 +65,18 @@ class RunnerApiClient:
         if r.status_code != 200:
             raise _unavailable(r, _answer(r))
 
+    async def extend(self, job_id: str, uid: str, minutes: int) -> None:
+        r = await self._call("POST", f"/jobs/{quote(job_id, safe='')}/extend",
+                             json={"uid": uid, "minutes": minutes})
+        if r.status_code == 200:
+            return
+        answer = _answer(r)
+        if r.status_code == 404:
+            raise NotFound("no such running session")
+        if r.status_code in (400, 403, 409):
+            raise Rejected(str(answer.get("field", "minutes")), str(answer.get("response", "refused")))
+        raise _unavailable(r, answer)
+
     async def log_tail(self, job_id: str, uid: str, lines: int) -> str:
         r = await self._call("GET", f"/jobs/{quote(job_id, safe='')}/log",
                              params={"uid": uid, "lines": str(lines)})

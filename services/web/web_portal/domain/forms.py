@@ -26,8 +26,11 @@ class FormResult(msgspec.Struct, frozen=True, kw_only=True):
         return not self.errors
 
 
-def initial_values(bundle: Bundle) -> dict[str, str]:
-    return {f.name: f.default_text for f in bundle.fields}
+def initial_values(bundle: Bundle, earlier: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The form's first values: a job's `earlier` variables where it has them, else the defaults.
+    Only the bundle's fields; the values are checked again when the form is sent."""
+    earlier = earlier or {}
+    return {f.name: earlier.get(f.name, f.default_text) for f in bundle.fields}
 
 
 def validate_form(bundle: Bundle, form: Mapping[str, str]) -> FormResult:

@@ -10,6 +10,7 @@ import msgspec
 from bwvisu_common.job_facts import JobState, WhyKind, render
 from bwvisu_common.read_model import JobView
 from bwvisu_common.reasons import client_why
+from bwvisu_common.run_time import extension_left
 from web_portal.domain.bundles import Bundle
 
 STATE_WORDS = {
@@ -57,9 +58,18 @@ class Card(msgspec.Struct, frozen=True, kw_only=True):
     nodes: str = ""
     clients: str = ""  # the client addresses the owner connected from (the admin page shows them)
     trouble: bool = False  # it failed, or cannot be trusted now: screen readers are told at once
+    ending_soon: bool = False  # its end is within the warning time: highlighted, with words
+    warn_seconds: int = 0  # how long before its end it warns (the page's countdown turns it on)
+    extend_options: list[int] = []  # minutes Extend may add now ([] : no Extend button)
+    relaunch_url: str = ""  # Launch again: the app's form with this session's values
 
 
-def card(job: JobView, bundle: Bundle | None, now: datetime) -> Card:
+# What Extend offers, in minutes, as far as the site's maximum leaves room.
+EXTEND_STEPS = (15, 30, 60)
+
+
+def card(job: JobView, bundle: Bundle | None, now: datetime, *,
+         warning: timedelta = timedelta(minutes=10), max_extension: int = 0) -> Card:
     ends = end_time(job, bundle)
     return Card(
         job_id=job.job_id, uid=job.uid,
@@ -72,7 +82,31 @@ def card(job: JobView, bundle: Bundle | None, now: datetime) -> Card:
         submitted_text=job.submitted_at.strftime("%Y-%m-%d %H:%M UTC") if job.submitted_at else "",
         nodes=", ".join(job.nodes), clients=", ".join(job.client_addresses),
         trouble=trouble(job),
+        ending_soon=ending_soon(job, ends, now, warning), warn_seconds=int(warning.total_seconds()),
+        extend_options=extend_options(job, max_extension), relaunch_url=relaunch_url(job, bundle),
     )
+
+
+def ending_soon(job: JobView, ends: datetime | None, now: datetime, warning: timedelta) -> bool:
+    """Whether a running session's end is within `warning` (the owner should save or extend)."""
+    if ends is None or warning <= timedelta(0):  # web.ending-warning 0: never
+        return False
+    return job.state in (JobState.RUNNING, JobState.AVAILABLE) and ends - now <= warning
+
+
+def extend_options(job: JobView, max_extension: int) -> list[int]:
+    """The minutes Extend may add to the session now; [] when it may not be extended."""
+    left = extension_left(job, max_extension)
+    if left <= 0 or job.extension_pending:
+        return []
+    return [m for m in EXTEND_STEPS if m <= left] or [left]
+
+
+def relaunch_url(job: JobView, bundle: Bundle | None) -> str:
+    """Launch again: the form of the session's app, filled with its values (a finished session's)."""
+    if job.state != JobState.FINISHED or bundle is None:
+        return ""
+    return f"/apps/{bundle.name}?from={job.job_id}"
 
 
 def state_words(job: JobView) -> str:
@@ -126,8 +160,9 @@ def runtime_minutes(job: JobView, bundle: Bundle | None) -> int | None:
 
 
 def end_time(job: JobView, bundle: Bundle | None) -> datetime | None:
-    """When Slurm will stop the job: its start (else submission, an early bound) plus its run time."""
-    minutes = runtime_minutes(job, bundle)
+    """When Slurm will stop the job: its start (else submission, an early bound) plus its run time,
+    or plus the time limit bwvisu set when it extended the job."""
+    minutes = job.time_limit or runtime_minutes(job, bundle)
     start = job.started_at or job.submitted_at
     if minutes is None or start is None or job.state not in _ON_NODES:
         return None

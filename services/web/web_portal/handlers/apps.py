@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
@@ -38,11 +38,24 @@ async def app_list(request: Request, user: User) -> Response:
 
 
 @router.get("/apps/{name}")
-async def launch_form(request: Request, name: str, user: User) -> Response:
+async def launch_form(request: Request, name: str, user: User,
+                      from_job: Annotated[str, Query(alias="from", max_length=64)] = "") -> Response:
+    """The form, filled from the user's own session `from` (Launch again), else from their most recent
+    session of this app, else with the bundle's defaults."""
+    portal: Portal = request.app.state.portal
     bundle = _bundle(request, name)
-    verdict = await request.app.state.portal.app_needs.verdict(bundle)
-    return render(request, "launch.html", bundle=bundle, values=initial_values(bundle), errors={},
-                  problem=_cannot_run(verdict), verdict=verdict)
+    if from_job:
+        earlier = portal.own_job(from_job, user)
+        if earlier is None or earlier.template_name != bundle.template:
+            raise NotFound(f"no session {from_job!r} of this application")
+    else:
+        earlier = portal.last_job_of(user, bundle)
+    note = ""
+    if earlier is not None and earlier.submitted_at is not None:
+        note = f"Filled in with the values of your session of {earlier.submitted_at:%Y-%m-%d %H:%M} UTC."
+    verdict = await portal.app_needs.verdict(bundle)
+    return render(request, "launch.html", bundle=bundle, errors={}, problem=_cannot_run(verdict), note=note,
+                  values=initial_values(bundle, earlier.variables if earlier else None), verdict=verdict)
 
 
 @router.post("/apps/{name}")

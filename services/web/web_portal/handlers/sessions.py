@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.datastructures import FormData
 
-from web_portal.errors import NotFound, RunnerUnavailable
+from web_portal.errors import NotFound, Rejected, RunnerUnavailable
 from web_portal.portal import Portal
 from web_portal.security import checked_form, csrf_token, current_user, while_logged_in
 from web_portal.views import render, render_fragment
@@ -100,3 +100,28 @@ async def cancel(request: Request, job_id: str, user: User,
         log.info("%s cancelled job %s, which had ended meanwhile", user, job_id)
     return RedirectResponse(f"/sessions#s-{job_id}", status_code=303)
 
+
+
+@router.post("/sessions/{job_id}/extend")
+async def extend(request: Request, job_id: str, user: User,
+                 form: Annotated[FormData, Depends(checked_form)]) -> Response:
+    """More run time for the user's own running session; the sessions page says why if refused."""
+    portal: Portal = request.app.state.portal
+    if portal.own_job(job_id, user) is None:
+        raise NotFound(job_id)
+    raw = form.get("minutes")
+    minutes = int(raw) if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 7 else 0
+    problem = ""
+    if minutes <= 0:
+        problem = "Choose how many minutes to add."
+    else:
+        try:
+            await portal.runner.extend(job_id, user, minutes)
+            log.info("%s extended job %s by %d minutes", user, job_id, minutes)
+        except Rejected as exc:
+            problem = f"The session was not extended: {exc}."
+        except NotFound:
+            problem = "The session was not extended: it is not running any more."
+    if problem:
+        return render(request, "sessions.html", 409, cards=portal.cards(user), problem=problem)
+    return RedirectResponse(f"/sessions#s-{job_id}", status_code=303)

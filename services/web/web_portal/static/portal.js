@@ -1,8 +1,69 @@
-// bwvisu portal: live session cards (server-sent events), log tails, countdowns. No build step.
+// bwvisu portal: live session cards (server-sent events), log tails, countdowns, and browser
+// notifications (a session ready while the tab is in the background, a session about to end) for
+// those who asked for them with "Notify me". No build step.
 "use strict";
 
 (function () {
   const LOG_REFRESH_MS = 5000;
+  const COUNTDOWN_MS = 10000;
+  const NOTIFIED = "bwvisu-notified"; // sessionStorage: what was notified already ("<job>:<what>")
+  const ON_NODES = ["running", "available"];
+
+  function mayNotify() {
+    return "Notification" in window && Notification.permission === "granted";
+  }
+
+  // One notification per job and kind, and only with the person's permission: never a prompt here.
+  function notifyOnce(key, title, body) {
+    if (!mayNotify()) return;
+    let seen = [];
+    try { seen = JSON.parse(sessionStorage.getItem(NOTIFIED) || "[]"); } catch (e) { seen = []; }
+    if (seen.includes(key)) return;
+    seen.push(key);
+    try { sessionStorage.setItem(NOTIFIED, JSON.stringify(seen.slice(-200))); } catch (e) { /* private mode */ }
+    try {
+      const n = new Notification(title, { body: body, tag: key });
+      n.onclick = () => { window.focus(); n.close(); };
+    } catch (e) { /* a browser that allows notifications only from a service worker */ }
+  }
+
+  function appName(card) {
+    const h = card.querySelector("h2");
+    return h ? h.textContent.trim() : "Your session";
+  }
+
+  // The card turns to "ends soon" by itself as its end comes near (the server's word may be older).
+  function warnIfEnding(el, left) {
+    const card = el.closest(".card");
+    const warn = Number(el.dataset.warn || 0);
+    if (!card || !(warn > 0) || left > warn || !ON_NODES.includes(card.dataset.state)) return;
+    card.classList.add("ending-soon");
+    const note = card.querySelector(".ending-note");
+    if (note) note.hidden = false;
+    const extend = card.querySelector("form.extend") ? " or extend it" : "";
+    notifyOnce(`${card.dataset.job}:ending`, `${appName(card)} ends soon`,
+      `${duration(Math.max(left, 0))} left. Save your work${extend}.`);
+  }
+
+  function setUpNotifyMe() {
+    const button = document.querySelector("button.notify-me");
+    const state = document.querySelector(".notify-state");
+    if (!button || !("Notification" in window)) return;
+    const show = () => {
+      const permission = Notification.permission;
+      button.hidden = permission !== "default"; // asked once; a "no" is never asked again
+      if (state) {
+        state.hidden = permission !== "granted";
+        state.textContent = permission === "granted" ? "Notifications are on." : "";
+      }
+    };
+    // Only on the person's own click: browsers (and people) dislike a prompt out of nowhere.
+    button.addEventListener("click", async () => {
+      try { await Notification.requestPermission(); } catch (e) { /* dismissed */ }
+      show();
+    });
+    show();
+  }
 
   function duration(seconds) {
     if (seconds < 60) return "less than a minute";
@@ -16,6 +77,7 @@
       if (!el.dataset.ends) continue;
       const left = (Date.parse(el.dataset.ends) - Date.now()) / 1000;
       el.textContent = `${duration(Math.max(left, 0))} left`;
+      warnIfEnding(el, left);
     }
   }
 
@@ -105,6 +167,9 @@
         replaceLive(el, fresh);
         el.className = fresh.className;
         el.dataset.state = c.state;
+        if (changed && c.state === "available" && document.visibilityState === "hidden") {
+          notifyOnce(`${c.id}:ready`, `${appName(el)} is ready`, "Your session is ready: connect to it now.");
+        }
         const log = el.querySelector("details.log");
         if (changed && log.open) loadLog(log);
       }
@@ -121,8 +186,9 @@
     const invalid = document.querySelector("[aria-invalid=true]");
     if (invalid) invalid.focus();
     for (const d of document.querySelectorAll("details.log")) watchLog(d);
+    setUpNotifyMe();
     tickCountdowns();
-    setInterval(tickCountdowns, 20000);
+    setInterval(tickCountdowns, COUNTDOWN_MS);
     const list = document.getElementById("sessions");
     if (!list || !window.EventSource) return;
     const events = new EventSource(list.dataset.events);
