@@ -37,7 +37,7 @@ async def test_a_silent_servers_queue_members_stop_getting_requests(tmp_path: Pa
                     await asyncio.sleep(0.1)
             assert answered == {"answers-nats0", "answers-nats1"}
             with cluster.paused(silent):
-                await asyncio.sleep(8)  # two route pings two seconds apart, and then some
+                await asyncio.sleep(10)  # three route pings two seconds apart, and then some
                 lost = 0
                 for _ in range(12):
                     try:

@@ -115,6 +115,7 @@ def test_what_is_known_missing_wins_over_what_could_not_be_checked() -> None:
     ("gpu:a100:4(S:0-1)", ["gpu", "gpu:a100"]),
     ("gpu:a100:2(S:0,1),mps:200,shard:0", ["gpu", "gpu:a100", "mps"]),
     ("gpu:tesla:no_consume:2", ["gpu", "gpu:tesla"]),
+    ("gpu:3090:2(S:0-1)", ["gpu", "gpu:3090"]),  # a type may be all digits
     ("gpu", ["gpu"]),
     ("", []),
 ])

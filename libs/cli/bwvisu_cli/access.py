@@ -125,11 +125,11 @@ def password(settings: Settings, identity: str) -> str:
                             group_readable=False)
 
 
-# How soon a server notices that a peer's link went down (routes) or a client's did: two pings two
-# seconds apart unanswered. nats-server's default, two minutes, kept the subscriptions of a node that
-# dropped off the network in the others' routing for that long, so requests to a queue group (the
-# scheduler-adapters') went to the dead node and were lost. Clients ping more often themselves.
-NATS_PINGS = {"ping_interval": "2s", "ping_max": 2}
+# How soon a server notices that a peer's link went down (routes) or a client's did: three pings two
+# seconds apart unanswered (a busy peer gets 6-8 s). nats-server's default, two minutes, kept the
+# subscriptions of a node that dropped off the network in the others' routing for that long, so
+# requests to a queue group (the scheduler-adapters') went to the dead node and were lost.
+NATS_PINGS = {"ping_interval": "2s", "ping_max": 3}
 
 
 def write_nats_config(settings: Settings, path: Path) -> None:

@@ -153,6 +153,7 @@ def gres_of(field: str) -> list[str]:
         if parts[-1].isdigit() and int(parts[-1]) == 0:
             continue
         offered.append(name)
-        if len(parts) >= 2 and not parts[1].isdigit():
+        # name:type:count, or name:count; a type may be all digits (gpu:3090:2).
+        if len(parts) >= 3 or (len(parts) == 2 and not parts[1].isdigit()):
             offered.append(f"{name}:{parts[1]}")
     return offered

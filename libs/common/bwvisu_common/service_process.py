@@ -33,7 +33,7 @@ import uvicorn
 
 from bwvisu_common.errors import BwvisuError
 from bwvisu_common.live_jobs import LiveJobs
-from bwvisu_common.logs import setup_logging, writes_json
+from bwvisu_common.logs import setup_logging
 from bwvisu_common.metrics import ProcessMetrics, ReadModelLag
 from bwvisu_common.settings import Settings, load_settings
 
@@ -189,8 +189,8 @@ class ServiceProcess:
         server = _QuietServer(uvicorn.Config(
             app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
             proxy_headers=proxy_headers, timeout_graceful_shutdown=2,
-            # JSON logs: uvicorn's own lines go through the root logger's formatter, not its own.
-            log_config=None if writes_json() else uvicorn.config.LOGGING_CONFIG,
+            # uvicorn's own lines go through the root logger's formatter (masked), not its own.
+            log_config=None,
             ssl_certfile=tls_cert or None, ssl_keyfile=tls_key or None))
 
         async def listen() -> None:

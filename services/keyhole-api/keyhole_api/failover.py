@@ -19,7 +19,7 @@ from bwvisu_common.heartbeats import HEARTBEAT_TIMEOUT
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.ports import EventStore, StateStore
 from bwvisu_common.settings import Settings
-from bwvisu_common.state_keys import gateway_ports, held_by, port_key
+from bwvisu_common.state_keys import gateway_ports, held_by
 from keyhole_api.domain.allocate import Avoid, Reservation, candidate_gateways
 from keyhole_api.domain.failover import (
     Move,
@@ -96,9 +96,10 @@ class GatewayFailover:
         unanswered = [j for j in unanswered_moves(self._jobs.all(), self._wall_clock(), UNANSWERED_AFTER)
                       if j not in self._tried]
         self._tried.update((j, now) for j in unanswered)
-        await asyncio.gather(*(self._settle(j) for j in unanswered), return_exceptions=True)
         # Together: each waits for its new gateway's answer, and a dead gateway strands many jobs.
-        results = await asyncio.gather(*(self._bounded(m, alive) for m in moves), return_exceptions=True)
+        results = await asyncio.gather(*(self._bounded(m, alive) for m in moves),
+                                       *(self._settle(j) for j in unanswered), return_exceptions=True)
+        results = results[:len(moves)]
         for move, result in zip(moves, results, strict=True):
             if isinstance(result, BaseException):
                 log.error("job %s: moving its forwards off %s failed: %r; trying again", move.job_id,
@@ -147,20 +148,24 @@ class GatewayFailover:
                     picked.gateway)
         return 1
 
-    async def _settle(self, job_id: str) -> None:
-        """Give up on the job's move that nobody waits for, so that the next round moves it again."""
+    async def _settle(self, job_id: str) -> int:
+        """Give up on the job's move that nobody waits for, so that the next round moves it again.
+
+        Its ports stay reserved until the job ends: another replica may have given up on it too
+        and moved the job since, maybe onto the same ports, which a release here would free."""
         try:
-            assigned = last_move([e for _, e in await self._events.read_job(job_id)])
-            if assigned is None:
-                return
-            reason = f"gateway {assigned.gateway} did not answer the move within {UNANSWERED_AFTER:.0f} s"
-            if await give_up(self._events, assigned, reason):
-                await self._state.release_job(job_id, [port_key(assigned.gateway, f.external_port)
-                                                       for f in assigned.forwards])
-                log.warning("job %s: %s; moving it again", job_id, reason)
-                self._tried.pop(job_id, None)
-        except Exception:  # the stream or etcd may answer next time: RETRY_AFTER from now
+            async with self._moving:
+                assigned = last_move([e for _, e in await self._events.read_job(job_id)])
+                if assigned is None:
+                    return 0
+                reason = f"gateway {assigned.gateway} did not answer the move within {UNANSWERED_AFTER:.0f} s"
+                if await give_up(self._events, assigned, reason):
+                    self._live.forget(assigned.gateway)
+                    log.warning("job %s: %s; moving it again", job_id, reason)
+                    self._tried.pop(job_id, None)
+        except Exception:  # the stream may answer next time: RETRY_AFTER from now
             log.exception("job %s: giving up on its unanswered move failed", job_id)
+        return 0
 
     async def _stored_at(self, event: ev.PortsAssigned) -> int | None:
         """The stream sequence of `event` if the job's history holds it."""

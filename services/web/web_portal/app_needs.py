@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 # round trip to each page for nothing new.
 FACTS_KEPT_FOR = 30.0
 UNANSWERED_KEPT_FOR = 5.0  # a runner-api that did not answer is asked again soon, not at every page
+# Every page of apps waits for this answer (one question at a time): a slow one is "could not check".
+ASK_PATIENCE = 3.0
 
 
 class AppNeeds:
@@ -45,7 +47,10 @@ class AppNeeds:
         if self._source is None:
             return _unchecked("no runner-api to ask"), self._kept_for
         try:
-            return await self._source.cluster_facts(), self._kept_for
+            return await asyncio.wait_for(self._source.cluster_facts(), ASK_PATIENCE), self._kept_for
+        except TimeoutError:
+            log.warning("runner-api did not say in %.0f s what the cluster has for the apps", ASK_PATIENCE)
+            return _unchecked("runner-api did not answer in time"), UNANSWERED_KEPT_FOR
         except RunnerUnavailable as exc:
             log.warning("could not ask runner-api what the cluster has for the apps: %s", exc)
             return _unchecked(str(exc)), UNANSWERED_KEPT_FOR

@@ -47,7 +47,7 @@ def bundles(tmp_path: Path) -> Path:
 def test_sinfo_lines_become_partitions_with_their_gres() -> None:
     out = "debug|(null)\ngpu|gpu:a100:2(S:0-1)\ngpu|gpu:h100:4(S:0)\nviz|(null)\n"
     assert parse_sinfo(out) == {"debug": [], "gpu": ["gpu", "gpu:a100", "gpu:h100"], "viz": []}
-    assert SINFO_ARGV == ["sinfo", "--noheader", "--format=%R|%G"]
+    assert SINFO_ARGV == ["sinfo", "--all", "--noheader", "--format=%R|%G"]
 
 
 def test_sinfo_without_a_partition_is_no_answer() -> None:

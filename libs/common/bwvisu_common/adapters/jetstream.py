@@ -8,7 +8,6 @@ import dataclasses
 import functools
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -60,7 +59,8 @@ FETCH_BATCH = 64
 # Seconds an event handed to a durable consumer stays its own without a word from it (see
 # _handle_one): then the server hands it to another consumer of the same name.
 ACK_WAIT = 6.0
-# Longer than any handler's own deadlines (a submit waits up to a minute for Slurm).
+# A handler still at work after this long is stopped and its event redelivered: longer than any
+# handler's own deadlines (a submit waits up to a minute for Slurm).
 MAX_IN_PROGRESS = 300.0
 BACKLOG_WAIT = 0.1
 # What a server dying looks like to a publisher: no answer, or nobody leading the stream yet.
@@ -416,7 +416,9 @@ async def _handle_one(durable: str, handler: Handler, msg: Any, ticking: asyncio
         if event is not None:
             # Whatever the handler logs names the job (JSON logs).
             with about_job(event.job_id):
-                await handler(seq, event)
+                # A handler that hangs would hold its event, and its lane, for good.
+                async with asyncio.timeout(MAX_IN_PROGRESS):
+                    await handler(seq, event)
     except Exception:
         log.exception("consumer %s: handler failed on event %d; redelivering", durable, seq)
         with contextlib.suppress(nats.errors.Error):
@@ -437,17 +439,11 @@ def _unless_cancelled() -> None:
         raise asyncio.CancelledError
 
 
-async def _in_progress(msg: Any, cap: float = MAX_IN_PROGRESS) -> None:
-    """Tell the server the event is being handled, for at most `cap` seconds: a handler that hangs
-    longer lets the event go to another consumer (handlers act on the job's history, so a second
-    one does no harm) rather than hold it for good."""
-    started = time.monotonic()
-    while time.monotonic() - started < cap:
+async def _in_progress(msg: Any) -> None:
+    while True:
         await asyncio.sleep(ACK_WAIT / 3)
         with contextlib.suppress(nats.errors.Error):
             await msg.in_progress()
-    log.error("an event on %s was in hand for %.0f s: letting it go to another consumer",
-              getattr(msg, "subject", "?"), cap)
 
 
 def _expect(job_id: str, version: int) -> dict[str, str]:

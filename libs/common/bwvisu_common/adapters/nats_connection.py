@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import ssl
@@ -45,6 +46,8 @@ class _Client(NatsClient):
         stayed with the dead server until the link came back, or for Python's 30 s TLS shutdown
         timeout. Dropping it loses nothing that closing it would have saved: nobody reads at the other end.
         """
+        if self._transport is not None and not hasattr(self._transport, "_io_writer"):
+            log.warning("this nats-py keeps its connection elsewhere: a dead server's is closed, not dropped")
         writer = getattr(self._transport, "_io_writer", None)
         if writer is not None:
             writer.transport.abort()
@@ -90,6 +93,8 @@ async def connect_nats(servers: Sequence[str], name: str, auth: NatsAuth | None 
         # A refused login says the most; what the closing socket said after it says little.
         refusals = [p for p in problems if "authorization" in str(p).lower()]
         why = (refusals or problems or [exc])[-1]
+        with contextlib.suppress(Exception):  # or it would go on trying in the background
+            await asyncio.wait_for(nc.close(), 2)
         raise DependencyUnavailable(f"cannot reach NATS at {', '.join(servers)}: {why}") from exc
     client.append(nc)
     return nc

@@ -28,26 +28,46 @@ ASK_AGAIN_AFTER = 5.0  # seconds without an answer before a question goes out ag
 async def _ask(nc: NatsClient, subject: str, request: msgspec.Struct, timeout: float) -> bytes:
     """The answer to a question that only reads (so asking twice does no harm), within `timeout`.
 
-    A scheduler-adapter that restarts, or whose interest has not reached this server yet, is there
-    within moments: nobody to answer is the answer only after NO_RESPONDERS_PATIENCE. A question
-    handed to a replica whose node just dropped off the network is lost: it goes out again after
-    ASK_AGAIN_AFTER, and NATS picks a replica anew.
+    A question handed to a replica whose node just dropped off the network is lost: after
+    ASK_AGAIN_AFTER it goes out once more (NATS picks a replica anew) while the first still waits,
+    and whichever answer comes first counts; a slow answer is as good as ever.
     """
+    data = msgspec.json.encode(request)
+    deadline = asyncio.get_running_loop().time() + timeout
+    first = asyncio.ensure_future(_ask_once(nc, subject, data, deadline))
+    asking = {first}
+    try:
+        done, _ = await asyncio.wait(asking, timeout=min(ASK_AGAIN_AFTER, timeout))
+        if not done:
+            asking.add(asyncio.ensure_future(_ask_once(nc, subject, data, deadline)))
+        problem: Exception | None = None
+        for answered in asyncio.as_completed(asking):
+            try:
+                return await answered
+            except DependencyUnavailable as exc:
+                problem = exc
+        assert problem is not None
+        raise problem
+    finally:
+        for task in asking:
+            task.cancel()
+
+
+async def _ask_once(nc: NatsClient, subject: str, data: bytes, deadline: float) -> bytes:
+    # A scheduler-adapter that restarts, or whose interest has not reached this server yet, is
+    # there within moments: nobody to answer is the answer only after NO_RESPONDERS_PATIENCE.
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
     patience = loop.time() + NO_RESPONDERS_PATIENCE
     while True:
-        left = deadline - loop.time()
         try:
-            msg = await nc.request(subject, msgspec.json.encode(request), timeout=min(left, ASK_AGAIN_AFTER))
+            msg = await nc.request(subject, data, timeout=max(0.01, deadline - loop.time()))
             return bytes(msg.data)
         except nats.errors.NoRespondersError as exc:
             if loop.time() >= patience:
                 raise DependencyUnavailable("no scheduler-adapter is running to ask the cluster") from exc
             await asyncio.sleep(0.1)
         except (TimeoutError, nats.errors.Error) as exc:
-            if loop.time() >= deadline - 0.1 or not isinstance(exc, TimeoutError):
-                raise DependencyUnavailable(f"the cluster did not answer in time: {exc!r}") from exc
+            raise DependencyUnavailable(f"the cluster did not answer in time: {exc!r}") from exc
 
 
 class NatsUserDirectory:

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from bwvisu_common.needs import COMMAND_NAME, PARTITION_NAME, gres_of
 
 # One line per (partition, gres) group of nodes; `%R` is the partition's bare name (no '*').
-SINFO_ARGV = ["sinfo", "--noheader", "--format=%R|%G"]
+# --all: hidden partitions and those closed to bwvisu's own group still exist for the users they are for.
+SINFO_ARGV = ["sinfo", "--all", "--noheader", "--format=%R|%G"]
 
 # A fixed script; the names are its arguments, never part of it. Only an executable file found
 # on PATH counts (`command -v` also names shell builtins, functions and aliases).
