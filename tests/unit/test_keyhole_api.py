@@ -369,3 +369,20 @@ async def test_healthz_says_unavailable_once_the_process_is_not_sound(world: Wor
         sound = False
         answer = await client.get("/healthz")
         assert answer.status_code == 503 and answer.json()["status"] == "unavailable"
+
+
+async def test_a_replica_whose_view_is_behind_asks_the_stream_before_it_refuses() -> None:
+    # Its read model stopped, as on a node cut off from the stream and just back: the job started
+    # meanwhile. A refusal would end the job; the stream's word is that it runs.
+    events, state = InMemoryEventStore(), InMemoryStateStore()
+    health = GatewayHeartbeats()
+    health.beat("gw0")
+    behind = LiveJobs(events, state)  # never follows
+    handlers = KeyholeHandlers(make_settings(), events, state, behind, health,
+                               tuning=Tuning(start_wait=0.1, agent_timeout=0.1))
+    world = World(events, state, health, ScriptedGatewayAgents(events), handlers)
+    await world.job("late")
+    with pytest.raises(NoCapacity):  # its view never shows the gateway's answer: not granted here
+        await world.ask("late")
+    assert "PortsRefused" not in await world.kinds("late")
+    assert "PortsAssigned" in await world.kinds("late")

@@ -15,7 +15,7 @@ from bwvisu_common import events as ev
 from bwvisu_common.job_facts import JobState
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.ports import EventStore, StateStore
-from bwvisu_common.read_model import JobView
+from bwvisu_common.read_model import JobView, fold
 from bwvisu_common.settings import Settings
 from bwvisu_common.state_keys import NODE_PORTS, gateway_ports, grant_key, token_key
 from keyhole_api.domain.allocate import Avoid, Reservation, candidate_gateways, pick_reservation
@@ -192,6 +192,10 @@ class KeyholeHandlers:
         job = await self._jobs.wait_for(job_id, lambda j: j.state != JobState.SUBMITTED,
                                         self._tuning.start_wait)
         job = job or self._jobs.get(job_id)
+        if job is None or job.state == JobState.SUBMITTED:
+            # This replica's view may be behind, as after its node was cut off from the stream: a
+            # refusal ends the job, so the stream's own word decides (unreadable: ask again later).
+            job = fold(await self._events.read_job(job_id)) or job
         if job is None:
             raise Refused(Refusal.NOT_RUNNING, "job is not known as running")
         return job
