@@ -11,7 +11,7 @@ brings it back as a new, empty job.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 import msgspec
@@ -94,7 +94,7 @@ def due_for_forgetting(jobs: Iterable[JobView], now: datetime, kept_for: timedel
             if j.state == JobState.FINISHED and (j.updated_at is None or j.updated_at <= horizon)]
 
 
-def fold(events: list[tuple[int, ev.Event]], job: JobView | None = None) -> JobView | None:
+def fold(events: Sequence[tuple[int, ev.Event]], job: JobView | None = None) -> JobView | None:
     for seq, event in events:
         job = evolve(job, event, seq)
     return job
