@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from bwvisu_common import keyhole_client
 from bwvisu_common.keyhole_client import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -20,6 +24,7 @@ from bwvisu_common.keyhole_client import (
     expand_hostlist,
     exports,
     job_nodes,
+    request_ports,
     sign,
 )
 from bwvisu_common.keyhole_script import keyhole_block
@@ -198,3 +203,35 @@ def test_a_heartbeat_speaks_for_the_gateway_its_subject_names() -> None:
     assert heartbeat_gateway(heartbeat_subject("gw1")) == "gw1"
     assert heartbeat_gateway("bwvisu.gateways.gw1.other") == ""
     assert heartbeat_gateway("bwvisu.gateways.heartbeat") == ""
+
+
+@pytest.fixture
+def unanswered() -> Iterator[str]:
+    """A server that takes no connection, as one whose link went down: its accept queue is full,
+    so the kernel drops further SYNs and a connect waits."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers = []
+    for _ in range(4):  # fill the queue; the connects that no longer fit wait in the background
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(address)
+        fillers.append(s)
+    time.sleep(0.2)
+    yield f"http://127.0.0.1:{address[1]}"
+    for s in fillers:
+        s.close()
+    listener.close()
+
+
+def test_a_server_that_takes_no_connection_is_left_after_the_connect_timeout(
+        stub: str, unanswered: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keyhole_client, "CONNECT_TIMEOUT", 0.5)
+    _Stub.answers = [(200, {"forwards": []})]
+    started = time.monotonic()
+    answer = request_ports([unanswered, stub], "job1", TOKEN.encode(), 1, ["cn0"],
+                           deadline=time.monotonic() + 60, log=io.StringIO())
+    assert answer == {"forwards": []}
+    assert time.monotonic() - started < 10, "the next server was asked only after the answer timeout"

@@ -23,14 +23,14 @@ import re
 import shlex
 import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 
 SIGNATURE_HEADER = "X-Bwvisu-Signature"
 TIMESTAMP_HEADER = "X-Bwvisu-Timestamp"
 PATH_TEMPLATE = "/v1/jobs/{job_id}/ports"
 # 4xx answers a retry cannot change; everything else (5xx, 408, 429, no answer) is transient.
 PERMANENT = frozenset({400, 401, 403, 404, 405, 409, 413, 422})
+CONNECT_TIMEOUT = 5.0  # seconds
 
 
 SESSION_SECRET_VAR = "BWVISU_SESSION_SECRET"
@@ -130,30 +130,51 @@ def post_once(server: str, job_id: str, token: bytes, count: int, nodes: list[st
     path = PATH_TEMPLATE.format(job_id=job_id)
     body = request_body(count, nodes)
     timestamp = str(int(time.time()))
-    req = urllib.request.Request(server.rstrip("/") + path, data=body, method="POST", headers={
-        "Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: sign(token, "POST", path, timestamp, body),
-    })
+    headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,
+               SIGNATURE_HEADER: sign(token, "POST", path, timestamp, body)}
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (configured URL)
-            return dict(json.loads(resp.read()))
-    except urllib.error.HTTPError as exc:
-        detail = _detail(exc)
-        if exc.code in PERMANENT:
-            raise KeyholeError(f"{server} refused the request ({exc.code}): {detail}") from None
-        raise OSError(f"{server} answered {exc.code}: {detail}") from None
-    except (http.client.HTTPException, ValueError, TypeError) as exc:
+        status, data = _post(server.rstrip("/") + path, body, headers, timeout)
+    except (http.client.HTTPException, ValueError) as exc:
         # The answer was lost on the way (cut short, garbled): the grant may stand, and
         # keyhole-api answers a retry with the same ports.
         raise OSError(f"{server}: the answer was lost ({type(exc).__name__})") from None
-
-
-def _detail(exc: urllib.error.HTTPError) -> str:
+    if status in PERMANENT:
+        raise KeyholeError(f"{server} refused the request ({status}): {_detail(data)}")
+    if status != 200:
+        raise OSError(f"{server} answered {status}: {_detail(data)}")
     try:
-        data = json.loads(exc.read())
-        return str(data.get("detail", data))
-    except (ValueError, OSError, AttributeError):
-        return exc.reason if isinstance(exc.reason, str) else "no details"
+        return dict(json.loads(data))
+    except (ValueError, TypeError) as exc:
+        raise OSError(f"{server}: the answer was lost ({type(exc).__name__})") from None
+
+
+def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+    """POST and read the answer: the connection gets CONNECT_TIMEOUT (a server whose link is down
+    drops the SYN; the next server is asked soon, and a late connection never reaches a server that
+    just came back with an old view), the answer up to `timeout`."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OSError(f"{url}: not an http(s) URL")
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = kind(parts.hostname, parts.port, timeout=min(CONNECT_TIMEOUT, timeout))
+    try:
+        conn.connect()
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request("POST", target, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _detail(data: bytes) -> str:
+    try:
+        answer = json.loads(data)
+        return str(answer.get("detail", answer)) if isinstance(answer, dict) else str(answer)
+    except ValueError:
+        return "no details"
 
 
 def request_ports(servers: list[str], job_id: str, token: bytes, count: int, nodes: list[str],
