@@ -36,14 +36,19 @@ class IdlePolicy:
         return timedelta(minutes=self.timeout_minutes)
 
 
+def last_activity(job: JobView) -> datetime | None:
+    """The session's last traffic, or when its application first answered if later (or no traffic
+    yet); None before it ever answered."""
+    known = [t for t in (job.last_activity, job.available_at) if t is not None]
+    return max(known) if known else None
+
+
 def idle_since(job: JobView) -> datetime | None:
     """Since when the session has had no traffic; None where idleness does not apply (not yet
     answering, ending, ended)."""
-    if job.state not in _IDLE_STATES or job.cancel_requested or job.available_at is None:
+    if job.state not in _IDLE_STATES or job.cancel_requested:
         return None
-    if job.last_activity is None or job.last_activity < job.available_at:
-        return job.available_at
-    return job.last_activity
+    return last_activity(job)
 
 
 def idle_for(job: JobView, now: datetime) -> timedelta | None:
