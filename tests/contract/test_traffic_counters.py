@@ -14,11 +14,15 @@ from tests.fakes.traffic import FakeTrafficCounters
 
 # Two connections to a forward (one with accounting, one from before it was on), a UDP flow, and a
 # connection of the gateway's own.
-PROC = """\
-ipv4     2 tcp      6 431995 ESTABLISHED src=192.0.2.7 dst=10.200.0.20 sport=40001 dport=20001 packets=12 bytes=900 src=10.200.0.3 dst=10.200.0.20 sport=7000 dport=40001 packets=10 bytes=800 [ASSURED] mark=0 zone=0 use=2
-ipv4     2 tcp      6 117 TIME_WAIT src=192.0.2.8 dst=10.200.0.20 sport=40002 dport=20001 src=10.200.0.3 dst=10.200.0.20 sport=7000 dport=40002 [ASSURED] mark=0 zone=0 use=2
-ipv4     2 udp      17 29 src=10.200.0.20 dst=10.200.0.1 sport=5353 dport=53 src=10.200.0.1 dst=10.200.0.20 sport=53 dport=5353 mark=0 zone=0 use=2
-"""
+PROC = "".join(line + "\n" for line in (
+    "ipv4     2 tcp      6 431995 ESTABLISHED src=192.0.2.7 dst=10.200.0.20 sport=40001 dport=20001 "
+    "packets=12 bytes=900 src=10.200.0.3 dst=10.200.0.20 sport=7000 dport=40001 packets=10 bytes=800 "
+    "[ASSURED] mark=0 zone=0 use=2",
+    "ipv4     2 tcp      6 117 TIME_WAIT src=192.0.2.8 dst=10.200.0.20 sport=40002 dport=20001 "
+    "src=10.200.0.3 dst=10.200.0.20 sport=7000 dport=40002 [ASSURED] mark=0 zone=0 use=2",
+    "ipv4     2 udp      17 29 src=10.200.0.20 dst=10.200.0.1 sport=5353 dport=53 "
+    "src=10.200.0.1 dst=10.200.0.20 sport=53 dport=5353 mark=0 zone=0 use=2",
+))
 EXPECTED = [Connection("192.0.2.7", 40001, "10.200.0.20", 20001, 22),
             Connection("192.0.2.8", 40002, "10.200.0.20", 20001, 0)]
 

@@ -28,6 +28,8 @@ SAMPLES = [
     ev.PortClosed(job_id="j", external_port=20001),
     ev.ForwardsRemoved(job_id="j", gateway="gw0"),
     ev.ClientAddressAllowed(job_id="j", address="192.0.2.7"),
+    ev.JobCancelRequested(job_id="j", reason="idle"),
+    ev.SessionActivity(job_id="j", gateway="gw0", last_activity=ev.utcnow()),
 ]
 
 

@@ -13,7 +13,14 @@ from bwvisu_common import events as ev
 from bwvisu_common.errors import DependencyUnavailable
 from bwvisu_common.live_jobs import LiveJobs
 from gateway_agent.activity import Activity
-from gateway_agent.domain.activity import ActivityBook, Connection, by_job, carried_traffic, parse_conntrack, rounded
+from gateway_agent.domain.activity import (
+    ActivityBook,
+    Connection,
+    by_job,
+    carried_traffic,
+    parse_conntrack,
+    rounded,
+)
 from gateway_agent.domain.rules import ForwardRule
 from gateway_agent.gateway import Gateway
 from tests.conditions import eventually
@@ -160,7 +167,8 @@ async def test_one_read_per_look_and_an_event_only_when_the_activity_changed(gat
     assert counters.reads == 3
     kinds = [type(e).__name__ for _, e in await gateway.events.read_job("j1")]
     assert kinds.count("SessionActivity") == 1
-    await eventually(lambda: (v := gateway.jobs.get("j1")) is not None and v.last_activity == event.last_activity,
+    view = gateway.jobs.get
+    await eventually(lambda: (v := view("j1")) is not None and v.last_activity == event.last_activity,
                      "the read model holds the activity")
 
 

@@ -10,12 +10,12 @@ import pytest
 
 from bwvisu_common import events as ev
 from bwvisu_common.election import LeadershipLost
+from bwvisu_common.errors import ConfigError
 from bwvisu_common.idle import IdlePolicy, decide_idle_cancel, idle_minutes, idle_since, warning
 from bwvisu_common.job_facts import JobState, WhyKind
 from bwvisu_common.job_history import describe, outcome
 from bwvisu_common.read_model import JobView, fold
 from bwvisu_common.settings import parse_settings
-from bwvisu_common.errors import ConfigError
 from scheduler_adapter.idle import IdleCuller
 from tests.fakes.election import ElectionBoard, FakeElection
 from tests.fakes.event_store import InMemoryEventStore

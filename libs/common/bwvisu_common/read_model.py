@@ -125,7 +125,8 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
         case ev.JobCancelRequested(reason=reason):
             # The first request's reason stands.
             reason = job.cancel_reason if job.cancel_requested else reason
-            return {"cancel_requested": True, "cancel_reason": reason, **_say(WhyKind.CANCEL_REQUESTED, reason)}
+            return {"cancel_requested": True, "cancel_reason": reason,
+                    **_say(WhyKind.CANCEL_REQUESTED, reason)}
         case ev.PortsRequested():
             return _say(WhyKind.PORTS_REQUESTED)
         case ev.PortsRefused(reason=reason):

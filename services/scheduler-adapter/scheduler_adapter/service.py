@@ -10,11 +10,11 @@ import logging
 
 from bwvisu_common.election import lead
 from bwvisu_common.errors import DependencyUnavailable
+from bwvisu_common.idle import IdlePolicy
 from bwvisu_common.metrics import ConsumerLag
 from bwvisu_common.read_model import JobView
 from bwvisu_common.service_process import ServiceProcess
 from bwvisu_common.settings import Settings
-from bwvisu_common.idle import IdlePolicy
 from bwvisu_common.state_keys import IDLE_ROLE, WATCHER_ROLE
 from scheduler_adapter import queries
 from scheduler_adapter.bootstrap import bootstrap

@@ -11,6 +11,7 @@ from bwvisu_common.adapters.tcp_prober import TcpProber
 from bwvisu_common.connect import finished_jobs_kept_for, open_stores_retrying
 from bwvisu_common.errors import ConfigError
 from bwvisu_common.heartbeats import GatewayHeartbeats
+from bwvisu_common.idle import IdlePolicy
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.secret_files import ensure_secret_file, read_secret_file
 from bwvisu_common.settings import Settings, templates_path
@@ -91,5 +92,6 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
         session_max_age=web.session_max_age, trusted_networks=networks,
         revocations=Revocations(state, cache_for=web.revocation_check_interval),
         restrict_forwards=settings.restrict_forwards_to_clients,
+        idle_policy=IdlePolicy(settings.idle_timeout, settings.idle_warning),
     )
     return Deps(feed=feed, portal=portal, session_secret=secret)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from bwvisu_common.idle import IdlePolicy
 from bwvisu_common.ports import PortProber
 from bwvisu_common.read_model import JobView
 from bwvisu_common.settings import CommandNode, GatewayNode
@@ -42,6 +43,7 @@ class Portal:
     # Whether a forward accepts only the client addresses its owner connected from.
     restrict_forwards: bool = False
     clock: type[datetime] = datetime
+    idle_policy: IdlePolicy = field(default_factory=IdlePolicy)  # the site's idle-timeout
 
     def now(self) -> datetime:
         return self.clock.now(UTC)
@@ -56,7 +58,7 @@ class Portal:
         return job if job is not None and job.uid == user else None
 
     def card(self, job: JobView) -> Card:
-        return card(job, self.bundle_for(job), self.now())
+        return card(job, self.bundle_for(job), self.now(), self.idle_policy)
 
     def cards(self, user: str | None) -> list[Card]:
         """The sessions of `user` (everyone's for None) to list now."""

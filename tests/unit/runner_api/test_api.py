@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from datetime import timedelta
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
