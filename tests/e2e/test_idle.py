@@ -1,0 +1,124 @@
+"""Idle sessions on the minicluster: a bwvisu of its own with a short idle-timeout, two port-echo
+sessions; the one nobody talks to is cancelled with the reason "idle", the one a client keeps
+talking to (one open connection, a line every few seconds) runs on.
+
+The gateway agents read their gateways' connection counters (conntrack) every activity-interval
+(2 s here); the traffic goes only to the gateways' 10.200.0.x addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+
+import httpx
+import pytest
+
+from bwvisu_cli.testbed import runner_api_client_args, write_isolated_config
+from tests.e2e.conftest import BwvisuSystem, Minicluster, system_up
+from tests.e2e.test_forwarding import available, finished, secret_of, submit, wait_job
+
+pytestmark = pytest.mark.timeout(600)
+
+IDLE_MINUTES = 0.5  # 30 s without traffic, and the warning 15 s before
+ACTIVITY_INTERVAL = 2.0
+
+
+@pytest.fixture(scope="module")
+def idle_system(minicluster: Minicluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BwvisuSystem]:
+    """A bwvisu of its own (ports, state, job tag) with a short idle policy."""
+    base = tmp_path_factory.mktemp("bwvisu-idle")
+    config_path = write_isolated_config(minicluster.config_path, base)
+    config = json.loads(config_path.read_text())
+    config.update({"idle-timeout": IDLE_MINUTES, "idle-warning": IDLE_MINUTES / 2,
+                   "activity-interval": ACTIVITY_INTERVAL})
+    config_path.write_text(json.dumps(config, indent=2))
+    with system_up(config_path) as system:
+        yield system
+
+
+@pytest.fixture
+async def api(idle_system: BwvisuSystem) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(**runner_api_client_args(idle_system.settings), timeout=90) as client:
+        yield client
+
+
+class Chatter:
+    """One connection to a port-echo session through its gateway, a line every `every` seconds."""
+
+    def __init__(self, host: str, port: int, secret: str, every: float = 3.0) -> None:
+        assert host.startswith("10.200.0."), host
+        self._conn = socket.create_connection((host, port), timeout=10)
+        self._file = self._conn.makefile("rwb")
+        self._file.write(secret.encode() + b"\n")
+        self._file.flush()
+        assert self._file.readline().startswith(b"port-echo "), "the session greets its owner"
+        self._every = every
+        self._stop = threading.Event()
+        self.lines = 0
+        self.error: Exception | None = None
+        self._thread = threading.Thread(target=self._talk, daemon=True)
+        self._thread.start()
+
+    def _talk(self) -> None:
+        try:
+            while not self._stop.wait(self._every):
+                self._file.write(b"still here\n")
+                self._file.flush()
+                assert self._file.readline() == b"still here\n"
+                self.lines += 1
+        except (OSError, AssertionError) as exc:
+            self.error = exc
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+        self._file.close()
+        self._conn.close()
+
+
+async def test_a_silent_session_is_cancelled_as_idle_and_a_talking_one_is_not(
+    api: httpx.AsyncClient, idle_system: BwvisuSystem
+) -> None:
+    silent = await submit(api, "port-echo", seconds="600", runtime="10")
+    talking = await submit(api, "port-echo", seconds="600", runtime="10")
+    chatter: Chatter | None = None
+    try:
+        # The client starts talking as soon as its session answers (the limit runs from then on).
+        job = await wait_job(api, talking, available, timeout=90)
+        (service,) = job["services"]
+        secret = await secret_of(api, talking)
+        chatter = await asyncio.to_thread(Chatter, service["external-ip"], service["external-port"], secret)
+        became_available = datetime.fromisoformat(job["last-activity"])
+        await wait_job(api, silent, available, timeout=90)
+
+        # The silent one: ended by the policy, with the reason in its details.
+        ended = await wait_job(api, silent, finished, timeout=IDLE_MINUTES * 60 + 60)
+        assert "idle" in ended["details"], ended
+
+        # The talking one has been open longer than the limit by now and runs on; the one open
+        # connection's traffic moved its last activity on.
+        current = (await api.get(f"/jobs/{talking}")).json()
+        assert current["state"] == "available", current
+        assert datetime.fromisoformat(current["last-activity"]) > became_available, current
+        await asyncio.sleep(IDLE_MINUTES * 60)  # once more the whole limit, with traffic all along
+        current = (await api.get(f"/jobs/{talking}")).json()
+        assert current["state"] == "available" and "idle" not in current["details"], current
+        assert chatter.error is None and chatter.lines > 0
+
+        # The operator's view tells why the silent one ended.
+        shown = await asyncio.to_thread(idle_system.cli, "job", silent)
+        assert shown.returncode == 0, shown.stderr
+        assert "cancel requested: idle" in shown.stdout, shown.stdout
+        assert "SessionActivity" in (await asyncio.to_thread(idle_system.cli, "job", talking)).stdout
+    finally:
+        if chatter is not None:
+            await asyncio.to_thread(chatter.close)
+        for job_id in (silent, talking):
+            r = await api.delete(f"/jobs/{job_id}")
+            assert r.status_code in (200, 404), r.text
+    await wait_job(api, talking, finished)
