@@ -20,7 +20,7 @@ import pytest
 
 from bwvisu_cli.testbed import runner_api_client_args, write_isolated_config
 from tests.e2e.conftest import BwvisuSystem, Minicluster, system_up
-from tests.e2e.test_forwarding import available, finished, secret_of, submit, wait_job
+from tests.e2e.test_forwarding import available, eventually, finished, secret_of, submit, wait_job
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -45,6 +45,13 @@ def idle_system(minicluster: Minicluster, tmp_path_factory: pytest.TempPathFacto
 async def api(idle_system: BwvisuSystem) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(**runner_api_client_args(idle_system.settings), timeout=90) as client:
         yield client
+
+
+async def cancelled(api: httpx.AsyncClient, job_id: str) -> bool:
+    """Whether the job is cancelled (or over) now; a 503 (the job changing meanwhile) is asked again."""
+    r = await api.delete(f"/jobs/{job_id}")
+    assert r.status_code in (200, 404, 503), r.text
+    return r.status_code != 503
 
 
 class Chatter:
@@ -119,6 +126,5 @@ async def test_a_silent_session_is_cancelled_as_idle_and_a_talking_one_is_not(
         if chatter is not None:
             await asyncio.to_thread(chatter.close)
         for job_id in (silent, talking):
-            r = await api.delete(f"/jobs/{job_id}")
-            assert r.status_code in (200, 404), r.text
+            await eventually(lambda j=job_id: cancelled(api, j), f"job {job_id} cancelled")
     await wait_job(api, talking, finished)
