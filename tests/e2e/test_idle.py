@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.timeout(600)
 
 IDLE_MINUTES = 0.5  # 30 s without traffic, and the warning 15 s before
 ACTIVITY_INTERVAL = 2.0
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,30 @@ def idle_system(minicluster: Minicluster, tmp_path_factory: pytest.TempPathFacto
 async def api(idle_system: BwvisuSystem) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(**runner_api_client_args(idle_system.settings), timeout=90) as client:
         yield client
+
+
+@pytest.fixture
+async def portal(idle_system: BwvisuSystem, minicluster: Minicluster) -> AsyncIterator[httpx.AsyncClient]:
+    """The system's portal (started by `bwvisu up`), logged in as alice."""
+    web = idle_system.settings.web
+    async with httpx.AsyncClient(base_url=f"http://{web.host}:{web.port}", timeout=30) as client:
+        csrf = CSRF.search((await client.get("/login")).text)
+        assert csrf is not None, "the login form has its CSRF token"
+        form = {"csrf": csrf.group(1), "username": "alice", "password": minicluster.passwords["alice"],
+                "next": "/sessions"}
+        r = await client.post("/login", data=form)
+        assert r.status_code == 303, r.text
+        yield client
+
+
+async def card_of(portal: httpx.AsyncClient, job_id: str) -> str:
+    """The job's card on alice's sessions page ("" if not there)."""
+    page = await portal.get("/sessions")
+    assert page.status_code == 200, page.text
+    for part in page.text.split("<article")[1:]:
+        if f'data-job="{job_id}"' in part:
+            return part.split("</article>", 1)[0]
+    return ""
 
 
 async def cancelled(api: httpx.AsyncClient, job_id: str) -> bool:
@@ -89,7 +115,7 @@ class Chatter:
 
 
 async def test_a_silent_session_is_cancelled_as_idle_and_a_talking_one_is_not(
-    api: httpx.AsyncClient, idle_system: BwvisuSystem
+    api: httpx.AsyncClient, portal: httpx.AsyncClient, idle_system: BwvisuSystem
 ) -> None:
     silent = await submit(api, "port-echo", seconds="600", runtime="10")
     talking = await submit(api, "port-echo", seconds="600", runtime="10")
@@ -103,9 +129,21 @@ async def test_a_silent_session_is_cancelled_as_idle_and_a_talking_one_is_not(
         became_available = datetime.fromisoformat(job["last-activity"])
         await wait_job(api, silent, available, timeout=90)
 
-        # The silent one: ended by the policy, with the reason in its details.
-        ended = await wait_job(api, silent, finished, timeout=IDLE_MINUTES * 60 + 60)
+        # The silent one: its owner is warned on its card, then it is ended by the policy, with the
+        # reason in its details and on the card.
+        warned = []
+
+        async def silent_ended() -> bool:
+            card = await card_of(portal, silent)
+            if "will be ended in" in card and 'data-testid="idle-warning"' in card:
+                warned.append(card)
+            return bool((await api.get(f"/jobs/{silent}")).json()["state"] == "finished")
+
+        await eventually(silent_ended, "the silent session ended", timeout=IDLE_MINUTES * 60 + 60)
+        assert warned, "the owner was warned before the end"
+        ended = (await api.get(f"/jobs/{silent}")).json()
         assert "idle" in ended["details"], ended
+        assert "Cancelled (idle)" in await card_of(portal, silent)
 
         # The talking one has been open longer than the limit by now and runs on; the one open
         # connection's traffic moved its last activity on.
@@ -116,6 +154,8 @@ async def test_a_silent_session_is_cancelled_as_idle_and_a_talking_one_is_not(
         current = (await api.get(f"/jobs/{talking}")).json()
         assert current["state"] == "available" and "idle" not in current["details"], current
         assert chatter.error is None and chatter.lines > 0
+        card = await card_of(portal, talking)
+        assert "Ready" in card and "will be ended" not in card and "idle for" not in card, card
 
         # The operator's view tells why the silent one ended.
         shown = await asyncio.to_thread(idle_system.cli, "job", silent)

@@ -53,7 +53,7 @@ class IdleCuller:
                 await self._events.append(decided, expected_version=view.seq)
             except ConcurrencyConflict:
                 continue  # the job moved on meanwhile (traffic, its end): the next look decides again
-            log.info("job %s: cancelled, idle for %.0f min", view.job_id, self._policy.timeout_minutes,
+            log.info("job %s: cancelled, idle for %g min", view.job_id, self._policy.timeout_minutes,
                      extra={"job_id": view.job_id})
             cancelled.append(view.job_id)
         return cancelled
