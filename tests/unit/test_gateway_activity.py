@@ -195,3 +195,32 @@ async def test_a_failed_append_is_reported_at_the_next_look(gateway: Gateway, mo
     clock.now += timedelta(seconds=5)
     [event] = await activity.look_once()
     assert event.last_activity == rounded(T0 + timedelta(minutes=1), 60)
+
+
+async def test_rules_rewritten_by_a_reconcile_neither_fake_nor_hide_traffic(gateway: Gateway) -> None:
+    # The counters are the connections', not the rules': a reconcile that takes a job's rules out
+    # and puts them back (its table entry replaced) changes nothing they count.
+    counters, clock = FakeTrafficCounters([conn(1, 5)]), Clock()
+    activity = Activity(gateway, counters, interval=60, clock=clock)
+    await activity.look_once()
+    rules = list(gateway.table.rules["j1"])
+    gateway.table.drop("j1")
+    gateway.table.put("j1", [ForwardRule(job_id="j1", external_port=r.external_port, target_ip=r.target_ip,
+                                         internal_port=r.internal_port, gateway_ip=r.gateway_ip)
+                             for r in rules], [])
+    clock.now += timedelta(minutes=1)
+    assert await activity.look_once() == [], "the same counts after a rewrite: no traffic"
+    counters.now = [conn(1, 6)]
+    clock.now += timedelta(minutes=1)
+    assert [e.job_id for e in await activity.look_once()] == ["j1"]
+
+
+async def test_a_job_whose_forwards_moved_to_another_gateway_is_no_longer_reported_here(
+        gateway: Gateway) -> None:
+    counters, clock = FakeTrafficCounters([conn(1, 5)]), Clock()
+    activity = Activity(gateway, counters, interval=60, clock=clock)
+    await activity.look_once()
+    gateway.table.drop("j1")  # moved away: this gateway holds no rule of it any more
+    counters.now = [conn(1, 50)]  # a connection the old rule let in lingers in conntrack
+    clock.now += timedelta(minutes=1)
+    assert await activity.look_once() == []
