@@ -58,7 +58,7 @@ class Card(msgspec.Struct, frozen=True, kw_only=True):
     nodes: str = ""
     clients: str = ""  # the client addresses the owner connected from (the admin page shows them)
     idle: str = ""  # "idle for N min", once a minute without traffic
-    idle_since: str = ""  # ISO time, for the page's own count
+    idle_since: str = ""  # ISO time (the card's data-since)
     idle_warning: str = ""  # the site's idle-timeout is near: "will be ended in N min for inactivity"
 
 
