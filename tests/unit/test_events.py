@@ -32,6 +32,8 @@ SAMPLES = [
     ev.JobExtended(job_id="j", request_id="r", minutes=30, time_limit=90),
     ev.JobExtensionRefused(job_id="j", request_id="r", reason="the session is not running"),
     ev.JobTimeLimitRead(job_id="j", time_limit=60),
+    ev.JobCancelRequested(job_id="j", reason="idle"),
+    ev.SessionActivity(job_id="j", gateway="gw0", last_activity=ev.utcnow()),
 ]
 
 
@@ -66,6 +68,9 @@ def test_a_gateway_speaks_only_of_its_own_ports() -> None:
     assert not may_say("gateway-gw0", ev.PortOpen(job_id="j", external_port=20001)), "unnamed"
     assert not may_say("gateway-gw0", ev.JobEnded(job_id="j", slurm_state="COMPLETED"))
     assert may_say("runner-api", ev.JobCancelRequested(job_id="j"))
+    traffic = ev.SessionActivity(job_id="j", gateway="gw0", last_activity=ev.utcnow())
+    assert may_say("gateway-gw0", traffic) and not may_say("gateway-gw1", traffic)
+    assert not may_say("gateway-gw0", ev.JobCancelRequested(job_id="j", reason="idle"))
 
 
 def _old(**fields: object) -> bytes:

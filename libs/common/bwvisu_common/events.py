@@ -117,7 +117,8 @@ class JobEnded(Event, frozen=True, kw_only=True):
 
 
 class JobCancelRequested(Event, frozen=True, kw_only=True):
-    pass
+    # Why, when not the owner's (or an admin's) request: "idle" (the site's idle-timeout).
+    reason: str = ""
 
 
 # --- forwarding (keyhole-api, gateway-agent) ---------------------------------------------
@@ -206,6 +207,17 @@ class JobTimeLimitRead(Event, frozen=True, kw_only=True):
     time_limit: int
 
 
+# --- activity (gateway-agent) --------------------------------------------------------------
+
+
+class SessionActivity(Event, frozen=True, kw_only=True):
+    """The job's forwards on `gateway` carried traffic; `last_activity` is when, at a coarse grain
+    (the agent's activity-interval, a minute by default). Appended only when it changed."""
+
+    gateway: str
+    last_activity: datetime
+
+
 AnyEvent = (
     JobSubmitted
     | JobQueued
@@ -229,6 +241,7 @@ AnyEvent = (
     | JobExtended
     | JobExtensionRefused
     | JobTimeLimitRead
+    | SessionActivity
 )
 
 _encoder = msgspec.json.Encoder()

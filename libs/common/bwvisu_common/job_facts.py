@@ -71,6 +71,8 @@ class Why(msgspec.Struct, frozen=True):
                 return cls(kind, text)
             if details == words:
                 return cls(kind)
+            if kind is WhyKind.CANCEL_REQUESTED and details.startswith(words + ": "):
+                return cls(kind, details[len(words) + 2:])
         if details == "waiting":
             return cls(WhyKind.QUEUED_WAITING)
         # An unknown word from an older version: shown as it is, decided on by nobody.
@@ -110,6 +112,8 @@ def render(why: Why, exit_code: int | None = None) -> str:
     if why.kind is WhyKind.QUEUED_WAITING and not why.text:
         return "waiting"
     text = why.text
+    if why.kind is WhyKind.CANCEL_REQUESTED and text:
+        return f"{_WORDS[why.kind]}: {text}"  # a reason other than the owner's ("idle")
     if why.kind is WhyKind.ENDED and exit_code is not None:
         text = f"{text}, exit code {exit_code}"
     return _WORDS[why.kind].replace("{}", text)

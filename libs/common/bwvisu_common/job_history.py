@@ -72,8 +72,8 @@ def describe(event: ev.AnyEvent) -> str:
             return "completing"
         case ev.JobEnded(slurm_state=state, exit_code=code):
             return f"ended: {state}" + ("" if code is None else f", exit code {code}")
-        case ev.JobCancelRequested():
-            return "cancel requested"
+        case ev.JobCancelRequested(reason=reason):
+            return "cancel requested" + (f": {reason}" if reason else "")
         case ev.PortsRequested(count=count, nodes=nodes):
             return f"{count} port(s) requested for {', '.join(nodes)}"
         case ev.PortsRefused(reason=reason):
@@ -102,6 +102,8 @@ def describe(event: ev.AnyEvent) -> str:
             return f"extension refused: {reason}"
         case ev.JobTimeLimitRead(time_limit=limit):
             return f"Slurm's time limit is {limit} minutes"
+        case ev.SessionActivity(gateway=gateway, last_activity=at):
+            return f"traffic through {gateway} at {at.strftime('%Y-%m-%d %H:%M:%S UTC')}"
     return type(event).__name__
 
 

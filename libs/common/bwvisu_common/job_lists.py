@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bwvisu_common.errors import InvalidInput
+from bwvisu_common.idle import idle_since
 from bwvisu_common.job_facts import JobState
 from bwvisu_common.read_model import JobView
 
@@ -19,6 +20,7 @@ MAX_PAGE_SIZE = 500
 # Jobs without a submission time (adopted ones) sort as the oldest.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 STATES = tuple(s.value for s in JobState)
+ORDERS = ("", "idle")  # newest submission first; longest idle first
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,16 @@ class Page:
 
 
 def page_of(jobs: Iterable[JobView], wanted: JobFilter, number: int = 1,
-            size: int = DEFAULT_PAGE_SIZE) -> Page:
-    """Page `number` of the jobs `wanted` matches, newest submission first (a number past the
-    last page gives the last page)."""
+            size: int = DEFAULT_PAGE_SIZE, order: str = "") -> Page:
+    """Page `number` of the jobs `wanted` matches, newest submission first, or with `order` "idle"
+    the longest idle first (then the jobs idleness does not apply to, newest first); a number past
+    the last page gives the last page."""
     size = min(max(1, size), MAX_PAGE_SIZE)
     matching = [j for j in jobs if wanted.matches(j)]
     matching.sort(key=lambda j: (j.submitted_at or _EPOCH, j.job_id), reverse=True)
+    if order == "idle":
+        # Stable: among equally idle jobs (and those never idle, last) the newest stay first.
+        matching.sort(key=lambda j: (idle_since(j) is None, idle_since(j) or _EPOCH))
     pages = max(1, -(-len(matching) // size))
     number = min(max(1, number), pages)
     start = (number - 1) * size

@@ -60,6 +60,10 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     extension_refusal: str = ""  # why that one was refused ("" if granted)
     updated_at: datetime | None = None
     seq: int = 0
+    # When the job's forwards last carried traffic (SessionActivity of its current gateway), at a
+    # coarse grain; None before any.
+    last_activity: datetime | None = None
+    cancel_reason: str = ""  # JobCancelRequested's reason ("idle"); "" for the owner's cancel
 
     def __post_init__(self) -> None:
         if self.details and self.why.kind is WhyKind.NONE and not self.why.text:
@@ -122,10 +126,15 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
         case ev.JobCompleting():
             return {"state": JobState.COMPLETING, **_say(WhyKind.COMPLETING)}
         case ev.JobEnded(slurm_state=slurm_state, exit_code=code):
+            # A cancel's reason stays in the details once the job ended ("ended: CANCELLED (idle)").
+            ended = f"{slurm_state} ({job.cancel_reason})" if job.cancel_reason else slurm_state
             return {"state": JobState.FINISHED, "exit_code": code, "services": [], "client_addresses": [],
-                    **_say(WhyKind.ENDED, slurm_state, code)}
-        case ev.JobCancelRequested():
-            return {"cancel_requested": True, **_say(WhyKind.CANCEL_REQUESTED)}
+                    **_say(WhyKind.ENDED, ended, code)}
+        case ev.JobCancelRequested(reason=reason):
+            # The first request's reason stands.
+            reason = job.cancel_reason if job.cancel_requested else reason
+            return {"cancel_requested": True, "cancel_reason": reason,
+                    **_say(WhyKind.CANCEL_REQUESTED, reason)}
         case ev.PortsRequested():
             return _say(WhyKind.PORTS_REQUESTED)
         case ev.PortsRefused(reason=reason):
@@ -153,6 +162,10 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
             if _not_current(job, gateway):
                 return {}  # a gateway the job left took out its stale rules: not the job's forwards
             return {"services": []}
+        case ev.SessionActivity(gateway=gateway, last_activity=at):
+            if gateway != job.gateway or (job.last_activity is not None and at <= job.last_activity):
+                return {}  # only the job's current gateway sees its traffic; a late word is older
+            return {"last_activity": at}
         case ev.ClientAddressAllowed(address=address):
             if not address or address in job.client_addresses:
                 return {}

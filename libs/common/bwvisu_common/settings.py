@@ -213,6 +213,12 @@ class Settings(_Section, frozen=True, kw_only=True):
     metrics: Metrics = Metrics()
     logging: Logging = Logging()
     app_needs: AppNeeds = AppNeeds()
+    # Idle sessions (README, "Idle sessions"): minutes without traffic after which a session is
+    # cancelled (0: never), the warning's lead time in minutes, and how often (seconds) a gateway
+    # agent reads its forwards' traffic, which is also the grain of the activity it reports.
+    idle_timeout: float = 0.0
+    idle_warning: float = 10.0
+    activity_interval: float = 60.0
 
     def __post_init__(self) -> None:
         _check(self)
@@ -270,6 +276,11 @@ def _check(s: Settings) -> None:
             fail(f"metrics.{name}", "Expected a port from 1 to 65535, or 0 (not served)")
     if s.logging.format not in ("text", "json"):
         fail("logging.format", f"Expected 'text' or 'json', got {s.logging.format!r}")
+    for name, value in (("idle-timeout", s.idle_timeout), ("idle-warning", s.idle_warning)):
+        if value < 0:
+            fail(name, f"Expected a number of minutes >= 0, got {value}")
+    if s.activity_interval < 0.5:
+        fail("activity-interval", f"Expected a number of seconds >= 0.5, got {s.activity_interval}")
     labels = [g.label for g in s.gateway_nodes]
     if len(set(labels)) != len(labels):
         fail("gateway-nodes", f"Expected unique gateway names, got {labels}")

@@ -46,6 +46,8 @@ def secret_job(name: str) -> str:
 SCHEDULER_ROLES = "scheduler-adapter/"
 # The one scheduler-adapter that polls Slurm: the squeue calls stay at one per poll however many run.
 WATCHER_ROLE = f"{SCHEDULER_ROLES}watcher"
+# The one scheduler-adapter that cancels idle sessions (the site's idle-timeout).
+IDLE_ROLE = f"{SCHEDULER_ROLES}idle"
 
 
 def submission_role(job_id: str) -> str:

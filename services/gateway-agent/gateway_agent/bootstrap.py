@@ -10,12 +10,15 @@ from bwvisu_common.connect import finished_jobs_kept_for, open_stores
 from bwvisu_common.errors import ConfigError
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.settings import Settings, gateway_metrics_host
+from gateway_agent.activity import Activity
+from gateway_agent.adapters.conntrack import ProcConntrack
 from gateway_agent.adapters.iptables import IptablesFirewall
 from gateway_agent.domain.checks import Limits
 from gateway_agent.domain.rules import is_ipv4, rule_tag
 from gateway_agent.gateway import Gateway
 from gateway_agent.handlers import GatewayHandlers
 from gateway_agent.heartbeat import Publish
+from gateway_agent.ports import TrafficCounters
 from gateway_agent.probes import Probes
 from gateway_agent.reconcile import Reconciler
 
@@ -29,6 +32,7 @@ class Agent:
     reconciler: Reconciler  # periodic: chains and reservations vs the log
     probes: Probes  # periodic: forwarded ports opening and closing
     publish: Publish  # core NATS, for the heartbeat
+    activity: Activity | None = None  # periodic: the sessions' traffic (None: not watched)
 
 
 def agent_name(gateway: str) -> str:
@@ -43,9 +47,11 @@ def metrics_address(settings: Settings, gateway: str) -> tuple[str, int]:
     return host, settings.metrics.gateway_agent_port
 
 
-def assemble(gateway: Gateway, publish: Publish) -> Agent:
+def assemble(gateway: Gateway, publish: Publish, counters: TrafficCounters | None = None,
+             activity_interval: float = 60.0) -> Agent:
     """The agent's parts around one Gateway (tests assemble them around fakes)."""
-    return Agent(gateway, GatewayHandlers(gateway), Reconciler(gateway), Probes(gateway), publish)
+    activity = Activity(gateway, counters, activity_interval) if counters is not None else None
+    return Agent(gateway, GatewayHandlers(gateway), Reconciler(gateway), Probes(gateway), publish, activity)
 
 
 def _rule_tag(settings: Settings) -> str:
@@ -77,4 +83,4 @@ async def build(settings: Settings, gateway: str, stack: AsyncExitStack) -> Agen
                             jobs=jobs, firewall=IptablesFirewall(tag=tag),
                             prober=TcpProber(), external_ip=node.external_ip, limits=limits,
                             restrict_sources=settings.restrict_forwards_to_clients),
-                    events.nats.publish)
+                    events.nats.publish, ProcConntrack(), settings.activity_interval)

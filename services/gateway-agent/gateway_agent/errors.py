@@ -11,3 +11,7 @@ class GatewayError(BwvisuError):
 
 class FirewallError(GatewayError):
     """iptables refused or failed a change; nothing of that batch was applied."""
+
+
+class TrafficUnavailable(GatewayError):
+    """The gateway's connection counters cannot be read (no conntrack): no activity is known."""

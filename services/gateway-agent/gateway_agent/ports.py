@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from bwvisu_common.ports import PortProber as PortProber
+from gateway_agent.domain.activity import Connection
 from gateway_agent.domain.rules import ForwardRule
 
 
@@ -28,3 +29,11 @@ class Firewall(Protocol):
         """Remove every rule of these jobs, in one batch; return the forwards removed."""
         ...
 
+
+
+class TrafficCounters(Protocol):
+    """The connections through the gateway with their packet counts, read all at once."""
+
+    async def connections(self) -> list[Connection]:
+        """Every TCP connection the gateway tracks now; TrafficUnavailable if they cannot be read."""
+        ...

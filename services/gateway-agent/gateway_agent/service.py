@@ -25,6 +25,8 @@ async def run(settings: Settings, args: argparse.Namespace, stop: asyncio.Event 
         process.spawn("heartbeat", beat_forever(agent.publish, agent.gateway))
         process.spawn("probe", agent.probes.run_forever())
         process.spawn("reconcile", agent.reconciler.run_forever())
+        if agent.activity is not None:
+            process.spawn("activity", agent.activity.run_forever())
         process.spawn("consume", agent.gateway.events.consume(name, agent.handlers.handle, process.stop))
         lag = ConsumerLag(name, agent.gateway.events.consumer_pending)
         process.metrics.add(lag, lag.sample)

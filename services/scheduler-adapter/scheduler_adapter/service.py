@@ -10,14 +10,16 @@ import logging
 
 from bwvisu_common.election import lead
 from bwvisu_common.errors import DependencyUnavailable
+from bwvisu_common.idle import IdlePolicy
 from bwvisu_common.metrics import ConsumerLag
 from bwvisu_common.read_model import JobView
 from bwvisu_common.service_process import ServiceProcess
 from bwvisu_common.settings import Settings
-from bwvisu_common.state_keys import WATCHER_ROLE
+from bwvisu_common.state_keys import IDLE_ROLE, WATCHER_ROLE
 from scheduler_adapter import app_needs, queries
 from scheduler_adapter.bootstrap import bootstrap
 from scheduler_adapter.handlers import DURABLE, JobHandlers
+from scheduler_adapter.idle import IdleCuller, look_interval
 from scheduler_adapter.ports import CommandRunner
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,11 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
         process.serve_metrics(settings.metrics.host, settings.metrics.scheduler_adapter_port)
         watch = functools.partial(deps.watcher.run, process.stop)
         process.spawn("watcher", lead(deps.election, WATCHER_ROLE, watch, process.stop))
+        policy = IdlePolicy(settings.idle_timeout, settings.idle_warning)
+        if policy.enabled:
+            culler = IdleCuller(deps.jobs.all, deps.events, policy, look_interval(settings.activity_interval))
+            process.spawn("idle", lead(deps.election, IDLE_ROLE, functools.partial(culler.run, process.stop),
+                                       process.stop))
         process.spawn_once("sweep-secrets", _sweep(deps.handlers, deps.jobs.all()))
         log.info("scheduler-adapter: %d command nodes", len(settings.command_nodes))
         await process.run_until_stopped()

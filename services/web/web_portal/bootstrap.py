@@ -12,6 +12,7 @@ from bwvisu_common.adapters.tcp_prober import TcpProber
 from bwvisu_common.connect import finished_jobs_kept_for, open_stores_retrying
 from bwvisu_common.errors import ConfigError
 from bwvisu_common.heartbeats import GatewayHeartbeats
+from bwvisu_common.idle import IdlePolicy
 from bwvisu_common.live_jobs import LiveJobs
 from bwvisu_common.secret_files import ensure_secret_file, read_secret_file
 from bwvisu_common.settings import Settings, templates_path
@@ -95,5 +96,6 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> Deps:
         restrict_forwards=settings.restrict_forwards_to_clients,
         app_needs=AppNeeds(runner),
         ending_warning=timedelta(minutes=web.ending_warning), max_extension=settings.scheduler.max_extension,
+        idle_policy=IdlePolicy(settings.idle_timeout, settings.idle_warning),
     )
     return Deps(feed=feed, portal=portal, session_secret=secret)

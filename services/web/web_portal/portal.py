@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from bwvisu_common.idle import IdlePolicy
 from bwvisu_common.ports import PortProber
 from bwvisu_common.read_model import JobView
 from bwvisu_common.settings import CommandNode, GatewayNode
@@ -47,6 +48,7 @@ class Portal:
     clock: type[datetime] = datetime
     # Which apps the cluster can run (their bundles' needs against what it has).
     app_needs: AppNeeds = field(default_factory=lambda: AppNeeds(None))
+    idle_policy: IdlePolicy = field(default_factory=IdlePolicy)  # the site's idle-timeout
 
     def now(self) -> datetime:
         return self.clock.now(UTC)
@@ -61,7 +63,7 @@ class Portal:
         return job if job is not None and job.uid == user else None
 
     def card(self, job: JobView) -> Card:
-        return card(job, self.bundle_for(job), self.now(), warning=self.ending_warning,
+        return card(job, self.bundle_for(job), self.now(), self.idle_policy, warning=self.ending_warning,
                     max_extension=self.max_extension)
 
     def last_job_of(self, user: str, bundle: Bundle) -> JobView | None:

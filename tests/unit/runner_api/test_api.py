@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -290,3 +291,24 @@ async def test_the_log_tail_is_read_as_the_jobs_owner_only(api, logs):
     assert r.status_code == 200 and r.json() == {"log": f"alice {job_id} line 1\nalice {job_id} line 2\n"}
     assert (await client.get(f"/jobs/{job_id}/log?uid=bob", headers=AUTH)).status_code == 404
     assert (await client.get(f"/jobs/{job_id}/log?lines=0", headers=AUTH)).status_code == 400
+
+
+async def test_a_job_answers_its_last_activity_from_when_it_answered_then_from_its_traffic(api):
+    client, store, _, _ = api
+    job_id = (await client.post("/jobs", json=body(), headers=AUTH)).json()["job-id"]
+    assert "last-activity" not in (await client.get(f"/jobs/{job_id}", headers=AUTH)).json()
+    fwd = [ev.Forward(internal_port=20001, external_port=21001)]
+    opened = ev.PortOpen(job_id=job_id, external_port=21001, gateway="gw0")
+    await store.append([ev.JobStarted(job_id=job_id, nodes=["cn0"]),
+                        ev.PortsForwarded(job_id=job_id, gateway="gw0", forwards=fwd), opened])
+    await eventually(lambda: state_of(client, job_id, "available"), "the read model has the open port")
+    got = (await client.get(f"/jobs/{job_id}", headers=AUTH)).json()
+    assert got["last-activity"] == opened.time.isoformat(), "no traffic yet: idle since it answered"
+    later = opened.time + timedelta(minutes=3)
+    await store.append([ev.SessionActivity(job_id=job_id, gateway="gw0", last_activity=later)])
+
+    async def traffic_shown() -> bool:
+        answer = (await client.get(f"/jobs/{job_id}", headers=AUTH)).json()
+        return bool(answer.get("last-activity") == later.isoformat())
+
+    await eventually(traffic_shown, "the job's answer carries its last traffic")

@@ -129,3 +129,23 @@ def test_the_query_string_becomes_a_filter_and_links_keep_it():
     assert history_url("j/1") == "/admin/jobs/j%2F1"
     with pytest.raises(InvalidInput):
         parse_query(state="gone")
+
+
+async def test_sessions_sort_by_idle_time_longest_first_and_pages_keep_the_order(world: World, carol):
+    ids = await add_jobs(world, 4, gateway="gw0")
+    now = datetime.now(UTC)
+    # ids[0] and ids[2] answer; ids[2] long ago without traffic since, ids[0] with traffic just now.
+    for job_id, opened in ((ids[0], now - timedelta(minutes=50)), (ids[2], now - timedelta(minutes=40))):
+        await world.store.append([ev.PortOpen(job_id=job_id, external_port=21001, gateway="gw0",
+                                              time=opened)])
+    await world.store.append([ev.SessionActivity(job_id=ids[0], gateway="gw0",
+                                                 last_activity=now - timedelta(minutes=3))])
+    assert await world.feed.wait_for(ids[0], lambda j: j.last_activity is not None, 2.0)
+    page = await carol.get("/admin?sort=idle")
+    # The idle ones first, longest first; then those never idle, newest first.
+    assert rows(page) == [ids[2], ids[0], ids[3], ids[1]]
+    assert "idle for 40 min" in page.text and "idle for 3 min" in page.text
+    assert rows(await carol.get("/admin")) == list(reversed(ids)), "newest first by default"
+    assert 'href="/admin?sort=idle"' in (await carol.get("/admin")).text
+    assert page_url(JobFilter(user="a"), 2, "idle") == "/admin?user=a&sort=idle&page=2"
+    assert parse_query(sort="nonsense").order == ""

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
+from bwvisu_common.idle import IdlePolicy
 from bwvisu_common.job_facts import FailureKind, JobState, Why, WhyKind
 from bwvisu_common.read_model import JobView, Service
 from tests.unit.web.conftest import xpra_bundle
@@ -131,3 +132,19 @@ def test_a_card_in_trouble_is_told_apart_from_one_making_progress():
             job(cancel_requested=True)]
     assert [card(j, b, NOW).trouble for j in troubled] == [True] * len(troubled)
     assert [card(j, b, NOW).trouble for j in fine] == [False] * len(fine)
+
+
+def test_an_idle_session_says_so_and_is_warned_before_the_site_ends_it():
+    services = [Service(internal_port=20001, external_port=21001, gateway="gw0", open=True)]
+    opened = job(state=AVAILABLE, services=services, available_at=NOW - timedelta(minutes=25))
+    assert card(opened, xpra_bundle(), NOW).idle == "idle for 25 min"
+    assert card(opened, xpra_bundle(), NOW).idle_warning == "", "no idle-timeout: no warning"
+    fresh = msgspec.structs.replace(opened, last_activity=NOW - timedelta(seconds=30))
+    assert card(fresh, xpra_bundle(), NOW).idle == "", "under a minute is not idle"
+    policy = IdlePolicy(timeout_minutes=30, warning_minutes=10)
+    warned = card(opened, xpra_bundle(), NOW, policy)
+    assert warned.idle_warning == "will be ended in 5 min for inactivity"
+    assert card(opened, xpra_bundle(), NOW - timedelta(minutes=6), policy).idle_warning == ""
+    ended = job(state=FINISHED, cancel_requested=True, cancel_reason="idle", exit_code=0)
+    c = card(ended, xpra_bundle(), NOW, policy)
+    assert c.words == "Cancelled (idle)" and "idle" in c.why and c.idle == ""

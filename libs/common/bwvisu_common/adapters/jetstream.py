@@ -465,7 +465,8 @@ def _decode_or_skip(data: bytes, seq: int, subject: str = "") -> ev.AnyEvent | N
 
 # What a gateway agent may say, and only of its own gateway. NATS lets it publish only on its own
 # subject; this keeps it from putting other services' decisions (JobEnded, PortsAssigned) there.
-GATEWAY_EVENTS = (ev.PortsForwarded, ev.PortsUnavailable, ev.ForwardsRemoved, ev.PortOpen, ev.PortClosed)
+GATEWAY_EVENTS = (ev.PortsForwarded, ev.PortsUnavailable, ev.ForwardsRemoved, ev.PortOpen, ev.PortClosed,
+                  ev.SessionActivity)
 
 
 def gateway_identity(label: str) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bwvisu_common.app_links import fill_connect_url
+from bwvisu_common.idle import last_activity
 from bwvisu_common.job_facts import render
 from bwvisu_common.read_model import JobView
 from bwvisu_common.reasons import client_why
@@ -14,9 +15,11 @@ from bwvisu_common.reasons import client_why
 def job_json(job: JobView, external_ips: Mapping[str, str]) -> dict[str, Any]:
     """GET /jobs/<id> as the original middleware answered it, hyphenated names and all.
 
-    `why` is ours: the typed reason behind `details` (a failed submission's made safe in both)."""
+    `why` is ours: the typed reason behind `details` (a failed submission's made safe in both), and
+    so is `last-activity` (ISO time), once the application answered: its forwards' last traffic, or
+    when it first answered if none since (where idleness starts)."""
     why = client_why(job.failure, job.why)
-    return {
+    answer: dict[str, Any] = {
         "job-id": job.job_id,
         "batch-script": {"template-name": job.template_name, "variables": dict(job.variables)},
         "services": [
@@ -32,6 +35,10 @@ def job_json(job: JobView, external_ips: Mapping[str, str]) -> dict[str, Any]:
         "details": job.details if why is job.why else render(why),
         "why": {"kind": why.kind.value, "text": why.text},
     }
+    last = last_activity(job)
+    if last is not None:
+        answer["last-activity"] = last.isoformat()
+    return answer
 
 
 def connect_json(job: JobView, secret: str, url_pattern: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-from bwvisu_common.job_lists import JobFilter
+from bwvisu_common.job_lists import ORDERS, JobFilter
 
 ADMIN_PAGE_SIZE = 50
 MAX_FILTER_LENGTH = 64  # longer than any user or gateway name: nothing would match
@@ -17,21 +17,24 @@ class AdminQuery:
 
     wanted: JobFilter
     page: int = 1
+    order: str = ""  # "idle": the longest idle sessions first
 
 
-def parse_query(user: str = "", state: str = "", gateway: str = "", page: str = "") -> AdminQuery:
+def parse_query(user: str = "", state: str = "", gateway: str = "", page: str = "",
+                sort: str = "") -> AdminQuery:
     """The query string's filter; InvalidInput("state", ...) for a state that does not exist.
 
     A page that is not a number is the first: a hand-edited URL should still show something."""
     # ASCII digits only ("²" is a digit to str.isdigit, not to int()), and not absurdly many.
     number = int(page) if page.isascii() and page.isdigit() and len(page) <= 9 else 1
     return AdminQuery(JobFilter(user=user.strip()[:MAX_FILTER_LENGTH], state=state.strip(),
-                                gateway=gateway.strip()[:MAX_FILTER_LENGTH]), max(1, number))
+                                gateway=gateway.strip()[:MAX_FILTER_LENGTH]), max(1, number),
+                      sort if sort in ORDERS else "")
 
 
-def page_url(wanted: JobFilter, number: int) -> str:
-    """The admin page's URL for page `number` of the same filter (empty filters left out)."""
-    params = {"user": wanted.user, "state": wanted.state, "gateway": wanted.gateway}
+def page_url(wanted: JobFilter, number: int, order: str = "") -> str:
+    """The admin page's URL for page `number` of the same filter and order (empty ones left out)."""
+    params = {"user": wanted.user, "state": wanted.state, "gateway": wanted.gateway, "sort": order}
     kept = {k: v for k, v in params.items() if v}
     if number > 1:
         kept["page"] = str(number)

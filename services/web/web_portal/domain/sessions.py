@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
+from bwvisu_common.idle import IDLE, IdlePolicy, idle_minutes, idle_since, warning
 from bwvisu_common.job_facts import JobState, WhyKind, render
 from bwvisu_common.read_model import JobView
 from bwvisu_common.reasons import client_why
@@ -62,15 +63,20 @@ class Card(msgspec.Struct, frozen=True, kw_only=True):
     warn_seconds: int = 0  # how long before its end it warns (the page's countdown turns it on)
     extend_options: list[int] = []  # minutes Extend may add now ([] : no Extend button)
     relaunch_url: str = ""  # Launch again: the app's form with this session's values
+    idle: str = ""  # "idle for N min", once a minute without traffic
+    idle_since: str = ""  # ISO time (the card's data-since)
+    idle_warning: str = ""  # the site's idle-timeout is near: "will be ended in N min for inactivity"
 
 
 # What Extend offers, in minutes, as far as the site's maximum leaves room.
 EXTEND_STEPS = (15, 30, 60)
 
 
-def card(job: JobView, bundle: Bundle | None, now: datetime, *,
+def card(job: JobView, bundle: Bundle | None, now: datetime, policy: IdlePolicy | None = None, *,
          warning: timedelta = timedelta(minutes=10), max_extension: int = 0) -> Card:
     ends = end_time(job, bundle)
+    since = idle_since(job)
+    minutes = idle_minutes(job, now)
     return Card(
         job_id=job.job_id, uid=job.uid,
         app=bundle.title if bundle else job.template_name, icon=bundle.icon if bundle else "app",
@@ -84,6 +90,9 @@ def card(job: JobView, bundle: Bundle | None, now: datetime, *,
         trouble=trouble(job),
         ending_soon=ending_soon(job, ends, now, warning), warn_seconds=int(warning.total_seconds()),
         extend_options=extend_options(job, max_extension), relaunch_url=relaunch_url(job, bundle),
+        idle=f"idle for {minutes} min" if minutes >= 1 else "",
+        idle_since=since.isoformat(timespec="seconds") if since is not None else "",
+        idle_warning=idle_warning(job, policy or IdlePolicy(), now),
     )
 
 
@@ -109,17 +118,26 @@ def relaunch_url(job: JobView, bundle: Bundle | None) -> str:
     return f"/apps/{bundle.name}?from={job.job_id}"
 
 
+def idle_warning(job: JobView, policy: IdlePolicy, now: datetime) -> str:
+    """The owner's warning once an idle cancel is near ("" before, and with no idle-timeout)."""
+    left = warning(job, policy, now)
+    if left is None:
+        return ""
+    minutes = -(-int(left.total_seconds()) // 60)  # rounded up: "in 0 min" only at the limit
+    return f"will be ended in {minutes} min for inactivity"
+
+
 def state_words(job: JobView) -> str:
     if job.state == JobState.FINISHED:
         if job.failure or job.why.kind is WhyKind.SUBMIT_FAILED:
             return "Could not start"
         if job.cancel_requested:
-            return "Cancelled"
+            return "Cancelled (idle)" if job.cancel_reason == IDLE else "Cancelled"
         if job.exit_code not in (None, 0):
             return "Ended with an error"
         return "Finished"
     if job.cancel_requested:
-        return "Cancelling…"
+        return "Cancelling (idle)…" if job.cancel_reason == IDLE else "Cancelling…"
     return STATE_WORDS.get(job.state, job.state)
 
 
@@ -133,6 +151,8 @@ def trouble(job: JobView) -> bool:
 def why(job: JobView) -> str:
     """A short reason next to the state: why it waits, or how it ended."""
     kind = job.why.kind
+    if job.cancel_reason == IDLE:
+        return "idle: no traffic reached it for the site's idle limit."
     if kind is WhyKind.SCHEDULER_UNREACHABLE:
         return "The cluster's scheduler does not answer at the moment; this may be out of date."
     if job.state == JobState.SUBMITTED and kind is WhyKind.QUEUED_WAITING and job.why.text:

@@ -88,21 +88,23 @@ def admin_only(request: Request, user: str) -> Portal:
 
 @router.get("/admin")
 async def admin_page(request: Request, user: User, page: str = "", state: str = "",
-                     gateway: str = "") -> Response:
+                     gateway: str = "", sort: str = "") -> Response:
     portal = admin_only(request, user)
     # `user` names the logged-in admin; the filter's user is its own query parameter.
     try:
-        query = parse_query(request.query_params.get("user", ""), state, gateway, page)
+        query = parse_query(request.query_params.get("user", ""), state, gateway, page, sort)
     except InvalidInput as exc:
         return render(request, "error.html", 400, title="Bad request", message=str(exc))
-    shown = page_of(portal.feed.all(), query.wanted, query.page, ADMIN_PAGE_SIZE)
+    shown = page_of(portal.feed.all(), query.wanted, query.page, ADMIN_PAGE_SIZE, query.order)
     rows = [(portal.card(j), j, history_url(j.job_id)) for j in shown.jobs]
-    links = {"previous": page_url(query.wanted, shown.number - 1) if shown.has_previous else "",
-             "next": page_url(query.wanted, shown.number + 1) if shown.has_next else ""}
+    order = query.order
+    links = {"previous": page_url(query.wanted, shown.number - 1, order) if shown.has_previous else "",
+             "next": page_url(query.wanted, shown.number + 1, order) if shown.has_next else "",
+             "newest": page_url(query.wanted, 1), "idle": page_url(query.wanted, 1, "idle")}
     return render(request, "admin.html", rows=rows, shown=shown, wanted=query.wanted, links=links,
                   states=STATES, gateway_names=[g.label for g in portal.gateways],
                   gateways=gateway_rows(portal), command_nodes=await command_node_rows(portal),
-                  restricted=portal.restrict_forwards)
+                  restricted=portal.restrict_forwards, by_idle=order == "idle")
 
 
 @router.get("/admin/jobs/{job_id}")
