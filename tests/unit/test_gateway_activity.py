@@ -172,10 +172,18 @@ async def test_one_read_per_look_and_an_event_only_when_the_activity_changed(gat
                      "the read model holds the activity")
 
 
-async def test_counters_that_cannot_be_read_report_nothing(gateway: Gateway) -> None:
-    counters = FakeTrafficCounters()
+async def test_counters_that_cannot_be_read_report_activity_so_nothing_is_ended_as_idle(
+        gateway: Gateway) -> None:
+    counters, clock = FakeTrafficCounters(), Clock()
     counters.unavailable = True
-    assert await Activity(gateway, counters).look_once() == []
+    activity = Activity(gateway, counters, interval=60, clock=clock)
+    await eventually(lambda: "j1" in gateway.table.rules, "the job's forward is installed")
+    [event] = await activity.look_once()
+    assert (event.job_id, event.last_activity) == ("j1", rounded(clock.now, 60))
+    held = gateway.jobs.get
+    await eventually(lambda: (v := held("j1")) is not None and v.last_activity == event.last_activity,
+                     "the read model holds the activity")
+    assert await activity.look_once() == []  # the same minute: nothing new to say
 
 
 async def test_a_failed_append_is_reported_at_the_next_look(gateway: Gateway, monkeypatch) -> None:

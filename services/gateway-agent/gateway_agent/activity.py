@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bwvisu_common import events as ev
-from gateway_agent.domain.activity import ActivityBook, by_job
+from gateway_agent.domain.activity import ActivityBook, by_job, rounded
 from gateway_agent.errors import TrafficUnavailable
 from gateway_agent.gateway import Gateway
 from gateway_agent.ports import TrafficCounters
@@ -41,18 +41,22 @@ class Activity:
         """One look at every forward's connections; the events appended (a failed append is tried
         again at the next look)."""
         gw = self._gw
+        forwards = dict(gw.table.rules)
         try:
             connections = await self._counters.connections()
         except TrafficUnavailable as exc:
             if not self._unavailable:
-                log.error("session activity unknown: %s", exc)
+                log.error("session activity unknown, so reported as activity now: %s", exc)
             self._unavailable = True
-            return []
-        self._unavailable = False
-        forwards = dict(gw.table.rules)
-        ports = {r.external_port: job_id for job_id, rules in forwards.items() for r in rules}
-        seen = by_job(connections, gw.external_ip, ports, own={gw.own_ip, gw.external_ip})
-        report = self._book.observe(seen, forwards.keys(), self._clock(), self._known)
+            # Unknown is not idle: a site's idle-timeout must not end sessions because this gateway
+            # cannot count their traffic.
+            at = rounded(self._clock(), self._interval)
+            report = {job_id: at for job_id in forwards if self._known(job_id) != at}
+        else:
+            self._unavailable = False
+            ports = {r.external_port: job_id for job_id, rules in forwards.items() for r in rules}
+            seen = by_job(connections, gw.external_ip, ports, own={gw.own_ip, gw.external_ip})
+            report = self._book.observe(seen, forwards.keys(), self._clock(), self._known)
         events = [ev.SessionActivity(job_id=job_id, gateway=gw.name, last_activity=at)
                   for job_id, at in sorted(report.items())]
         limit = asyncio.Semaphore(APPENDS_AT_ONCE)
