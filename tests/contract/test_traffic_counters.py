@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway_agent.adapters.conntrack import ProcConntrack
-from gateway_agent.domain.activity import Connection
+from gateway_agent.domain.activity import UNCOUNTED, Connection
 from gateway_agent.errors import TrafficUnavailable
 from tests.fakes.traffic import FakeTrafficCounters
 
@@ -24,7 +24,7 @@ PROC = "".join(line + "\n" for line in (
     "src=10.200.0.1 dst=10.200.0.20 sport=53 dport=5353 mark=0 zone=0 use=2",
 ))
 EXPECTED = [Connection("192.0.2.7", 40001, "10.200.0.20", 20001, 22),
-            Connection("192.0.2.8", 40002, "10.200.0.20", 20001, 0)]
+            Connection("192.0.2.8", 40002, "10.200.0.20", 20001, UNCOUNTED)]
 
 
 class TrafficCountersContract:
@@ -64,8 +64,10 @@ class TestProcConntrack(TrafficCountersContract):
         await counters.connections()
         assert (tmp_path / "acct").read_text().strip() == "1"
 
-    async def test_accounting_that_cannot_be_turned_on_still_reads(self, tmp_path: Path) -> None:
+    async def test_accounting_that_cannot_be_turned_on_leaves_traffic_unknown(self, tmp_path: Path) -> None:
+        # Without it a busy long-lived connection would look idle: unknown, so counted as active.
         proc = tmp_path / "nf_conntrack"
         proc.write_text(PROC)
         counters = ProcConntrack(str(proc), str(tmp_path / "missing" / "acct"))
-        assert len(await counters.connections()) == 2
+        with pytest.raises(TrafficUnavailable, match="accounting"):
+            await counters.connections()

@@ -10,11 +10,13 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from bwvisu_common import events as ev
 from bwvisu_common.adapters.etcd import EtcdStateStore
 from bwvisu_common.adapters.jetstream import JetStreamEventStore
+from bwvisu_common.heartbeats import Heartbeat, heartbeat_subject
 from bwvisu_common.settings import Settings, load_settings
 from scheduler_adapter.service import run
 from tests.conftest import Server
@@ -71,7 +73,10 @@ async def test_one_replica_cancels_an_idle_session_once_and_spares_one_with_traf
     tasks = [asyncio.create_task(run(conf, stop=stop, runner=r)) for r in runners]
 
     async def talk() -> None:
+        """gw0's agent: it beats (so it counts) and reports the talking session's traffic."""
+        beat = msgspec.json.encode(Heartbeat(gateway="gw0"))
         while not stop.is_set():
+            await event_store.nats.publish(heartbeat_subject("gw0"), beat)
             await event_store.append([ev.SessionActivity(job_id=talking, gateway="gw0",
                                                          last_activity=ev.utcnow())])
             await asyncio.sleep(0.5)

@@ -50,9 +50,10 @@ def activity(minutes: float, gateway: str = "gw0") -> ev.SessionActivity:
 # --- read model ------------------------------------------------------------------------------
 
 
-def test_the_read_model_keeps_the_latest_activity_of_the_current_gateway_only() -> None:
-    job = view(*available(), activity(5), activity(3), activity(9, gateway="gw1"))
-    assert job.last_activity == at(5)  # an older word and another gateway's change nothing
+def test_the_read_model_keeps_the_latest_activity_of_any_gateway() -> None:
+    # Connections made through a gateway the job moved away from live on there: its word counts.
+    job = view(*available(), activity(5), activity(3), activity(9, gateway="gw1"), activity(7))
+    assert job.last_activity == at(9)  # an older word changes nothing
 
 
 def test_a_session_without_traffic_is_idle_since_it_became_available() -> None:
@@ -171,3 +172,17 @@ async def test_a_culler_whose_term_ended_does_not_cancel() -> None:
         await culler.cull_once(term)
     await culler.run(asyncio.Event(), term)  # returns at once: the term is over
     assert "JobCancelRequested" not in [type(e).__name__ for _, e in await store.read_job("j")]
+
+
+async def test_no_session_is_ended_as_idle_while_its_gateway_is_not_counting() -> None:
+    # gw0's agent is silent (dead, or cut off from NATS): its rules may still forward a busy
+    # session, so no report from it is no evidence of idleness.
+    store = InMemoryEventStore()
+    await store.append(available("j"))
+    views = Views(store)
+    await views.refresh("j")
+    counting: list[str] = ["gw1"]
+    culler = IdleCuller(views, store, POLICY, interval=0.01, clock=lambda: at(31), counting=lambda: counting)
+    assert await culler.cull_once() == []
+    counting.append("gw0")  # it beats again: its silence now means no traffic
+    assert await culler.cull_once() == ["j"]

@@ -93,7 +93,7 @@ def identities(settings: Settings, prefix: str = layout.ROOT) -> list[Identity]:
                  etcd_read=[*read_model, f"{secrets}{layout.SESSION_SECRETS}"]),
         # Its replicas elect the watcher and claim each submission under its roles.
         Identity("scheduler-adapter", publish=appends("scheduler-adapter") + MANAGE_STREAM
-                 + durable("scheduler-adapter"), subscribe=RPC, responds=True,
+                 + durable("scheduler-adapter"), subscribe=[*RPC, HEARTBEAT_SUBJECTS], responds=True,
                  etcd_read=read_model, etcd_write=[secrets, scheduler_roles]),
         Identity("keyhole-api", publish=appends("keyhole-api"), subscribe=[HEARTBEAT_SUBJECTS],
                  etcd_read=[*read_model, f"{secrets}{layout.TOKENS}"], etcd_write=[reservations]),

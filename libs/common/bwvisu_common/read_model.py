@@ -60,8 +60,8 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     extension_refusal: str = ""  # why that one was refused ("" if granted)
     updated_at: datetime | None = None
     seq: int = 0
-    # When the job's forwards last carried traffic (SessionActivity of its current gateway), at a
-    # coarse grain; None before any.
+    # When the job's forwards last carried traffic (SessionActivity of any gateway), at a coarse
+    # grain; None before any.
     last_activity: datetime | None = None
     cancel_reason: str = ""  # JobCancelRequested's reason ("idle"); "" for the owner's cancel
 
@@ -163,8 +163,10 @@ def _changes(job: JobView, event: ev.Event) -> dict[str, object]:
                 return {}  # a gateway the job left took out its stale rules: not the job's forwards
             return {"services": []}
         case ev.SessionActivity(gateway=gateway, last_activity=at):
-            if gateway != job.gateway or (job.last_activity is not None and at <= job.last_activity):
-                return {}  # only the job's current gateway sees its traffic; a late word is older
+            # Any gateway's word counts: connections made through the gateway a job moved away from
+            # live on there. A gateway can only make a session younger, never older.
+            if job.last_activity is not None and at <= job.last_activity:
+                return {}
             return {"last_activity": at}
         case ev.ClientAddressAllowed(address=address):
             if not address or address in job.client_addresses:

@@ -24,6 +24,11 @@ from bwvisu_common.read_model import JobView
 log = logging.getLogger(__name__)
 
 
+def gateways_of(view: JobView) -> set[str]:
+    """The gateways that forward (or are taking over) the job's sessions; each must count."""
+    return {s.gateway for s in view.services} | ({view.gateway} if view.gateway else set())
+
+
 def look_interval(activity_interval: float) -> float:
     """How often the culler looks: about as often as activity can change, at least every 15 s."""
     return max(0.5, min(activity_interval, 15.0))
@@ -33,17 +38,24 @@ class IdleCuller:
     """Cancels, with the reason "idle", the sessions the policy says have been idle too long."""
 
     def __init__(self, views: Callable[[], Iterable[JobView]], events: EventStore, policy: IdlePolicy,
-                 interval: float, clock: Callable[[], datetime] = utcnow) -> None:
+                 interval: float, clock: Callable[[], datetime] = utcnow,
+                 counting: Callable[[], Iterable[str]] | None = None) -> None:
         self._views = views
         self._events = events
         self._policy = policy
         self._interval = interval
         self._clock = clock
+        # The gateways whose agents beat, so count their traffic. A silent agent's sessions may be
+        # in use all the same (its rules still forward): no report from it is no evidence of idleness.
+        self._counting = counting
 
     async def cull_once(self, term: Term | None = None) -> list[str]:
         """One look at every job; the jobs whose cancel was appended."""
         now, cancelled = self._clock(), []
+        counting = None if self._counting is None else set(self._counting())
         for view in list(self._views()):
+            if counting is not None and not gateways_of(view) <= counting:
+                continue
             decided = decide_idle_cancel(view, self._policy, now)
             if not decided:
                 continue

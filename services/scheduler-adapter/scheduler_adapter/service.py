@@ -10,6 +10,7 @@ import logging
 
 from bwvisu_common.election import lead
 from bwvisu_common.errors import DependencyUnavailable
+from bwvisu_common.heartbeats import GatewayHeartbeats
 from bwvisu_common.idle import IdlePolicy
 from bwvisu_common.metrics import ConsumerLag
 from bwvisu_common.read_model import JobView
@@ -49,7 +50,10 @@ async def run(settings: Settings, args: argparse.Namespace | None = None,
         process.spawn("watcher", lead(deps.election, WATCHER_ROLE, watch, process.stop))
         policy = IdlePolicy(settings.idle_timeout, settings.idle_warning)
         if policy.enabled:
-            culler = IdleCuller(deps.jobs.all, deps.events, policy, look_interval(settings.activity_interval))
+            heartbeats = GatewayHeartbeats()
+            process.stack.push_async_callback(await heartbeats.follow(deps.events.nats))
+            culler = IdleCuller(deps.jobs.all, deps.events, policy, look_interval(settings.activity_interval),
+                                counting=heartbeats.alive)
             process.spawn("idle", lead(deps.election, IDLE_ROLE, functools.partial(culler.run, process.stop),
                                        process.stop))
         process.spawn_once("sweep-secrets", _sweep(deps.handlers, deps.jobs.all()))

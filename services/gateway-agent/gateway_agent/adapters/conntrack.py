@@ -26,21 +26,22 @@ class ProcConntrack:
     def __init__(self, path: str = CONNTRACK, accounting: str = ACCOUNTING) -> None:
         self._path = Path(path)
         self._accounting = Path(accounting)
-        self._checked = False
+        self._counting = False
 
     def _enable_accounting(self) -> None:
+        """Without accounting a busy long-lived connection shows no traffic: unknown, not idle."""
         try:
             if self._accounting.read_text().strip() != "1":
                 self._accounting.write_text("1\n")
                 log.info("turned on conntrack accounting (%s): connections count their packets",
                          self._accounting)
         except OSError as exc:
-            log.warning("cannot turn on conntrack accounting (%s): only new connections count as "
-                        "traffic", exc)
+            raise TrafficUnavailable(f"cannot turn on conntrack accounting ({self._accounting}): "
+                                     f"{exc.strerror or exc}") from exc
+        self._counting = True
 
     def _read(self) -> str:
-        if not self._checked:
-            self._checked = True
+        if not self._counting:
             self._enable_accounting()
         try:
             return self._path.read_text()

@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 ConnKey = tuple[str, int, int]  # (client address, client port, the gateway's external port)
-Counters = dict[ConnKey, int]  # connection -> packets both ways (0: not counted)
+Counters = dict[ConnKey, int]  # connection -> packets both ways (UNCOUNTED: no counter)
+# A connection made before accounting was on has no counter: while it lives it may carry anything,
+# so it counts as traffic (unknown is not idle).
+UNCOUNTED = -1
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class Connection:
     sport: int
     dst: str
     dport: int
-    packets: int = 0  # both directions; 0 without conntrack accounting
+    packets: int = UNCOUNTED  # both directions; UNCOUNTED without conntrack accounting
 
 
 def parse_conntrack(text: str) -> list[Connection]:
@@ -41,13 +44,13 @@ def parse_conntrack(text: str) -> list[Connection]:
         if "tcp" not in words[:3]:
             continue
         fields: dict[str, str] = {}
-        packets = 0
+        packets = UNCOUNTED
         for word in words:
             name, eq, value = word.partition("=")
             if not eq:
                 continue
             if name == "packets" and value.isdigit():
-                packets += int(value)  # original and reply direction
+                packets = max(packets, 0) + int(value)  # original and reply direction
             elif name not in fields:
                 fields[name] = value  # the original direction comes first
         try:
@@ -72,7 +75,8 @@ def by_job(connections: Iterable[Connection], external_ip: str, ports: Mapping[i
 
 def carried_traffic(before: Counters, after: Counters) -> bool:
     """Whether a forward's connections carried anything between two looks."""
-    return any(key not in before or before[key] != packets for key, packets in after.items())
+    return any(packets == UNCOUNTED or key not in before or before[key] != packets
+               for key, packets in after.items())
 
 
 def rounded(at: datetime, grain: float) -> datetime:
