@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from bwvisu_common import events as ev
+from bwvisu_common.errors import ConcurrencyConflict
 from bwvisu_common.ports import EventStore
 from bwvisu_common.read_model import fold
 from scheduler_adapter.domain.extend import Extend, decide_extension, extended, refused
@@ -13,6 +14,8 @@ from scheduler_adapter.errors import SchedulerError, SchedulerUnavailable
 from scheduler_adapter.ports import Scheduler
 
 log = logging.getLogger(__name__)
+
+ATTEMPTS = 5  # conflicting appends before the request is left to come again
 
 
 class Extensions:
@@ -24,14 +27,24 @@ class Extensions:
         self._max = max_extension
 
     async def on_requested(self, request: ev.JobExtensionRequested) -> None:
+        for _ in range(ATTEMPTS):
+            try:
+                await self._answer(request)
+                return
+            except ConcurrencyConflict:
+                continue  # another replica read the base limit first: build on what it recorded
+        raise SchedulerUnavailable(f"job {request.job_id}: its history keeps changing; trying again")
+
+    async def _answer(self, request: ev.JobExtensionRequested) -> None:
         # The job's whole history, not the read model: whether this request was answered already
         # must be known for sure, and the base limit is in the job's last JobExtended.
-        view = fold(list(await self._events.read_job(request.job_id)))
+        history = list(await self._events.read_job(request.job_id))
+        view = fold(history)
         decision = decide_extension(view, request, self._max)
         if decision is None:
             return
         answer = decision if isinstance(decision, ev.JobExtensionRefused) else await self._extend(
-            request, decision)
+            request, decision, history[-1][0])
         await self._events.append([answer])
         if isinstance(answer, ev.JobExtended):
             log.info("job %s: time limit of Slurm job %s set to %d minutes (+%d)", request.job_id,
@@ -40,8 +53,8 @@ class Extensions:
         else:
             log.info("job %s: extension refused: %s", request.job_id, answer.reason)
 
-    async def _extend(self, request: ev.JobExtensionRequested,
-                      plan: Extend) -> ev.JobExtended | ev.JobExtensionRefused:
+    async def _extend(self, request: ev.JobExtensionRequested, plan: Extend,
+                      version: int) -> ev.JobExtended | ev.JobExtensionRefused:
         try:
             base = plan.base
             if base is None:
@@ -50,7 +63,10 @@ class Extensions:
                     return refused(request, "the session has no time limit to extend")
                 # Recorded before scontrol raises it: if this process dies in between, the request
                 # comes again and sets the same limit, instead of reading the raised one as its base.
-                await self._events.append([ev.JobTimeLimitRead(job_id=request.job_id, time_limit=base)])
+                # On the history it read: of two replicas handling one request, the second builds on
+                # the first's base rather than reading the limit the first already raised.
+                await self._events.append([ev.JobTimeLimitRead(job_id=request.job_id, time_limit=base)],
+                                          expected_version=version)
             await self._scheduler.set_time_limit(plan.slurm_id, base + plan.minutes)
         except SchedulerUnavailable:
             raise  # the request comes again once Slurm answers
