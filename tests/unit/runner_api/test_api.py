@@ -290,3 +290,16 @@ async def test_the_log_tail_is_read_as_the_jobs_owner_only(api, logs):
     assert r.status_code == 200 and r.json() == {"log": f"alice {job_id} line 1\nalice {job_id} line 2\n"}
     assert (await client.get(f"/jobs/{job_id}/log?uid=bob", headers=AUTH)).status_code == 404
     assert (await client.get(f"/jobs/{job_id}/log?lines=0", headers=AUTH)).status_code == 400
+
+
+async def test_a_submission_takes_no_worker_thread(api, monkeypatch: pytest.MonkeyPatch):
+    """The credentials check runs on the event loop: no hand-over to a thread and back per request."""
+    import fastapi.dependencies.utils as dependencies
+
+    async def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a dependency ran in a worker thread")
+
+    monkeypatch.setattr(dependencies, "run_in_threadpool", no_thread)
+    client, _, _, _ = api
+    assert (await client.post("/jobs", json=body(), headers=AUTH)).status_code == 200
+    assert (await client.post("/jobs", json=body(), headers={})).status_code == 401
