@@ -149,6 +149,16 @@ def asyncssh_connector(key_file: str, known_hosts: str, connect_timeout: float, 
     return connect
 
 
+def shell_command(argv: Sequence[str]) -> str:
+    """argv as the line sshd hands to the node account's (POSIX) shell.
+
+    `sh -c SCRIPT NAME ARGS...` is run by that shell itself, as `set -- ARGS; SCRIPT`: the same
+    commands with the same arguments, without a second shell started on every command."""
+    if len(argv) >= 4 and argv[0] == "sh" and argv[1] == "-c":
+        return f"set -- {shlex.join(argv[4:])}; {argv[2]}"
+    return shlex.join(argv)
+
+
 FAILOVERS = Counter("bwvisu_ssh_failovers_total",
                     "Times a command node was given up on and commands went to the next one", ["node"])
 
@@ -193,7 +203,7 @@ class AsyncSshRunner:
     async def run(
         self, argv: Sequence[str], *, input: str | None = None, idempotent: bool = True
     ) -> CommandResult:
-        command = shlex.join(argv)  # the one place argv becomes a string: sshd hands it to a shell
+        command = shell_command(argv)  # the one place argv becomes a string
         problems: list[str] = []
         tried: list[_Node] = []
         while (node := await self._channel([n for n in self._nodes if n not in tried])) is not None:
