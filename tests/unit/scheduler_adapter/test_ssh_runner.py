@@ -277,3 +277,13 @@ def test_a_command_through_sh_runs_in_the_nodes_shell_with_the_same_arguments(ar
     assert inline.stdout == nested.stdout and "0077" in inline.stdout
     assert shell_command(["sudo", "-n", "-u", "alice", "id", "--", "a b"]) == "sudo -n -u alice id -- 'a b'"
 
+
+def test_aes_gcm_is_asked_for_first_and_every_default_cipher_stays_offered() -> None:
+    import asyncssh
+
+    from scheduler_adapter.adapters.ssh import _ciphers
+
+    defaults = [c.decode() for c in asyncssh.encryption.get_default_encryption_algs()]
+    offered = _ciphers()
+    assert offered[0] == "aes128-gcm@openssh.com"
+    assert sorted(offered) == sorted(defaults), "a node without AES-GCM still finds a cipher"
