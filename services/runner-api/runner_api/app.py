@@ -51,7 +51,9 @@ def create_app(
     app = FastAPI(title="bwvisu runner-api", version="1", docs_url=None, redoc_url=None,
                   openapi_url=None,
                   description="The web frontend's job API (compatible with the bwVisu middleware API).")
-    def authorized(credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> None:
+    # A coroutine: FastAPI runs a plain function dependency in a worker thread, a hand-over to
+    # another thread and back on every request for two comparisons.
+    async def authorized(credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> None:
         # Compare both fields, always, in constant time: no early exit tells what was wrong.
         given = credentials or HTTPBasicCredentials(username="", password="")
         ok_user = secrets.compare_digest(given.username.encode(), user.encode())

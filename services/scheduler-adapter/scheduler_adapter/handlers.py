@@ -113,17 +113,17 @@ class JobHandlers:
 
     async def on_submitted(self, event: ev.JobSubmitted, submitted_seq: int | None = None) -> None:
         """`submitted_seq`: the event's stream sequence, when known (its history starts there)."""
-        known = (evolve(None, event, submitted_seq), submitted_seq) if submitted_seq else (None, 0)
+        known = self._held_view(event, submitted_seq)
         if self._election is None:
             decision, seq, _ = await self._decide(event, known)
             await self._carry_out(event, decision, seq, None)
             return
         # Another replica may submit this job right now (the event came again while it worked):
         # only the holder of the job's submission role goes on, and decides once more first. The
-        # role is asked for while the job is read: both sit on the path of every POST /jobs.
+        # role is asked for while the job is first looked at: both sit on the path of every POST /jobs.
         claiming = asyncio.get_running_loop().create_task(_claim(self._election, event.job_id))
         try:
-            decision, seq, view = await self._decide(event, known, secrets_too=False)
+            decision, seq, view = await self._first_look(event, known)
         except BaseException:
             await _drop(self._election, claiming)
             raise
@@ -139,6 +139,24 @@ class JobHandlers:
             with contextlib.suppress(DependencyUnavailable):
                 await self._election.resign(claim)
 
+    def _held_view(self, event: ev.JobSubmitted, submitted_seq: int | None) -> tuple[JobView | None, int]:
+        """The job as known without a read, up to a sequence: the read model's view, else the event."""
+        held = self._known(event.job_id) if self._known is not None else None
+        if held is not None:
+            return held, held.seq
+        return (evolve(None, event, submitted_seq), submitted_seq) if submitted_seq else (None, 0)
+
+    async def _first_look(self, event: ev.JobSubmitted, known: tuple[JobView | None, int]
+                          ) -> tuple[list[ev.Event] | Submit, int, JobView | None]:
+        """The look before the claim is held, which only spares a claim for a job decided already:
+        with a read model, its view (no read: it may lag, and the look under the claim reads
+        what came since), else the log."""
+        if self._known is None:
+            return await self._decide(event, known, secrets_too=False)
+        view, seq = known
+        fresh = JobSecrets(secrets.token_hex(32), new_session_secret())
+        return decide_submit(view, event, earlier=fresh, fresh=fresh, now=ev.utcnow()), seq, view
+
     async def _decide(self, event: ev.JobSubmitted, known: tuple[JobView | None, int], *,
                       secrets_too: bool = True) -> tuple[list[ev.Event] | Submit, int, JobView | None]:
         """Decide on the job as it stands: `known` is its view up to a sequence (None, 0: nothing
@@ -151,10 +169,10 @@ class JobHandlers:
         view, seq = known
         fresh = JobSecrets(secrets.token_hex(32), new_session_secret())
         if secrets_too:
-            newer, token, session = await asyncio.gather(
-                self._events.read_job(job_id, seq + 1), self._state.get_secret(token_key(job_id)),
-                self._state.get_secret(session_secret_key(job_id)),
-            )
+            newer, token = await asyncio.gather(self._events.read_job(job_id, seq + 1),
+                                                self._state.get_secret(token_key(job_id)))
+            # An attempt stores the token whenever it stores secrets: no token, nothing earlier.
+            session = None if token is None else await self._state.get_secret(session_secret_key(job_id))
             earlier = JobSecrets.earlier(token, session, fresh)
         else:
             newer, earlier = await self._events.read_job(job_id, seq + 1), fresh

@@ -312,3 +312,16 @@ async def test_a_job_answers_its_last_activity_from_when_it_answered_then_from_i
         return bool(answer.get("last-activity") == later.isoformat())
 
     await eventually(traffic_shown, "the job's answer carries its last traffic")
+
+
+async def test_a_submission_takes_no_worker_thread(api, monkeypatch: pytest.MonkeyPatch):
+    """The credentials check runs on the event loop: no hand-over to a thread and back per request."""
+    import fastapi.dependencies.utils as dependencies
+
+    async def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a dependency ran in a worker thread")
+
+    monkeypatch.setattr(dependencies, "run_in_threadpool", no_thread)
+    client, _, _, _ = api
+    assert (await client.post("/jobs", json=body(), headers=AUTH)).status_code == 200
+    assert (await client.post("/jobs", json=body(), headers={})).status_code == 401

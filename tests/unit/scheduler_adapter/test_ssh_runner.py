@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
+import subprocess
 from collections.abc import Callable
 
 import pytest
 
 from bwvisu_common.settings import CommandNode
-from scheduler_adapter.adapters.ssh import AsyncSshRunner, Lost, NotSent, Running, Session
+from scheduler_adapter.adapters.ssh import AsyncSshRunner, Lost, NotSent, Running, Session, shell_command
 from scheduler_adapter.errors import CommandOutcomeUnknown, SchedulerUnavailable
 from scheduler_adapter.ports import CommandResult
 from tests.samples import sample
@@ -260,3 +262,28 @@ async def test_a_command_waiting_for_a_channel_goes_elsewhere_once_its_node_is_d
     assert (await waiting).node == "login1"
     await asyncio.gather(*held, return_exceptions=True)
     await r.close()
+
+
+@pytest.mark.parametrize("args", [[], ["printf", "%s|", "a b", "it's", "$HOME", "*", "-x"]])
+def test_a_command_through_sh_runs_in_the_nodes_shell_with_the_same_arguments(args: list[str]) -> None:
+    """`sh -c SCRIPT NAME ARGS` goes over as one shell line without a second shell: same effect."""
+    script = 'umask 077 && umask && [ "$#" -eq 0 ] || exec "$@"'
+    argv = ["sh", "-c", script, "sh", *args]
+    line = shell_command(argv)
+    assert not line.startswith("sh ")
+    # What sshd does with the line: the account's shell runs it (here /bin/sh, as a node's could be).
+    inline = subprocess.run(["/bin/sh", "-c", line], capture_output=True, text=True, check=True)
+    nested = subprocess.run(["/bin/sh", "-c", shlex.join(argv)], capture_output=True, text=True, check=True)
+    assert inline.stdout == nested.stdout and "0077" in inline.stdout
+    assert shell_command(["sudo", "-n", "-u", "alice", "id", "--", "a b"]) == "sudo -n -u alice id -- 'a b'"
+
+
+def test_aes_gcm_is_asked_for_first_and_every_default_cipher_stays_offered() -> None:
+    import asyncssh
+
+    from scheduler_adapter.adapters.ssh import _ciphers
+
+    defaults = [c.decode() for c in asyncssh.encryption.get_default_encryption_algs()]
+    offered = _ciphers()
+    assert offered[0] == "aes128-gcm@openssh.com"
+    assert sorted(offered) == sorted(defaults), "a node without AES-GCM still finds a cipher"

@@ -10,7 +10,8 @@ import pytest
 
 from bwvisu_common import events as ev
 from bwvisu_common.election import LeadershipLost
-from bwvisu_common.state_keys import submission_role
+from bwvisu_common.read_model import JobView, fold
+from bwvisu_common.state_keys import session_secret_key, submission_role, token_key
 from bwvisu_common.templates import FileTemplates
 from scheduler_adapter import handlers as handlers_module
 from scheduler_adapter.adapters.slurm import SlurmCli
@@ -127,3 +128,53 @@ async def test_a_job_too_old_to_submit_fails_under_the_claim_when_no_attempt_lef
     assert isinstance(last, ev.JobSubmitFailed) and "in time" in last.reason
     assert replicas.runner.calls_of("sbatch") == []
     assert await replicas.elections[0].holder(submission_role("j1")) is None
+
+
+def with_read_model(replicas: Replicas, views: dict[str, JobView]) -> JobHandlers:
+    """Replica 0 again, with a read model holding `views` (it may lag the log)."""
+    first = replicas.handlers[0]
+    return JobHandlers(replicas.events, replicas.state, first._scheduler, first._templates, first._config,
+                       election=replicas.elections[0], known=views.get)
+
+
+async def test_a_job_the_read_model_shows_decided_needs_no_claim_nor_a_read(replicas: Replicas) -> None:
+    seq, event = await replicas.submitted()
+    queued = ev.JobQueued(job_id="j1", slurm_id="4711")
+    queued_seq = await replicas.events.append([queued])
+    view = fold([(seq, event), (queued_seq, queued)])
+    assert view is not None
+    handlers = with_read_model(replicas, {"j1": view})
+    replicas.elections[0].unreachable = True  # were it asked, it would fail
+    reads: list[str] = []
+    real_read = replicas.events.read_job
+
+    async def counted(job_id: str, from_seq: int = 1) -> list[tuple[int, ev.AnyEvent]]:
+        reads.append(job_id)
+        return await real_read(job_id, from_seq)
+
+    replicas.events.read_job = counted  # type: ignore[method-assign]
+    await handlers.on_submitted(event, seq)
+    assert reads == [] and replicas.runner.calls_of("sbatch") == []
+
+
+async def test_a_read_model_that_lags_still_submits_once_under_the_claim(replicas: Replicas) -> None:
+    replicas.runner.on(SBATCH, "4711\n")
+    seq, event = await replicas.submitted()
+    await replicas.handlers[1].on_submitted(event, seq)  # queued by the other replica meanwhile
+    lagging = with_read_model(replicas, {})  # its read model has not seen the job yet
+    await lagging.on_submitted(event, seq)
+    assert len(replicas.runner.calls_of("sbatch")) == 1
+    log = [type(e).__name__ for _, e in await replicas.events.read_job("j1")]
+    assert log == ["JobSubmitted", "JobQueued"]
+    assert await replicas.elections[0].holder(submission_role("j1")) is None, "the claim is given back"
+
+
+async def test_a_retry_reuses_both_secrets_an_earlier_attempt_stored(replicas: Replicas) -> None:
+    replicas.runner.on(SBATCH, "4711\n")
+    replicas.runner.on(["squeue", "**"], "")  # the earlier attempt's job is not in Slurm
+    seq, event = await replicas.submitted()
+    await replicas.state.put_secret(token_key("j1"), b"t" * 64, 60)
+    await replicas.state.put_secret(session_secret_key("j1"), b"s" * 43, 60)
+    await replicas.handlers[0].on_submitted(event, seq)
+    [call] = replicas.runner.calls_of("sbatch")
+    assert call.input is not None and "t" * 64 in call.input and "s" * 43 in call.input
