@@ -33,6 +33,7 @@ pytestmark = pytest.mark.timeout(15 * 60)
 
 JOBS = int(os.environ.get("BWVISU_CHAOS_JOBS", "200"))
 WORKERS = 8
+SERVES = 60  # seconds a session serves unless cancelled
 BUDGET = 13 * 60.0  # seconds for the workload; the checks take the rest of the 15 minutes
 Job = dict[str, Any]
 
@@ -47,6 +48,8 @@ def ha(minicluster: Minicluster, tmp_path_factory: pytest.TempPathFactory) -> It
 class Record:
     accepted: list[str] = field(default_factory=list)
     answered: set[str] = field(default_factory=set)  # reached `available` and greeted with its own id
+    cancel_sent: set[str] = field(default_factory=set)  # then its owner asked to cancel it
+    cancelled: set[str] = field(default_factory=set)  # ... and runner-api took the cancel
     problems: list[str] = field(default_factory=list)
 
 
@@ -91,11 +94,14 @@ class Probe:
 
 
 async def lifecycle(runners: Runners, record: Record, probe: Probe | None = None) -> None:
-    """One session: submit, wait for `available`, be greeted through the gateway, let it end.
+    """One session: submit, wait for `available`, be greeted through the gateway, cancel it (as its
+    owner ends a session), wait until it is over.
 
     A probe submits again until a submit is accepted, and looks at its session more often."""
-    # Long enough to be greeted through its gateway even when a fault held its `available` back.
-    body = {"uid": "alice", "template-name": "port-echo", "variables": {"seconds": "10", "runtime": "3"}}
+    # It serves SERVES seconds unless cancelled: long enough to be greeted through its gateway even
+    # when a fault held its `available` back; a session never greeted ends by itself, COMPLETED.
+    serves = {"seconds": str(SERVES), "runtime": "3"}
+    body = {"uid": "alice", "template-name": "port-echo", "variables": serves}
     job_id = await submit(runners, body, again=probe is not None)
     if job_id is None:
         return
@@ -116,6 +122,12 @@ async def lifecycle(runners: Runners, record: Record, probe: Probe | None = None
                                                    str(job["connect"]["secret"]))
                     if line.split()[1:2] == [job_id]:
                         record.answered.add(job_id)
+            over = job.get("state") == "finished"
+            if job_id in record.answered and job_id not in record.cancelled and not over:
+                record.cancel_sent.add(job_id)  # before: a lost answer may hide a cancel that took
+                cancelled = await runners.call("DELETE", f"/jobs/{job_id}", params={"uid": "alice"})
+                if cancelled is not None and cancelled.status_code == 200:
+                    record.cancelled.add(job_id)
             if job.get("state") == "finished":
                 return
         await asyncio.sleep(0.5 if probe is None else 0.1)
@@ -170,6 +182,13 @@ async def stores(system: HaSystem) -> AsyncIterator[tuple[Any, Any]]:
         yield events, state
 
 
+def ending(job_id: str, record: Record) -> tuple[str, ...]:
+    """How the job may end: cancelled once runner-api took its cancel, by itself if none was asked."""
+    if job_id in record.cancelled:
+        return ("CANCELLED",)
+    return ("CANCELLED", "COMPLETED") if job_id in record.cancel_sent else ("COMPLETED",)
+
+
 async def leftovers(system: HaSystem, record: Record) -> list[str]:
     """Everything the accepted jobs may not leave behind, said in words (empty: nothing left)."""
     found = []
@@ -180,8 +199,8 @@ async def leftovers(system: HaSystem, record: Record) -> list[str]:
             ended = [e for _, e in await events.read_job(job_id) if isinstance(e, ev.JobEnded)]
             if not ended:
                 found.append(f"{job_id}: lost (never finished)")
-            elif ended[-1].slurm_state != "COMPLETED":  # each ends by itself once it served
-                found.append(f"{job_id}: ended {ended[-1].slurm_state}, not COMPLETED")
+            elif ended[-1].slurm_state not in (expected := ending(job_id, record)):
+                found.append(f"{job_id}: ended {ended[-1].slurm_state}, not {' or '.join(expected)}")
             if job_id not in record.answered:
                 found.append(f"{job_id}: never answered through its gateway with its own id")
         held = await state.reservations()
