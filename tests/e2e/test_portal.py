@@ -18,12 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser import chromium
 from tests.e2e.conftest import REPO, BwvisuSystem, Minicluster, Portal, portal_process
 
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -36,13 +34,8 @@ def portal(bwvisu_system: BwvisuSystem, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @contextlib.contextmanager

@@ -4,29 +4,15 @@ browser (Debian's chromium), over a portal with fakes, in each state a page can 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from bwvisu_common import events as ev
-from tests.browser import ADMIN, PortalServer, check_accessible, chromium, portal_server
+from tests.browser import ADMIN, PortalServer, check_accessible
 from tests.fakes.authenticator import USERS
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[PortalServer]:
-    with portal_server() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser(server: PortalServer) -> Iterator[Any]:
-    # After the server, so it closes its pages' live streams before the server stops.
-    with chromium() as b:
-        yield b
 
 
 def log_in(browser: Any, server: PortalServer, user: str, password: str | None = None) -> Any:

@@ -4,14 +4,13 @@ real browser (Debian's chromium) over a portal with fakes."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from bwvisu_common import events as ev
 from bwvisu_common.job_facts import JobState
-from tests.browser import PortalServer, chromium, portal_server
+from tests.browser import PortalServer
 
 pytestmark = pytest.mark.integration
 
@@ -28,19 +27,6 @@ FOCUSED = """() => {
 TABBABLE = """() => Array.from(document.querySelectorAll(
     "a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex='0']"))
   .filter((el) => el.getClientRects().length > 0 && !el.disabled).length"""
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[PortalServer]:
-    with portal_server() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser(server: PortalServer) -> Iterator[Any]:
-    # After the server, so it closes its pages' live streams before the server stops.
-    with chromium() as b:
-        yield b
 
 
 def tab_to(page: Any, wanted: dict[str, str], limit: int = 40) -> list[dict[str, Any]]:
